@@ -1,0 +1,399 @@
+//! Container-runtime layer of the host agent.
+//!
+//! [`Runtime`] is the narrow interface the agent loop uses to talk to the
+//! container engine. [`DockerRuntime`] implements it against a real Docker
+//! daemon (via bollard); [`FakeRuntime`] is a deterministic in-memory
+//! implementation for unit tests.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use futures::stream::BoxStream;
+
+mod docker;
+mod fake;
+
+pub use docker::DockerRuntime;
+pub use fake::{FakeCall, FakeOp, FakeRuntime};
+
+/// Label carried by every container the agent manages. Its value is the task ARN.
+pub const TASK_ARN_LABEL: &str = "com.amazonaws.ecs.task-arn";
+
+/// The interface to the container engine.
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Host capacity and engine version.
+    async fn info(&self) -> Result<HostInfo, RuntimeError>;
+
+    /// Whether the image reference is present locally.
+    async fn image_present(&self, image: &str) -> Result<bool, RuntimeError>;
+
+    /// Pull an image (always contacts the registry, even if present locally).
+    /// On failure the error is [`RuntimeError::ImagePull`] with the daemon's message.
+    async fn pull_image(&self, image: &str) -> Result<(), RuntimeError>;
+
+    /// Create the named volume if it does not exist (idempotent).
+    async fn ensure_volume(
+        &self,
+        name: &str,
+        driver: Option<&str>,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), RuntimeError>;
+
+    /// Create (but do not start) a container. Returns the container id.
+    async fn create_container(&self, spec: &ContainerSpec) -> Result<String, RuntimeError>;
+
+    /// Start a created container. Starting a running container is Ok.
+    async fn start_container(&self, id: &str) -> Result<(), RuntimeError>;
+
+    /// SIGTERM (or the image's StopSignal), then SIGKILL after `timeout`.
+    /// Already stopped/absent is Ok.
+    async fn stop_container(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError>;
+
+    /// Force-remove the container and its anonymous volumes; absent is Ok.
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError>;
+
+    /// Inspect a container by id or name; `None` if it does not exist.
+    async fn inspect_container(&self, id: &str) -> Result<Option<ContainerStatus>, RuntimeError>;
+
+    /// All containers (running or not) carrying the label [`TASK_ARN_LABEL`].
+    async fn list_managed(&self) -> Result<Vec<ContainerStatus>, RuntimeError>;
+
+    /// Stream of container events (start, die, health_status, oom, destroy) for
+    /// managed containers. Events that happen after this call returns are
+    /// delivered even if the stream is polled later. The stream ends after an
+    /// error or a disconnect; the caller re-subscribes and re-lists.
+    fn events(&self) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>>;
+}
+
+/// Host capacity and engine version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostInfo {
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    /// e.g. "linux"
+    pub os_type: String,
+    /// e.g. "x86_64"
+    pub architecture: String,
+    /// Docker server version, e.g. "20.10.24+dfsg1".
+    pub server_version: String,
+    /// Server's API version, e.g. "1.41".
+    pub api_version: String,
+}
+
+/// Container network mode.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum NetworkMode {
+    #[default]
+    Bridge,
+    Host,
+    None,
+    /// Share another container's network namespace (`container:<id-or-name>`).
+    Container(String),
+    /// A user-defined Docker network.
+    Named(String),
+}
+
+impl NetworkMode {
+    /// The value for Docker's `HostConfig.NetworkMode`.
+    pub fn as_docker(&self) -> String {
+        match self {
+            NetworkMode::Bridge => "bridge".into(),
+            NetworkMode::Host => "host".into(),
+            NetworkMode::None => "none".into(),
+            NetworkMode::Container(c) => format!("container:{c}"),
+            NetworkMode::Named(n) => n.clone(),
+        }
+    }
+}
+
+/// Transport protocol of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = RuntimeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Protocol::Tcp),
+            "udp" => Ok(Protocol::Udp),
+            other => Err(RuntimeError::Other(format!(
+                "unsupported protocol {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A requested port publication.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct PortBinding {
+    pub container_port: u16,
+    /// 0 = let Docker choose an ephemeral host port.
+    pub host_port: u16,
+    pub protocol: Protocol,
+    /// Host address to bind; `None` = all addresses.
+    pub host_ip: Option<String>,
+}
+
+/// An actual port publication reported by the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BoundPort {
+    pub container_port: u16,
+    pub host_port: u16,
+    pub protocol: Protocol,
+    /// e.g. "0.0.0.0" or "::" (Docker may report one entry per address family).
+    pub host_ip: Option<String>,
+}
+
+/// Source of a mount.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MountSource {
+    /// Bind-mount a host path.
+    HostPath(String),
+    /// A named Docker volume.
+    Volume(String),
+}
+
+/// A bind mount or named volume mounted into the container.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Mount {
+    pub source: MountSource,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+impl Mount {
+    /// Docker `Binds` entry: `source:target[:ro]`.
+    pub fn as_bind(&self) -> String {
+        let src = match &self.source {
+            MountSource::HostPath(p) | MountSource::Volume(p) => p.as_str(),
+        };
+        if self.read_only {
+            format!("{src}:{}:ro", self.container_path)
+        } else {
+            format!("{src}:{}", self.container_path)
+        }
+    }
+}
+
+/// Container health check (ECS `healthCheck`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HealthCheck {
+    /// Docker test array as given by ECS: `["CMD-SHELL", "..."]` or `["CMD", ...]`.
+    pub command: Vec<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    /// Zero = no start period.
+    pub start_period: Duration,
+}
+
+impl HealthCheck {
+    /// A health check with the ECS defaults (interval 30 s, timeout 5 s,
+    /// 3 retries, no start period).
+    pub fn new(command: Vec<String>) -> Self {
+        HealthCheck {
+            command,
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            retries: 3,
+            start_period: Duration::ZERO,
+        }
+    }
+}
+
+/// Everything needed to create a container. Names are chosen by the caller.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ContainerSpec {
+    /// Docker container name.
+    pub name: String,
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    /// ECS cpu units -> Docker CpuShares (raised to the minimum of 2 if set).
+    pub cpu_shares: Option<i64>,
+    /// Hard memory limit.
+    pub memory_bytes: Option<i64>,
+    /// Soft memory limit.
+    pub memory_reservation_bytes: Option<i64>,
+    pub network_mode: NetworkMode,
+    pub port_bindings: Vec<PortBinding>,
+    pub labels: HashMap<String, String>,
+    pub binds: Vec<Mount>,
+    /// `"containerName:alias"` (bridge mode only).
+    pub links: Vec<String>,
+    pub health_check: Option<HealthCheck>,
+    pub stop_timeout: Option<Duration>,
+    pub hostname: Option<String>,
+    /// `"host:ip"` entries for /etc/hosts.
+    pub extra_hosts: Vec<String>,
+    pub privileged: bool,
+    pub readonly_rootfs: bool,
+}
+
+/// Coarse container state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+    Dead,
+    /// paused, restarting, removing, ... (the engine's raw status string)
+    Other(String),
+}
+
+/// Health check status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl Health {
+    /// Parse Docker's health status string ("starting", "healthy", "unhealthy").
+    pub fn parse(s: &str) -> Option<Health> {
+        match s.trim() {
+            "starting" => Some(Health::Starting),
+            "healthy" => Some(Health::Healthy),
+            "unhealthy" => Some(Health::Unhealthy),
+            _ => None,
+        }
+    }
+}
+
+/// Observed state of a container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerStatus {
+    pub id: String,
+    /// Container name without Docker's leading '/'.
+    pub name: String,
+    /// Container labels. Docker merges the image's labels in (container labels win).
+    pub labels: HashMap<String, String>,
+    /// The image reference the container was created from.
+    pub image: String,
+    pub state: ContainerState,
+    /// Set once the container has exited (or failed to start).
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    pub error: Option<String>,
+    pub started_at: Option<SystemTime>,
+    pub finished_at: Option<SystemTime>,
+    /// `None` if the container has no health check.
+    pub health: Option<Health>,
+    /// Published ports (only while running).
+    pub ports: Vec<BoundPort>,
+}
+
+impl ContainerStatus {
+    /// The task ARN label, if any.
+    pub fn task_arn(&self) -> Option<&str> {
+        self.labels.get(TASK_ARN_LABEL).map(String::as_str)
+    }
+}
+
+/// A container lifecycle event.
+///
+/// `labels` are the container's labels as carried in the event's
+/// `Actor.Attributes` (with Docker's own `image`, `name` and `exitCode`
+/// attributes removed).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuntimeEvent {
+    Started {
+        id: String,
+        labels: HashMap<String, String>,
+    },
+    Died {
+        id: String,
+        labels: HashMap<String, String>,
+        exit_code: Option<i64>,
+    },
+    Health {
+        id: String,
+        labels: HashMap<String, String>,
+        health: Health,
+    },
+    Oom {
+        id: String,
+        labels: HashMap<String, String>,
+    },
+    Destroyed {
+        id: String,
+        labels: HashMap<String, String>,
+    },
+}
+
+impl RuntimeEvent {
+    /// The container id the event is about.
+    pub fn id(&self) -> &str {
+        match self {
+            RuntimeEvent::Started { id, .. }
+            | RuntimeEvent::Died { id, .. }
+            | RuntimeEvent::Health { id, .. }
+            | RuntimeEvent::Oom { id, .. }
+            | RuntimeEvent::Destroyed { id, .. } => id,
+        }
+    }
+
+    /// The container's labels.
+    pub fn labels(&self) -> &HashMap<String, String> {
+        match self {
+            RuntimeEvent::Started { labels, .. }
+            | RuntimeEvent::Died { labels, .. }
+            | RuntimeEvent::Health { labels, .. }
+            | RuntimeEvent::Oom { labels, .. }
+            | RuntimeEvent::Destroyed { labels, .. } => labels,
+        }
+    }
+}
+
+/// Errors from the container runtime.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// The daemon is unreachable.
+    #[error("container runtime unavailable: {0}")]
+    Unavailable(String),
+    /// Pulling an image failed (message from the daemon).
+    #[error("image pull failed: {0}")]
+    ImagePull(String),
+    /// No such container / image / volume.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Name already in use, or an operation conflicting with the current state.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("container runtime error: {0}")]
+    Other(String),
+}
+
+impl RuntimeError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, RuntimeError::Unavailable(_))
+    }
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RuntimeError::NotFound(_))
+    }
+}

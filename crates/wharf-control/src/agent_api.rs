@@ -1,0 +1,187 @@
+//! The agent-facing operations (see `wharf_core::agent_protocol`): long-poll
+//! for assigned tasks, state reports, and disconnect. An agent's session is
+//! a store key under a lease that each poll keeps alive, so
+//! `agentConnected` is true exactly while the agent keeps polling.
+
+use crate::error::{from_store, invalid, ApiResult};
+use crate::http::call;
+use crate::records::{self, commit};
+use crate::{Control, Ctx};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use wharf_core::agent_protocol::*;
+use wharf_core::arn;
+use wharf_core::lifecycle::apply_report;
+use wharf_core::records::{keys, InstanceRecord, TaskDefinitionRecord, TaskRecord};
+use wharf_protocol::AwsError;
+use wharf_store::{LeaseId, Op, Txn};
+
+/// Lease of each connected agent's session key, by instance ID.
+#[derive(Default)]
+pub struct Sessions(Mutex<HashMap<String, LeaseId>>);
+
+pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<Vec<u8>> {
+    match op {
+        POLL => call(body, |r| poll(c, x, r)).await,
+        REPORT_TASK_STATE => call(body, |r| report(c, x, r)).await,
+        DISCONNECT => call(body, |r| disconnect(c, x, r)).await,
+        _ => Err(AwsError::unknown_operation(&format!(
+            "{TARGET_PREFIX}.{op}"
+        ))),
+    }
+}
+
+async fn keep_session(c: &Control, cluster: &str, id: &str) -> ApiResult<()> {
+    let existing = c.sessions.0.lock().expect("sessions lock").get(id).copied();
+    if let Some(lease) = existing {
+        if c.store.keep_alive(lease).await.is_ok() {
+            return Ok(());
+        }
+    }
+    let lease = c
+        .store
+        .grant_lease(c.config.agent_session_ttl)
+        .await
+        .map_err(from_store)?;
+    c.store
+        .txn(Txn::new().then(Op::put_with_lease(
+            keys::agent_session(cluster, id),
+            b"1".to_vec(),
+            lease,
+        )))
+        .await
+        .map_err(from_store)?;
+    c.sessions
+        .0
+        .lock()
+        .expect("sessions lock")
+        .insert(id.to_string(), lease);
+    Ok(())
+}
+
+async fn poll(c: &Control, _x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
+    let (_, id) =
+        arn::container_instance_id(&r.container_instance_arn).map_err(crate::error::from_core)?;
+    let cluster = r.cluster.clone();
+    let instance =
+        records::get::<InstanceRecord>(c.store.as_ref(), &keys::instance(&cluster, &id)).await?;
+    if instance.is_none_or(|v| v.value.status == "INACTIVE") {
+        return Ok(PollResponse {
+            revision: 0,
+            registered: false,
+            tasks: vec![],
+        });
+    }
+    keep_session(c, &cluster, &id).await?;
+    if r.after_revision > 0 {
+        // Wait for a change to this cluster's tasks, or the timeout.
+        let mut rx = c
+            .store
+            .watch(&keys::tasks(&cluster), r.after_revision + 1)
+            .await
+            .ok();
+        let wait = Duration::from_millis(r.wait_millis.min(30_000));
+        if let Some(rx) = rx.as_mut() {
+            let _ = tokio::time::timeout(wait, async {
+                while let Some(ev) = rx.recv().await {
+                    let mine = serde_json::from_slice::<TaskRecord>(&ev.kv.value)
+                        .map(|t| t.instance_id.as_deref() == Some(id.as_str()))
+                        .unwrap_or(true);
+                    if mine {
+                        return;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+    let (tasks, revision) =
+        records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(&cluster)).await?;
+    let mut defs: HashMap<String, wharf_model::ecs::TaskDefinition> = HashMap::new();
+    let mut out = vec![];
+    for t in tasks
+        .into_iter()
+        .map(|v| v.value)
+        .filter(|t| t.instance_id.as_deref() == Some(id.as_str()))
+    {
+        if !defs.contains_key(&t.task_definition_arn) {
+            let key = keys::task_definition(&t.family, t.revision);
+            if let Some(td) = records::get::<TaskDefinitionRecord>(c.store.as_ref(), &key).await? {
+                defs.insert(t.task_definition_arn.clone(), td.value.definition);
+            }
+        }
+        let Some(td) = defs.get(&t.task_definition_arn) else {
+            continue;
+        };
+        out.push(AssignedTask {
+            task_arn: t.arn.clone(),
+            task_definition: td.clone(),
+            overrides: t.overrides.clone(),
+            desired_status: t.desired_status.as_str().into(),
+            last_status: t.last_status.as_str().into(),
+            containers: t
+                .containers
+                .iter()
+                .map(|c| AssignedContainer {
+                    name: c.name.clone(),
+                    container_arn: c.arn.clone(),
+                })
+                .collect(),
+        });
+    }
+    Ok(PollResponse {
+        revision,
+        registered: true,
+        tasks: out,
+    })
+}
+
+async fn report(c: &Control, x: &Ctx, r: TaskStateReport) -> ApiResult<Empty> {
+    let (from_arn, id) = arn::task_id(&r.task_arn).map_err(crate::error::from_core)?;
+    let cluster = from_arn.unwrap_or_else(|| r.cluster.clone());
+    for _ in 0..records::MAX_ATTEMPTS {
+        let Some(mut task) =
+            records::get::<TaskRecord>(c.store.as_ref(), &keys::task(&cluster, &id)).await?
+        else {
+            return Err(invalid("The referenced task was not found."));
+        };
+        let applied = apply_report(&mut task.value, &r, x.now);
+        if !applied.changed {
+            return Ok(Empty {});
+        }
+        let mut txn = Txn::new().when(task.unchanged()).then(task.put());
+        // Reaching STOPPED gives the task's reservation back in the same write.
+        if applied.became_stopped {
+            if let Some(iid) = &task.value.instance_id {
+                if let Some(mut inst) =
+                    records::get::<InstanceRecord>(c.store.as_ref(), &keys::instance(&cluster, iid))
+                        .await?
+                {
+                    inst.value.allocated.remove(&task.value.reservation);
+                    inst.value.version += 1;
+                    txn = txn.when(inst.unchanged()).then(inst.put());
+                }
+            }
+        }
+        if commit(c.store.as_ref(), txn).await? {
+            return Ok(Empty {});
+        }
+    }
+    Err(records::contention())
+}
+
+async fn disconnect(c: &Control, _x: &Ctx, r: DisconnectRequest) -> ApiResult<Empty> {
+    let (_, id) =
+        arn::container_instance_id(&r.container_instance_arn).map_err(crate::error::from_core)?;
+    tracing::info!(instance = %id, reason = %r.reason, "agent disconnected");
+    let lease = c.sessions.0.lock().expect("sessions lock").remove(&id);
+    if let Some(lease) = lease {
+        let _ = c.store.revoke_lease(lease).await;
+    }
+    c.store
+        .txn(Txn::new().then(Op::delete(keys::agent_session(&r.cluster, &id))))
+        .await
+        .map_err(from_store)?;
+    Ok(Empty {})
+}

@@ -1,0 +1,139 @@
+//! Custom attributes on container instances (the only target type ECS has).
+
+use super::{active_cluster, cluster_name, instances};
+use crate::error::{invalid, ApiResult};
+use crate::records::{self, commit};
+use crate::wire::{self, paginate};
+use crate::{Control, Ctx};
+use wharf_core::records::{keys, InstanceRecord};
+use wharf_model::ecs;
+use wharf_protocol::AwsError;
+use wharf_store::Txn;
+
+fn target_not_found(id: &str) -> AwsError {
+    AwsError::client(
+        "TargetNotFoundException",
+        format!("Could not find target {id}."),
+    )
+}
+
+async fn edit(c: &Control, cluster: &str, attrs: &[ecs::Attribute], remove: bool) -> ApiResult<()> {
+    for a in attrs {
+        if a.target_type
+            .as_ref()
+            .is_some_and(|t| *t != ecs::TargetType::ContainerInstance)
+        {
+            return Err(invalid("targetType must be container-instance."));
+        }
+    }
+    instances::validate_attributes(attrs)?;
+    for a in attrs {
+        let target = a
+            .target_id
+            .as_deref()
+            .ok_or_else(|| invalid("targetId is required."))?;
+        let mut done = false;
+        for _ in 0..records::MAX_ATTEMPTS {
+            let Some(mut v) = instances::find(c, cluster, target).await? else {
+                return Err(target_not_found(target));
+            };
+            if remove {
+                v.value.attributes.remove(&a.name);
+            } else {
+                v.value.attributes.insert(a.name.clone(), a.value.clone());
+            }
+            v.value.version += 1;
+            if commit(
+                c.store.as_ref(),
+                Txn::new().when(v.unchanged()).then(v.put()),
+            )
+            .await?
+            {
+                done = true;
+                break;
+            }
+        }
+        if !done {
+            return Err(records::contention());
+        }
+    }
+    Ok(())
+}
+
+pub async fn put(
+    c: &Control,
+    _x: &Ctx,
+    r: ecs::PutAttributesRequest,
+) -> ApiResult<ecs::PutAttributesResponse> {
+    let name = cluster_name(r.cluster.as_deref())?;
+    active_cluster(c, &name).await?;
+    if r.attributes.len() > 10 {
+        return Err(AwsError::client(
+            "AttributeLimitExceededException",
+            "You can apply up to 10 custom attributes per resource.",
+        ));
+    }
+    edit(c, &name, &r.attributes, false).await?;
+    Ok(ecs::PutAttributesResponse {
+        attributes: Some(r.attributes),
+    })
+}
+
+pub async fn delete(
+    c: &Control,
+    _x: &Ctx,
+    r: ecs::DeleteAttributesRequest,
+) -> ApiResult<ecs::DeleteAttributesResponse> {
+    let name = cluster_name(r.cluster.as_deref())?;
+    active_cluster(c, &name).await?;
+    edit(c, &name, &r.attributes, true).await?;
+    Ok(ecs::DeleteAttributesResponse {
+        attributes: Some(r.attributes),
+    })
+}
+
+pub async fn list(
+    c: &Control,
+    _x: &Ctx,
+    r: ecs::ListAttributesRequest,
+) -> ApiResult<ecs::ListAttributesResponse> {
+    let name = cluster_name(r.cluster.as_deref())?;
+    active_cluster(c, &name).await?;
+    let size = wire::page_size(r.max_results, 100, 100)?;
+    if r.target_type != ecs::TargetType::ContainerInstance {
+        return Err(invalid("targetType must be container-instance."));
+    }
+    if r.attribute_value.is_some() && r.attribute_name.is_none() {
+        return Err(invalid(
+            "attributeValue can only be given with attributeName.",
+        ));
+    }
+    let (all, _) =
+        records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(&name)).await?;
+    let mut items = vec![];
+    for v in all.into_iter().filter(|v| v.value.status != "INACTIVE") {
+        for (k, val) in &v.value.attributes {
+            if r.attribute_name.as_ref().is_some_and(|n| n != k)
+                || r.attribute_value
+                    .as_ref()
+                    .is_some_and(|want| Some(want) != val.as_ref())
+            {
+                continue;
+            }
+            items.push((
+                format!("{}/{k}", v.value.id),
+                ecs::Attribute {
+                    name: k.clone(),
+                    value: val.clone(),
+                    target_type: Some(ecs::TargetType::ContainerInstance),
+                    target_id: Some(v.value.arn.clone()),
+                },
+            ));
+        }
+    }
+    let (attributes, next) = paginate(items, r.next_token.as_deref(), size)?;
+    Ok(ecs::ListAttributesResponse {
+        attributes: Some(attributes),
+        next_token: next,
+    })
+}

@@ -1,0 +1,217 @@
+use super::{active_cluster, cluster_name};
+use crate::error::{invalid, ApiResult};
+use crate::records::{self, commit, Versioned};
+use crate::wire::{self, paginate, Counts};
+use crate::{Control, Ctx};
+use wharf_core::lifecycle::TaskStatus;
+use wharf_core::records::{keys, tags_from_wire, ClusterRecord, InstanceRecord, TaskRecord};
+use wharf_model::ecs;
+use wharf_protocol::AwsError;
+use wharf_store::{Compare, Txn};
+
+pub async fn create(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::CreateClusterRequest,
+) -> ApiResult<ecs::CreateClusterResponse> {
+    let name = r.cluster_name.clone().unwrap_or_else(|| "default".into());
+    if !wharf_core::arn::valid_name(&name) {
+        return Err(invalid(
+            "Cluster name can only contain letters (uppercase and lowercase), numbers, hyphens, and underscores, up to 255 characters.",
+        ));
+    }
+    super::tags::check_tags(r.tags.as_deref().unwrap_or_default())?;
+    let mut settings = std::collections::BTreeMap::new();
+    for s in r.settings.iter().flatten() {
+        settings.insert(
+            s.name
+                .as_ref()
+                .map(|n| n.as_str().to_string())
+                .unwrap_or_default(),
+            s.value.clone().unwrap_or_default(),
+        );
+    }
+    let key = keys::cluster(&name);
+    for _ in 0..records::MAX_ATTEMPTS {
+        let existing = records::get::<ClusterRecord>(c.store.as_ref(), &key).await?;
+        // Creating a cluster that exists returns it, as ECS does.
+        if let Some(v) = &existing {
+            if v.value.status == "ACTIVE" {
+                return Ok(ecs::CreateClusterResponse {
+                    cluster: Some(describe_one(c, &v.value, true).await?),
+                });
+            }
+        }
+        let record = ClusterRecord {
+            name: name.clone(),
+            arn: x.scope.cluster(&name),
+            status: "ACTIVE".into(),
+            tags: tags_from_wire(r.tags.as_deref().unwrap_or_default()),
+            settings: settings.clone(),
+            created_at: x.now,
+        };
+        let cmp = match &existing {
+            Some(v) => v.unchanged(),
+            None => Compare::NotExists(key.clone()),
+        };
+        if commit(
+            c.store.as_ref(),
+            Txn::new().when(cmp).then(records::put(&key, &record)),
+        )
+        .await?
+        {
+            return Ok(ecs::CreateClusterResponse {
+                cluster: Some(wire::cluster(&record, 0, Counts::default(), true, true)),
+            });
+        }
+    }
+    Err(records::contention())
+}
+
+/// A cluster with its live counts.
+pub(crate) async fn describe_one(
+    c: &Control,
+    rec: &ClusterRecord,
+    with_tags: bool,
+) -> ApiResult<ecs::Cluster> {
+    let (instances, _) =
+        records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(&rec.name)).await?;
+    let registered = instances
+        .iter()
+        .filter(|i| i.value.status != "INACTIVE")
+        .count() as i32;
+    let (tasks, _) = records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(&rec.name)).await?;
+    let mut counts = Counts::default();
+    for t in &tasks {
+        counts.add(&t.value);
+    }
+    Ok(wire::cluster(rec, registered, counts, with_tags, true))
+}
+
+pub async fn describe(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::DescribeClustersRequest,
+) -> ApiResult<ecs::DescribeClustersResponse> {
+    let names = r
+        .clusters
+        .clone()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| vec!["default".into()]);
+    if names.len() > 100 {
+        return Err(invalid("Up to 100 clusters can be described at a time."));
+    }
+    let with_tags = r
+        .include
+        .iter()
+        .flatten()
+        .any(|f| *f == ecs::ClusterField::Tags);
+    let mut clusters = vec![];
+    let mut failures = vec![];
+    for given in names {
+        let name = cluster_name(Some(&given))?;
+        match records::get::<ClusterRecord>(c.store.as_ref(), &keys::cluster(&name)).await? {
+            Some(v) => clusters.push(describe_one(c, &v.value, with_tags).await?),
+            None => failures.push(ecs::Failure {
+                arn: Some(x.scope.cluster(&name)),
+                reason: Some("MISSING".into()),
+                detail: None,
+            }),
+        }
+    }
+    Ok(ecs::DescribeClustersResponse {
+        clusters: Some(clusters),
+        failures: Some(failures),
+    })
+}
+
+pub async fn list(
+    c: &Control,
+    _x: &Ctx,
+    r: ecs::ListClustersRequest,
+) -> ApiResult<ecs::ListClustersResponse> {
+    let size = wire::page_size(r.max_results, 100, 100)?;
+    let (all, _) = records::list::<ClusterRecord>(c.store.as_ref(), keys::CLUSTERS).await?;
+    let items = all
+        .into_iter()
+        .filter(|v| v.value.status == "ACTIVE")
+        .map(|v| (v.value.name.clone(), v.value.arn))
+        .collect();
+    let (arns, next) = paginate(items, r.next_token.as_deref(), size)?;
+    Ok(ecs::ListClustersResponse {
+        cluster_arns: Some(arns),
+        next_token: next,
+    })
+}
+
+pub async fn update(
+    c: &Control,
+    _x: &Ctx,
+    r: ecs::UpdateClusterRequest,
+) -> ApiResult<ecs::UpdateClusterResponse> {
+    let name = cluster_name(Some(&r.cluster))?;
+    for _ in 0..records::MAX_ATTEMPTS {
+        let mut v = active_cluster(c, &name).await?;
+        for s in r.settings.iter().flatten() {
+            let key = s
+                .name
+                .as_ref()
+                .map(|n| n.as_str().to_string())
+                .unwrap_or_default();
+            v.value
+                .settings
+                .insert(key, s.value.clone().unwrap_or_default());
+        }
+        if commit(
+            c.store.as_ref(),
+            Txn::new().when(v.unchanged()).then(v.put()),
+        )
+        .await?
+        {
+            return Ok(ecs::UpdateClusterResponse {
+                cluster: Some(describe_one(c, &v.value, true).await?),
+            });
+        }
+    }
+    Err(records::contention())
+}
+
+pub async fn delete(
+    c: &Control,
+    _x: &Ctx,
+    r: ecs::DeleteClusterRequest,
+) -> ApiResult<ecs::DeleteClusterResponse> {
+    let name = cluster_name(Some(&r.cluster))?;
+    for _ in 0..records::MAX_ATTEMPTS {
+        let mut v: Versioned<ClusterRecord> = active_cluster(c, &name).await?;
+        let (instances, _) =
+            records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(&name)).await?;
+        if instances.iter().any(|i| i.value.status != "INACTIVE") {
+            return Err(AwsError::client(
+                "ClusterContainsContainerInstancesException",
+                "The Cluster cannot be deleted while Container Instances are active or draining.",
+            ));
+        }
+        let (tasks, _) = records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(&name)).await?;
+        if tasks
+            .iter()
+            .any(|t| t.value.last_status != TaskStatus::Stopped)
+        {
+            return Err(AwsError::client(
+                "ClusterContainsTasksException",
+                "The Cluster cannot be deleted while Tasks are active.",
+            ));
+        }
+        v.value.status = "INACTIVE".into();
+        // RunTask compares on the cluster record too, so no task slips in meanwhile.
+        let txn = Txn::new().when(v.unchanged()).then(v.put());
+        if commit(c.store.as_ref(), txn).await? {
+            let mut cluster = wire::cluster(&v.value, 0, Counts::default(), false, true);
+            cluster.tags = Some(vec![]);
+            return Ok(ecs::DeleteClusterResponse {
+                cluster: Some(cluster),
+            });
+        }
+    }
+    Err(records::contention())
+}

@@ -1,0 +1,437 @@
+use super::{active_cluster, cluster_name};
+use crate::error::{cluster_not_found, from_core, from_store, invalid, ApiResult};
+use crate::records::{self, commit, Versioned};
+use crate::wire::{self, paginate, Counts};
+use crate::{Control, Ctx};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use wharf_core::arn;
+use wharf_core::lifecycle::{request_stop, TaskStatus};
+use wharf_core::records::{
+    keys, tags_from_wire, ClusterRecord, InstanceRecord, Resources, TaskRecord,
+};
+use wharf_model::ecs;
+use wharf_store::{Compare, RangeRequest, Txn};
+
+/// IDs of the cluster's instances whose agent holds a live session.
+pub async fn connected_instances(c: &Control, cluster: &str) -> ApiResult<HashSet<String>> {
+    let prefix = keys::agent_sessions(cluster);
+    let resp = c
+        .store
+        .range(RangeRequest {
+            prefix: prefix.clone(),
+            start_after: None,
+            limit: None,
+        })
+        .await
+        .map_err(from_store)?;
+    Ok(resp
+        .kvs
+        .into_iter()
+        .filter_map(|kv| kv.key.strip_prefix(&prefix).map(str::to_string))
+        .collect())
+}
+
+/// Running/pending counts per instance ID.
+async fn counts_by_instance(c: &Control, cluster: &str) -> ApiResult<HashMap<String, Counts>> {
+    let (tasks, _) = records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(cluster)).await?;
+    let mut out: HashMap<String, Counts> = HashMap::new();
+    for t in tasks {
+        if let Some(i) = &t.value.instance_id {
+            out.entry(i.clone()).or_default().add(&t.value);
+        }
+    }
+    Ok(out)
+}
+
+/// Identity the agent sends, in the shape of an EC2 instance identity document.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Identity {
+    instance_id: Option<String>,
+}
+
+pub async fn register(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::RegisterContainerInstanceRequest,
+) -> ApiResult<ecs::RegisterContainerInstanceResponse> {
+    let name = cluster_name(r.cluster.as_deref())?;
+    // Like ECS, the default cluster comes into being when an instance joins it.
+    if name == "default"
+        && records::get::<ClusterRecord>(c.store.as_ref(), &keys::cluster(&name))
+            .await?
+            .is_none()
+    {
+        let record = ClusterRecord {
+            name: name.clone(),
+            arn: x.scope.cluster(&name),
+            status: "ACTIVE".into(),
+            tags: Default::default(),
+            settings: Default::default(),
+            created_at: x.now,
+        };
+        let key = keys::cluster(&name);
+        commit(
+            c.store.as_ref(),
+            Txn::new()
+                .when(Compare::NotExists(key.clone()))
+                .then(records::put(&key, &record)),
+        )
+        .await?;
+    }
+    let cluster = active_cluster(c, &name).await?;
+    let total = wire::resources_from_wire(r.total_resources.as_deref().unwrap_or_default())?;
+    if total.cpu <= 0 || total.memory <= 0 {
+        return Err(invalid(
+            "totalResources must include positive CPU and MEMORY.",
+        ));
+    }
+    super::tags::check_tags(r.tags.as_deref().unwrap_or_default())?;
+    let identity: Identity = r
+        .instance_identity_document
+        .as_deref()
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or_default();
+    let attributes = validate_attributes(r.attributes.as_deref().unwrap_or_default())?;
+    let reregister_id = match &r.container_instance_arn {
+        Some(a) => Some(arn::container_instance_id(a).map_err(from_core)?.1),
+        None => None,
+    };
+    for _ in 0..records::MAX_ATTEMPTS {
+        let existing = match &reregister_id {
+            Some(id) => {
+                records::get::<InstanceRecord>(c.store.as_ref(), &keys::instance(&name, id))
+                    .await?
+                    .filter(|v| v.value.status != "INACTIVE")
+            }
+            None => None,
+        };
+        let (record, cmp) = match existing {
+            // The same agent coming back: keep its identity and what its tasks hold.
+            Some(mut v) => {
+                v.value.registered = Resources {
+                    tcp_ports: Default::default(),
+                    udp_ports: Default::default(),
+                    ..total.clone()
+                };
+                v.value.reserved = Resources {
+                    cpu: 0,
+                    memory: 0,
+                    ..total.clone()
+                };
+                v.value.attributes.extend(attributes.clone());
+                v.value.agent_version = r
+                    .version_info
+                    .as_ref()
+                    .and_then(|i| i.agent_version.clone());
+                v.value.docker_version = r
+                    .version_info
+                    .as_ref()
+                    .and_then(|i| i.docker_version.clone());
+                v.value.hostname = identity.instance_id.clone().or(v.value.hostname.clone());
+                v.value.version += 1;
+                let cmp = v.unchanged();
+                (v.value, cmp)
+            }
+            None => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                let record = InstanceRecord {
+                    arn: x.scope.container_instance(&name, &id),
+                    id: id.clone(),
+                    cluster: name.clone(),
+                    status: "ACTIVE".into(),
+                    registered: Resources {
+                        tcp_ports: Default::default(),
+                        udp_ports: Default::default(),
+                        ..total.clone()
+                    },
+                    reserved: Resources {
+                        cpu: 0,
+                        memory: 0,
+                        ..total.clone()
+                    },
+                    allocated: Resources::default(),
+                    attributes: attributes.clone(),
+                    agent_version: r
+                        .version_info
+                        .as_ref()
+                        .and_then(|i| i.agent_version.clone()),
+                    docker_version: r
+                        .version_info
+                        .as_ref()
+                        .and_then(|i| i.docker_version.clone()),
+                    hostname: identity.instance_id.clone(),
+                    registered_at: x.now,
+                    tags: tags_from_wire(r.tags.as_deref().unwrap_or_default()),
+                    version: 1,
+                };
+                (record, Compare::NotExists(keys::instance(&name, &id)))
+            }
+        };
+        let key = keys::instance(&name, &record.id);
+        let txn = Txn::new()
+            .when(cluster.unchanged())
+            .when(cmp)
+            .then(records::put(&key, &record));
+        if commit(c.store.as_ref(), txn).await? {
+            let connected = connected_instances(c, &name).await?.contains(&record.id);
+            let counts = counts_by_instance(c, &name)
+                .await?
+                .remove(&record.id)
+                .unwrap_or_default();
+            return Ok(ecs::RegisterContainerInstanceResponse {
+                container_instance: Some(wire::container_instance(
+                    &record, connected, counts, true,
+                )),
+            });
+        }
+    }
+    Err(records::contention())
+}
+
+pub(crate) fn validate_attributes(
+    attrs: &[ecs::Attribute],
+) -> ApiResult<BTreeMap<String, Option<String>>> {
+    let mut out = BTreeMap::new();
+    for a in attrs {
+        let ok_name = !a.name.is_empty()
+            && a.name.len() <= 128
+            && a.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-./@".contains(&b));
+        if !ok_name {
+            return Err(invalid(format!("Invalid attribute name '{}'.", a.name)));
+        }
+        if a.value.as_ref().is_some_and(|v| v.len() > 128) {
+            return Err(invalid(format!(
+                "The value of attribute '{}' is longer than 128 characters.",
+                a.name
+            )));
+        }
+        out.insert(a.name.clone(), a.value.clone());
+    }
+    Ok(out)
+}
+
+pub(crate) async fn find(
+    c: &Control,
+    cluster: &str,
+    given: &str,
+) -> ApiResult<Option<Versioned<InstanceRecord>>> {
+    let (from_arn, id) = arn::container_instance_id(given).map_err(from_core)?;
+    if from_arn.as_deref().is_some_and(|n| n != cluster) {
+        return Ok(None);
+    }
+    records::get(c.store.as_ref(), &keys::instance(cluster, &id)).await
+}
+
+pub async fn deregister(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::DeregisterContainerInstanceRequest,
+) -> ApiResult<ecs::DeregisterContainerInstanceResponse> {
+    let name = cluster_name(r.cluster.as_deref())?;
+    active_cluster(c, &name).await?;
+    for _ in 0..records::MAX_ATTEMPTS {
+        let Some(mut inst) = find(c, &name, &r.container_instance)
+            .await?
+            .filter(|v| v.value.status != "INACTIVE")
+        else {
+            return Err(invalid("The referenced container instance was not found."));
+        };
+        let (tasks, _) = records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(&name)).await?;
+        let mut live: Vec<Versioned<TaskRecord>> = tasks
+            .into_iter()
+            .filter(|t| {
+                t.value.instance_id.as_deref() == Some(&inst.value.id)
+                    && t.value.last_status != TaskStatus::Stopped
+            })
+            .collect();
+        if !live.is_empty() && !r.force.unwrap_or(false) {
+            return Err(invalid("Found running tasks on the instance."));
+        }
+        inst.value.status = "INACTIVE".into();
+        inst.value.version += 1;
+        let mut txn = Txn::new().when(inst.unchanged()).then(inst.put());
+        // Forced: its tasks are told to stop rather than left orphaned.
+        for t in &mut live {
+            if request_stop(
+                &mut t.value,
+                x.now,
+                "InfrastructureHealth",
+                "Container instance deregistered",
+            ) {
+                txn = txn.when(t.unchanged()).then(t.put());
+            }
+        }
+        if commit(c.store.as_ref(), txn).await? {
+            let _ = c
+                .store
+                .txn(Txn::new().then(wharf_store::Op::delete(keys::agent_session(
+                    &name,
+                    &inst.value.id,
+                ))))
+                .await;
+            return Ok(ecs::DeregisterContainerInstanceResponse {
+                container_instance: Some(wire::container_instance(
+                    &inst.value,
+                    false,
+                    Counts::default(),
+                    true,
+                )),
+            });
+        }
+    }
+    Err(records::contention())
+}
+
+pub async fn describe(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::DescribeContainerInstancesRequest,
+) -> ApiResult<ecs::DescribeContainerInstancesResponse> {
+    let name = cluster_name(r.cluster.as_deref())?;
+    active_cluster(c, &name).await?;
+    if r.container_instances.is_empty() || r.container_instances.len() > 100 {
+        return Err(invalid(
+            "containerInstances must name between 1 and 100 container instances.",
+        ));
+    }
+    let with_tags = r
+        .include
+        .iter()
+        .flatten()
+        .any(|f| *f == ecs::ContainerInstanceField::Tags);
+    let connected = connected_instances(c, &name).await?;
+    let counts = counts_by_instance(c, &name).await?;
+    let mut out = vec![];
+    let mut failures = vec![];
+    for given in &r.container_instances {
+        match find(c, &name, given).await? {
+            Some(v) => out.push(wire::container_instance(
+                &v.value,
+                connected.contains(&v.value.id),
+                counts.get(&v.value.id).copied().unwrap_or_default(),
+                with_tags,
+            )),
+            None => failures.push(ecs::Failure {
+                arn: Some(if given.starts_with("arn:") {
+                    given.clone()
+                } else {
+                    x.scope.container_instance(&name, given)
+                }),
+                reason: Some("MISSING".into()),
+                detail: None,
+            }),
+        }
+    }
+    Ok(ecs::DescribeContainerInstancesResponse {
+        container_instances: Some(out),
+        failures: Some(failures),
+    })
+}
+
+pub async fn list(
+    c: &Control,
+    _x: &Ctx,
+    r: ecs::ListContainerInstancesRequest,
+) -> ApiResult<ecs::ListContainerInstancesResponse> {
+    let name = cluster_name(r.cluster.as_deref())?;
+    active_cluster(c, &name).await?;
+    let size = wire::page_size(r.max_results, 100, 100)?;
+    let filter = r
+        .filter
+        .as_deref()
+        .map(wharf_core::query::parse)
+        .transpose()
+        .map_err(from_core)?;
+    let (all, _) =
+        records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(&name)).await?;
+    let items = all
+        .into_iter()
+        .filter(|v| match &r.status {
+            Some(s) => s.as_str() == v.value.status,
+            None => v.value.status != "INACTIVE",
+        })
+        .filter(|v| filter.as_ref().is_none_or(|f| f.matches(&v.value)))
+        .map(|v| (v.value.id.clone(), v.value.arn))
+        .collect();
+    let (arns, next) = paginate(items, r.next_token.as_deref(), size)?;
+    Ok(ecs::ListContainerInstancesResponse {
+        container_instance_arns: Some(arns),
+        next_token: next,
+    })
+}
+
+pub async fn update_state(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::UpdateContainerInstancesStateRequest,
+) -> ApiResult<ecs::UpdateContainerInstancesStateResponse> {
+    let name = cluster_name(r.cluster.as_deref())?;
+    active_cluster(c, &name)
+        .await
+        .map_err(|_| cluster_not_found())?;
+    let status = match &r.status {
+        ecs::ContainerInstanceStatus::Active => "ACTIVE",
+        ecs::ContainerInstanceStatus::Draining => "DRAINING",
+        other => {
+            return Err(invalid(format!(
+                "Container instances can only be set to ACTIVE or DRAINING, not {}.",
+                other.as_str()
+            )))
+        }
+    };
+    if r.container_instances.is_empty() || r.container_instances.len() > 10 {
+        return Err(invalid(
+            "containerInstances must name between 1 and 10 container instances.",
+        ));
+    }
+    let connected = connected_instances(c, &name).await?;
+    let mut out = vec![];
+    let mut failures = vec![];
+    'each: for given in &r.container_instances {
+        for _ in 0..records::MAX_ATTEMPTS {
+            let Some(mut v) = find(c, &name, given)
+                .await?
+                .filter(|v| v.value.status != "INACTIVE")
+            else {
+                failures.push(ecs::Failure {
+                    arn: Some(if given.starts_with("arn:") {
+                        given.clone()
+                    } else {
+                        x.scope.container_instance(&name, given)
+                    }),
+                    reason: Some("MISSING".into()),
+                    detail: None,
+                });
+                continue 'each;
+            };
+            if v.value.status != status {
+                v.value.status = status.into();
+                v.value.version += 1;
+                if !commit(
+                    c.store.as_ref(),
+                    Txn::new().when(v.unchanged()).then(v.put()),
+                )
+                .await?
+                {
+                    continue;
+                }
+            }
+            let connected = connected.contains(&v.value.id);
+            out.push(wire::container_instance(
+                &v.value,
+                connected,
+                Counts::default(),
+                false,
+            ));
+            continue 'each;
+        }
+        return Err(records::contention());
+    }
+    Ok(ecs::UpdateContainerInstancesStateResponse {
+        container_instances: Some(out),
+        failures: Some(failures),
+    })
+}

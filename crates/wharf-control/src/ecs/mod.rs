@@ -1,0 +1,69 @@
+//! The ECS operations, one module per resource kind.
+
+mod attributes;
+mod clusters;
+mod instances;
+mod tags;
+mod taskdefs;
+mod tasks;
+
+use crate::error::{cluster_not_found, ApiResult};
+use crate::http::call;
+use crate::records::{self, Versioned};
+use crate::{Control, Ctx};
+use wharf_core::records::{keys, ClusterRecord};
+use wharf_protocol::AwsError;
+
+pub use instances::connected_instances;
+
+pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<Vec<u8>> {
+    match op {
+        "CreateCluster" => call(body, |r| clusters::create(c, x, r)).await,
+        "DescribeClusters" => call(body, |r| clusters::describe(c, x, r)).await,
+        "ListClusters" => call(body, |r| clusters::list(c, x, r)).await,
+        "UpdateCluster" => call(body, |r| clusters::update(c, x, r)).await,
+        "DeleteCluster" => call(body, |r| clusters::delete(c, x, r)).await,
+        "RegisterTaskDefinition" => call(body, |r| taskdefs::register(c, x, r)).await,
+        "DescribeTaskDefinition" => call(body, |r| taskdefs::describe(c, x, r)).await,
+        "ListTaskDefinitions" => call(body, |r| taskdefs::list(c, x, r)).await,
+        "ListTaskDefinitionFamilies" => call(body, |r| taskdefs::list_families(c, x, r)).await,
+        "DeregisterTaskDefinition" => call(body, |r| taskdefs::deregister(c, x, r)).await,
+        "DeleteTaskDefinitions" => call(body, |r| taskdefs::delete(c, x, r)).await,
+        "RunTask" => call(body, |r| tasks::run(c, x, r)).await,
+        "StartTask" => call(body, |r| tasks::start(c, x, r)).await,
+        "StopTask" => call(body, |r| tasks::stop(c, x, r)).await,
+        "DescribeTasks" => call(body, |r| tasks::describe(c, x, r)).await,
+        "ListTasks" => call(body, |r| tasks::list(c, x, r)).await,
+        "RegisterContainerInstance" => call(body, |r| instances::register(c, x, r)).await,
+        "DeregisterContainerInstance" => call(body, |r| instances::deregister(c, x, r)).await,
+        "DescribeContainerInstances" => call(body, |r| instances::describe(c, x, r)).await,
+        "ListContainerInstances" => call(body, |r| instances::list(c, x, r)).await,
+        "UpdateContainerInstancesState" => call(body, |r| instances::update_state(c, x, r)).await,
+        "TagResource" => call(body, |r| tags::tag(c, x, r)).await,
+        "UntagResource" => call(body, |r| tags::untag(c, x, r)).await,
+        "ListTagsForResource" => call(body, |r| tags::list(c, x, r)).await,
+        "PutAttributes" => call(body, |r| attributes::put(c, x, r)).await,
+        "ListAttributes" => call(body, |r| attributes::list(c, x, r)).await,
+        "DeleteAttributes" => call(body, |r| attributes::delete(c, x, r)).await,
+        _ if wharf_model::ecs::OPERATIONS.contains(&op) => Err(AwsError::client(
+            "UnsupportedFeatureException",
+            format!("The operation {op} is not supported by Wharf yet."),
+        )),
+        _ => Err(AwsError::unknown_operation(&format!(
+            "{}.{op}",
+            wharf_model::ecs::TARGET_PREFIX
+        ))),
+    }
+}
+
+/// The named cluster if it exists and is ACTIVE.
+pub(crate) async fn active_cluster(c: &Control, name: &str) -> ApiResult<Versioned<ClusterRecord>> {
+    match records::get::<ClusterRecord>(c.store.as_ref(), &keys::cluster(name)).await? {
+        Some(v) if v.value.status == "ACTIVE" => Ok(v),
+        _ => Err(cluster_not_found()),
+    }
+}
+
+pub(crate) fn cluster_name(given: Option<&str>) -> ApiResult<String> {
+    wharf_core::arn::cluster_name(given).map_err(crate::error::from_core)
+}

@@ -1,0 +1,178 @@
+//! Tags on clusters, task definitions, tasks and container instances,
+//! stored inside each resource's record.
+
+use crate::error::{from_core, invalid, ApiResult};
+use crate::records::{self, commit};
+use crate::{Control, Ctx};
+use serde::{de::DeserializeOwned, Serialize};
+use wharf_core::records::{
+    keys, tags_to_wire, ClusterRecord, InstanceRecord, Tags, TaskDefinitionRecord, TaskRecord,
+};
+use wharf_model::ecs;
+use wharf_protocol::AwsError;
+use wharf_store::Txn;
+
+/// ECS's tag rules: at most 50, keys 1–128 characters, values up to 256,
+/// and the `aws:` prefix reserved.
+pub(crate) fn check_tags(tags: &[ecs::Tag]) -> ApiResult<()> {
+    if tags.len() > 50 {
+        return Err(invalid("A resource can have at most 50 tags."));
+    }
+    for t in tags {
+        let key = t.key.as_deref().unwrap_or("");
+        if key.is_empty() || key.len() > 128 {
+            return Err(invalid("Tag keys must be between 1 and 128 characters."));
+        }
+        if key.to_ascii_lowercase().starts_with("aws:") {
+            return Err(invalid("Tag keys beginning with 'aws:' are reserved."));
+        }
+        if t.value.as_deref().unwrap_or("").len() > 256 {
+            return Err(invalid("Tag values can be at most 256 characters."));
+        }
+    }
+    Ok(())
+}
+
+fn not_found() -> AwsError {
+    AwsError::client(
+        "InvalidParameterException",
+        "The specified resource could not be found.",
+    )
+}
+
+/// The store key of the resource an ARN names, and which kind it is.
+enum Kind {
+    Cluster,
+    TaskDefinition,
+    Task,
+    Instance,
+}
+
+fn locate(arn: &str) -> ApiResult<(Kind, String)> {
+    let resource = arn
+        .strip_prefix("arn:")
+        .and_then(|r| {
+            r.splitn(5, ':')
+                .nth(4)
+                .map(str::to_string)
+                .filter(|_| r.split(':').nth(1) == Some("ecs"))
+        })
+        .ok_or_else(|| invalid(format!("Invalid resource ARN: {arn}")))?;
+    if let Some(name) = resource.strip_prefix("cluster/") {
+        return Ok((Kind::Cluster, keys::cluster(name)));
+    }
+    if resource.starts_with("task-definition/") {
+        let r = wharf_core::arn::task_definition_ref(arn).map_err(from_core)?;
+        let rev = r
+            .revision
+            .ok_or_else(|| invalid("Task definition ARN must include a revision."))?;
+        return Ok((Kind::TaskDefinition, keys::task_definition(&r.family, rev)));
+    }
+    if resource.starts_with("task/") {
+        if let (Some(cluster), id) = wharf_core::arn::task_id(arn).map_err(from_core)? {
+            return Ok((Kind::Task, keys::task(&cluster, &id)));
+        }
+    }
+    if resource.starts_with("container-instance/") {
+        if let (Some(cluster), id) =
+            wharf_core::arn::container_instance_id(arn).map_err(from_core)?
+        {
+            return Ok((Kind::Instance, keys::instance(&cluster, &id)));
+        }
+    }
+    Err(invalid(format!(
+        "Tagging is not supported for resource {arn}"
+    )))
+}
+
+/// Reads, changes and writes back the tags of a record of type T.
+async fn edit<T>(
+    c: &Control,
+    key: &str,
+    tags: impl Fn(&mut T) -> &mut Tags + Send,
+    f: &Edit<'_>,
+) -> ApiResult<Tags>
+where
+    T: Serialize + DeserializeOwned + Send,
+{
+    for _ in 0..records::MAX_ATTEMPTS {
+        let Some(mut v) = records::get::<T>(c.store.as_ref(), key).await? else {
+            return Err(not_found());
+        };
+        let t = tags(&mut v.value);
+        f(t)?;
+        let result = t.clone();
+        if commit(
+            c.store.as_ref(),
+            Txn::new().when(v.unchanged()).then(v.put()),
+        )
+        .await?
+        {
+            return Ok(result);
+        }
+    }
+    Err(records::contention())
+}
+
+/// A change to a tag set; an error aborts it and nothing is written.
+type Edit<'a> = dyn Fn(&mut Tags) -> ApiResult<()> + Send + Sync + 'a;
+
+async fn apply(c: &Control, arn: &str, f: &Edit<'_>) -> ApiResult<Tags> {
+    let (kind, key) = locate(arn)?;
+    match kind {
+        Kind::Cluster => edit::<ClusterRecord>(c, &key, |r| &mut r.tags, f).await,
+        Kind::TaskDefinition => edit::<TaskDefinitionRecord>(c, &key, |r| &mut r.tags, f).await,
+        Kind::Task => edit::<TaskRecord>(c, &key, |r| &mut r.tags, f).await,
+        Kind::Instance => edit::<InstanceRecord>(c, &key, |r| &mut r.tags, f).await,
+    }
+}
+
+pub async fn tag(
+    c: &Control,
+    _x: &Ctx,
+    r: ecs::TagResourceRequest,
+) -> ApiResult<ecs::TagResourceResponse> {
+    check_tags(&r.tags)?;
+    let new = r.tags.clone();
+    apply(c, &r.resource_arn, &|t: &mut Tags| {
+        for tag in &new {
+            t.insert(
+                tag.key.clone().unwrap_or_default(),
+                tag.value.clone().unwrap_or_default(),
+            );
+        }
+        if t.len() > 50 {
+            return Err(invalid("A resource can have at most 50 tags."));
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(ecs::TagResourceResponse {})
+}
+
+pub async fn untag(
+    c: &Control,
+    _x: &Ctx,
+    r: ecs::UntagResourceRequest,
+) -> ApiResult<ecs::UntagResourceResponse> {
+    let keys = r.tag_keys.clone();
+    apply(c, &r.resource_arn, &|t: &mut Tags| {
+        for k in &keys {
+            t.remove(k);
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(ecs::UntagResourceResponse {})
+}
+
+pub async fn list(
+    c: &Control,
+    _x: &Ctx,
+    r: ecs::ListTagsForResourceRequest,
+) -> ApiResult<ecs::ListTagsForResourceResponse> {
+    let tags = apply(c, &r.resource_arn, &|_| Ok(())).await?;
+    Ok(ecs::ListTagsForResourceResponse {
+        tags: Some(tags_to_wire(&tags)),
+    })
+}

@@ -1,0 +1,474 @@
+use super::{active_cluster, cluster_name, connected_instances, taskdefs};
+use crate::error::{from_core, invalid, ApiResult};
+use crate::records::{self, commit, Versioned};
+use crate::wire::{self, paginate};
+use crate::{Control, Ctx};
+use rand::SeedableRng;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use wharf_core::arn;
+use wharf_core::lifecycle::{request_stop, DesiredStatus, TaskStatus, STOP_USER_INITIATED};
+use wharf_core::placement::{self, Misfit};
+use wharf_core::records::{
+    keys, tags_from_wire, ClusterRecord, ContainerRecord, InstanceRecord, TaskDefinitionRecord,
+    TaskRecord,
+};
+use wharf_core::taskdef::{effective_containers, validate_overrides};
+use wharf_model::ecs;
+use wharf_protocol::AwsError;
+use wharf_store::Txn;
+
+/// What RunTask and StartTask share.
+struct Launch {
+    cluster: Versioned<ClusterRecord>,
+    td: TaskDefinitionRecord,
+    overrides: ecs::TaskOverride,
+    launch_type: String,
+    started_by: Option<String>,
+    group: String,
+    tags: wharf_core::records::Tags,
+    enable_execute_command: bool,
+}
+
+// The request members RunTask and StartTask have in common, taken one by one.
+#[allow(clippy::too_many_arguments)]
+async fn prepare(
+    c: &Control,
+    cluster: Option<&str>,
+    task_definition: &str,
+    overrides: Option<&ecs::TaskOverride>,
+    started_by: Option<&str>,
+    group: Option<&str>,
+    tags: Option<&[ecs::Tag]>,
+    launch_type: Option<&ecs::LaunchType>,
+    enable_execute_command: bool,
+) -> ApiResult<Launch> {
+    let cluster = active_cluster(c, &cluster_name(cluster)?).await?;
+    let td = taskdefs::resolve(c, task_definition).await?.value;
+    if td.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
+        return Err(invalid("TaskDefinition is inactive"));
+    }
+    let overrides = overrides.cloned().unwrap_or_default();
+    validate_overrides(&td.definition, &overrides).map_err(from_core)?;
+    if let Some(s) = started_by {
+        if s.len() > 128 {
+            return Err(invalid("startedBy may contain up to 128 characters."));
+        }
+    }
+    super::tags::check_tags(tags.unwrap_or_default())?;
+    let launch_type = match launch_type {
+        None | Some(ecs::LaunchType::Ec2) => "EC2".to_string(),
+        Some(ecs::LaunchType::Fargate) => {
+            return Err(AwsError::client(
+                "UnsupportedFeatureException",
+                "The FARGATE launch type is not supported by Wharf yet; use EC2.",
+            ))
+        }
+        Some(other) => {
+            return Err(invalid(format!(
+                "Launch type {} is not supported.",
+                other.as_str()
+            )))
+        }
+    };
+    let family = td.definition.family.clone().unwrap_or_default();
+    Ok(Launch {
+        cluster,
+        overrides,
+        launch_type,
+        started_by: started_by.map(str::to_string),
+        group: group
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("family:{family}")),
+        tags: tags_from_wire(tags.unwrap_or_default()),
+        enable_execute_command,
+        td,
+    })
+}
+
+fn new_task(
+    x: &Ctx,
+    l: &Launch,
+    instance: &InstanceRecord,
+    need: &wharf_core::records::Resources,
+) -> TaskRecord {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let cluster = &l.cluster.value.name;
+    let td = &l.td.definition;
+    let containers = effective_containers(td, &l.overrides)
+        .into_iter()
+        .map(|cd| ContainerRecord {
+            name: cd.name.clone().unwrap_or_default(),
+            arn: x
+                .scope
+                .container(cluster, &id, &uuid::Uuid::new_v4().to_string()),
+            image: cd.image.clone().unwrap_or_default(),
+            essential: cd.essential.unwrap_or(true),
+            has_health_check: cd.health_check.is_some(),
+            runtime_id: None,
+            image_digest: None,
+            last_status: "PENDING".into(),
+            exit_code: None,
+            reason: None,
+            network_bindings: vec![],
+            health_status: cd.health_check.as_ref().map(|_| "UNKNOWN".into()),
+            cpu: cd.cpu,
+            memory: cd.memory,
+            memory_reservation: cd.memory_reservation,
+        })
+        .collect();
+    TaskRecord {
+        arn: x.scope.task(cluster, &id),
+        id,
+        cluster: cluster.clone(),
+        cluster_arn: l.cluster.value.arn.clone(),
+        task_definition_arn: td.task_definition_arn.clone().unwrap_or_default(),
+        family: td.family.clone().unwrap_or_default(),
+        revision: td.revision.unwrap_or(0),
+        instance_id: Some(instance.id.clone()),
+        instance_arn: Some(instance.arn.clone()),
+        launch_type: l.launch_type.clone(),
+        last_status: TaskStatus::Provisioning,
+        desired_status: DesiredStatus::Running,
+        created_at: x.now,
+        pull_started_at: None,
+        pull_stopped_at: None,
+        started_at: None,
+        connectivity_at: None,
+        stopping_at: None,
+        execution_stopped_at: None,
+        stopped_at: None,
+        stop_code: None,
+        stopped_reason: None,
+        started_by: l.started_by.clone(),
+        group: l.group.clone(),
+        overrides: l.overrides.clone(),
+        cpu: l
+            .overrides
+            .cpu
+            .clone()
+            .or_else(|| td.cpu.clone())
+            .or(Some(need.cpu.to_string())),
+        memory: l
+            .overrides
+            .memory
+            .clone()
+            .or_else(|| td.memory.clone())
+            .or(Some(need.memory.to_string())),
+        reservation: need.clone(),
+        containers,
+        health_status: "UNKNOWN".into(),
+        tags: l.tags.clone(),
+        enable_execute_command: l.enable_execute_command,
+        version: 1,
+    }
+}
+
+/// Places `count` tasks on instances chosen among `only` (all of the
+/// cluster's if None), and commits tasks and instance allocations in one
+/// transaction that compares every instance it touches: a concurrent
+/// placement on the same instance makes it retry, never over-commit.
+async fn place(
+    c: &Control,
+    x: &Ctx,
+    l: &Launch,
+    count: usize,
+    only: Option<&[String]>,
+) -> ApiResult<(Vec<TaskRecord>, Vec<ecs::Failure>)> {
+    let need = placement::demand(&l.td.definition, &l.overrides);
+    let cluster = l.cluster.value.name.clone();
+    for _ in 0..records::MAX_ATTEMPTS {
+        let (all, _) =
+            records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(&cluster)).await?;
+        let mut instances: Vec<Versioned<InstanceRecord>> = match only {
+            None => all,
+            Some(ids) => all
+                .into_iter()
+                .filter(|v| ids.contains(&v.value.id))
+                .collect(),
+        };
+        if instances.is_empty() {
+            return Err(invalid(
+                "No Container Instances were found in your cluster.",
+            ));
+        }
+        let connected = connected_instances(c, &cluster).await?;
+        let mut rng = rand::rngs::StdRng::from_entropy();
+        let mut tasks = vec![];
+        let mut misfits: BTreeSet<(String, Misfit)> = BTreeSet::new();
+        let mut touched: HashSet<usize> = HashSet::new();
+        for n in 0..count {
+            let candidates: Vec<(&InstanceRecord, bool)> = match only {
+                // StartTask: one task per named instance.
+                Some(_) => instances
+                    .get(n)
+                    .map(|v| (&v.value, connected.contains(&v.value.id)))
+                    .into_iter()
+                    .collect(),
+                None => instances
+                    .iter()
+                    .map(|v| (&v.value, connected.contains(&v.value.id)))
+                    .collect(),
+            };
+            match placement::choose(&candidates, &need, &mut rng) {
+                Ok(chosen) => {
+                    let idx = instances
+                        .iter()
+                        .position(|v| v.value.id == chosen.id)
+                        .expect("chosen from instances");
+                    let task = new_task(x, l, &instances[idx].value, &need);
+                    let inst = &mut instances[idx];
+                    inst.value.allocated.add(&need);
+                    inst.value.version += 1;
+                    touched.insert(idx);
+                    tasks.push(task);
+                }
+                Err(refusals) => {
+                    for (inst, m) in refusals {
+                        misfits.insert((inst.arn.clone(), m));
+                    }
+                }
+            }
+        }
+        let mut txn = Txn::new().when(l.cluster.unchanged());
+        for idx in &touched {
+            txn = txn
+                .when(instances[*idx].unchanged())
+                .then(instances[*idx].put());
+        }
+        for t in &tasks {
+            txn = txn.then(records::put(&keys::task(&cluster, &t.id), t));
+        }
+        if tasks.is_empty() || commit(c.store.as_ref(), txn).await? {
+            let failures = misfits
+                .into_iter()
+                .map(|(arn, m)| ecs::Failure {
+                    arn: Some(arn),
+                    reason: Some(m.reason().to_string()),
+                    detail: None,
+                })
+                .collect();
+            return Ok((tasks, failures));
+        }
+    }
+    Err(records::contention())
+}
+
+pub async fn run(c: &Control, x: &Ctx, r: ecs::RunTaskRequest) -> ApiResult<ecs::RunTaskResponse> {
+    let count = r.count.unwrap_or(1);
+    if !(1..=10).contains(&count) {
+        return Err(invalid("count must be between 1 and 10."));
+    }
+    if r.placement_constraints
+        .as_ref()
+        .is_some_and(|v| !v.is_empty())
+        || r.placement_strategy.as_ref().is_some_and(|v| !v.is_empty())
+    {
+        return Err(AwsError::client(
+            "UnsupportedFeatureException",
+            "placementConstraints and placementStrategy are not supported by Wharf yet.",
+        ));
+    }
+    let l = prepare(
+        c,
+        r.cluster.as_deref(),
+        &r.task_definition,
+        r.overrides.as_ref(),
+        r.started_by.as_deref(),
+        r.group.as_deref(),
+        r.tags.as_deref(),
+        r.launch_type.as_ref(),
+        r.enable_execute_command.unwrap_or(false),
+    )
+    .await?;
+    let (tasks, failures) = place(c, x, &l, count as usize, None).await?;
+    Ok(ecs::RunTaskResponse {
+        tasks: Some(tasks.iter().map(|t| wire::task(t, true)).collect()),
+        failures: Some(failures),
+    })
+}
+
+pub async fn start(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::StartTaskRequest,
+) -> ApiResult<ecs::StartTaskResponse> {
+    if r.container_instances.is_empty() || r.container_instances.len() > 10 {
+        return Err(invalid(
+            "containerInstances must name between 1 and 10 container instances.",
+        ));
+    }
+    let l = prepare(
+        c,
+        r.cluster.as_deref(),
+        &r.task_definition,
+        r.overrides.as_ref(),
+        r.started_by.as_deref(),
+        r.group.as_deref(),
+        r.tags.as_deref(),
+        None,
+        r.enable_execute_command.unwrap_or(false),
+    )
+    .await?;
+    let mut ids = vec![];
+    for given in &r.container_instances {
+        let (_, id) = arn::container_instance_id(given).map_err(from_core)?;
+        ids.push(id);
+    }
+    let (tasks, failures) = place(c, x, &l, ids.len(), Some(&ids)).await?;
+    Ok(ecs::StartTaskResponse {
+        tasks: Some(tasks.iter().map(|t| wire::task(t, true)).collect()),
+        failures: Some(failures),
+    })
+}
+
+/// Finds a task by ID or ARN in the request's cluster.
+pub(crate) async fn find(
+    c: &Control,
+    cluster: Option<&str>,
+    given: &str,
+) -> ApiResult<Option<Versioned<TaskRecord>>> {
+    let (from_arn, id) = arn::task_id(given).map_err(from_core)?;
+    let cluster = match from_arn {
+        Some(name) => name,
+        None => cluster_name(cluster)?,
+    };
+    records::get(c.store.as_ref(), &keys::task(&cluster, &id)).await
+}
+
+pub async fn stop(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::StopTaskRequest,
+) -> ApiResult<ecs::StopTaskResponse> {
+    let name = cluster_name(r.cluster.as_deref())?;
+    active_cluster(c, &name).await?;
+    let reason = r
+        .reason
+        .clone()
+        .unwrap_or_else(|| "Task stopped by user".into());
+    if reason.len() > 255 {
+        return Err(invalid("reason may contain up to 255 characters."));
+    }
+    for _ in 0..records::MAX_ATTEMPTS {
+        let Some(mut v) = find(c, Some(&name), &r.task).await? else {
+            return Err(invalid("The referenced task was not found."));
+        };
+        if !request_stop(&mut v.value, x.now, STOP_USER_INITIATED, &reason) {
+            return Ok(ecs::StopTaskResponse {
+                task: Some(wire::task(&v.value, true)),
+            });
+        }
+        if commit(
+            c.store.as_ref(),
+            Txn::new().when(v.unchanged()).then(v.put()),
+        )
+        .await?
+        {
+            return Ok(ecs::StopTaskResponse {
+                task: Some(wire::task(&v.value, true)),
+            });
+        }
+    }
+    Err(records::contention())
+}
+
+pub async fn describe(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::DescribeTasksRequest,
+) -> ApiResult<ecs::DescribeTasksResponse> {
+    let name = cluster_name(r.cluster.as_deref())?;
+    active_cluster(c, &name).await?;
+    if r.tasks.is_empty() {
+        return Err(invalid("Tasks cannot be empty."));
+    }
+    if r.tasks.len() > 100 {
+        return Err(invalid("Up to 100 tasks can be described at a time."));
+    }
+    let with_tags = r
+        .include
+        .iter()
+        .flatten()
+        .any(|f| *f == ecs::TaskField::Tags);
+    let mut tasks = vec![];
+    let mut failures = vec![];
+    for given in &r.tasks {
+        match find(c, Some(&name), given).await? {
+            Some(v) if v.value.cluster == name => tasks.push(wire::task(&v.value, with_tags)),
+            _ => failures.push(ecs::Failure {
+                arn: Some(if given.starts_with("arn:") {
+                    given.clone()
+                } else {
+                    x.scope.task(&name, given)
+                }),
+                reason: Some("MISSING".into()),
+                detail: None,
+            }),
+        }
+    }
+    Ok(ecs::DescribeTasksResponse {
+        tasks: Some(tasks),
+        failures: Some(failures),
+    })
+}
+
+pub async fn list(
+    c: &Control,
+    _x: &Ctx,
+    r: ecs::ListTasksRequest,
+) -> ApiResult<ecs::ListTasksResponse> {
+    let name = cluster_name(r.cluster.as_deref())?;
+    active_cluster(c, &name).await?;
+    let size = wire::page_size(r.max_results, 100, 100)?;
+    let instance = r
+        .container_instance
+        .as_deref()
+        .map(|i| arn::container_instance_id(i).map(|(_, id)| id))
+        .transpose()
+        .map_err(from_core)?;
+    let desired = match &r.desired_status {
+        None | Some(ecs::DesiredStatus::Running) => Some(DesiredStatus::Running),
+        Some(ecs::DesiredStatus::Stopped) => Some(DesiredStatus::Stopped),
+        Some(ecs::DesiredStatus::Pending) => None,
+        Some(other) => {
+            return Err(invalid(format!(
+                "Invalid desiredStatus '{}'.",
+                other.as_str()
+            )))
+        }
+    };
+    let group = r
+        .service_name
+        .as_deref()
+        .map(|s| format!("service:{}", s.rsplit('/').next().unwrap_or(s)));
+    let (all, _) = records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(&name)).await?;
+    // ECS lists newest first is not promised; we list in creation order.
+    let mut items: BTreeMap<(i64, String), String> = BTreeMap::new();
+    for v in all {
+        let t = v.value;
+        let keep = Some(t.desired_status) == desired
+            && r.family.as_ref().is_none_or(|f| *f == t.family)
+            && r.started_by
+                .as_ref()
+                .is_none_or(|s| Some(s) == t.started_by.as_ref())
+            && instance
+                .as_ref()
+                .is_none_or(|i| Some(i) == t.instance_id.as_ref())
+            && r.launch_type
+                .as_ref()
+                .is_none_or(|l| l.as_str() == t.launch_type)
+            && group.as_ref().is_none_or(|g| *g == t.group);
+        if keep {
+            items.insert((t.created_at, t.id.clone()), t.arn);
+        }
+    }
+    let items = items
+        .into_iter()
+        .map(|((at, id), arn)| (format!("{at:016}/{id}"), arn))
+        .collect();
+    let (arns, next) = paginate(items, r.next_token.as_deref(), size)?;
+    Ok(ecs::ListTasksResponse {
+        task_arns: Some(arns),
+        next_token: next,
+    })
+}

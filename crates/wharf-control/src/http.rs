@@ -1,0 +1,169 @@
+//! The HTTP face of the control plane: AWS JSON 1.1 on `POST /`, dispatched
+//! by `X-Amz-Target` after the SigV4 signature is verified.
+
+use crate::error::ApiResult;
+use crate::{agent_api, ecs, Control, Ctx};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::{de::DeserializeOwned, Serialize};
+use std::future::Future;
+use wharf_core::arn::Scope;
+use wharf_core::clock::Millis;
+use wharf_protocol::{sigv4, AwsError, JSON_1_1};
+
+/// Largest request body accepted (RegisterTaskDefinition documents are the largest).
+const MAX_BODY: usize = 4 << 20;
+
+pub fn router(control: Control) -> Router {
+    Router::new()
+        .route("/", axum::routing::post(handle))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(control)
+}
+
+async fn handle(
+    State(control): State<Control>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let result = dispatch(&control, &method, &uri, &headers, &body, &target).await;
+    let (status, body) = match result {
+        Ok(body) => (StatusCode::OK, body),
+        Err(e) => {
+            if e.status >= 500 {
+                tracing::error!(target = %target, code = %e.code, message = %e.message, "request failed");
+            } else {
+                tracing::debug!(target = %target, code = %e.code, message = %e.message, "request refused");
+            }
+            let mut resp = (
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+                e.body(),
+            )
+                .into_response();
+            set_headers(&mut resp, &request_id);
+            if let Ok(v) = HeaderValue::from_str(&e.error_type_header()) {
+                resp.headers_mut().insert("x-amzn-errortype", v);
+            }
+            return resp;
+        }
+    };
+    let mut resp = (status, body).into_response();
+    set_headers(&mut resp, &request_id);
+    resp
+}
+
+fn set_headers(resp: &mut Response, request_id: &str) {
+    let h = resp.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static(JSON_1_1),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+}
+
+async fn dispatch(
+    control: &Control,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    target: &str,
+) -> ApiResult<Vec<u8>> {
+    let now_ms: Millis = control.clock.now();
+    let now = time::OffsetDateTime::from_unix_timestamp_nanos(now_ms as i128 * 1_000_000)
+        .map_err(|e| AwsError::internal(e.to_string()))?;
+    let creds = &control.config.credentials;
+    let verified = sigv4::verify(
+        method,
+        uri,
+        headers,
+        body,
+        |akid| {
+            creds
+                .iter()
+                .find(|c| c.access_key_id == akid)
+                .map(|c| c.secret_access_key.clone())
+        },
+        now,
+    )?;
+    let ctx = Ctx {
+        scope: Scope {
+            region: verified.region,
+            account: control.config.account_id.clone(),
+        },
+        now: now_ms,
+    };
+    let (prefix, op) = target.split_once('.').ok_or_else(|| {
+        if target.is_empty() {
+            AwsError::client("UnknownOperationException", "Missing X-Amz-Target header.")
+        } else {
+            AwsError::unknown_operation(target)
+        }
+    })?;
+    if prefix == wharf_model::ecs::TARGET_PREFIX {
+        ecs::dispatch(control, &ctx, op, body).await
+    } else if prefix == wharf_core::agent_protocol::TARGET_PREFIX {
+        agent_api::dispatch(control, &ctx, op, body).await
+    } else {
+        Err(AwsError::unknown_operation(target))
+    }
+}
+
+/// Decodes a request body, with the errors AWS gives for bad JSON and
+/// missing members.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        &b"{}"[..]
+    } else {
+        body
+    };
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| AwsError::serialization(format!("Request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(AwsError::serialization(
+            "Request body must be a JSON object.",
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        let msg = e.to_string();
+        if let Some(field) = msg.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+            AwsError::client(
+                "InvalidParameterException",
+                format!("1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"),
+            )
+        } else {
+            AwsError::serialization(format!("Invalid request: {msg}"))
+        }
+    })
+}
+
+pub fn encode<T: Serialize>(v: &T) -> ApiResult<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| AwsError::internal(e.to_string()))
+}
+
+/// Decodes, runs a handler, encodes: one operation of a dispatch table.
+pub async fn call<Req, Resp, F, Fut>(body: &[u8], f: F) -> ApiResult<Vec<u8>>
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    F: FnOnce(Req) -> Fut,
+    Fut: Future<Output = ApiResult<Resp>>,
+{
+    let req = decode::<Req>(body)?;
+    encode(&f(req).await?)
+}

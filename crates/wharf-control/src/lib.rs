@@ -1,0 +1,72 @@
+//! The control plane: the AWS-compatible API server, its handlers, and the
+//! background loops that keep stored state tidy.
+//!
+//! A request flows: [`http`] (SigV4, `X-Amz-Target`, JSON decode) →
+//! a handler in [`ecs`] or [`agent_api`] (validation through `wharf-core`,
+//! then revisioned compare-and-swap writes through [`records`]) → the store.
+
+pub mod agent_api;
+pub mod ecs;
+pub mod error;
+pub mod http;
+pub mod reaper;
+pub mod records;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+use wharf_core::arn::Scope;
+use wharf_core::clock::Clock;
+use wharf_protocol::sigv4::Credentials;
+use wharf_store::DynStore;
+
+/// How the control plane is set up.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// The account ID that appears in ARNs.
+    pub account_id: String,
+    /// Access keys the API accepts.
+    pub credentials: Vec<Credentials>,
+    /// How long STOPPED tasks stay visible (ECS: about an hour).
+    pub stopped_task_retention: Duration,
+    /// How long an agent stays "connected" after its last poll.
+    pub agent_session_ttl: Duration,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            account_id: "000000000000".into(),
+            credentials: vec![],
+            stopped_task_retention: Duration::from_secs(3600),
+            agent_session_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct Control {
+    pub store: DynStore,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<ControlConfig>,
+    pub sessions: Arc<agent_api::Sessions>,
+}
+
+impl Control {
+    pub fn new(store: DynStore, clock: Arc<dyn Clock>, config: ControlConfig) -> Self {
+        Self {
+            store,
+            clock,
+            config: Arc::new(config),
+            sessions: Arc::default(),
+        }
+    }
+}
+
+/// Per-request context: who is calling, where, and when.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub scope: Scope,
+    pub now: wharf_core::clock::Millis,
+}

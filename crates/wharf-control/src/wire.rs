@@ -1,0 +1,322 @@
+//! Domain records → ECS wire shapes, and the pagination tokens ECS's List
+//! operations use.
+
+use crate::error::{invalid, ApiResult};
+use base64::Engine;
+use std::collections::BTreeMap;
+use wharf_core::clock::to_epoch_seconds;
+use wharf_core::lifecycle::{DesiredStatus, TaskStatus};
+use wharf_core::records::{tags_to_wire, ClusterRecord, InstanceRecord, Resources, TaskRecord};
+use wharf_model::ecs;
+
+fn ts(ms: Option<i64>) -> Option<f64> {
+    ms.map(to_epoch_seconds)
+}
+
+pub fn task(t: &TaskRecord, with_tags: bool) -> ecs::Task {
+    ecs::Task {
+        task_arn: Some(t.arn.clone()),
+        cluster_arn: Some(t.cluster_arn.clone()),
+        task_definition_arn: Some(t.task_definition_arn.clone()),
+        container_instance_arn: t.instance_arn.clone(),
+        launch_type: Some(ecs::LaunchType::from(t.launch_type.as_str())),
+        last_status: Some(t.last_status.as_str().to_string()),
+        desired_status: Some(t.desired_status.as_str().to_string()),
+        created_at: ts(Some(t.created_at)),
+        pull_started_at: ts(t.pull_started_at),
+        pull_stopped_at: ts(t.pull_stopped_at),
+        started_at: ts(t.started_at),
+        connectivity: t.connectivity_at.map(|_| ecs::Connectivity::Connected),
+        connectivity_at: ts(t.connectivity_at),
+        stopping_at: ts(t.stopping_at),
+        execution_stopped_at: ts(t.execution_stopped_at),
+        stopped_at: ts(t.stopped_at),
+        stop_code: t.stop_code.as_deref().map(ecs::TaskStopCode::from),
+        stopped_reason: t.stopped_reason.clone(),
+        started_by: t.started_by.clone(),
+        group: Some(t.group.clone()),
+        overrides: Some(ecs::TaskOverride {
+            container_overrides: Some(t.overrides.container_overrides.clone().unwrap_or_default()),
+            inference_accelerator_overrides: Some(vec![]),
+            ..t.overrides.clone()
+        }),
+        cpu: t.cpu.clone(),
+        memory: t.memory.clone(),
+        health_status: Some(ecs::HealthStatus::from(t.health_status.as_str())),
+        tags: with_tags.then(|| tags_to_wire(&t.tags)),
+        enable_execute_command: Some(t.enable_execute_command),
+        version: Some(t.version),
+        availability_zone: None,
+        attachments: Some(vec![]),
+        attributes: Some(vec![]),
+        containers: Some(
+            t.containers
+                .iter()
+                .map(|c| ecs::Container {
+                    container_arn: Some(c.arn.clone()),
+                    task_arn: Some(t.arn.clone()),
+                    name: Some(c.name.clone()),
+                    image: Some(c.image.clone()),
+                    image_digest: c.image_digest.clone(),
+                    runtime_id: c.runtime_id.clone(),
+                    last_status: Some(c.last_status.clone()),
+                    exit_code: c.exit_code,
+                    reason: c.reason.clone(),
+                    network_bindings: Some(c.network_bindings.clone()),
+                    network_interfaces: Some(vec![]),
+                    health_status: Some(ecs::HealthStatus::from(
+                        c.health_status.as_deref().unwrap_or("UNKNOWN"),
+                    )),
+                    cpu: Some(c.cpu.unwrap_or(0).to_string()),
+                    memory: c.memory.map(|m| m.to_string()),
+                    memory_reservation: c.memory_reservation.map(|m| m.to_string()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// Task counts for cluster and instance statistics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub running: i32,
+    pub pending: i32,
+}
+
+impl Counts {
+    pub fn add(&mut self, t: &TaskRecord) {
+        if t.last_status == TaskStatus::Running {
+            self.running += 1;
+        } else if t.last_status.is_pending() && t.desired_status == DesiredStatus::Running {
+            self.pending += 1;
+        }
+    }
+}
+
+pub fn cluster(
+    c: &ClusterRecord,
+    instances: i32,
+    counts: Counts,
+    with_tags: bool,
+    with_settings: bool,
+) -> ecs::Cluster {
+    ecs::Cluster {
+        cluster_arn: Some(c.arn.clone()),
+        cluster_name: Some(c.name.clone()),
+        status: Some(c.status.clone()),
+        registered_container_instances_count: Some(instances),
+        running_tasks_count: Some(counts.running),
+        pending_tasks_count: Some(counts.pending),
+        active_services_count: Some(0),
+        statistics: Some(vec![]),
+        tags: Some(if with_tags {
+            tags_to_wire(&c.tags)
+        } else {
+            vec![]
+        }),
+        settings: with_settings.then(|| {
+            c.settings
+                .iter()
+                .map(|(k, v)| ecs::ClusterSetting {
+                    name: Some(ecs::ClusterSettingName::from(k.as_str())),
+                    value: Some(v.clone()),
+                })
+                .collect()
+        }),
+        capacity_providers: Some(vec![]),
+        default_capacity_provider_strategy: Some(vec![]),
+        ..Default::default()
+    }
+}
+
+pub fn resources(r: &Resources) -> Vec<ecs::Resource> {
+    let ports =
+        |p: &std::collections::BTreeSet<u16>| p.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    vec![
+        ecs::Resource {
+            name: Some("CPU".into()),
+            r#type: Some("INTEGER".into()),
+            integer_value: Some(r.cpu as i32),
+            double_value: Some(0.0),
+            long_value: Some(0),
+            ..Default::default()
+        },
+        ecs::Resource {
+            name: Some("MEMORY".into()),
+            r#type: Some("INTEGER".into()),
+            integer_value: Some(r.memory as i32),
+            double_value: Some(0.0),
+            long_value: Some(0),
+            ..Default::default()
+        },
+        ecs::Resource {
+            name: Some("PORTS".into()),
+            r#type: Some("STRINGSET".into()),
+            string_set_value: Some(ports(&r.tcp_ports)),
+            double_value: Some(0.0),
+            long_value: Some(0),
+            integer_value: Some(0),
+        },
+        ecs::Resource {
+            name: Some("PORTS_UDP".into()),
+            r#type: Some("STRINGSET".into()),
+            string_set_value: Some(ports(&r.udp_ports)),
+            double_value: Some(0.0),
+            long_value: Some(0),
+            integer_value: Some(0),
+        },
+    ]
+}
+
+/// Resources from RegisterContainerInstance's `totalResources`.
+pub fn resources_from_wire(list: &[ecs::Resource]) -> ApiResult<Resources> {
+    let mut r = Resources::default();
+    for res in list {
+        let name = res.name.as_deref().unwrap_or("");
+        let int = || {
+            res.integer_value
+                .map(i64::from)
+                .or(res.long_value)
+                .or(res.double_value.map(|d| d as i64))
+                .unwrap_or(0)
+        };
+        let ports = || -> ApiResult<std::collections::BTreeSet<u16>> {
+            res.string_set_value
+                .iter()
+                .flatten()
+                .map(|p| {
+                    p.parse::<u16>()
+                        .map_err(|_| invalid(format!("Invalid port '{p}' in resource {name}.")))
+                })
+                .collect()
+        };
+        match name {
+            "CPU" => r.cpu = int(),
+            "MEMORY" => r.memory = int(),
+            "PORTS" => r.tcp_ports = ports()?,
+            "PORTS_UDP" => r.udp_ports = ports()?,
+            _ => {}
+        }
+    }
+    Ok(r)
+}
+
+pub fn attributes(attrs: &BTreeMap<String, Option<String>>) -> Vec<ecs::Attribute> {
+    attrs
+        .iter()
+        .map(|(k, v)| ecs::Attribute {
+            name: k.clone(),
+            value: v.clone(),
+            ..Default::default()
+        })
+        .collect()
+}
+
+pub fn container_instance(
+    i: &InstanceRecord,
+    connected: bool,
+    counts: Counts,
+    with_tags: bool,
+) -> ecs::ContainerInstance {
+    ecs::ContainerInstance {
+        container_instance_arn: Some(i.arn.clone()),
+        ec2_instance_id: i.hostname.clone(),
+        version: Some(i.version),
+        version_info: Some(ecs::VersionInfo {
+            agent_version: i.agent_version.clone(),
+            agent_hash: None,
+            docker_version: i.docker_version.clone(),
+        }),
+        registered_resources: Some(resources(&{
+            let mut r = i.registered.clone();
+            r.tcp_ports = i.reserved.tcp_ports.clone();
+            r.udp_ports = i.reserved.udp_ports.clone();
+            r
+        })),
+        remaining_resources: Some(resources(&i.remaining())),
+        status: Some(i.status.clone()),
+        agent_connected: Some(connected),
+        running_tasks_count: Some(counts.running),
+        pending_tasks_count: Some(counts.pending),
+        attributes: Some(attributes(&i.attributes)),
+        registered_at: Some(to_epoch_seconds(i.registered_at)),
+        attachments: Some(vec![]),
+        tags: with_tags.then(|| tags_to_wire(&i.tags)),
+        ..Default::default()
+    }
+}
+
+/// ECS's page size when maxResults is not given, and its bounds.
+pub fn page_size(max_results: Option<i32>, default: usize, max: usize) -> ApiResult<usize> {
+    match max_results {
+        None => Ok(default),
+        Some(n) if n >= 1 && n as usize <= max => Ok(n as usize),
+        Some(n) => Err(invalid(format!(
+            "maxResults must be between 1 and {max}; {n} was given."
+        ))),
+    }
+}
+
+/// One page of `items` (already in order) after the token's position.
+/// Tokens are the opaque, base64-wrapped sort key of the last item returned,
+/// so pages never repeat or skip an item that stays in the list.
+pub fn paginate<T>(
+    items: Vec<(String, T)>,
+    token: Option<&str>,
+    size: usize,
+) -> ApiResult<(Vec<T>, Option<String>)> {
+    let after = match token {
+        None | Some("") => None,
+        Some(t) => Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| invalid("Invalid nextToken."))?,
+        ),
+    };
+    let start = match &after {
+        None => 0,
+        Some(a) => items
+            .iter()
+            .position(|(k, _)| k == a)
+            .map(|p| p + 1)
+            .unwrap_or_else(|| {
+                // The item was deleted since: resume at the first key past it in list order.
+                items.iter().position(|(k, _)| k > a).unwrap_or(items.len())
+            }),
+    };
+    let mut page: Vec<(String, T)> = items.into_iter().skip(start).take(size + 1).collect();
+    let next = if page.len() > size {
+        page.truncate(size);
+        page.last()
+            .map(|(k, _)| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k.as_bytes()))
+    } else {
+        None
+    };
+    Ok((page.into_iter().map(|(_, v)| v).collect(), next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_cover_everything_once() {
+        let items: Vec<(String, u32)> = (0..25).map(|i| (format!("k{i:03}"), i)).collect();
+        let mut seen = vec![];
+        let mut token = None;
+        loop {
+            let (page, next) = paginate(items.clone(), token.as_deref(), 10).unwrap();
+            seen.extend(page);
+            match next {
+                None => break,
+                Some(t) => token = Some(t),
+            }
+        }
+        assert_eq!(seen, (0..25).collect::<Vec<_>>());
+        assert!(paginate(items, Some("!!"), 10).is_err());
+    }
+}

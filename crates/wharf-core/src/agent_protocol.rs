@@ -1,0 +1,100 @@
+//! What the control plane and a host agent say to each other, beside the
+//! public ECS operations the agent also uses (RegisterContainerInstance).
+//! Carried as AWS JSON 1.1 under the target prefix [`TARGET_PREFIX`], signed
+//! like any other request.
+//!
+//! The agent is level-triggered: [`PollRequest`] returns every task assigned
+//! to the instance with its desired status, and the agent converges Docker
+//! to it; it reports what it observes with [`TaskStateReport`].
+
+use serde::{Deserialize, Serialize};
+use wharf_model::ecs;
+
+pub const TARGET_PREFIX: &str = "WharfAgent_v1";
+pub const POLL: &str = "Poll";
+pub const REPORT_TASK_STATE: &str = "ReportTaskState";
+pub const DISCONNECT: &str = "Disconnect";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollRequest {
+    pub cluster: String,
+    pub container_instance_arn: String,
+    /// Answer at once if anything for this instance changed after this store
+    /// revision (0: answer at once); otherwise wait up to `wait_millis`.
+    pub after_revision: i64,
+    pub wait_millis: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollResponse {
+    pub revision: i64,
+    /// False when the instance is unknown or deregistered: the agent must
+    /// register again.
+    pub registered: bool,
+    pub tasks: Vec<AssignedTask>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignedTask {
+    pub task_arn: String,
+    pub task_definition: ecs::TaskDefinition,
+    #[serde(default)]
+    pub overrides: ecs::TaskOverride,
+    /// RUNNING or STOPPED.
+    pub desired_status: String,
+    pub last_status: String,
+    /// Names of the task's containers with their ARNs, for labels.
+    pub containers: Vec<AssignedContainer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignedContainer {
+    pub name: String,
+    pub container_arn: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStateReport {
+    pub cluster: String,
+    pub task_arn: String,
+    /// PENDING, RUNNING, STOPPING or STOPPED.
+    pub status: String,
+    pub reason: Option<String>,
+    pub pull_started_at: Option<i64>,
+    pub pull_stopped_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub execution_stopped_at: Option<i64>,
+    pub containers: Vec<ContainerReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerReport {
+    pub name: String,
+    pub runtime_id: Option<String>,
+    pub image_digest: Option<String>,
+    /// PENDING, RUNNING or STOPPED.
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub network_bindings: Vec<ecs::NetworkBinding>,
+    /// HEALTHY, UNHEALTHY or UNKNOWN, for containers with a health check.
+    pub health_status: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DisconnectRequest {
+    pub cluster: String,
+    pub container_instance_arn: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Empty {}

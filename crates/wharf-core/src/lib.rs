@@ -1,0 +1,17 @@
+//! Wharf's domain: the records the control plane stores, and pure,
+//! deterministic logic over them — task-definition validation, the task
+//! lifecycle state machine, placement. Nothing here does I/O or reads the
+//! wall clock: time comes in as an argument (see [`clock`]), randomness
+//! through `rand::Rng`, so controllers can be driven by a simulation.
+
+pub mod agent_protocol;
+pub mod arn;
+pub mod clock;
+pub mod error;
+pub mod lifecycle;
+pub mod placement;
+pub mod query;
+pub mod records;
+pub mod taskdef;
+
+pub use error::CoreError;

@@ -1,0 +1,218 @@
+//! What the control plane stores, one JSON document per key. These are
+//! domain records, not wire shapes: the API layer converts them to the
+//! generated `wharf_model::ecs` types. A task definition is the exception:
+//! it is a document the user wrote, kept as the validated wire shape so it
+//! round-trips exactly.
+
+use crate::clock::Millis;
+use crate::lifecycle::{DesiredStatus, TaskStatus};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use wharf_model::ecs;
+
+pub type Tags = BTreeMap<String, String>;
+
+/// Store keys. Everything lives under one prefix per kind so controllers can
+/// watch a kind, and under a cluster so a cluster's objects are one range.
+pub mod keys {
+    pub fn cluster(name: &str) -> String {
+        format!("/clusters/{name}")
+    }
+    pub const CLUSTERS: &str = "/clusters/";
+    pub fn task_definition(family: &str, revision: i32) -> String {
+        // Zero-padded so lexicographic order is revision order.
+        format!("/taskdefs/{family}/{revision:010}")
+    }
+    pub fn task_definition_family(family: &str) -> String {
+        format!("/taskdefs/{family}/")
+    }
+    pub const TASK_DEFINITIONS: &str = "/taskdefs/";
+    pub fn task(cluster: &str, id: &str) -> String {
+        format!("/tasks/{cluster}/{id}")
+    }
+    pub fn tasks(cluster: &str) -> String {
+        format!("/tasks/{cluster}/")
+    }
+    pub const TASKS: &str = "/tasks/";
+    pub fn instance(cluster: &str, id: &str) -> String {
+        format!("/instances/{cluster}/{id}")
+    }
+    pub fn instances(cluster: &str) -> String {
+        format!("/instances/{cluster}/")
+    }
+    /// Present (under a lease) while the instance's agent is connected.
+    pub fn agent_session(cluster: &str, id: &str) -> String {
+        format!("/agents/{cluster}/{id}")
+    }
+    pub fn agent_sessions(cluster: &str) -> String {
+        format!("/agents/{cluster}/")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    pub name: String,
+    pub arn: String,
+    pub status: String,
+    #[serde(default)]
+    pub tags: Tags,
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDefinitionRecord {
+    pub definition: ecs::TaskDefinition,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+/// CPU units, MiB of memory and host ports: what an instance offers and
+/// what a task takes from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub cpu: i64,
+    pub memory: i64,
+    #[serde(default)]
+    pub tcp_ports: BTreeSet<u16>,
+    #[serde(default)]
+    pub udp_ports: BTreeSet<u16>,
+}
+
+impl Resources {
+    pub fn add(&mut self, r: &Resources) {
+        self.cpu += r.cpu;
+        self.memory += r.memory;
+        self.tcp_ports.extend(&r.tcp_ports);
+        self.udp_ports.extend(&r.udp_ports);
+    }
+    pub fn remove(&mut self, r: &Resources) {
+        self.cpu -= r.cpu;
+        self.memory -= r.memory;
+        for p in &r.tcp_ports {
+            self.tcp_ports.remove(p);
+        }
+        for p in &r.udp_ports {
+            self.udp_ports.remove(p);
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    pub id: String,
+    pub arn: String,
+    pub cluster: String,
+    /// ACTIVE, DRAINING or INACTIVE (deregistered, kept until its tasks are gone).
+    pub status: String,
+    pub registered: Resources,
+    /// Ports the host itself uses, reported at registration (never offered).
+    #[serde(default)]
+    pub reserved: Resources,
+    /// Taken by tasks placed here and not yet STOPPED. Updated in the same
+    /// transaction as the task, with a compare on this record's revision,
+    /// so two placements can never both take the last slot.
+    pub allocated: Resources,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Option<String>>,
+    pub agent_version: Option<String>,
+    pub docker_version: Option<String>,
+    pub hostname: Option<String>,
+    pub registered_at: Millis,
+    #[serde(default)]
+    pub tags: Tags,
+    /// ECS's per-object version, bumped on every change.
+    pub version: i64,
+}
+
+impl InstanceRecord {
+    pub fn remaining(&self) -> Resources {
+        let mut r = Resources {
+            cpu: self.registered.cpu - self.allocated.cpu,
+            memory: self.registered.memory - self.allocated.memory,
+            tcp_ports: self.reserved.tcp_ports.clone(),
+            udp_ports: self.reserved.udp_ports.clone(),
+        };
+        r.tcp_ports.extend(&self.allocated.tcp_ports);
+        r.udp_ports.extend(&self.allocated.udp_ports);
+        r
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub name: String,
+    pub arn: String,
+    pub image: String,
+    pub essential: bool,
+    pub has_health_check: bool,
+    pub runtime_id: Option<String>,
+    pub image_digest: Option<String>,
+    /// PENDING, RUNNING or STOPPED.
+    pub last_status: String,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub network_bindings: Vec<ecs::NetworkBinding>,
+    /// HEALTHY, UNHEALTHY or UNKNOWN; None when the container has no health check.
+    pub health_status: Option<String>,
+    pub cpu: Option<i32>,
+    pub memory: Option<i32>,
+    pub memory_reservation: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub arn: String,
+    pub cluster: String,
+    pub cluster_arn: String,
+    pub task_definition_arn: String,
+    pub family: String,
+    pub revision: i32,
+    pub instance_id: Option<String>,
+    pub instance_arn: Option<String>,
+    pub launch_type: String,
+    pub last_status: TaskStatus,
+    pub desired_status: DesiredStatus,
+    pub created_at: Millis,
+    pub pull_started_at: Option<Millis>,
+    pub pull_stopped_at: Option<Millis>,
+    pub started_at: Option<Millis>,
+    pub connectivity_at: Option<Millis>,
+    pub stopping_at: Option<Millis>,
+    pub execution_stopped_at: Option<Millis>,
+    pub stopped_at: Option<Millis>,
+    pub stop_code: Option<String>,
+    pub stopped_reason: Option<String>,
+    pub started_by: Option<String>,
+    pub group: String,
+    #[serde(default)]
+    pub overrides: ecs::TaskOverride,
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    /// What placement took from the instance; given back when the task stops.
+    pub reservation: Resources,
+    pub containers: Vec<ContainerRecord>,
+    pub health_status: String,
+    #[serde(default)]
+    pub tags: Tags,
+    pub enable_execute_command: bool,
+    pub version: i64,
+}
+
+pub fn tags_from_wire(tags: &[ecs::Tag]) -> Tags {
+    tags.iter()
+        .filter_map(|t| Some((t.key.clone()?, t.value.clone().unwrap_or_default())))
+        .collect()
+}
+
+pub fn tags_to_wire(tags: &Tags) -> Vec<ecs::Tag> {
+    tags.iter()
+        .map(|(k, v)| ecs::Tag {
+            key: Some(k.clone()),
+            value: Some(v.clone()),
+        })
+        .collect()
+}

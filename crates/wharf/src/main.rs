@@ -1,0 +1,136 @@
+//! `wharf`: the command-line entry point. `up` runs everything for one
+//! machine; `server` runs the control plane alone.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use wharf_control::{Control, ControlConfig};
+use wharf_core::clock::SystemClock;
+use wharf_protocol::sigv4::Credentials;
+use wharf_store::{DynStore, MemStore, RedbStore};
+
+/// The development key pair `wharf up` accepts when none is configured.
+const DEV_ACCESS_KEY_ID: &str = "AKIAWHARFDEVELOPMENT";
+const DEV_SECRET_ACCESS_KEY: &str = "wharf-development-secret-key-do-not-use-in-production";
+
+#[derive(Parser)]
+#[command(
+    name = "wharf",
+    version,
+    about = "A self-hosted orchestrator that speaks the Amazon ECS API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run Wharf on this machine: the API and its embedded store.
+    Up(ServerArgs),
+    /// Run the control plane (API server) only.
+    Server(ServerArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServerArgs {
+    /// Address the ECS API listens on.
+    #[arg(long, env = "WHARF_LISTEN", default_value = "127.0.0.1:9070")]
+    listen: String,
+    /// Where state is kept.
+    #[arg(long, env = "WHARF_DATA_DIR", default_value = ".wharf")]
+    data_dir: PathBuf,
+    /// Keep state in memory only (lost at exit); for tests.
+    #[arg(long)]
+    ephemeral: bool,
+    /// Access key ID clients sign with (default: a development pair, printed at start).
+    #[arg(long, env = "WHARF_ACCESS_KEY_ID", requires = "secret_access_key")]
+    access_key_id: Option<String>,
+    /// Secret access key for --access-key-id.
+    #[arg(
+        long,
+        env = "WHARF_SECRET_ACCESS_KEY",
+        hide_env_values = true,
+        requires = "access_key_id"
+    )]
+    secret_access_key: Option<String>,
+    /// Account ID shown in ARNs.
+    #[arg(long, env = "WHARF_ACCOUNT_ID", default_value = "000000000000")]
+    account_id: String,
+    /// How long STOPPED tasks stay visible, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    stopped_task_retention: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up(args) | Command::Server(args) => serve(args).await,
+    }
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let store: DynStore = if args.ephemeral {
+        Arc::new(MemStore::new())
+    } else {
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+        let path = args.data_dir.join("store.redb");
+        Arc::new(
+            RedbStore::open(&path)
+                .with_context(|| format!("cannot open store {}", path.display()))?,
+        )
+    };
+    let dev = args.access_key_id.is_none();
+    let creds = Credentials {
+        access_key_id: args
+            .access_key_id
+            .unwrap_or_else(|| DEV_ACCESS_KEY_ID.into()),
+        secret_access_key: args
+            .secret_access_key
+            .unwrap_or_else(|| DEV_SECRET_ACCESS_KEY.into()),
+    };
+    let config = ControlConfig {
+        account_id: args.account_id,
+        credentials: vec![creds.clone()],
+        stopped_task_retention: Duration::from_secs(args.stopped_task_retention),
+        ..Default::default()
+    };
+    let control = Control::new(store, Arc::new(SystemClock), config);
+    tokio::spawn(wharf_control::reaper::run(
+        control.clone(),
+        Duration::from_secs(60),
+    ));
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // The one place the binary talks to a person rather than a log.
+    eprintln!("Wharf is serving the ECS API on http://{addr}");
+    if dev {
+        eprintln!("  development credentials (set WHARF_ACCESS_KEY_ID/WHARF_SECRET_ACCESS_KEY to change):");
+        eprintln!("    export AWS_ACCESS_KEY_ID={}", creds.access_key_id);
+        eprintln!(
+            "    export AWS_SECRET_ACCESS_KEY={}",
+            creds.secret_access_key
+        );
+        eprintln!("    export AWS_DEFAULT_REGION=us-east-1");
+    }
+    eprintln!("  aws --endpoint-url http://{addr} ecs list-clusters");
+    axum::serve(listener, wharf_control::http::router(control))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,78 @@
+"""Starts the real `wharf` binary and hands tests boto3 clients for it."""
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+
+import boto3
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
+import pytest
+
+KEY = "AKIATESTKEY"
+SECRET = "test-secret"
+REGION = "eu-west-1"
+BINARY = os.environ.get("WHARF_BIN", "/var/tmp/wharf-target/debug/wharf")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Wharf:
+    def __init__(self, data_dir):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self):
+        env = dict(os.environ, WHARF_ACCESS_KEY_ID=KEY, WHARF_SECRET_ACCESS_KEY=SECRET, WHARF_LOG="warn")
+        self.proc = subprocess.Popen(
+            [BINARY, "up", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
+            env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=0.2)
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("wharf did not start")
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def client(self, service="ecs"):
+        return boto3.client(service, endpoint_url=self.url, region_name=REGION,
+                            aws_access_key_id=KEY, aws_secret_access_key=SECRET)
+
+    def agent_call(self, op, payload):
+        """A signed call of the agent protocol, as a host agent makes it."""
+        body = json.dumps(payload)
+        req = botocore.awsrequest.AWSRequest(method="POST", url=self.url + "/", data=body, headers={
+            "X-Amz-Target": f"WharfAgent_v1.{op}", "Content-Type": "application/x-amz-json-1.1"})
+        botocore.auth.SigV4Auth(botocore.credentials.Credentials(KEY, SECRET), "ecs", REGION).add_auth(req)
+        prepared = req.prepare()
+        r = urllib.request.Request(prepared.url, data=body.encode(), headers=dict(prepared.headers), method="POST")
+        with urllib.request.urlopen(r, timeout=40) as resp:
+            return json.loads(resp.read())
+
+
+@pytest.fixture
+def wharf(tmp_path):
+    w = Wharf(tmp_path / "data")
+    w.start()
+    yield w
+    w.kill()
+
+
+@pytest.fixture
+def ecs(wharf):
+    return wharf.client()
