@@ -515,7 +515,11 @@ mod tests {
             serde_json::json!([{"containerName": "db", "condition": "START"}]))
         .contains("'db', which is not in the task definition"));
         assert!(err(web(), |j| j["family"] = "bad name".into()).contains("Family"));
-        assert!(err(web(), |j| j["networkMode"] = "host".into()).contains("must match"));
+        assert!(err(web(), |j| {
+            j["networkMode"] = "host".into();
+            j["containerDefinitions"][0]["portMappings"][0]["hostPort"] = 8080.into();
+        })
+        .contains("must match"));
         assert!(err(web(), |j| j["containerDefinitions"][0]["essential"] =
             false.into())
         .contains("essential"));
