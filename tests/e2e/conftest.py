@@ -25,7 +25,8 @@ def free_port():
 
 
 class Wharf:
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, mode="server"):
+        self.mode = mode
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -34,7 +35,7 @@ class Wharf:
     def start(self):
         env = dict(os.environ, WHARF_ACCESS_KEY_ID=KEY, WHARF_SECRET_ACCESS_KEY=SECRET, WHARF_LOG="warn")
         self.proc = subprocess.Popen(
-            [BINARY, "up", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
+            [BINARY, self.mode, "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
             env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -71,6 +72,20 @@ def wharf(tmp_path):
     w.start()
     yield w
     w.kill()
+
+
+@pytest.fixture
+def wharf_up(tmp_path):
+    """`wharf up`: control plane plus an agent on the local Docker Engine."""
+    w = Wharf(tmp_path / "data", mode="up")
+    w.start()
+    yield w
+    w.kill()
+    # Stopped tasks keep their containers (as ECS does until cleanup); remove the test's.
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.amazonaws.ecs.cluster=default"],
+                         capture_output=True, text=True).stdout.split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
 
 
 @pytest.fixture

@@ -1,1 +1,6 @@
+//! The host agent: registers this host as a container instance, runs the
+//! tasks the control plane assigns to it on Docker, and reports their state.
+
+pub mod agent;
+pub mod client;
 pub mod runtime;

@@ -6,6 +6,9 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use wharf_agent::agent::{Agent, AgentConfig};
+use wharf_agent::client::ControlClient;
+use wharf_agent::runtime::{DockerRuntime, Runtime};
 use wharf_control::{Control, ControlConfig};
 use wharf_core::clock::SystemClock;
 use wharf_protocol::sigv4::Credentials;
@@ -28,10 +31,35 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run Wharf on this machine: the API and its embedded store.
+    /// Run Wharf on this machine: the API, its embedded store, and an agent
+    /// that runs tasks on the local Docker Engine as cluster `default`.
     Up(ServerArgs),
     /// Run the control plane (API server) only.
     Server(ServerArgs),
+    /// Run a host agent that joins a cluster of a remote control plane.
+    Agent(AgentArgs),
+}
+
+#[derive(Args, Clone)]
+struct AgentArgs {
+    /// URL of the control plane.
+    #[arg(long, env = "WHARF_SERVER")]
+    server: String,
+    /// Cluster to join.
+    #[arg(long, env = "WHARF_CLUSTER", default_value = "default")]
+    cluster: String,
+    /// Access key ID to sign with.
+    #[arg(long, env = "WHARF_ACCESS_KEY_ID", default_value = DEV_ACCESS_KEY_ID)]
+    access_key_id: String,
+    /// Secret access key to sign with.
+    #[arg(long, env = "WHARF_SECRET_ACCESS_KEY", hide_env_values = true, default_value = DEV_SECRET_ACCESS_KEY)]
+    secret_access_key: String,
+    /// Region to sign for.
+    #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Where the agent keeps its identity.
+    #[arg(long, env = "WHARF_AGENT_DATA_DIR", default_value = ".wharf/agent")]
+    data_dir: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -75,11 +103,64 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Up(args) | Command::Server(args) => serve(args).await,
+        Command::Server(args) => serve(args, false).await,
+        Command::Up(args) => serve(args, true).await,
+        Command::Agent(args) => {
+            let runtime = connect_docker().await?;
+            let creds = Credentials {
+                access_key_id: args.access_key_id,
+                secret_access_key: args.secret_access_key,
+            };
+            run_agent(
+                runtime,
+                &args.server,
+                creds,
+                &args.region,
+                &args.cluster,
+                args.data_dir,
+            )
+            .await;
+            Ok(())
+        }
     }
 }
 
-async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+async fn connect_docker() -> anyhow::Result<Arc<dyn Runtime>> {
+    let docker = DockerRuntime::connect()
+        .await
+        .context("the agent needs the Docker Engine")?;
+    Ok(Arc::new(docker))
+}
+
+async fn run_agent(
+    runtime: Arc<dyn Runtime>,
+    server: &str,
+    creds: Credentials,
+    region: &str,
+    cluster: &str,
+    data_dir: PathBuf,
+) {
+    let client = match ControlClient::new(server, creds, region) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "bad server URL");
+            return;
+        }
+    };
+    let config = AgentConfig {
+        cluster: cluster.to_string(),
+        state_dir: data_dir,
+    };
+    Arc::new(Agent::new(client, runtime, config)).run().await;
+}
+
+async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
+    // Docker first: `up` without Docker fails at once, before serving anything.
+    let runtime = if with_agent {
+        Some(connect_docker().await?)
+    } else {
+        None
+    };
     let store: DynStore = if args.ephemeral {
         Arc::new(MemStore::new())
     } else {
@@ -127,6 +208,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         eprintln!("    export AWS_DEFAULT_REGION=us-east-1");
     }
     eprintln!("  aws --endpoint-url http://{addr} ecs list-clusters");
+    if let Some(runtime) = runtime {
+        let url = format!("http://{addr}");
+        let data_dir = args.data_dir.join("agent");
+        tokio::spawn(async move {
+            run_agent(runtime, &url, creds, "us-east-1", "default", data_dir).await
+        });
+    }
     axum::serve(listener, wharf_control::http::router(control))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
