@@ -43,6 +43,8 @@ pub struct Agent {
     runtime: Arc<dyn Runtime>,
     config: AgentConfig,
     wake: Arc<Notify>,
+    /// Tasks whose converge job is running.
+    in_flight: std::sync::Mutex<HashSet<String>>,
 }
 
 fn now_ms() -> i64 {
@@ -56,6 +58,7 @@ impl Agent {
             runtime,
             config,
             wake: Arc::new(Notify::new()),
+            in_flight: Default::default(),
         }
     }
 
@@ -229,7 +232,7 @@ impl Agent {
     }
 
     /// One pass: make Docker match `tasks`, and report each task's state.
-    pub async fn converge(&self, tasks: &[AssignedTask]) -> Result<(), AgentError> {
+    pub async fn converge(self: &Arc<Self>, tasks: &[AssignedTask]) -> Result<(), AgentError> {
         let mut by_task: HashMap<String, Vec<ContainerStatus>> = HashMap::new();
         for c in self.runtime.list_managed().await? {
             if c.labels.get(CLUSTER_LABEL) == Some(&self.config.cluster) {
@@ -252,15 +255,43 @@ impl Agent {
                 }
             }
         }
+        // Each task converges in its own background job, at most one per task
+        // at a time: a slow stop (its stopTimeout) never holds back the poll
+        // loop or another task's start. A finished job wakes the loop so the
+        // next pass sees its result.
         for t in tasks {
             let existing = by_task.remove(&t.task_arn).unwrap_or_default();
-            if let Some(report) = self.converge_task(t, existing).await? {
-                let r: Result<Empty, _> = self
-                    .client
-                    .call(&format!("{TARGET_PREFIX}.{REPORT_TASK_STATE}"), &report)
-                    .await;
-                r?;
+            if !self
+                .in_flight
+                .lock()
+                .expect("in-flight lock")
+                .insert(t.task_arn.clone())
+            {
+                continue;
             }
+            let agent = self.clone();
+            let t = t.clone();
+            tokio::spawn(async move {
+                let result = async {
+                    if let Some(report) = agent.converge_task(&t, existing).await? {
+                        let _: Empty = agent
+                            .client
+                            .call(&format!("{TARGET_PREFIX}.{REPORT_TASK_STATE}"), &report)
+                            .await?;
+                    }
+                    Ok::<(), AgentError>(())
+                }
+                .await;
+                if let Err(e) = result {
+                    tracing::warn!(task = %t.task_arn, error = %e, "task converge failed; will retry");
+                }
+                agent
+                    .in_flight
+                    .lock()
+                    .expect("in-flight lock")
+                    .remove(&t.task_arn);
+                agent.wake.notify_one();
+            });
         }
         Ok(())
     }
