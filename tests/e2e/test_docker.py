@@ -97,3 +97,27 @@ def test_restart_readopts_without_duplicates(wharf_up):
     assert ecs.describe_tasks(tasks=[arn])["tasks"][0]["lastStatus"] == "RUNNING"
     ecs.stop_task(task=arn)
     ecs.get_waiter("tasks_stopped").wait(tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+
+def test_health_checks_are_reported(wharf_up):
+    ecs = wharf_up.client()
+    wait_instance(ecs)
+    arns = {}
+    for name, cmd in [("good", "true"), ("bad", "exit 1")]:
+        ecs.register_task_definition(family=name, containerDefinitions=[{
+            "name": "main", "image": "wharf-test/busybox:latest", "memory": 16, "stopTimeout": 2,
+            "command": ["sleep", "600"],
+            "healthCheck": {"command": ["CMD-SHELL", cmd], "interval": 5, "timeout": 2, "retries": 1}}])
+        arns[name] = ecs.run_task(taskDefinition=name)["tasks"][0]["taskArn"]
+    deadline = time.time() + 30
+    health = {}
+    while time.time() < deadline:
+        tasks = ecs.describe_tasks(tasks=list(arns.values()))["tasks"]
+        health = {t["taskDefinitionArn"].rsplit("/", 1)[1].split(":")[0]: (t["healthStatus"], t["containers"][0]["healthStatus"])
+                  for t in tasks}
+        if health == {"good": ("HEALTHY", "HEALTHY"), "bad": ("UNHEALTHY", "UNHEALTHY")}:
+            break
+        time.sleep(0.5)
+    assert health == {"good": ("HEALTHY", "HEALTHY"), "bad": ("UNHEALTHY", "UNHEALTHY")}
+    for arn in arns.values():
+        ecs.stop_task(task=arn)

@@ -551,6 +551,18 @@ fn container_spec(
             .collect(),
         labels,
         stop_timeout: d.stop_timeout.map(|s| Duration::from_secs(s.max(0) as u64)),
+        health_check: d.health_check.as_ref().map(|h| {
+            let secs = |v: Option<i32>, default: Duration| {
+                v.map(|v| Duration::from_secs(v.max(0) as u64))
+                    .unwrap_or(default)
+            };
+            let mut check = crate::runtime::HealthCheck::new(h.command.clone());
+            check.interval = secs(h.interval, check.interval);
+            check.timeout = secs(h.timeout, check.timeout);
+            check.retries = h.retries.map(|r| r.max(1) as u32).unwrap_or(check.retries);
+            check.start_period = secs(h.start_period, check.start_period);
+            check
+        }),
         ..Default::default()
     }
 }
