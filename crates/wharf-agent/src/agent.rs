@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use wharf_core::agent_protocol::*;
+use wharf_core::records::Resources;
 use wharf_model::ecs;
 
 pub const CONTAINER_NAME_LABEL: &str = "com.amazonaws.ecs.container-name";
@@ -42,7 +43,7 @@ pub struct Agent {
     client: ControlClient,
     runtime: Arc<dyn Runtime>,
     config: AgentConfig,
-    wake: Arc<Notify>,
+    wake: Notify,
     /// Tasks whose converge job is running.
     in_flight: std::sync::Mutex<HashSet<String>>,
 }
@@ -57,7 +58,7 @@ impl Agent {
             client,
             runtime,
             config,
-            wake: Arc::new(Notify::new()),
+            wake: Notify::new(),
             in_flight: Default::default(),
         }
     }
@@ -88,36 +89,16 @@ impl Agent {
             instance_identity_document: Some(
                 serde_json::json!({ "instanceId": hostname }).to_string(),
             ),
-            total_resources: Some(vec![
-                ecs::Resource {
-                    name: Some("CPU".into()),
-                    r#type: Some("INTEGER".into()),
-                    integer_value: Some(info.cpus as i32 * 1024),
-                    ..Default::default()
-                },
-                ecs::Resource {
-                    name: Some("MEMORY".into()),
-                    r#type: Some("INTEGER".into()),
-                    integer_value: Some((info.memory_bytes / (1024 * 1024)) as i32),
-                    ..Default::default()
-                },
-                ecs::Resource {
-                    name: Some("PORTS".into()),
-                    r#type: Some("STRINGSET".into()),
-                    string_set_value: Some(
-                        ["22", "2375", "2376", "51678", "51679"]
-                            .map(String::from)
-                            .to_vec(),
-                    ),
-                    ..Default::default()
-                },
-                ecs::Resource {
-                    name: Some("PORTS_UDP".into()),
-                    r#type: Some("STRINGSET".into()),
-                    string_set_value: Some(vec![]),
-                    ..Default::default()
-                },
-            ]),
+            total_resources: Some(
+                Resources {
+                    cpu: info.cpus as i64 * 1024,
+                    memory: (info.memory_bytes / (1024 * 1024)) as i64,
+                    // Ports the host itself uses (SSH, Docker, the ECS agent's), as ECS reserves them.
+                    tcp_ports: [22, 2375, 2376, 51678, 51679].into(),
+                    udp_ports: Default::default(),
+                }
+                .to_wire(),
+            ),
             version_info: Some(ecs::VersionInfo {
                 agent_version: Some(AGENT_VERSION.into()),
                 agent_hash: None,
@@ -125,14 +106,7 @@ impl Agent {
             }),
             attributes: Some(vec![
                 attr("ecs.os-type", Some(&info.os_type)),
-                attr(
-                    "ecs.cpu-architecture",
-                    Some(if info.architecture == "x86_64" {
-                        "x86_64"
-                    } else {
-                        &info.architecture
-                    }),
-                ),
+                attr("ecs.cpu-architecture", Some(&info.architecture)),
                 attr("com.amazonaws.ecs.capability.docker-remote-api.1.41", None),
                 attr("ecs.capability.container-health-check", None),
                 attr("ecs.capability.container-ordering", None),
@@ -358,9 +332,6 @@ impl Agent {
                 .iter()
                 .map(|c| container_report(c, "STOPPED"))
                 .collect();
-            if existing.is_empty() {
-                report.status = "STOPPED".into();
-            }
             return Ok(Some(report));
         }
         // Desired RUNNING: create and start what is missing, in dependency order.

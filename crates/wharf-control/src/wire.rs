@@ -131,45 +131,6 @@ pub fn cluster(
     }
 }
 
-pub fn resources(r: &Resources) -> Vec<ecs::Resource> {
-    let ports =
-        |p: &std::collections::BTreeSet<u16>| p.iter().map(|p| p.to_string()).collect::<Vec<_>>();
-    vec![
-        ecs::Resource {
-            name: Some("CPU".into()),
-            r#type: Some("INTEGER".into()),
-            integer_value: Some(r.cpu as i32),
-            double_value: Some(0.0),
-            long_value: Some(0),
-            ..Default::default()
-        },
-        ecs::Resource {
-            name: Some("MEMORY".into()),
-            r#type: Some("INTEGER".into()),
-            integer_value: Some(r.memory as i32),
-            double_value: Some(0.0),
-            long_value: Some(0),
-            ..Default::default()
-        },
-        ecs::Resource {
-            name: Some("PORTS".into()),
-            r#type: Some("STRINGSET".into()),
-            string_set_value: Some(ports(&r.tcp_ports)),
-            double_value: Some(0.0),
-            long_value: Some(0),
-            integer_value: Some(0),
-        },
-        ecs::Resource {
-            name: Some("PORTS_UDP".into()),
-            r#type: Some("STRINGSET".into()),
-            string_set_value: Some(ports(&r.udp_ports)),
-            double_value: Some(0.0),
-            long_value: Some(0),
-            integer_value: Some(0),
-        },
-    ]
-}
-
 /// Resources from RegisterContainerInstance's `totalResources`.
 pub fn resources_from_wire(list: &[ecs::Resource]) -> ApiResult<Resources> {
     let mut r = Resources::default();
@@ -229,13 +190,13 @@ pub fn container_instance(
             agent_hash: None,
             docker_version: i.docker_version.clone(),
         }),
-        registered_resources: Some(resources(&{
+        registered_resources: Some(wharf_core::records::Resources::to_wire(&{
             let mut r = i.registered.clone();
             r.tcp_ports = i.reserved.tcp_ports.clone();
             r.udp_ports = i.reserved.udp_ports.clone();
             r
         })),
-        remaining_resources: Some(resources(&i.remaining())),
+        remaining_resources: Some(i.remaining().to_wire()),
         status: Some(i.status.clone()),
         agent_connected: Some(connected),
         running_tasks_count: Some(counts.running),

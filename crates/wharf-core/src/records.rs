@@ -81,6 +81,48 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// As ECS lists resources: CPU, MEMORY, PORTS, PORTS_UDP.
+    pub fn to_wire(&self) -> Vec<ecs::Resource> {
+        let r = self;
+        let ports = |p: &std::collections::BTreeSet<u16>| {
+            p.iter().map(|p| p.to_string()).collect::<Vec<_>>()
+        };
+        vec![
+            ecs::Resource {
+                name: Some("CPU".into()),
+                r#type: Some("INTEGER".into()),
+                integer_value: Some(r.cpu as i32),
+                double_value: Some(0.0),
+                long_value: Some(0),
+                ..Default::default()
+            },
+            ecs::Resource {
+                name: Some("MEMORY".into()),
+                r#type: Some("INTEGER".into()),
+                integer_value: Some(r.memory as i32),
+                double_value: Some(0.0),
+                long_value: Some(0),
+                ..Default::default()
+            },
+            ecs::Resource {
+                name: Some("PORTS".into()),
+                r#type: Some("STRINGSET".into()),
+                string_set_value: Some(ports(&r.tcp_ports)),
+                double_value: Some(0.0),
+                long_value: Some(0),
+                integer_value: Some(0),
+            },
+            ecs::Resource {
+                name: Some("PORTS_UDP".into()),
+                r#type: Some("STRINGSET".into()),
+                string_set_value: Some(ports(&r.udp_ports)),
+                double_value: Some(0.0),
+                long_value: Some(0),
+                integer_value: Some(0),
+            },
+        ]
+    }
+
     pub fn add(&mut self, r: &Resources) {
         self.cpu += r.cpu;
         self.memory += r.memory;

@@ -111,14 +111,15 @@ async fn main() -> anyhow::Result<()> {
                 access_key_id: args.access_key_id,
                 secret_access_key: args.secret_access_key,
             };
-            run_agent(
+            agent(
                 runtime,
                 &args.server,
                 creds,
                 &args.region,
                 &args.cluster,
                 args.data_dir,
-            )
+            )?
+            .run()
             .await;
             Ok(())
         }
@@ -132,26 +133,20 @@ async fn connect_docker() -> anyhow::Result<Arc<dyn Runtime>> {
     Ok(Arc::new(docker))
 }
 
-async fn run_agent(
+fn agent(
     runtime: Arc<dyn Runtime>,
     server: &str,
     creds: Credentials,
     region: &str,
     cluster: &str,
     data_dir: PathBuf,
-) {
-    let client = match ControlClient::new(server, creds, region) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "bad server URL");
-            return;
-        }
-    };
+) -> anyhow::Result<Arc<Agent>> {
+    let client = ControlClient::new(server, creds, region)?;
     let config = AgentConfig {
         cluster: cluster.to_string(),
         state_dir: data_dir,
     };
-    Arc::new(Agent::new(client, runtime, config)).run().await;
+    Ok(Arc::new(Agent::new(client, runtime, config)))
 }
 
 async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
@@ -210,10 +205,15 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     eprintln!("  aws --endpoint-url http://{addr} ecs list-clusters");
     if let Some(runtime) = runtime {
         let url = format!("http://{addr}");
-        let data_dir = args.data_dir.join("agent");
-        tokio::spawn(async move {
-            run_agent(runtime, &url, creds, "us-east-1", "default", data_dir).await
-        });
+        let local = agent(
+            runtime,
+            &url,
+            creds,
+            "us-east-1",
+            "default",
+            args.data_dir.join("agent"),
+        )?;
+        tokio::spawn(local.run());
     }
     axum::serve(listener, wharf_control::http::router(control))
         .with_graceful_shutdown(async {
