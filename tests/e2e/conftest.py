@@ -25,15 +25,16 @@ def free_port():
 
 
 class Wharf:
-    def __init__(self, data_dir, mode="server"):
+    def __init__(self, data_dir, mode="server", env=None):
         self.mode = mode
+        self.extra_env = env or {}
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
 
     def start(self):
-        env = dict(os.environ, WHARF_ACCESS_KEY_ID=KEY, WHARF_SECRET_ACCESS_KEY=SECRET, WHARF_LOG="warn")
+        env = dict(os.environ, WHARF_ACCESS_KEY_ID=KEY, WHARF_SECRET_ACCESS_KEY=SECRET, WHARF_LOG="warn", **self.extra_env)
         self.proc = subprocess.Popen(
             [BINARY, self.mode, "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
             env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)

@@ -5,23 +5,19 @@
 //! never starts a second copy.
 
 use crate::client::{ClientError, ControlClient};
-use crate::runtime::{
-    ContainerSpec, ContainerState, ContainerStatus, NetworkMode, PortBinding, Protocol, Runtime,
-    RuntimeEvent, TASK_ARN_LABEL,
-};
+use crate::deps::{self, Gate};
+use crate::runtime::{ContainerState, ContainerStatus, Runtime, RuntimeEvent, TASK_ARN_LABEL};
+use crate::spec::{container_spec, task_volumes, TaskNames, CLUSTER_LABEL, CONTAINER_NAME_LABEL};
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use wharf_core::agent_protocol::*;
 use wharf_core::records::Resources;
 use wharf_model::ecs;
 
-pub const CONTAINER_NAME_LABEL: &str = "com.amazonaws.ecs.container-name";
-pub const CLUSTER_LABEL: &str = "com.amazonaws.ecs.cluster";
-pub const FAMILY_LABEL: &str = "com.amazonaws.ecs.task-definition-family";
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[derive(Debug, Clone)]
@@ -29,6 +25,36 @@ pub struct AgentConfig {
     pub cluster: String,
     /// Where the agent remembers its container instance ARN across restarts.
     pub state_dir: PathBuf,
+    pub pull_behavior: PullBehavior,
+}
+
+/// When to pull a task's image, as the ECS agent's `ECS_IMAGE_PULL_BEHAVIOR`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PullBehavior {
+    /// Pull; if the pull fails, use the cached image when there is one.
+    #[default]
+    Default,
+    /// Pull; a failed pull fails the task.
+    Always,
+    /// Pull only if no earlier task on this host pulled it, or it is gone.
+    Once,
+    /// Pull only if the image is not present.
+    PreferCached,
+}
+
+impl std::str::FromStr for PullBehavior {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "default" => Ok(Self::Default),
+            "always" => Ok(Self::Always),
+            "once" => Ok(Self::Once),
+            "prefer-cached" => Ok(Self::PreferCached),
+            other => Err(format!(
+                "unknown image pull behavior '{other}' (default, always, once, prefer-cached)"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +71,11 @@ pub struct Agent {
     config: AgentConfig,
     wake: Notify,
     /// Tasks whose converge job is running.
-    in_flight: std::sync::Mutex<HashSet<String>>,
+    in_flight: Mutex<HashSet<String>>,
+    /// The last report sent per task, so an unchanged state isn't resent.
+    sent: Mutex<HashMap<String, TaskStateReport>>,
+    /// Images this agent has pulled (for `PullBehavior::Once`).
+    pulled: Mutex<HashSet<String>>,
 }
 
 fn now_ms() -> i64 {
@@ -60,6 +90,8 @@ impl Agent {
             config,
             wake: Notify::new(),
             in_flight: Default::default(),
+            sent: Default::default(),
+            pulled: Default::default(),
         }
     }
 
@@ -170,10 +202,17 @@ impl Agent {
                 }
                 Ok(r) => {
                     after = r.revision;
-                    if let Err(e) = self.converge(&r.tasks).await {
-                        tracing::warn!(error = %e, "converge failed; will retry");
-                        after = 0;
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    match self.converge(&r.tasks).await {
+                        Ok(()) => {}
+                        Err(AgentError::Runtime(e)) if e.is_unavailable() => {
+                            self.wait_for_docker(instance, &e).await;
+                            after = 0;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "converge failed; will retry");
+                            after = 0;
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
                     }
                 }
                 Err(e) => {
@@ -185,7 +224,36 @@ impl Agent {
         }
     }
 
-    /// Docker events wake the loop, so an exit shows within a poll round-trip.
+    /// Docker is gone: tell the control plane at once (the instance shows
+    /// agentConnected=false and takes no new tasks; its tasks stay as they
+    /// are in the store), then wait for Docker and resume. Containers that
+    /// survived are re-adopted by the next pass.
+    async fn wait_for_docker(&self, instance: &str, e: &crate::runtime::RuntimeError) {
+        tracing::error!(error = %e, "Docker is unreachable; disconnecting until it returns");
+        let bye = DisconnectRequest {
+            cluster: self.config.cluster.clone(),
+            container_instance_arn: instance.to_string(),
+            reason: format!("Docker unreachable: {e}"),
+        };
+        if let Err(e) = self
+            .client
+            .call::<_, Empty>(&format!("{TARGET_PREFIX}.{DISCONNECT}"), &bye)
+            .await
+        {
+            tracing::warn!(error = %e, "could not report the disconnect");
+        }
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if self.runtime.info().await.is_ok() {
+                tracing::info!("Docker is back; reconnecting");
+                return;
+            }
+        }
+    }
+
+    /// Docker events wake the loop, so an exit shows within a poll
+    /// round-trip. The end of the stream wakes it too: the next pass finds
+    /// out whether Docker is gone.
     async fn follow_events(&self) {
         loop {
             let mut events = self.runtime.events();
@@ -201,6 +269,7 @@ impl Agent {
                     }
                 }
             }
+            self.wake.notify_one();
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
@@ -217,57 +286,120 @@ impl Agent {
             }
         }
         let assigned: HashSet<&str> = tasks.iter().map(|t| t.task_arn.as_str()).collect();
-        // Containers of tasks this instance no longer has: orphans.
-        for (arn, containers) in &by_task {
-            if !assigned.contains(arn.as_str()) {
-                for c in containers {
+        self.sent
+            .lock()
+            .expect("sent lock")
+            .retain(|arn, _| assigned.contains(arn.as_str()));
+        // Each task converges in its own background job, at most one per task
+        // at a time: a slow stop (its stopTimeout) never holds back the poll
+        // loop or another task's start. A finished job wakes the loop so the
+        // next pass sees its result. Containers of tasks this instance no
+        // longer has are orphans, removed the same way.
+        let jobs = tasks
+            .iter()
+            .map(|t| {
+                let existing = by_task.remove(&t.task_arn).unwrap_or_default();
+                (t.task_arn.clone(), Job::Converge(Box::new(t.clone()), existing))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .chain(
+                by_task
+                    .drain()
+                    .map(|(arn, containers)| (arn, Job::RemoveOrphan(containers))),
+            );
+        for (arn, job) in jobs {
+            if !self
+                .in_flight
+                .lock()
+                .expect("in-flight lock")
+                .insert(arn.clone())
+            {
+                continue;
+            }
+            let agent = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = agent.run_job(&arn, job).await {
+                    tracing::warn!(task = %arn, error = %e, "task converge failed; will retry");
+                }
+                agent.in_flight.lock().expect("in-flight lock").remove(&arn);
+                agent.wake.notify_one();
+            });
+        }
+        Ok(())
+    }
+
+    async fn run_job(&self, arn: &str, job: Job) -> Result<(), AgentError> {
+        match job {
+            Job::Converge(t, existing) => {
+                let Some(report) = self.converge_task(&t, existing).await? else {
+                    return Ok(());
+                };
+                // The same state twice is not news.
+                if self.sent.lock().expect("sent lock").get(arn) == Some(&report) {
+                    return Ok(());
+                }
+                let _: Empty = self
+                    .client
+                    .call(&format!("{TARGET_PREFIX}.{REPORT_TASK_STATE}"), &report)
+                    .await?;
+                self.sent
+                    .lock()
+                    .expect("sent lock")
+                    .insert(arn.to_string(), report);
+            }
+            Job::RemoveOrphan(containers) => {
+                let task_id = arn.rsplit('/').next().unwrap_or_default();
+                let mut volumes = HashSet::new();
+                for c in &containers {
                     tracing::info!(task = %arn, container = %c.name, "removing orphaned container");
                     self.runtime
                         .stop_container(&c.id, Duration::from_secs(10))
                         .await?;
                     self.runtime.remove_container(&c.id).await?;
+                    volumes.extend(
+                        c.volumes
+                            .iter()
+                            .filter(|v| !task_id.is_empty() && v.ends_with(&format!("-{task_id}"))),
+                    );
+                }
+                for v in volumes {
+                    self.runtime.remove_volume(v).await?;
                 }
             }
-        }
-        // Each task converges in its own background job, at most one per task
-        // at a time: a slow stop (its stopTimeout) never holds back the poll
-        // loop or another task's start. A finished job wakes the loop so the
-        // next pass sees its result.
-        for t in tasks {
-            let existing = by_task.remove(&t.task_arn).unwrap_or_default();
-            if !self
-                .in_flight
-                .lock()
-                .expect("in-flight lock")
-                .insert(t.task_arn.clone())
-            {
-                continue;
-            }
-            let agent = self.clone();
-            let t = t.clone();
-            tokio::spawn(async move {
-                let result = async {
-                    if let Some(report) = agent.converge_task(&t, existing).await? {
-                        let _: Empty = agent
-                            .client
-                            .call(&format!("{TARGET_PREFIX}.{REPORT_TASK_STATE}"), &report)
-                            .await?;
-                    }
-                    Ok::<(), AgentError>(())
-                }
-                .await;
-                if let Err(e) = result {
-                    tracing::warn!(task = %t.task_arn, error = %e, "task converge failed; will retry");
-                }
-                agent
-                    .in_flight
-                    .lock()
-                    .expect("in-flight lock")
-                    .remove(&t.task_arn);
-                agent.wake.notify_one();
-            });
         }
         Ok(())
+    }
+
+    /// Makes a present image available as `ECS_IMAGE_PULL_BEHAVIOR` says.
+    /// Returns whether a pull was attempted, or why the image is unusable.
+    async fn ensure_image(&self, image: &str) -> Result<bool, String> {
+        let present = self.runtime.image_present(image).await.unwrap_or(false);
+        let pulled_before = self.pulled.lock().expect("pulled lock").contains(image);
+        let skip = match self.config.pull_behavior {
+            PullBehavior::PreferCached => present,
+            PullBehavior::Once => present && pulled_before,
+            PullBehavior::Always | PullBehavior::Default => false,
+        };
+        if skip {
+            return Ok(false);
+        }
+        match self.runtime.pull_image(image).await {
+            Ok(()) => {
+                self.pulled
+                    .lock()
+                    .expect("pulled lock")
+                    .insert(image.to_string());
+                Ok(true)
+            }
+            // The default behaviour falls back to a cached image, so a host
+            // without a registry still runs what it has.
+            Err(e) if present && self.config.pull_behavior == PullBehavior::Default => {
+                tracing::warn!(%image, error = %e, "pull failed; using the cached image");
+                Ok(true)
+            }
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     async fn converge_task(
@@ -275,10 +407,14 @@ impl Agent {
         t: &AssignedTask,
         mut existing: Vec<ContainerStatus>,
     ) -> Result<Option<TaskStateReport>, AgentError> {
+        let defs = wharf_core::taskdef::effective_containers(&t.task_definition, &t.overrides);
         if t.last_status == "STOPPED" {
+            // Level-triggered: anything of a STOPPED task still running goes.
+            if existing.iter().any(|c| c.state == ContainerState::Running) {
+                self.stop_containers(&defs, &existing).await?;
+            }
             return Ok(None);
         }
-        let defs = wharf_core::taskdef::effective_containers(&t.task_definition, &t.overrides);
         let mut report = TaskStateReport {
             cluster: self.config.cluster.clone(),
             task_arn: t.task_arn.clone(),
@@ -290,55 +426,35 @@ impl Agent {
             execution_stopped_at: None,
             containers: vec![],
         };
+        let essential = |name: &str| {
+            defs.iter()
+                .any(|d| d.name.as_deref() == Some(name) && d.essential != Some(false))
+        };
         let essential_exited = existing.iter().any(|c| {
             c.state != ContainerState::Running
-                && defs
-                    .iter()
-                    .any(|d| Some(&c.name_label()) == d.name.as_ref() && d.essential != Some(false))
+                && essential(&c.name_label())
                 && c.started_at.is_some()
         });
         if t.desired_status == "STOPPED" || essential_exited {
-            for c in &existing {
-                if c.state == ContainerState::Running {
-                    let def = defs
-                        .iter()
-                        .find(|d| d.name.as_deref() == Some(c.name_label().as_str()));
-                    let timeout = def.and_then(|d| d.stop_timeout).unwrap_or(30).max(0) as u64;
-                    self.runtime
-                        .stop_container(&c.id, Duration::from_secs(timeout))
-                        .await?;
-                }
-            }
-            let mut final_states = vec![];
-            for c in &existing {
-                final_states.push(
-                    self.runtime
-                        .inspect_container(&c.id)
-                        .await?
-                        .unwrap_or_else(|| c.clone()),
-                );
-            }
-            report.status = if t.desired_status == "STOPPED"
-                || final_states
-                    .iter()
-                    .all(|c| c.state != ContainerState::Running)
-            {
-                "STOPPED".into()
-            } else {
-                "RUNNING".into()
-            };
-            report.execution_stopped_at = Some(now_ms());
-            report.containers = final_states
-                .iter()
-                .map(|c| container_report(c, "STOPPED"))
-                .collect();
-            return Ok(Some(report));
+            return self.stop_task(&defs, existing, report).await.map(Some);
         }
-        // Desired RUNNING: create and start what is missing, in dependency order.
+        // Desired RUNNING: create and start what is missing, in dependency
+        // order; a container whose dependencies aren't met yet waits for a
+        // later pass (a Docker event or the poll timeout brings one).
+        let names = TaskNames::new(t, &self.config.cluster);
         let order = wharf_core::taskdef::start_order(&defs).unwrap_or_default();
-        let task_id = t.task_arn.rsplit('/').next().unwrap_or_default();
-        let family = t.task_definition.family.clone().unwrap_or_default();
-        let revision = t.task_definition.revision.unwrap_or(0);
+        let missing = order
+            .iter()
+            .any(|n| !existing.iter().any(|c| &c.name_label() == n));
+        let (sources, volumes) = task_volumes(&names);
+        if missing {
+            for v in &volumes {
+                self.runtime
+                    .ensure_volume(&v.docker_name, v.driver.as_deref(), &v.labels)
+                    .await?;
+            }
+        }
+        let mut waiting = false;
         for name in &order {
             if existing.iter().any(|c| &c.name_label() == name) {
                 continue;
@@ -347,56 +463,134 @@ impl Agent {
                 .iter()
                 .find(|d| d.name.as_ref() == Some(name))
                 .expect("ordered from defs");
-            let image = def.image.clone().unwrap_or_default();
-            if !self.runtime.image_present(&image).await? {
-                report.pull_started_at.get_or_insert(now_ms());
-                if let Err(e) = self.runtime.pull_image(&image).await {
-                    report.status = "STOPPED".into();
-                    report.reason = Some(format!("CannotPullContainerError: {e}"));
-                    report.pull_stopped_at = Some(now_ms());
-                    return Ok(Some(report));
+            match deps::gate(def, &existing, SystemTime::now()) {
+                Gate::Ready => {}
+                Gate::Wait => {
+                    waiting = true;
+                    continue;
                 }
-                report.pull_stopped_at = Some(now_ms());
+                Gate::Fail(why) => {
+                    report.reason = Some(format!("CannotStartContainerError: {why}"));
+                    return self.stop_task(&defs, existing, report).await.map(Some);
+                }
             }
-            let spec = container_spec(t, def, &family, revision, task_id, &self.config.cluster);
+            let image = def.image.clone().unwrap_or_default();
+            let pull_started = now_ms();
+            match self.ensure_image(&image).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    report.pull_started_at.get_or_insert(pull_started);
+                    report.pull_stopped_at = Some(now_ms());
+                }
+                Err(e) => {
+                    report.pull_started_at.get_or_insert(pull_started);
+                    report.pull_stopped_at = Some(now_ms());
+                    report.reason = Some(format!("CannotPullContainerError: {e}"));
+                    return self.stop_task(&defs, existing, report).await.map(Some);
+                }
+            }
+            let spec = container_spec(&names, def, &sources);
             let id = self.runtime.create_container(&spec).await?;
             if let Err(e) = self.runtime.start_container(&id).await {
-                report.status = "STOPPED".into();
                 report.reason = Some(format!("CannotStartContainerError: {e}"));
-                return Ok(Some(report));
+                if let Some(s) = self.runtime.inspect_container(&id).await? {
+                    existing.push(s);
+                }
+                return self.stop_task(&defs, existing, report).await.map(Some);
             }
             if let Some(s) = self.runtime.inspect_container(&id).await? {
                 existing.push(s);
             }
         }
-        let all_running =
-            existing.iter().all(|c| c.state == ContainerState::Running) && !existing.is_empty();
-        report.status = if all_running {
+        // RUNNING once every container exists and every essential one runs;
+        // a non-essential container may already have finished its job.
+        let all_created = defs.iter().all(|d| {
+            existing
+                .iter()
+                .any(|c| Some(c.name_label().as_str()) == d.name.as_deref())
+        });
+        let essentials_running = existing
+            .iter()
+            .filter(|c| essential(&c.name_label()))
+            .all(|c| c.state == ContainerState::Running);
+        report.status = if !waiting && all_created && essentials_running {
             "RUNNING".into()
         } else {
             "PENDING".into()
         };
-        report.containers = existing
-            .iter()
-            .map(|c| {
-                container_report(
-                    c,
-                    if c.state == ContainerState::Running {
-                        "RUNNING"
-                    } else {
-                        "STOPPED"
-                    },
-                )
-            })
-            .collect();
-        if report.status == t.last_status
-            && t.last_status == "RUNNING"
-            && existing.iter().all(|c| c.health.is_none())
-        {
-            return Ok(None);
-        }
+        report.containers = existing.iter().map(container_report).collect();
         Ok(Some(report))
     }
+
+    /// Stops the task's containers (dependents first) and reports it
+    /// STOPPED, with `report.reason` if it failed to start.
+    async fn stop_task(
+        &self,
+        defs: &[ecs::ContainerDefinition],
+        existing: Vec<ContainerStatus>,
+        mut report: TaskStateReport,
+    ) -> Result<TaskStateReport, AgentError> {
+        self.stop_containers(defs, &existing).await?;
+        let mut final_states = vec![];
+        for c in &existing {
+            final_states.push(
+                self.runtime
+                    .inspect_container(&c.id)
+                    .await?
+                    .unwrap_or_else(|| c.clone()),
+            );
+        }
+        report.status = "STOPPED".into();
+        report.execution_stopped_at = Some(now_ms());
+        report.containers = final_states.iter().map(container_report).collect();
+        Ok(report)
+    }
+
+    /// Stops running containers in waves, dependents before their
+    /// dependencies, each wave concurrently and each container with its
+    /// own stopTimeout (SIGTERM, then SIGKILL).
+    async fn stop_containers(
+        &self,
+        defs: &[ecs::ContainerDefinition],
+        existing: &[ContainerStatus],
+    ) -> Result<(), AgentError> {
+        let running: Vec<&ContainerStatus> = existing
+            .iter()
+            .filter(|c| c.state == ContainerState::Running)
+            .collect();
+        let timeout = |name: &str| {
+            let secs = defs
+                .iter()
+                .find(|d| d.name.as_deref() == Some(name))
+                .and_then(|d| d.stop_timeout)
+                .unwrap_or(30);
+            Duration::from_secs(secs.max(0) as u64)
+        };
+        let mut waves = deps::stop_waves(defs);
+        // Containers not in the definition (none expected) go last.
+        waves.push(vec![]);
+        let last = waves.len() - 1;
+        for (i, wave) in waves.iter().enumerate() {
+            let stops = running
+                .iter()
+                .filter(|c| {
+                    let n = c.name_label();
+                    wave.contains(&n)
+                        || (i == last
+                            && !defs.iter().any(|d| d.name.as_deref() == Some(n.as_str())))
+                })
+                .map(|c| self.runtime.stop_container(&c.id, timeout(&c.name_label())));
+            for r in futures::future::join_all(stops).await {
+                r?;
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Job {
+    Converge(Box<AssignedTask>, Vec<ContainerStatus>),
+    RemoveOrphan(Vec<ContainerStatus>),
 }
 
 trait NameLabel {
@@ -412,7 +606,12 @@ impl NameLabel for ContainerStatus {
     }
 }
 
-fn container_report(c: &ContainerStatus, status: &str) -> ContainerReport {
+fn container_report(c: &ContainerStatus) -> ContainerReport {
+    let status = if c.state == ContainerState::Running {
+        "RUNNING"
+    } else {
+        "STOPPED"
+    };
     let mut seen = HashSet::new();
     ContainerReport {
         name: c.name_label(),
@@ -448,92 +647,5 @@ fn container_report(c: &ContainerStatus, status: &str) -> ContainerReport {
             crate::runtime::Health::Unhealthy => "UNHEALTHY".into(),
             crate::runtime::Health::Starting => "UNKNOWN".into(),
         }),
-    }
-}
-
-fn container_spec(
-    t: &AssignedTask,
-    d: &ecs::ContainerDefinition,
-    family: &str,
-    revision: i32,
-    task_id: &str,
-    cluster: &str,
-) -> ContainerSpec {
-    let name = d.name.clone().unwrap_or_default();
-    let mut labels: HashMap<String, String> = d
-        .docker_labels
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    labels.insert(TASK_ARN_LABEL.into(), t.task_arn.clone());
-    labels.insert(CONTAINER_NAME_LABEL.into(), name.clone());
-    labels.insert(CLUSTER_LABEL.into(), cluster.into());
-    labels.insert(FAMILY_LABEL.into(), family.into());
-    labels.insert(
-        "com.amazonaws.ecs.task-definition-version".into(),
-        revision.to_string(),
-    );
-    let network_mode = match t.task_definition.network_mode {
-        Some(ecs::NetworkMode::Host) => NetworkMode::Host,
-        Some(ecs::NetworkMode::None) => NetworkMode::None,
-        _ => NetworkMode::Bridge,
-    };
-    ContainerSpec {
-        // ECS agent naming: ecs-FAMILY-REVISION-CONTAINER-<unique>.
-        name: format!(
-            "ecs-{family}-{revision}-{name}-{}",
-            &task_id[..task_id.len().min(12)]
-        ),
-        image: d.image.clone().unwrap_or_default(),
-        command: d.command.clone(),
-        entrypoint: d.entry_point.clone(),
-        env: d
-            .environment
-            .iter()
-            .flatten()
-            .map(|kv| {
-                (
-                    kv.name.clone().unwrap_or_default(),
-                    kv.value.clone().unwrap_or_default(),
-                )
-            })
-            .collect(),
-        working_dir: d.working_directory.clone(),
-        user: d.user.clone(),
-        cpu_shares: d.cpu.filter(|c| *c > 0).map(i64::from),
-        memory_bytes: d.memory.map(|m| m as i64 * 1024 * 1024),
-        memory_reservation_bytes: d.memory_reservation.map(|m| m as i64 * 1024 * 1024),
-        network_mode,
-        port_bindings: d
-            .port_mappings
-            .iter()
-            .flatten()
-            .map(|p| PortBinding {
-                container_port: p.container_port.unwrap_or(0) as u16,
-                host_port: p.host_port.unwrap_or(0) as u16,
-                protocol: if p.protocol == Some(ecs::TransportProtocol::Udp) {
-                    Protocol::Udp
-                } else {
-                    Protocol::Tcp
-                },
-                host_ip: None,
-            })
-            .collect(),
-        labels,
-        stop_timeout: d.stop_timeout.map(|s| Duration::from_secs(s.max(0) as u64)),
-        health_check: d.health_check.as_ref().map(|h| {
-            let secs = |v: Option<i32>, default: Duration| {
-                v.map(|v| Duration::from_secs(v.max(0) as u64))
-                    .unwrap_or(default)
-            };
-            let mut check = crate::runtime::HealthCheck::new(h.command.clone());
-            check.interval = secs(h.interval, check.interval);
-            check.timeout = secs(h.timeout, check.timeout);
-            check.retries = h.retries.map(|r| r.max(1) as u32).unwrap_or(check.retries);
-            check.start_period = secs(h.start_period, check.start_period);
-            check
-        }),
-        ..Default::default()
     }
 }

@@ -3,4 +3,6 @@
 
 pub mod agent;
 pub mod client;
+pub mod deps;
 pub mod runtime;
+pub mod spec;

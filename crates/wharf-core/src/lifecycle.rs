@@ -147,12 +147,11 @@ pub fn apply_report(task: &mut TaskRecord, report: &TaskStateReport, now: Millis
             .iter()
             .any(|c| c.essential && c.last_status == "STOPPED");
         let status = TaskStatus::parse(&report.status);
-        if status == Some(TaskStatus::Stopped) && task.last_status < TaskStatus::Running {
-            let reason = report
-                .reason
-                .clone()
-                .or_else(|| task.containers.iter().find_map(|c| c.reason.clone()))
-                .unwrap_or_else(|| "Task failed to start".to_string());
+        // The agent gives a reason only when it could not start the task
+        // (pull, create, dependency); a container that ran and exited, even
+        // at once, is an essential container exit.
+        if let (Some(TaskStatus::Stopped), Some(reason)) = (status, &report.reason) {
+            let reason = reason.clone();
             request_stop(task, now, STOP_FAILED_TO_START, &reason);
         } else if exited || status == Some(TaskStatus::Stopped) {
             request_stop(task, now, STOP_ESSENTIAL_EXITED, ESSENTIAL_EXITED_REASON);

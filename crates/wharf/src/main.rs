@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use wharf_agent::agent::{Agent, AgentConfig};
+use wharf_agent::agent::{Agent, AgentConfig, PullBehavior};
 use wharf_agent::client::ControlClient;
 use wharf_agent::runtime::{DockerRuntime, Runtime};
 use wharf_control::{Control, ControlConfig};
@@ -60,6 +60,10 @@ struct AgentArgs {
     /// Where the agent keeps its identity.
     #[arg(long, env = "WHARF_AGENT_DATA_DIR", default_value = ".wharf/agent")]
     data_dir: PathBuf,
+    /// When the agent pulls images: default (pull, fall back to a cached
+    /// image), always, once, prefer-cached; as the ECS agent's setting.
+    #[arg(long, env = "ECS_IMAGE_PULL_BEHAVIOR", default_value = "default")]
+    image_pull_behavior: PullBehavior,
 }
 
 #[derive(Args, Clone)]
@@ -90,6 +94,10 @@ struct ServerArgs {
     /// How long STOPPED tasks stay visible, in seconds.
     #[arg(long, default_value_t = 3600)]
     stopped_task_retention: u64,
+    /// (`up` only) When the local agent pulls images: default (pull, fall
+    /// back to a cached image), always, once, prefer-cached.
+    #[arg(long, env = "ECS_IMAGE_PULL_BEHAVIOR", default_value = "default")]
+    image_pull_behavior: PullBehavior,
 }
 
 #[tokio::main]
@@ -116,8 +124,11 @@ async fn main() -> anyhow::Result<()> {
                 &args.server,
                 creds,
                 &args.region,
-                &args.cluster,
-                args.data_dir,
+                AgentConfig {
+                    cluster: args.cluster,
+                    state_dir: args.data_dir,
+                    pull_behavior: args.image_pull_behavior,
+                },
             )?
             .run()
             .await;
@@ -138,14 +149,9 @@ fn agent(
     server: &str,
     creds: Credentials,
     region: &str,
-    cluster: &str,
-    data_dir: PathBuf,
+    config: AgentConfig,
 ) -> anyhow::Result<Arc<Agent>> {
     let client = ControlClient::new(server, creds, region)?;
-    let config = AgentConfig {
-        cluster: cluster.to_string(),
-        state_dir: data_dir,
-    };
     Ok(Arc::new(Agent::new(client, runtime, config)))
 }
 
@@ -210,8 +216,11 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
             &url,
             creds,
             "us-east-1",
-            "default",
-            args.data_dir.join("agent"),
+            AgentConfig {
+                cluster: "default".into(),
+                state_dir: args.data_dir.join("agent"),
+                pull_behavior: args.image_pull_behavior,
+            },
         )?;
         tokio::spawn(local.run());
     }

@@ -11,7 +11,7 @@ use bollard::errors::Error as BollardError;
 use bollard::image::CreateImageOptions;
 use bollard::models::{
     ContainerInspectResponse, ContainerStateStatusEnum, EventMessage, HealthConfig,
-    HealthStatusEnum, HostConfig, PortBinding as DockerPortBinding,
+    HealthStatusEnum, HostConfig, MountPointTypeEnum, PortBinding as DockerPortBinding,
 };
 use bollard::system::EventsOptions;
 use bollard::volume::CreateVolumeOptions;
@@ -222,6 +222,7 @@ fn build_config(spec: &ContainerSpec) -> Config<String> {
         port_bindings: (!port_map.is_empty()).then_some(port_map),
         binds: (!spec.binds.is_empty()).then(|| spec.binds.iter().map(|m| m.as_bind()).collect()),
         links: (!spec.links.is_empty()).then(|| spec.links.clone()),
+        volumes_from: (!spec.volumes_from.is_empty()).then(|| spec.volumes_from.clone()),
         extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
         privileged: spec.privileged.then_some(true),
         readonly_rootfs: spec.readonly_rootfs.then_some(true),
@@ -338,6 +339,13 @@ fn status_from_inspect(c: ContainerInspectResponse) -> ContainerStatus {
         finished_at: parse_time(state.finished_at.as_deref()),
         health,
         ports,
+        volumes: c
+            .mounts
+            .iter()
+            .flatten()
+            .filter(|m| m.typ == Some(MountPointTypeEnum::VOLUME))
+            .filter_map(|m| m.name.clone())
+            .collect(),
     }
 }
 
@@ -461,6 +469,14 @@ impl Runtime for DockerRuntime {
         };
         self.docker.create_volume(opts).await.map_err(map_err)?;
         Ok(())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
+        match self.docker.remove_volume(name, None).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_status(&e, 404) => Ok(()),
+            Err(e) => Err(map_err(e)),
+        }
     }
 
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {

@@ -20,8 +20,8 @@ use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::broadcast;
 
 use super::{
-    BoundPort, ContainerSpec, ContainerState, ContainerStatus, Health, HostInfo, Runtime,
-    RuntimeError, RuntimeEvent, TASK_ARN_LABEL,
+    BoundPort, ContainerSpec, ContainerState, ContainerStatus, Health, HostInfo, MountSource,
+    Runtime, RuntimeError, RuntimeEvent, TASK_ARN_LABEL,
 };
 
 /// First host port handed out for dynamic (host_port 0) bindings.
@@ -50,6 +50,7 @@ pub enum FakeOp {
 pub enum FakeCall {
     Pull(String),
     EnsureVolume(String),
+    RemoveVolume(String),
     /// Container name.
     Create(String),
     /// Container id.
@@ -374,6 +375,13 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
+        let mut st = self.lock();
+        st.calls.push(FakeCall::RemoveVolume(name.to_string()));
+        st.volumes.remove(name);
+        Ok(())
+    }
+
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
         let mut st = self.lock();
         st.calls.push(FakeCall::Create(spec.name.clone()));
@@ -411,6 +419,14 @@ impl Runtime for FakeRuntime {
             finished_at: None,
             health: None,
             ports: Vec::new(),
+            volumes: spec
+                .binds
+                .iter()
+                .filter_map(|m| match &m.source {
+                    MountSource::Volume(v) => Some(v.clone()),
+                    MountSource::HostPath(_) => None,
+                })
+                .collect(),
         };
         st.containers.insert(
             id.clone(),

@@ -41,6 +41,9 @@ pub trait Runtime: Send + Sync + 'static {
         labels: &HashMap<String, String>,
     ) -> Result<(), RuntimeError>;
 
+    /// Remove a named volume; absent is Ok.
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError>;
+
     /// Create (but do not start) a container. Returns the container id.
     async fn create_container(&self, spec: &ContainerSpec) -> Result<String, RuntimeError>;
 
@@ -245,6 +248,8 @@ pub struct ContainerSpec {
     pub binds: Vec<Mount>,
     /// `"containerName:alias"` (bridge mode only).
     pub links: Vec<String>,
+    /// `"containerName[:ro]"`: mount every volume of that container.
+    pub volumes_from: Vec<String>,
     pub health_check: Option<HealthCheck>,
     pub stop_timeout: Option<Duration>,
     pub hostname: Option<String>,
@@ -306,6 +311,8 @@ pub struct ContainerStatus {
     pub health: Option<Health>,
     /// Published ports (only while running).
     pub ports: Vec<BoundPort>,
+    /// Names of the Docker volumes mounted into the container.
+    pub volumes: Vec<String>,
 }
 
 impl ContainerStatus {

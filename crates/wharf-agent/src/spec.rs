@@ -1,0 +1,304 @@
+//! How a task's container definitions become Docker containers and volumes:
+//! names, labels, limits, ports, mounts, links and health checks, mapped as
+//! the ECS agent maps them.
+
+use crate::runtime::{
+    ContainerSpec, HealthCheck, Mount, MountSource, NetworkMode, PortBinding, Protocol,
+    TASK_ARN_LABEL,
+};
+use std::collections::HashMap;
+use std::time::Duration;
+use wharf_core::agent_protocol::AssignedTask;
+use wharf_model::ecs;
+
+pub const CONTAINER_NAME_LABEL: &str = "com.amazonaws.ecs.container-name";
+pub const CLUSTER_LABEL: &str = "com.amazonaws.ecs.cluster";
+pub const FAMILY_LABEL: &str = "com.amazonaws.ecs.task-definition-family";
+pub const VERSION_LABEL: &str = "com.amazonaws.ecs.task-definition-version";
+
+/// What the agent needs to know about one task to name and label its parts.
+pub struct TaskNames<'a> {
+    pub task: &'a AssignedTask,
+    pub cluster: &'a str,
+    pub family: String,
+    pub revision: i32,
+    pub task_id: &'a str,
+}
+
+impl<'a> TaskNames<'a> {
+    pub fn new(task: &'a AssignedTask, cluster: &'a str) -> Self {
+        TaskNames {
+            task,
+            cluster,
+            family: task.task_definition.family.clone().unwrap_or_default(),
+            revision: task.task_definition.revision.unwrap_or(0),
+            task_id: task.task_arn.rsplit('/').next().unwrap_or_default(),
+        }
+    }
+
+    /// ECS agent naming: `ecs-FAMILY-REVISION-CONTAINER-<unique>`.
+    pub fn container(&self, container: &str) -> String {
+        format!(
+            "ecs-{}-{}-{container}-{}",
+            self.family,
+            self.revision,
+            &self.task_id[..self.task_id.len().min(12)]
+        )
+    }
+
+    /// A task-scoped volume ends with the whole task id, so that cleanup can
+    /// tell it from a shared volume when the task's containers go.
+    pub fn task_volume(&self, volume: &str) -> String {
+        format!(
+            "ecs-{}-{}-{volume}-{}",
+            self.family, self.revision, self.task_id
+        )
+    }
+
+    fn labels(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (TASK_ARN_LABEL.into(), self.task.task_arn.clone()),
+            (CLUSTER_LABEL.into(), self.cluster.into()),
+            (FAMILY_LABEL.into(), self.family.clone()),
+            (VERSION_LABEL.into(), self.revision.to_string()),
+        ])
+    }
+}
+
+/// A Docker volume the task needs before its containers are created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumePlan {
+    pub docker_name: String,
+    pub driver: Option<String>,
+    pub labels: HashMap<String, String>,
+}
+
+/// Where each task volume comes from: a host path is bind-mounted; a Docker
+/// volume is task-scoped (named after the task, removed with it) unless its
+/// scope is `shared`; a volume with neither is a task-scoped local volume,
+/// as ECS gives a Docker-managed path. Returns the mount source per volume
+/// name and the volumes to create.
+pub fn task_volumes(n: &TaskNames) -> (HashMap<String, MountSource>, Vec<VolumePlan>) {
+    let mut sources = HashMap::new();
+    let mut create = vec![];
+    for v in n.task.task_definition.volumes.iter().flatten() {
+        let Some(name) = v.name.clone() else { continue };
+        if let Some(path) = v.host.as_ref().and_then(|h| h.source_path.clone()) {
+            sources.insert(name, MountSource::HostPath(path));
+            continue;
+        }
+        let cfg = v.docker_volume_configuration.clone().unwrap_or_default();
+        let shared = cfg.scope == Some(ecs::Scope::Shared);
+        let docker_name = if shared {
+            name.clone()
+        } else {
+            n.task_volume(&name)
+        };
+        // A shared volume is created only when autoprovision asks for it;
+        // otherwise Docker's own create-on-mount applies.
+        if !shared || cfg.autoprovision == Some(true) {
+            let mut labels: HashMap<String, String> =
+                cfg.labels.clone().unwrap_or_default().into_iter().collect();
+            if !shared {
+                labels.extend(n.labels());
+            }
+            create.push(VolumePlan {
+                docker_name: docker_name.clone(),
+                driver: cfg.driver.clone(),
+                labels,
+            });
+        }
+        sources.insert(name, MountSource::Volume(docker_name));
+    }
+    (sources, create)
+}
+
+/// The Docker container for one container definition of the task.
+pub fn container_spec(
+    n: &TaskNames,
+    d: &ecs::ContainerDefinition,
+    volumes: &HashMap<String, MountSource>,
+) -> ContainerSpec {
+    let name = d.name.clone().unwrap_or_default();
+    let mut labels: HashMap<String, String> = d
+        .docker_labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    labels.extend(n.labels());
+    labels.insert(CONTAINER_NAME_LABEL.into(), name.clone());
+    let network_mode = match n.task.task_definition.network_mode {
+        Some(ecs::NetworkMode::Host) => NetworkMode::Host,
+        Some(ecs::NetworkMode::None) => NetworkMode::None,
+        _ => NetworkMode::Bridge,
+    };
+    let secs = |v: Option<i32>, default: Duration| {
+        v.map(|v| Duration::from_secs(v.max(0) as u64))
+            .unwrap_or(default)
+    };
+    ContainerSpec {
+        name: n.container(&name),
+        image: d.image.clone().unwrap_or_default(),
+        command: d.command.clone(),
+        entrypoint: d.entry_point.clone(),
+        env: d
+            .environment
+            .iter()
+            .flatten()
+            .map(|kv| {
+                (
+                    kv.name.clone().unwrap_or_default(),
+                    kv.value.clone().unwrap_or_default(),
+                )
+            })
+            .collect(),
+        working_dir: d.working_directory.clone(),
+        user: d.user.clone(),
+        cpu_shares: d.cpu.filter(|c| *c > 0).map(i64::from),
+        memory_bytes: d.memory.map(|m| m as i64 * 1024 * 1024),
+        memory_reservation_bytes: d.memory_reservation.map(|m| m as i64 * 1024 * 1024),
+        network_mode,
+        port_bindings: d
+            .port_mappings
+            .iter()
+            .flatten()
+            .map(|p| PortBinding {
+                container_port: p.container_port.unwrap_or(0) as u16,
+                host_port: p.host_port.unwrap_or(0) as u16,
+                protocol: if p.protocol == Some(ecs::TransportProtocol::Udp) {
+                    Protocol::Udp
+                } else {
+                    Protocol::Tcp
+                },
+                host_ip: None,
+            })
+            .collect(),
+        labels,
+        binds: d
+            .mount_points
+            .iter()
+            .flatten()
+            .filter_map(|m| {
+                Some(Mount {
+                    source: volumes.get(m.source_volume.as_deref()?)?.clone(),
+                    container_path: m.container_path.clone()?,
+                    read_only: m.read_only.unwrap_or(false),
+                })
+            })
+            .collect(),
+        // ECS links name the other container of the task; Docker needs its
+        // real name. "name" alone links under the same alias.
+        links: d
+            .links
+            .iter()
+            .flatten()
+            .map(|l| {
+                let (target, alias) = l.split_once(':').unwrap_or((l, l));
+                format!("{}:{alias}", n.container(target))
+            })
+            .collect(),
+        volumes_from: d
+            .volumes_from
+            .iter()
+            .flatten()
+            .filter_map(|v| {
+                let name = n.container(v.source_container.as_deref()?);
+                Some(if v.read_only == Some(true) {
+                    format!("{name}:ro")
+                } else {
+                    name
+                })
+            })
+            .collect(),
+        stop_timeout: d.stop_timeout.map(|s| Duration::from_secs(s.max(0) as u64)),
+        health_check: d.health_check.as_ref().map(|h| {
+            let mut check = HealthCheck::new(h.command.clone());
+            check.interval = secs(h.interval, check.interval);
+            check.timeout = secs(h.timeout, check.timeout);
+            check.retries = h.retries.map(|r| r.max(1) as u32).unwrap_or(check.retries);
+            check.start_period = secs(h.start_period, check.start_period);
+            check
+        }),
+        hostname: d.hostname.clone(),
+        extra_hosts: d
+            .extra_hosts
+            .iter()
+            .flatten()
+            .map(|h| format!("{}:{}", h.hostname, h.ip_address))
+            .collect(),
+        privileged: d.privileged == Some(true),
+        readonly_rootfs: d.readonly_root_filesystem == Some(true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(td: serde_json::Value) -> AssignedTask {
+        serde_json::from_value(serde_json::json!({
+            "taskArn": "arn:aws:ecs:us-east-1:000000000000:task/default/0123456789abcdef0123456789abcdef",
+            "taskDefinition": td,
+            "overrides": {},
+            "desiredStatus": "RUNNING",
+            "lastStatus": "PENDING",
+            "containers": [],
+        }))
+        .expect("assigned task")
+    }
+
+    #[test]
+    fn maps_volumes_links_and_mounts() {
+        let t = task(serde_json::json!({
+            "family": "web", "revision": 3,
+            "volumes": [
+                {"name": "data", "host": {"sourcePath": "/srv/data"}},
+                {"name": "scratch"},
+                {"name": "cache", "dockerVolumeConfiguration": {"scope": "shared", "autoprovision": true, "driver": "local"}},
+            ],
+            "containerDefinitions": [
+                {"name": "db", "image": "db"},
+                {"name": "app", "image": "app", "links": ["db:database", "db"],
+                 "volumesFrom": [{"sourceContainer": "db", "readOnly": true}],
+                 "mountPoints": [
+                    {"sourceVolume": "data", "containerPath": "/data", "readOnly": true},
+                    {"sourceVolume": "scratch", "containerPath": "/tmp/s"},
+                    {"sourceVolume": "cache", "containerPath": "/cache"}]}
+            ]
+        }));
+        let n = TaskNames::new(&t, "default");
+        let (sources, create) = task_volumes(&n);
+        let scratch = "ecs-web-3-scratch-0123456789abcdef0123456789abcdef";
+        assert_eq!(sources["data"], MountSource::HostPath("/srv/data".into()));
+        assert_eq!(sources["scratch"], MountSource::Volume(scratch.into()));
+        assert_eq!(sources["cache"], MountSource::Volume("cache".into()));
+        let created: Vec<&str> = create.iter().map(|v| v.docker_name.as_str()).collect();
+        assert_eq!(created, [scratch, "cache"]);
+        assert_eq!(create[0].labels[TASK_ARN_LABEL], t.task_arn);
+        assert!(!create[1].labels.contains_key(TASK_ARN_LABEL));
+
+        let app = &t.task_definition.container_definitions.as_ref().unwrap()[1];
+        let spec = container_spec(&n, app, &sources);
+        assert_eq!(spec.name, "ecs-web-3-app-0123456789ab");
+        assert_eq!(
+            spec.links,
+            [
+                "ecs-web-3-db-0123456789ab:database",
+                "ecs-web-3-db-0123456789ab:db"
+            ]
+        );
+        assert_eq!(spec.volumes_from, ["ecs-web-3-db-0123456789ab:ro"]);
+        let binds: Vec<String> = spec.binds.iter().map(Mount::as_bind).collect();
+        assert_eq!(
+            binds,
+            [
+                "/srv/data:/data:ro",
+                &format!("{scratch}:/tmp/s"),
+                "cache:/cache"
+            ]
+        );
+        assert_eq!(spec.labels[CONTAINER_NAME_LABEL], "app");
+        assert_eq!(spec.labels[VERSION_LABEL], "3");
+    }
+}

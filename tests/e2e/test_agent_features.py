@@ -1,0 +1,216 @@
+"""Container dependencies, volumes, links and a Docker outage, on real Docker."""
+import os
+import socket
+import subprocess
+import threading
+import time
+
+from conftest import Wharf
+from test_docker import docker_ps, wait_instance
+
+IMAGE = "wharf-test/busybox:latest"
+
+
+def run_and_wait(ecs, family, waiter="tasks_running"):
+    arn = ecs.run_task(taskDefinition=family)["tasks"][0]["taskArn"]
+    ecs.get_waiter(waiter).wait(tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    t = ecs.describe_tasks(tasks=[arn])["tasks"][0]
+    return arn, t, {c["name"]: c for c in t["containers"]}
+
+
+def container_ids(arn):
+    out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=com.amazonaws.ecs.task-arn={arn}",
+                          "--format", '{{.ID}} {{.Label "com.amazonaws.ecs.container-name"}}'],
+                         capture_output=True, text=True, check=True).stdout
+    return {name: cid for cid, name in (line.split() for line in out.splitlines())}
+
+
+def docker_inspect(cid, fmt):
+    return subprocess.run(["docker", "inspect", "-f", fmt, cid], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_depends_on_orders_start_and_stop(wharf_up):
+    ecs = wharf_up.client()
+    wait_instance(ecs)
+    ecs.register_task_definition(family="deps", containerDefinitions=[
+        # init must finish successfully before db starts; app waits for db to be HEALTHY.
+        {"name": "init", "image": IMAGE, "memory": 16, "essential": False,
+         "command": ["sh", "-c", "sleep 1; exit 0"]},
+        {"name": "db", "image": IMAGE, "memory": 16, "stopTimeout": 2,
+         "command": ["sh", "-c", "sleep 1; touch /tmp/ready; exec sleep 600"],
+         "dependsOn": [{"containerName": "init", "condition": "SUCCESS"}],
+         "healthCheck": {"command": ["CMD-SHELL", "test -f /tmp/ready"], "interval": 5, "timeout": 2,
+                         "retries": 1, "startPeriod": 0}},
+        {"name": "app", "image": IMAGE, "memory": 16, "stopTimeout": 2, "command": ["sleep", "600"],
+         "dependsOn": [{"containerName": "db", "condition": "HEALTHY"}]},
+    ])
+    arn, t, cs = run_and_wait(ecs, "deps")
+    ids = container_ids(arn)
+    started = {n: docker_inspect(ids[n], "{{.State.StartedAt}}") for n in ids}
+    finished_init = docker_inspect(ids["init"], "{{.State.FinishedAt}}")
+    assert finished_init < started["db"] < started["app"], (finished_init, started)
+    assert cs["init"]["exitCode"] == 0 and cs["init"]["lastStatus"] == "STOPPED"
+    assert cs["db"]["healthStatus"] == "HEALTHY"
+    ecs.stop_task(task=arn)
+    ecs.get_waiter("tasks_stopped").wait(tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    # Reversed at stop: app (the dependent) stops before db.
+    assert docker_inspect(ids["app"], "{{.State.FinishedAt}}") <= docker_inspect(ids["db"], "{{.State.FinishedAt}}")
+
+    # A SUCCESS dependency that fails: the task fails to start and says why.
+    ecs.register_task_definition(family="deps-bad", containerDefinitions=[
+        {"name": "init", "image": IMAGE, "memory": 16, "essential": False, "command": ["sh", "-c", "exit 4"]},
+        {"name": "app", "image": IMAGE, "memory": 16, "command": ["sleep", "600"],
+         "dependsOn": [{"containerName": "init", "condition": "SUCCESS"}]},
+    ])
+    arn, t, cs = run_and_wait(ecs, "deps-bad", waiter="tasks_stopped")
+    assert t["stopCode"] == "TaskFailedToStart"
+    assert "exited with code 4" in t["stoppedReason"], t["stoppedReason"]
+    assert "app" not in container_ids(arn)
+
+
+def test_volumes_links_and_mounts(wharf_up, tmp_path):
+    ecs = wharf_up.client()
+    wait_instance(ecs)
+    host_dir = tmp_path / "shared"
+    host_dir.mkdir()
+    (host_dir / "in.txt").write_text("from the host\n")
+    ecs.register_task_definition(family="vols", volumes=[
+        {"name": "hostdir", "host": {"sourcePath": str(host_dir)}},
+        {"name": "scratch"},
+    ], containerDefinitions=[
+        {"name": "server", "image": IMAGE, "memory": 16, "stopTimeout": 1,
+         "command": ["sh", "-c", "echo written-by-server > /scratch/note; exec httpd -f -p 8080 -h /www"],
+         "mountPoints": [{"sourceVolume": "hostdir", "containerPath": "/www", "readOnly": True},
+                         {"sourceVolume": "scratch", "containerPath": "/scratch"}]},
+        {"name": "client", "image": IMAGE, "memory": 16, "stopTimeout": 1, "links": ["server:backend"],
+         "dependsOn": [{"containerName": "server", "condition": "START"}],
+         "command": ["sh", "-c",
+                     "sleep 1; wget -q -O /out/fetched http://backend:8080/in.txt; cat /scratch/note >> /out/fetched;"
+                     " touch /www/denied 2>/dev/null || echo read-only >> /out/fetched; exec sleep 600"],
+         "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/scratch", "readOnly": True}],
+         "volumesFrom": [{"sourceContainer": "server", "readOnly": True}]},
+    ])
+    # The client writes into the host directory through a second, writable mount.
+    ecs.register_task_definition(family="vols", volumes=[
+        {"name": "hostdir", "host": {"sourcePath": str(host_dir)}},
+        {"name": "out", "host": {"sourcePath": str(tmp_path)}},
+        {"name": "scratch"},
+    ], containerDefinitions=[
+        *ecs.describe_task_definition(taskDefinition="vols:1")["taskDefinition"]["containerDefinitions"][:1],
+        {**ecs.describe_task_definition(taskDefinition="vols:1")["taskDefinition"]["containerDefinitions"][1],
+         "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/scratch", "readOnly": True},
+                         {"sourceVolume": "out", "containerPath": "/out"}]},
+    ])
+    arn, t, _ = run_and_wait(ecs, "vols:2")
+    deadline = time.time() + 15
+    while time.time() < deadline and not (tmp_path / "fetched").exists():
+        time.sleep(0.2)
+    time.sleep(0.5)
+    lines = (tmp_path / "fetched").read_text().split()
+    # Fetched over the link, read the task volume the server wrote, and /www is read-only via volumesFrom.
+    assert lines == ["from", "the", "host", "written-by-server", "read-only"], lines
+    task_id = arn.rsplit("/", 1)[1]
+    vol = f"ecs-vols-2-scratch-{task_id}"
+    assert subprocess.run(["docker", "volume", "inspect", vol], capture_output=True).returncode == 0
+    ecs.stop_task(task=arn)
+    ecs.get_waiter("tasks_stopped").wait(tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    for cid in container_ids(arn).values():
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+    subprocess.run(["docker", "volume", "rm", "-f", vol], capture_output=True)
+
+
+class SocketProxy:
+    """Stands between the agent and Docker's socket, so a test can take Docker away and bring it back."""
+
+    def __init__(self, path, target="/var/run/docker.sock"):
+        self.path, self.target = str(path), target
+        self.conns, self.server = [], None
+
+    def start(self):
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        self.server = socket.socket(socket.AF_UNIX)
+        self.server.bind(self.path)
+        self.server.listen(64)
+        threading.Thread(target=self._accept, args=(self.server,), daemon=True).start()
+
+    def _accept(self, server):
+        while True:
+            try:
+                c, _ = server.accept()
+            except OSError:
+                return
+            u = socket.socket(socket.AF_UNIX)
+            u.connect(self.target)
+            self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop(self):
+        self.server.close()
+        os.unlink(self.path)
+        for s in self.conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.conns = []
+
+
+def test_docker_outage_disconnects_and_recovers(tmp_path):
+    proxy = SocketProxy(tmp_path / "docker.sock")
+    proxy.start()
+    w = Wharf(tmp_path / "data", mode="up", env={"DOCKER_HOST": f"unix://{tmp_path}/docker.sock"})
+    w.start()
+    try:
+        ecs = w.client()
+        inst = wait_instance(ecs)
+        ecs.register_task_definition(family="steady", containerDefinitions=[
+            {"name": "main", "image": IMAGE, "memory": 16, "stopTimeout": 1, "command": ["sleep", "600"]}])
+        arn, _, _ = run_and_wait(ecs, "steady")
+        proxy.stop()
+
+        def connected():
+            return ecs.describe_container_instances(containerInstances=[inst])["containerInstances"][0]["agentConnected"]
+
+        deadline = time.time() + 20
+        while time.time() < deadline and connected():
+            time.sleep(0.2)
+        assert not connected(), "the instance should show agentConnected=false while Docker is gone"
+        t = ecs.describe_tasks(tasks=[arn])["tasks"][0]
+        assert t["lastStatus"] == "RUNNING" and t["desiredStatus"] == "RUNNING"
+        # A disconnected instance takes no new task.
+        failures = ecs.run_task(taskDefinition="steady")["failures"]
+        assert failures and failures[0]["reason"] == "AGENT"
+
+        proxy.start()
+        deadline = time.time() + 20
+        while time.time() < deadline and not connected():
+            time.sleep(0.2)
+        assert connected(), "the agent should reconnect when Docker returns"
+        # The running container was re-adopted, not duplicated.
+        rows = docker_ps(arn)
+        assert len(rows) == 1 and rows[0][1] == "running"
+        ecs.stop_task(task=arn)
+        ecs.get_waiter("tasks_stopped").wait(tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    finally:
+        w.kill()
+        proxy.stop() if proxy.server and proxy.server.fileno() != -1 else None
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.amazonaws.ecs.cluster=default"],
+                             capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
