@@ -353,7 +353,7 @@ pub async fn list(
             Some(s) => s.as_str() == v.value.status,
             None => v.value.status != "INACTIVE",
         })
-        .filter(|v| filter.as_ref().is_none_or(|f| f.matches(&v.value)))
+        .filter(|v| filter.as_ref().is_none_or(|f| f.matches_instance(&v.value)))
         .map(|v| (v.value.id.clone(), v.value.arn))
         .collect();
     let (arns, next) = paginate(items, r.next_token.as_deref(), size)?;
