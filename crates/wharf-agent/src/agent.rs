@@ -299,7 +299,10 @@ impl Agent {
             .iter()
             .map(|t| {
                 let existing = by_task.remove(&t.task_arn).unwrap_or_default();
-                (t.task_arn.clone(), Job::Converge(Box::new(t.clone()), existing))
+                (
+                    t.task_arn.clone(),
+                    Job::Converge(Box::new(t.clone()), existing),
+                )
             })
             .collect::<Vec<_>>()
             .into_iter()

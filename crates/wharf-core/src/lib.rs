@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod placement;
 pub mod query;
 pub mod records;
+pub mod service;
 pub mod taskdef;
 
 pub use error::CoreError;

@@ -1,0 +1,685 @@
+//! Services: keep N copies of a task running and roll out new revisions.
+//!
+//! [`plan`] is the whole scheduler and deployment controller as a pure
+//! function: given a service, its tasks and the cluster's instances at
+//! `now`, it returns which tasks to start and stop and the service record
+//! as it should be (deployments, counts, events). The control plane applies
+//! the plan with compare-and-swap writes and calls `plan` again on the next
+//! change; a simulation calls it the same way against fake hosts.
+//!
+//! Rolling deployments follow ECS's definitions: new tasks start while the
+//! total of not-yet-stopped tasks stays within `maximumPercent` of the
+//! desired count; old tasks stop only while the healthy tasks stay at or
+//! above `minimumHealthyPercent`. A task is healthy when it is RUNNING and
+//! its essential containers' health checks pass, or, with no health checks,
+//! once it has been RUNNING for [`Settings::settle`].
+
+use crate::clock::Millis;
+use crate::lifecycle::{DesiredStatus, TaskStatus, STOP_ESSENTIAL_EXITED, STOP_FAILED_TO_START};
+use crate::query::HostView;
+use crate::records::{InstanceRecord, Tags, TaskRecord};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use wharf_model::ecs;
+
+pub const STOP_SCHEDULER: &str = "ServiceSchedulerInitiated";
+pub const UNHEALTHY_REASON: &str = "Task failed container health checks";
+/// ECS keeps the newest 100 events of a service.
+pub const MAX_EVENTS: usize = 100;
+
+/// Tunables of the scheduler (the control plane's config, or a simulation's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// How long a task without health checks must be RUNNING to count as healthy.
+    pub settle: Millis,
+    /// First delay of the launch throttle after repeated failures; doubles
+    /// with each further failure up to `throttle_max`.
+    pub throttle_base: Millis,
+    pub throttle_max: Millis,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            settle: 2_000,
+            throttle_base: 10_000,
+            throttle_max: 15 * 60_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentConfig {
+    pub minimum_healthy_percent: i32,
+    pub maximum_percent: i32,
+    pub circuit_breaker: bool,
+    pub rollback: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    /// `ecs-svc/` and 19 digits, as ECS names deployments.
+    pub id: String,
+    /// PRIMARY (the newest, always first) or ACTIVE (being drained).
+    pub status: String,
+    pub task_definition: String,
+    pub desired_count: i32,
+    pub running_count: i32,
+    pub pending_count: i32,
+    /// Tasks of this deployment that failed while it rolled out; the
+    /// circuit breaker trips on their number. Bounded by the threshold.
+    pub failed_tasks: BTreeSet<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    /// IN_PROGRESS, COMPLETED or FAILED.
+    pub rollout_state: String,
+    pub rollout_state_reason: String,
+    pub launch_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub id: String,
+    pub created_at: Millis,
+    pub message: String,
+}
+
+/// Launch throttle: after tasks keep failing, launches wait a growing delay.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Throttle {
+    pub failures: u32,
+    pub until: Millis,
+    /// When the newest failure counted so far happened.
+    pub last_failure: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub name: String,
+    pub arn: String,
+    pub cluster: String,
+    pub cluster_arn: String,
+    /// ACTIVE, DRAINING (deleted, tasks stopping) or INACTIVE.
+    pub status: String,
+    pub desired_count: i32,
+    pub running_count: i32,
+    pub pending_count: i32,
+    /// The task definition ARN of the PRIMARY deployment.
+    pub task_definition: String,
+    pub launch_type: String,
+    /// REPLICA or DAEMON.
+    pub scheduling_strategy: String,
+    pub deployment_config: DeploymentConfig,
+    pub placement_constraints: Vec<ecs::PlacementConstraint>,
+    pub placement_strategy: Vec<ecs::PlacementStrategy>,
+    pub health_check_grace_period_seconds: Option<i32>,
+    /// PRIMARY first, then older deployments still draining.
+    pub deployments: Vec<DeploymentRecord>,
+    /// Newest first.
+    pub events: Vec<EventRecord>,
+    /// The last deployment that COMPLETED: where the breaker rolls back to.
+    pub last_completed: Option<(String, String)>,
+    pub throttle: Throttle,
+    /// Whether the service has reached a steady state (for the event).
+    pub steady: bool,
+    pub created_at: Millis,
+    pub created_by: Option<String>,
+    pub tags: Tags,
+    pub propagate_tags: Option<String>,
+    pub enable_ecs_managed_tags: bool,
+    pub enable_execute_command: bool,
+    pub network_configuration: Option<ecs::NetworkConfiguration>,
+    pub load_balancers: Vec<ecs::LoadBalancer>,
+    pub service_registries: Vec<ecs::ServiceRegistry>,
+    pub version: i64,
+}
+
+impl ServiceRecord {
+    pub fn group(&self) -> String {
+        format!("service:{}", self.name)
+    }
+
+    pub fn primary(&self) -> &DeploymentRecord {
+        &self.deployments[0]
+    }
+
+    /// Adds an event (newest first, at most [`MAX_EVENTS`]).
+    pub fn event<R: Rng + ?Sized>(&mut self, now: Millis, message: String, rng: &mut R) {
+        self.events.insert(
+            0,
+            EventRecord {
+                id: uuid::Builder::from_random_bytes(rng.gen())
+                    .into_uuid()
+                    .to_string(),
+                created_at: now,
+                message,
+            },
+        );
+        self.events.truncate(MAX_EVENTS);
+    }
+
+    /// Adds an event unless the same message was written in the last
+    /// `within` ms: for conditions that persist (no room, throttled).
+    pub fn event_once<R: Rng + ?Sized>(
+        &mut self,
+        now: Millis,
+        within: Millis,
+        message: String,
+        rng: &mut R,
+    ) {
+        let recent = self
+            .events
+            .iter()
+            .take_while(|e| now - e.created_at < within)
+            .any(|e| e.message == message);
+        if !recent {
+            self.event(now, message, rng);
+        }
+    }
+
+    /// Starts a new PRIMARY deployment of `task_definition`; the old ones
+    /// drain. A new deployment resets the launch throttle, as in ECS.
+    pub fn deploy<R: Rng + ?Sized>(&mut self, now: Millis, task_definition: &str, rng: &mut R) {
+        for d in &mut self.deployments {
+            d.status = "ACTIVE".into();
+            d.desired_count = 0;
+            d.updated_at = now;
+        }
+        self.deployments.insert(
+            0,
+            DeploymentRecord {
+                id: new_deployment_id(rng),
+                status: "PRIMARY".into(),
+                task_definition: task_definition.to_string(),
+                desired_count: self.desired_count,
+                running_count: 0,
+                pending_count: 0,
+                failed_tasks: BTreeSet::new(),
+                created_at: now,
+                updated_at: now,
+                rollout_state: "IN_PROGRESS".into(),
+                rollout_state_reason: "ECS deployment in progress.".into(),
+                launch_type: self.launch_type.clone(),
+            },
+        );
+        self.task_definition = task_definition.to_string();
+        self.throttle = Throttle {
+            last_failure: self.throttle.last_failure,
+            ..Throttle::default()
+        };
+        self.steady = false;
+    }
+}
+
+pub fn new_deployment_id<R: Rng + ?Sized>(rng: &mut R) -> String {
+    format!(
+        "ecs-svc/{:019}",
+        rng.gen_range(1_000_000_000_000_000_000u64..10_000_000_000_000_000_000)
+    )
+}
+
+/// ECS's circuit-breaker threshold: half the desired count, at least 3, at most 200.
+pub fn failure_threshold(desired: i32) -> usize {
+    ((desired.max(0) as usize).div_ceil(2)).clamp(3, 200)
+}
+
+/// Tasks to start for one deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    pub deployment: String,
+    pub task_definition: String,
+    pub count: usize,
+    /// DAEMON: the one instance the task must go to.
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopOrder {
+    pub task_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub service: ServiceRecord,
+    pub start: Vec<Start>,
+    pub stop: Vec<StopOrder>,
+}
+
+/// A task that has not reached STOPPED still occupies its slot.
+fn live(t: &TaskRecord) -> bool {
+    t.last_status != TaskStatus::Stopped
+}
+
+/// Wanted by the scheduler: live and not asked to stop.
+fn wanted(t: &TaskRecord) -> bool {
+    live(t) && t.desired_status == DesiredStatus::Running
+}
+
+fn has_checks(t: &TaskRecord) -> bool {
+    t.containers
+        .iter()
+        .any(|c| c.essential && c.has_health_check)
+}
+
+/// Healthy as deployments count it.
+pub fn healthy(t: &TaskRecord, now: Millis, s: &Settings) -> bool {
+    wanted(t)
+        && t.last_status == TaskStatus::Running
+        && if has_checks(t) {
+            t.health_status == "HEALTHY"
+        } else {
+            t.started_at.is_some_and(|at| now >= at + s.settle)
+        }
+}
+
+/// A stop that means the task failed (for the breaker and the throttle),
+/// rather than one the user or the scheduler asked for.
+fn failed(t: &TaskRecord) -> bool {
+    match t.stop_code.as_deref() {
+        Some(STOP_FAILED_TO_START) | Some(STOP_ESSENTIAL_EXITED) => true,
+        Some(STOP_SCHEDULER) => t.stopped_reason.as_deref() == Some(UNHEALTHY_REASON),
+        _ => false,
+    }
+}
+
+/// Pending tasks go first, then unhealthy ones, then the newest: what
+/// can be stopped at the least cost to the service.
+fn stop_preference(tasks: &mut [&TaskRecord], now: Millis, s: &Settings) {
+    tasks.sort_by_key(|t| {
+        (
+            t.last_status == TaskStatus::Running,
+            healthy(t, now, s),
+            std::cmp::Reverse(t.created_at),
+            t.id.clone(),
+        )
+    });
+}
+
+/// One step of the service scheduler. `tasks` are the service's tasks (its
+/// group), `instances` the cluster's, with `connected` agents.
+pub fn plan<R: Rng + ?Sized>(
+    svc: &ServiceRecord,
+    tasks: &[TaskRecord],
+    instances: &[InstanceRecord],
+    connected: &dyn Fn(&str) -> bool,
+    now: Millis,
+    s: &Settings,
+    rng: &mut R,
+) -> Plan {
+    let mut svc = svc.clone();
+    let mut stop: Vec<StopOrder> = vec![];
+    let mut start: Vec<Start> = vec![];
+    let name = svc.name.clone();
+    if svc.status == "INACTIVE" || svc.deployments.is_empty() {
+        return Plan {
+            service: svc,
+            start,
+            stop,
+        };
+    }
+    let active_instance = |id: &Option<String>| {
+        id.as_deref()
+            .and_then(|id| instances.iter().find(|i| i.id == id))
+            .is_some_and(|i| i.status == "ACTIVE")
+    };
+
+    // Failures of the rolling-out deployment feed the breaker; any new
+    // failure feeds the launch throttle.
+    let mut newest_failure = svc.throttle.last_failure;
+    for t in tasks.iter().filter(|t| failed(t)) {
+        let at = t.stopping_at.or(t.stopped_at).unwrap_or(t.created_at);
+        if at > svc.throttle.last_failure {
+            newest_failure = newest_failure.max(at);
+            svc.throttle.failures += 1;
+        }
+        let Some(d) = svc
+            .deployments
+            .iter_mut()
+            .find(|d| Some(&d.id) == t.started_by.as_ref())
+        else {
+            continue;
+        };
+        if d.rollout_state == "IN_PROGRESS"
+            && d.failed_tasks.len() < failure_threshold(d.desired_count.max(svc.desired_count))
+            && d.failed_tasks.insert(t.id.clone())
+        {
+            d.updated_at = now;
+        }
+    }
+    if newest_failure > svc.throttle.last_failure {
+        svc.throttle.last_failure = newest_failure;
+        if svc.throttle.failures >= 3 {
+            let exp = (svc.throttle.failures - 3).min(20);
+            svc.throttle.until = now + (s.throttle_base << exp).min(s.throttle_max);
+            svc.event_once(
+                now,
+                60_000,
+                format!("(service {name}) is unable to consistently start tasks successfully. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide."),
+                rng,
+            );
+        }
+    }
+
+    // Health checks that fail (after the grace period) stop the task; the
+    // scheduler then replaces it.
+    let grace = svc.health_check_grace_period_seconds.unwrap_or(0).max(0) as Millis * 1000;
+    let mut stopping: BTreeSet<&str> = BTreeSet::new();
+    for t in tasks.iter().filter(|t| wanted(t)) {
+        let past_grace = t.started_at.is_some_and(|at| now >= at + grace);
+        if t.health_status == "UNHEALTHY" && past_grace {
+            stop.push(StopOrder {
+                task_id: t.id.clone(),
+                reason: UNHEALTHY_REASON.into(),
+            });
+            stopping.insert(&t.id);
+        }
+    }
+
+    // Circuit breaker on the PRIMARY deployment.
+    let threshold = failure_threshold(svc.desired_count);
+    let p = svc.deployments[0].clone();
+    if svc.deployment_config.circuit_breaker
+        && p.rollout_state == "IN_PROGRESS"
+        && p.failed_tasks.len() >= threshold
+    {
+        let d = &mut svc.deployments[0];
+        d.rollout_state = "FAILED".into();
+        d.rollout_state_reason = "ECS deployment circuit breaker: tasks failed to start.".into();
+        d.updated_at = now;
+        svc.event(
+            now,
+            format!(
+                "(service {name}) (deployment {}) deployment failed: tasks failed to start.",
+                p.id
+            ),
+            rng,
+        );
+        if let Some((target_id, target_td)) = svc.last_completed.clone() {
+            if svc.deployment_config.rollback && target_td != p.task_definition {
+                svc.deploy(now, &target_td, rng);
+                let d = &mut svc.deployments[0];
+                d.rollout_state_reason = format!(
+                    "ECS deployment circuit breaker: rolling back to deploymentId {target_id}."
+                );
+                svc.event(
+                    now,
+                    format!("(service {name}) rolling back to deployment {target_id}."),
+                    rng,
+                );
+            }
+        }
+    }
+
+    let primary = svc.deployments[0].id.clone();
+    let draining_service = svc.status != "ACTIVE";
+    let mut to_start = 0usize;
+    let mut daemon_starts = vec![];
+    if svc.scheduling_strategy == "DAEMON" {
+        // One task on every ACTIVE instance that meets the memberOf
+        // constraints; old revisions are stopped first on each instance
+        // (a daemon's default: minimum 0%, maximum 100%).
+        let member = |i: &InstanceRecord| {
+            let groups = BTreeMap::new();
+            let view = HostView {
+                instance: i,
+                connected: connected(&i.id),
+                running_tasks: 0,
+                groups: &groups,
+            };
+            svc.placement_constraints.iter().all(|c| {
+                c.r#type != Some(ecs::PlacementConstraintType::MemberOf)
+                    || c.expression
+                        .as_deref()
+                        .and_then(|e| crate::query::parse(e).ok())
+                        .is_some_and(|q| q.matches(&view))
+            })
+        };
+        let eligible: Vec<&InstanceRecord> = instances
+            .iter()
+            .filter(|i| !draining_service && i.status == "ACTIVE" && member(i))
+            .collect();
+        svc.desired_count = eligible.len() as i32;
+        let candidates: Vec<&TaskRecord> = tasks
+            .iter()
+            .filter(|t| wanted(t) && !stopping.contains(t.id.as_str()))
+            .collect();
+        for t in candidates {
+            let on_eligible = eligible
+                .iter()
+                .any(|i| Some(&i.id) == t.instance_id.as_ref());
+            let current = t.started_by.as_deref() == Some(primary.as_str());
+            let duplicate = current
+                && tasks.iter().any(|o| {
+                    wanted(o)
+                        && o.id < t.id
+                        && o.instance_id == t.instance_id
+                        && o.started_by == t.started_by
+                });
+            if !on_eligible || !current || duplicate {
+                stop.push(StopOrder {
+                    task_id: t.id.clone(),
+                    reason: format!("Scaling activity initiated by (deployment {primary})"),
+                });
+                stopping.insert(&t.id);
+            }
+        }
+        for i in &eligible {
+            let here = |t: &&TaskRecord| t.instance_id.as_ref() == Some(&i.id) && live(t);
+            let has_current = tasks
+                .iter()
+                .filter(here)
+                .any(|t| wanted(t) && t.started_by.as_deref() == Some(primary.as_str()));
+            let others_live = tasks
+                .iter()
+                .filter(here)
+                .any(|t| t.started_by.as_deref() != Some(primary.as_str()));
+            if !has_current && !others_live && connected(&i.id) {
+                daemon_starts.push(i.id.clone());
+            }
+        }
+    } else {
+        let desired = if draining_service {
+            0
+        } else {
+            svc.desired_count.max(0) as usize
+        };
+        let cfg = &svc.deployment_config;
+        let max_total = desired * cfg.maximum_percent.max(0) as usize / 100;
+        let min_healthy = (desired * cfg.minimum_healthy_percent.max(0) as usize).div_ceil(100);
+        let remaining: Vec<&TaskRecord> = tasks
+            .iter()
+            .filter(|t| wanted(t) && !stopping.contains(t.id.as_str()))
+            .collect();
+        // Keep: the PRIMARY deployment's tasks on ACTIVE instances.
+        // Retire: older deployments' tasks, and tasks on draining hosts.
+        let (mut keep, mut retire): (Vec<&TaskRecord>, Vec<&TaskRecord>) =
+            remaining.into_iter().partition(|t| {
+                t.started_by.as_deref() == Some(primary.as_str()) && active_instance(&t.instance_id)
+            });
+        stop_preference(&mut keep, now, s);
+        // Scale in: extra PRIMARY tasks go, whatever the minimum.
+        while keep.len() > desired {
+            let t = keep.remove(0);
+            stop.push(StopOrder {
+                task_id: t.id.clone(),
+                reason: format!("Scaling activity initiated by (deployment {primary})"),
+            });
+            stopping.insert(&t.id);
+        }
+        // Start up to the maximum; stopping tasks still count until STOPPED.
+        let total = tasks.iter().filter(|t| live(t)).count();
+        let throttled = now < svc.throttle.until;
+        to_start = (desired - keep.len()).min(max_total.saturating_sub(total));
+        if throttled {
+            to_start = 0;
+        }
+        // Retire old tasks while the healthy stay at or above the minimum:
+        // not-healthy ones cost nothing, healthy ones only down to the minimum.
+        let mut healthy_now = tasks
+            .iter()
+            .filter(|t| !stopping.contains(t.id.as_str()) && healthy(t, now, s))
+            .count();
+        stop_preference(&mut retire, now, s);
+        // Older deployments drain first.
+        retire.sort_by_key(|t| {
+            svc.deployments
+                .iter()
+                .position(|d| Some(&d.id) == t.started_by.as_ref())
+                .map_or(0, |p| usize::MAX - p)
+        });
+        for t in retire {
+            let is_healthy = healthy(t, now, s);
+            if is_healthy && healthy_now <= min_healthy {
+                continue;
+            }
+            let reason = if !active_instance(&t.instance_id) {
+                "Container instance is not ACTIVE".to_string()
+            } else {
+                format!("Scaling activity initiated by (deployment {primary})")
+            };
+            stop.push(StopOrder {
+                task_id: t.id.clone(),
+                reason,
+            });
+            if is_healthy {
+                healthy_now -= 1;
+            }
+        }
+    }
+
+    if to_start > 0 {
+        start.push(Start {
+            deployment: primary.clone(),
+            task_definition: svc.deployments[0].task_definition.clone(),
+            count: to_start,
+            instance: None,
+        });
+    }
+    if now >= svc.throttle.until {
+        for i in daemon_starts {
+            start.push(Start {
+                deployment: primary.clone(),
+                task_definition: svc.deployments[0].task_definition.clone(),
+                count: 1,
+                instance: Some(i),
+            });
+        }
+    }
+
+    // Stop events, as ECS writes them.
+    let stopped_running: Vec<&StopOrder> = stop.iter().collect();
+    if !stopped_running.is_empty() {
+        let list: Vec<String> = stopped_running
+            .iter()
+            .map(|o| format!("(task {})", o.task_id))
+            .collect();
+        svc.event(
+            now,
+            format!(
+                "(service {name}) has stopped {} running tasks: {}.",
+                list.len(),
+                list.join(" ")
+            ),
+            rng,
+        );
+    }
+
+    // Counts, drained deployments, completion and steady state.
+    let stopping_ids: BTreeSet<&str> = stop.iter().map(|o| o.task_id.as_str()).collect();
+    let desired_now = if draining_service {
+        0
+    } else {
+        svc.desired_count
+    };
+    for (i, d) in svc.deployments.iter_mut().enumerate() {
+        let mine = tasks
+            .iter()
+            .filter(|t| t.started_by.as_deref() == Some(d.id.as_str()) && wanted(t));
+        let (mut running, mut pending) = (0, 0);
+        for t in mine.filter(|t| !stopping_ids.contains(t.id.as_str())) {
+            if t.last_status == TaskStatus::Running {
+                running += 1;
+            } else {
+                pending += 1;
+            }
+        }
+        d.running_count = running;
+        d.pending_count = pending;
+        d.desired_count = if i == 0 { desired_now } else { 0 };
+    }
+    let still_live = |d: &DeploymentRecord| {
+        tasks
+            .iter()
+            .any(|t| live(t) && t.started_by.as_deref() == Some(d.id.as_str()))
+    };
+    let before = svc.deployments.len();
+    let first = svc.deployments[0].clone();
+    svc.deployments = std::iter::once(first)
+        .chain(
+            svc.deployments[1..]
+                .iter()
+                .filter(|d| still_live(d))
+                .cloned(),
+        )
+        .collect();
+    let drained_old = before > svc.deployments.len();
+    svc.running_count = svc.deployments.iter().map(|d| d.running_count).sum();
+    svc.pending_count = svc.deployments.iter().map(|d| d.pending_count).sum();
+
+    let p = &svc.deployments[0];
+    let p_healthy = tasks
+        .iter()
+        .filter(|t| {
+            t.started_by.as_deref() == Some(p.id.as_str())
+                && !stopping_ids.contains(t.id.as_str())
+                && healthy(t, now, s)
+        })
+        .count() as i32;
+    let settled = svc.deployments.len() == 1
+        && p.running_count == desired_now
+        && p.pending_count == 0
+        && p_healthy == desired_now
+        && stop.is_empty()
+        && start.is_empty()
+        && !tasks.iter().any(|t| live(t) && !wanted(t));
+    if settled && p.rollout_state == "IN_PROGRESS" {
+        let id = p.id.clone();
+        let td = p.task_definition.clone();
+        let d = &mut svc.deployments[0];
+        d.rollout_state = "COMPLETED".into();
+        d.rollout_state_reason = format!("ECS deployment {id} completed.");
+        d.updated_at = now;
+        svc.last_completed = Some((id.clone(), td));
+        svc.throttle.failures = 0;
+        svc.throttle.until = 0;
+        svc.event(
+            now,
+            format!("(service {name}) (deployment {id}) deployment completed."),
+            rng,
+        );
+    }
+    if settled && !svc.steady {
+        svc.steady = true;
+        svc.event(
+            now,
+            format!("(service {name}) has reached a steady state."),
+            rng,
+        );
+    } else if !settled && (drained_old || !start.is_empty() || !stop.is_empty()) {
+        svc.steady = false;
+    }
+    if draining_service && !tasks.iter().any(live) {
+        svc.status = "INACTIVE".into();
+        svc.desired_count = 0;
+    }
+    Plan {
+        service: svc,
+        start,
+        stop,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,409 @@
+//! The scheduler's decisions, step by step, against a tiny in-memory world:
+//! started tasks become RUNNING on the next step, stopped ones STOPPED.
+
+use super::*;
+use crate::records::{ContainerRecord, Resources};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+fn instance(id: &str) -> InstanceRecord {
+    InstanceRecord {
+        id: id.into(),
+        arn: format!("arn:{id}"),
+        cluster: "c".into(),
+        status: "ACTIVE".into(),
+        registered: Resources {
+            cpu: 4096,
+            memory: 8192,
+            ..Default::default()
+        },
+        reserved: Resources::default(),
+        allocated: Resources::default(),
+        attributes: Default::default(),
+        agent_version: None,
+        docker_version: None,
+        hostname: Some(id.into()),
+        registered_at: 0,
+        tags: Default::default(),
+        version: 1,
+    }
+}
+
+fn service(desired: i32, min: i32, max: i32) -> ServiceRecord {
+    let mut s = ServiceRecord {
+        name: "web".into(),
+        arn: "arn:svc/web".into(),
+        cluster: "c".into(),
+        cluster_arn: "arn:c".into(),
+        status: "ACTIVE".into(),
+        desired_count: desired,
+        running_count: 0,
+        pending_count: 0,
+        task_definition: String::new(),
+        launch_type: "EC2".into(),
+        scheduling_strategy: "REPLICA".into(),
+        deployment_config: DeploymentConfig {
+            minimum_healthy_percent: min,
+            maximum_percent: max,
+            circuit_breaker: true,
+            rollback: true,
+        },
+        placement_constraints: vec![],
+        placement_strategy: vec![],
+        health_check_grace_period_seconds: None,
+        deployments: vec![],
+        events: vec![],
+        last_completed: None,
+        throttle: Throttle::default(),
+        steady: false,
+        created_at: 0,
+        created_by: None,
+        tags: Default::default(),
+        propagate_tags: None,
+        enable_ecs_managed_tags: false,
+        enable_execute_command: false,
+        network_configuration: None,
+        load_balancers: vec![],
+        service_registries: vec![],
+        version: 1,
+    };
+    s.deploy(0, "td:1", &mut StdRng::seed_from_u64(1));
+    s
+}
+
+/// A world that runs the plan: tasks start RUNNING (or fail, for revisions
+/// in `broken`), stops complete on the next step.
+struct World {
+    svc: ServiceRecord,
+    tasks: Vec<TaskRecord>,
+    instances: Vec<InstanceRecord>,
+    now: Millis,
+    rng: StdRng,
+    next: u32,
+    broken: Vec<String>,
+    /// Every step's (total live, healthy) after applying the plan.
+    seen: Vec<(usize, usize)>,
+}
+
+impl World {
+    fn new(svc: ServiceRecord) -> World {
+        World {
+            svc,
+            tasks: vec![],
+            instances: vec![instance("i-1"), instance("i-2")],
+            now: 1_000,
+            rng: StdRng::seed_from_u64(7),
+            next: 0,
+            broken: vec![],
+            seen: vec![],
+        }
+    }
+
+    fn task(&mut self, deployment: &str, td: &str, instance: &str) -> TaskRecord {
+        self.next += 1;
+        TaskRecord {
+            id: format!("t{:04}", self.next),
+            arn: String::new(),
+            cluster: "c".into(),
+            cluster_arn: String::new(),
+            task_definition_arn: td.into(),
+            family: "web".into(),
+            revision: 1,
+            instance_id: Some(instance.into()),
+            instance_arn: None,
+            launch_type: "EC2".into(),
+            last_status: TaskStatus::Provisioning,
+            desired_status: DesiredStatus::Running,
+            created_at: self.now,
+            pull_started_at: None,
+            pull_stopped_at: None,
+            started_at: None,
+            connectivity_at: None,
+            stopping_at: None,
+            execution_stopped_at: None,
+            stopped_at: None,
+            stop_code: None,
+            stopped_reason: None,
+            started_by: Some(deployment.into()),
+            group: "service:web".into(),
+            overrides: Default::default(),
+            cpu: None,
+            memory: None,
+            reservation: Resources::default(),
+            containers: vec![ContainerRecord {
+                name: "app".into(),
+                arn: String::new(),
+                image: "img".into(),
+                essential: true,
+                has_health_check: false,
+                runtime_id: None,
+                image_digest: None,
+                last_status: "PENDING".into(),
+                exit_code: None,
+                reason: None,
+                network_bindings: vec![],
+                health_status: None,
+                cpu: None,
+                memory: None,
+                memory_reservation: None,
+            }],
+            health_status: "UNKNOWN".into(),
+            tags: Default::default(),
+            enable_execute_command: false,
+            version: 1,
+        }
+    }
+
+    fn step(&mut self) {
+        self.now += 3_000;
+        // The "agents": pending tasks start (or fail), stopping ones stop.
+        for t in &mut self.tasks {
+            if t.desired_status == DesiredStatus::Stopped && t.last_status != TaskStatus::Stopped {
+                t.last_status = TaskStatus::Stopped;
+            } else if t.last_status < TaskStatus::Running {
+                if self.broken.contains(&t.task_definition_arn) {
+                    t.last_status = TaskStatus::Stopped;
+                    t.desired_status = DesiredStatus::Stopped;
+                    t.stop_code = Some(STOP_ESSENTIAL_EXITED.into());
+                    t.stopping_at = Some(self.now);
+                } else {
+                    t.last_status = TaskStatus::Running;
+                    t.started_at = Some(self.now);
+                }
+            }
+        }
+        let p = plan(
+            &self.svc,
+            &self.tasks,
+            &self.instances,
+            &|_| true,
+            self.now,
+            &Settings::default(),
+            &mut self.rng,
+        );
+        self.svc = p.service;
+        for o in &p.stop {
+            let t = self.tasks.iter_mut().find(|t| t.id == o.task_id).unwrap();
+            t.desired_status = DesiredStatus::Stopped;
+            t.stop_code = Some(STOP_SCHEDULER.into());
+            t.stopped_reason = Some(o.reason.clone());
+        }
+        for s in &p.start {
+            for n in 0..s.count {
+                let inst = s
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| self.instances[n % self.instances.len()].id.clone());
+                let t = self.task(&s.deployment, &s.task_definition, &inst);
+                self.tasks.push(t);
+            }
+        }
+        let live = self
+            .tasks
+            .iter()
+            .filter(|t| t.last_status != TaskStatus::Stopped)
+            .count();
+        let healthy = self
+            .tasks
+            .iter()
+            .filter(|t| healthy(t, self.now, &Settings::default()))
+            .count();
+        self.seen.push((live, healthy));
+    }
+
+    fn run(&mut self, steps: usize) {
+        for _ in 0..steps {
+            self.step();
+        }
+    }
+
+    fn running(&self, td: &str) -> usize {
+        self.tasks
+            .iter()
+            .filter(|t| {
+                t.task_definition_arn == td
+                    && t.last_status == TaskStatus::Running
+                    && t.desired_status == DesiredStatus::Running
+            })
+            .count()
+    }
+}
+
+#[test]
+fn reaches_desired_count_and_steady_state() {
+    let mut w = World::new(service(3, 100, 200));
+    w.run(6);
+    assert_eq!(w.running("td:1"), 3);
+    assert_eq!(w.svc.running_count, 3);
+    let p = w.svc.primary();
+    assert_eq!(p.rollout_state, "COMPLETED");
+    assert!(w.svc.steady);
+    assert!(
+        w.svc.events[0]
+            .message
+            .ends_with("has reached a steady state."),
+        "{:?}",
+        w.svc.events
+    );
+    assert_eq!(w.svc.last_completed.as_ref().unwrap().1, "td:1");
+}
+
+#[test]
+fn replaces_a_task_that_dies() {
+    let mut w = World::new(service(3, 100, 200));
+    w.run(6);
+    let victim = w
+        .tasks
+        .iter_mut()
+        .find(|t| t.last_status == TaskStatus::Running)
+        .unwrap();
+    victim.last_status = TaskStatus::Stopped;
+    victim.desired_status = DesiredStatus::Stopped;
+    victim.stop_code = Some(STOP_ESSENTIAL_EXITED.into());
+    victim.stopping_at = Some(w.now);
+    w.run(4);
+    assert_eq!(w.running("td:1"), 3);
+}
+
+#[test]
+fn rolling_update_respects_minimum_and_maximum() {
+    for (min, max) in [(100, 200), (50, 100), (0, 100), (50, 150)] {
+        let mut w = World::new(service(4, min, max));
+        w.run(6);
+        w.seen.clear();
+        let mut rng = StdRng::seed_from_u64(3);
+        w.svc.deploy(w.now, "td:2", &mut rng);
+        w.run(15);
+        assert_eq!(w.running("td:2"), 4, "min {min} max {max}");
+        assert_eq!(w.running("td:1"), 0, "min {min} max {max}");
+        assert_eq!(w.svc.deployments.len(), 1, "old deployment drained");
+        assert_eq!(w.svc.primary().rollout_state, "COMPLETED");
+        for (live, healthy) in &w.seen {
+            assert!(
+                *live <= 4 * max as usize / 100,
+                "min {min} max {max}: {:?}",
+                w.seen
+            );
+            assert!(
+                *healthy >= (4 * min as usize).div_ceil(100),
+                "min {min} max {max}: {:?}",
+                w.seen
+            );
+        }
+    }
+}
+
+#[test]
+fn circuit_breaker_rolls_back_to_the_last_completed_deployment() {
+    let mut w = World::new(service(3, 100, 200));
+    w.run(6);
+    let good = w.svc.primary().id.clone();
+    w.seen.clear();
+    w.broken.push("td:bad".into());
+    let mut rng = StdRng::seed_from_u64(3);
+    w.svc.deploy(w.now, "td:bad", &mut rng);
+    w.run(20);
+    // Back on td:1 with three tasks, never below three healthy on the way.
+    assert_eq!(w.svc.task_definition, "td:1");
+    assert_eq!(w.running("td:1"), 3);
+    assert!(w.seen.iter().all(|(_, h)| *h >= 3), "{:?}", w.seen);
+    let msgs: Vec<&str> = w.svc.events.iter().map(|e| e.message.as_str()).collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.ends_with("deployment failed: tasks failed to start.")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains(&format!("rolling back to deployment {good}"))),
+        "{msgs:?}"
+    );
+    // The failed deployment drained away.
+    assert!(w
+        .svc
+        .deployments
+        .iter()
+        .all(|d| d.task_definition == "td:1"));
+}
+
+#[test]
+fn failing_tasks_throttle_launches() {
+    let mut svc = service(2, 100, 200);
+    svc.deployment_config.circuit_breaker = false;
+    let mut w = World::new(svc);
+    w.broken.push("td:1".into());
+    w.run(8);
+    assert!(w.svc.throttle.failures >= 3);
+    assert!(w.svc.throttle.until > w.now - 3_000);
+    assert!(w
+        .svc
+        .events
+        .iter()
+        .any(|e| e.message.contains("unable to consistently start tasks")));
+    let launched = w.tasks.len();
+    w.run(1);
+    assert_eq!(w.tasks.len(), launched, "throttled: no launch");
+}
+
+#[test]
+fn draining_instance_tasks_are_replaced() {
+    let mut w = World::new(service(2, 100, 200));
+    w.run(6);
+    w.instances[0].status = "DRAINING".into();
+    // New tasks must land elsewhere: the world places round-robin, so keep only i-2.
+    w.instances.retain(|i| i.id == "i-2");
+    let mut drained = instance("i-1");
+    drained.status = "DRAINING".into();
+    w.instances.push(drained);
+    w.run(10);
+    let on_drained = w
+        .tasks
+        .iter()
+        .filter(|t| t.instance_id.as_deref() == Some("i-1") && t.last_status != TaskStatus::Stopped)
+        .count();
+    assert_eq!(on_drained, 0);
+}
+
+#[test]
+fn scale_in_and_delete() {
+    let mut w = World::new(service(4, 100, 200));
+    w.run(6);
+    w.svc.desired_count = 1;
+    w.run(3);
+    assert_eq!(w.running("td:1"), 1);
+    w.svc.status = "DRAINING".into();
+    w.svc.desired_count = 0;
+    w.run(3);
+    assert_eq!(w.svc.status, "INACTIVE");
+    assert_eq!(w.running("td:1"), 0);
+}
+
+#[test]
+fn daemon_runs_one_task_per_instance() {
+    let mut svc = service(0, 0, 100);
+    svc.scheduling_strategy = "DAEMON".into();
+    let mut w = World::new(svc);
+    w.instances.push(instance("i-3"));
+    w.run(4);
+    for i in ["i-1", "i-2", "i-3"] {
+        let n = w
+            .tasks
+            .iter()
+            .filter(|t| t.instance_id.as_deref() == Some(i) && t.last_status == TaskStatus::Running)
+            .count();
+        assert_eq!(n, 1, "{i}");
+    }
+    assert_eq!(w.svc.desired_count, 3);
+    w.instances[2].status = "DRAINING".into();
+    w.run(3);
+    assert_eq!(w.svc.desired_count, 2);
+    assert_eq!(w.running("td:1"), 2);
+}
+
+#[test]
+fn breaker_threshold_is_half_at_least_three_at_most_two_hundred() {
+    assert_eq!(failure_threshold(1), 3);
+    assert_eq!(failure_threshold(10), 5);
+    assert_eq!(failure_threshold(11), 6);
+    assert_eq!(failure_threshold(1000), 200);
+}
