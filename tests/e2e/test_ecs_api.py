@@ -232,3 +232,32 @@ def test_protocol_errors(wharf):
     body = json.loads(e.value.read())
     assert body["__type"] == "MissingAuthenticationTokenException"
     assert e.value.headers["x-amzn-RequestId"]
+
+
+def test_service_validation(ecs):
+    ecs.create_cluster(clusterName="default")
+    ecs.register_task_definition(family="svc", containerDefinitions=[{"name": "a", "image": "x", "memory": 16}])
+    bad = [
+        dict(placementConstraints=[{"type": "memberOf", "expression": "attribute:x =="}]),
+        dict(placementStrategy=[{"type": "binpack", "field": "disk"}]),
+        dict(deploymentConfiguration={"minimumHealthyPercent": 150}),
+        dict(deploymentConfiguration={"maximumPercent": 50}),
+        dict(desiredCount=-1),
+    ]
+    for extra in bad:
+        with pytest.raises(ecs.exceptions.InvalidParameterException):
+            ecs.create_service(serviceName="s", taskDefinition="svc", **{"desiredCount": 1, **extra})
+    assert ecs.list_services()["serviceArns"] == []
+    with pytest.raises(ecs.exceptions.ClientException) as e:
+        ecs.create_service(serviceName="s", taskDefinition="nope", desiredCount=1)
+    s = ecs.create_service(serviceName="s", taskDefinition="svc", desiredCount=0)["service"]
+    assert s["serviceArn"].endswith(":service/default/s")
+    assert s["deploymentConfiguration"]["maximumPercent"] == 200
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.create_service(serviceName="s", taskDefinition="svc", desiredCount=0)
+    with pytest.raises(ecs.exceptions.ServiceNotFoundException):
+        ecs.update_service(service="other", desiredCount=1)
+    with pytest.raises(ecs.exceptions.ClusterContainsServicesException):
+        ecs.delete_cluster(cluster="default")
+    d = ecs.describe_clusters(clusters=["default"])["clusters"][0]
+    assert d["activeServicesCount"] == 1

@@ -6,6 +6,7 @@
 //! then revisioned compare-and-swap writes through [`records`]) → the store.
 
 pub mod agent_api;
+pub mod controller;
 pub mod ecs;
 pub mod error;
 pub mod http;

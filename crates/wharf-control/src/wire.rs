@@ -260,6 +260,84 @@ pub fn paginate<T>(
     Ok((page.into_iter().map(|(_, v)| v).collect(), next))
 }
 
+pub fn service(s: &wharf_core::service::ServiceRecord, with_tags: bool) -> ecs::Service {
+    let cfg = &s.deployment_config;
+    ecs::Service {
+        service_arn: Some(s.arn.clone()),
+        service_name: Some(s.name.clone()),
+        cluster_arn: Some(s.cluster_arn.clone()),
+        load_balancers: Some(s.load_balancers.clone()),
+        service_registries: Some(s.service_registries.clone()),
+        status: Some(s.status.clone()),
+        desired_count: Some(s.desired_count),
+        running_count: Some(s.running_count),
+        pending_count: Some(s.pending_count),
+        launch_type: Some(ecs::LaunchType::from(s.launch_type.as_str())),
+        task_definition: Some(s.task_definition.clone()),
+        deployment_configuration: Some(ecs::DeploymentConfiguration {
+            deployment_circuit_breaker: Some(ecs::DeploymentCircuitBreaker {
+                enable: cfg.circuit_breaker,
+                rollback: cfg.rollback,
+                ..Default::default()
+            }),
+            maximum_percent: Some(cfg.maximum_percent),
+            minimum_healthy_percent: Some(cfg.minimum_healthy_percent),
+            ..Default::default()
+        }),
+        deployments: Some(
+            s.deployments
+                .iter()
+                .map(|d| ecs::Deployment {
+                    id: Some(d.id.clone()),
+                    status: Some(d.status.clone()),
+                    task_definition: Some(d.task_definition.clone()),
+                    desired_count: Some(d.desired_count),
+                    pending_count: Some(d.pending_count),
+                    running_count: Some(d.running_count),
+                    failed_tasks: Some(d.failed_tasks.len() as i32),
+                    created_at: Some(to_epoch_seconds(d.created_at)),
+                    updated_at: Some(to_epoch_seconds(d.updated_at)),
+                    launch_type: Some(ecs::LaunchType::from(d.launch_type.as_str())),
+                    network_configuration: s.network_configuration.clone(),
+                    rollout_state: Some(ecs::DeploymentRolloutState::from(
+                        d.rollout_state.as_str(),
+                    )),
+                    rollout_state_reason: Some(d.rollout_state_reason.clone()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        role_arn: None,
+        events: Some(
+            s.events
+                .iter()
+                .map(|e| ecs::ServiceEvent {
+                    id: Some(e.id.clone()),
+                    created_at: Some(to_epoch_seconds(e.created_at)),
+                    message: Some(e.message.clone()),
+                })
+                .collect(),
+        ),
+        created_at: Some(to_epoch_seconds(s.created_at)),
+        placement_constraints: Some(s.placement_constraints.clone()),
+        placement_strategy: Some(s.placement_strategy.clone()),
+        network_configuration: s.network_configuration.clone(),
+        health_check_grace_period_seconds: s.health_check_grace_period_seconds,
+        scheduling_strategy: Some(ecs::SchedulingStrategy::from(
+            s.scheduling_strategy.as_str(),
+        )),
+        deployment_controller: Some(ecs::DeploymentController {
+            r#type: ecs::DeploymentControllerType::Ecs,
+        }),
+        tags: with_tags.then(|| tags_to_wire(&s.tags)),
+        created_by: s.created_by.clone(),
+        enable_ecs_managed_tags: Some(s.enable_ecs_managed_tags),
+        propagate_tags: s.propagate_tags.as_deref().map(ecs::PropagateTags::from),
+        enable_execute_command: Some(s.enable_execute_command),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,9 @@ impl Scope {
     pub fn task_definition(&self, family: &str, revision: i32) -> String {
         format!("{}:task-definition/{family}:{revision}", self.prefix())
     }
+    pub fn service(&self, cluster: &str, name: &str) -> String {
+        format!("{}:service/{cluster}/{name}", self.prefix())
+    }
     pub fn container_instance(&self, cluster: &str, id: &str) -> String {
         format!("{}:container-instance/{cluster}/{id}", self.prefix())
     }
@@ -67,6 +70,11 @@ pub fn cluster_name(given: Option<&str>) -> Result<String, CoreError> {
 /// A task ID or ARN → (cluster named in the ARN if any, task ID).
 pub fn task_id(given: &str) -> Result<(Option<String>, String), CoreError> {
     split_cluster_scoped(given, "task/", "task")
+}
+
+/// A service name or ARN → (cluster named in the ARN if any, service name).
+pub fn service_name(given: &str) -> Result<(Option<String>, String), CoreError> {
+    split_cluster_scoped(given, "service/", "service")
 }
 
 /// A container instance ID or ARN → (cluster named in the ARN if any, ID).

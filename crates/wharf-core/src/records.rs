@@ -47,6 +47,13 @@ pub mod keys {
     pub fn agent_sessions(cluster: &str) -> String {
         format!("/agents/{cluster}/")
     }
+    pub fn service(cluster: &str, name: &str) -> String {
+        format!("/services/{cluster}/{name}")
+    }
+    pub fn services(cluster: &str) -> String {
+        format!("/services/{cluster}/")
+    }
+    pub const SERVICES: &str = "/services/";
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

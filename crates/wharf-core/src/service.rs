@@ -530,8 +530,11 @@ pub fn plan<R: Rng + ?Sized>(
                 .map_or(0, |p| usize::MAX - p)
         });
         for t in retire {
-            let is_healthy = healthy(t, now, s);
-            if is_healthy && healthy_now <= min_healthy {
+            // A RUNNING task not failing its checks is treated as healthy
+            // here even while it settles: it is about to serve, and the
+            // minimum must hold for what users see running.
+            let serving = t.last_status == TaskStatus::Running && t.health_status != "UNHEALTHY";
+            if serving && healthy_now <= min_healthy {
                 continue;
             }
             let reason = if !active_instance(&t.instance_id) {
@@ -543,8 +546,8 @@ pub fn plan<R: Rng + ?Sized>(
                 task_id: t.id.clone(),
                 reason,
             });
-            if is_healthy {
-                healthy_now -= 1;
+            if serving {
+                healthy_now = healthy_now.saturating_sub(1);
             }
         }
     }

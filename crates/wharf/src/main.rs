@@ -193,6 +193,10 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         control.clone(),
         Duration::from_secs(60),
     ));
+    tokio::spawn(wharf_control::controller::run(
+        control.clone(),
+        Default::default(),
+    ));
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

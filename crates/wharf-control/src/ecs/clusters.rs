@@ -85,7 +85,19 @@ pub(crate) async fn describe_one(
     for t in &tasks {
         counts.add(&t.value);
     }
-    Ok(wire::cluster(rec, registered, counts, with_tags, true))
+    let (services, _) = records::list::<wharf_core::service::ServiceRecord>(
+        c.store.as_ref(),
+        &keys::services(&rec.name),
+    )
+    .await?;
+    let mut cluster = wire::cluster(rec, registered, counts, with_tags, true);
+    cluster.active_services_count = Some(
+        services
+            .iter()
+            .filter(|s| s.value.status == "ACTIVE")
+            .count() as i32,
+    );
+    Ok(cluster)
 }
 
 pub async fn describe(
@@ -190,6 +202,17 @@ pub async fn delete(
             return Err(AwsError::client(
                 "ClusterContainsContainerInstancesException",
                 "The Cluster cannot be deleted while Container Instances are active or draining.",
+            ));
+        }
+        let (services, _) = records::list::<wharf_core::service::ServiceRecord>(
+            c.store.as_ref(),
+            &keys::services(&name),
+        )
+        .await?;
+        if services.iter().any(|s| s.value.status != "INACTIVE") {
+            return Err(AwsError::client(
+                "ClusterContainsServicesException",
+                "The Cluster cannot be deleted while Services are active.",
             ));
         }
         let (tasks, _) = records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(&name)).await?;

@@ -3,9 +3,10 @@
 mod attributes;
 mod clusters;
 mod instances;
+mod services;
 mod tags;
-mod taskdefs;
-mod tasks;
+pub(crate) mod taskdefs;
+pub(crate) mod tasks;
 
 use crate::error::{cluster_not_found, ApiResult};
 use crate::http::call;
@@ -39,6 +40,11 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
         "DescribeContainerInstances" => call(body, |r| instances::describe(c, x, r)).await,
         "ListContainerInstances" => call(body, |r| instances::list(c, x, r)).await,
         "UpdateContainerInstancesState" => call(body, |r| instances::update_state(c, x, r)).await,
+        "CreateService" => call(body, |r| services::create(c, x, r)).await,
+        "UpdateService" => call(body, |r| services::update(c, x, r)).await,
+        "DeleteService" => call(body, |r| services::delete(c, x, r)).await,
+        "DescribeServices" => call(body, |r| services::describe(c, x, r)).await,
+        "ListServices" => call(body, |r| services::list(c, x, r)).await,
         "TagResource" => call(body, |r| tags::tag(c, x, r)).await,
         "UntagResource" => call(body, |r| tags::untag(c, x, r)).await,
         "ListTagsForResource" => call(body, |r| tags::list(c, x, r)).await,

@@ -7,7 +7,8 @@ use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use wharf_core::arn;
 use wharf_core::lifecycle::{request_stop, DesiredStatus, TaskStatus, STOP_USER_INITIATED};
-use wharf_core::placement::{self, Misfit};
+use wharf_core::placement::{self, Constraint, Misfit, Strategy};
+use wharf_core::query::HostView;
 use wharf_core::records::{
     keys, tags_from_wire, ClusterRecord, ContainerRecord, InstanceRecord, TaskDefinitionRecord,
     TaskRecord,
@@ -17,16 +18,16 @@ use wharf_model::ecs;
 use wharf_protocol::AwsError;
 use wharf_store::Txn;
 
-/// What RunTask and StartTask share.
-struct Launch {
-    cluster: Versioned<ClusterRecord>,
-    td: TaskDefinitionRecord,
-    overrides: ecs::TaskOverride,
-    launch_type: String,
-    started_by: Option<String>,
-    group: String,
-    tags: wharf_core::records::Tags,
-    enable_execute_command: bool,
+/// What RunTask, StartTask and the service scheduler share.
+pub(crate) struct Launch {
+    pub cluster: Versioned<ClusterRecord>,
+    pub td: TaskDefinitionRecord,
+    pub overrides: ecs::TaskOverride,
+    pub launch_type: String,
+    pub started_by: Option<String>,
+    pub group: String,
+    pub tags: wharf_core::records::Tags,
+    pub enable_execute_command: bool,
 }
 
 // The request members RunTask and StartTask have in common, taken one by one.
@@ -163,27 +164,80 @@ fn new_task(
     }
 }
 
+/// Placement constraints and strategies of one launch.
+#[derive(Debug, Default)]
+pub(crate) struct Rules {
+    pub constraints: Vec<Constraint>,
+    pub strategies: Vec<Strategy>,
+}
+
+impl Rules {
+    /// The request's rules plus the task definition's own memberOf constraints.
+    pub fn parse(
+        constraints: &[ecs::PlacementConstraint],
+        strategies: &[ecs::PlacementStrategy],
+        td: &ecs::TaskDefinition,
+    ) -> ApiResult<Rules> {
+        let mut all = constraints.to_vec();
+        all.extend(td.placement_constraints.iter().flatten().map(|c| {
+            ecs::PlacementConstraint {
+                r#type: c
+                    .r#type
+                    .as_ref()
+                    .map(|t| ecs::PlacementConstraintType::from(t.as_str())),
+                expression: c.expression.clone(),
+            }
+        }));
+        Ok(Rules {
+            constraints: placement::parse_constraints(&all).map_err(from_core)?,
+            strategies: placement::parse_strategies(strategies).map_err(from_core)?,
+        })
+    }
+}
+
+/// The outcome of a placement: the tasks committed, and why the other
+/// instances were refused (by instance ARN).
+pub(crate) struct Placed {
+    pub tasks: Vec<TaskRecord>,
+    pub misfits: BTreeSet<(String, Misfit)>,
+}
+
+impl Placed {
+    fn failures(&self) -> Vec<ecs::Failure> {
+        self.misfits
+            .iter()
+            .map(|(arn, m)| ecs::Failure {
+                arn: Some(arn.clone()),
+                reason: Some(m.reason().to_string()),
+                detail: None,
+            })
+            .collect()
+    }
+}
+
 /// Places `count` tasks on instances chosen among `only` (all of the
-/// cluster's if None), and commits tasks and instance allocations in one
-/// transaction that compares every instance it touches: a concurrent
-/// placement on the same instance makes it retry, never over-commit.
-async fn place(
+/// cluster's if None) by the placement engine, and commits tasks and
+/// instance allocations in one transaction that compares every instance it
+/// touches: a concurrent placement on the same instance makes it retry,
+/// never over-commit.
+pub(crate) async fn place(
     c: &Control,
     x: &Ctx,
     l: &Launch,
     count: usize,
     only: Option<&[String]>,
-) -> ApiResult<(Vec<TaskRecord>, Vec<ecs::Failure>)> {
+    rules: &Rules,
+) -> ApiResult<Placed> {
     let need = placement::demand(&l.td.definition, &l.overrides);
     let cluster = l.cluster.value.name.clone();
     for _ in 0..records::MAX_ATTEMPTS {
         let (all, _) =
             records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(&cluster)).await?;
-        let mut instances: Vec<Versioned<InstanceRecord>> = match only {
+        let instances: Vec<Versioned<InstanceRecord>> = match only {
             None => all,
-            Some(ids) => all
-                .into_iter()
-                .filter(|v| ids.contains(&v.value.id))
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| all.iter().find(|v| &v.value.id == id).cloned())
                 .collect(),
         };
         if instances.is_empty() {
@@ -192,39 +246,69 @@ async fn place(
             ));
         }
         let connected = connected_instances(c, &cluster).await?;
+        // What the constraints and strategies look at: task groups per host.
+        let (tasks, _) =
+            records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(&cluster)).await?;
+        let mut groups: Vec<BTreeMap<String, usize>> = vec![BTreeMap::new(); instances.len()];
+        let mut running = vec![0usize; instances.len()];
+        for t in tasks
+            .iter()
+            .filter(|t| t.value.last_status != TaskStatus::Stopped)
+        {
+            if let Some(i) = instances
+                .iter()
+                .position(|v| Some(&v.value.id) == t.value.instance_id.as_ref())
+            {
+                *groups[i].entry(t.value.group.clone()).or_default() += 1;
+                running[i] += 1;
+            }
+        }
+        let mut instances = instances;
         let mut rng = rand::rngs::StdRng::from_entropy();
-        let mut tasks = vec![];
-        let mut misfits: BTreeSet<(String, Misfit)> = BTreeSet::new();
+        let mut placed = Placed {
+            tasks: vec![],
+            misfits: BTreeSet::new(),
+        };
         let mut touched: HashSet<usize> = HashSet::new();
         for n in 0..count {
-            let candidates: Vec<(&InstanceRecord, bool)> = match only {
-                // StartTask: one task per named instance.
-                Some(_) => instances
-                    .get(n)
-                    .map(|v| (&v.value, connected.contains(&v.value.id)))
-                    .into_iter()
-                    .collect(),
-                None => instances
-                    .iter()
-                    .map(|v| (&v.value, connected.contains(&v.value.id)))
-                    .collect(),
+            // StartTask: one task per named instance.
+            let range = match only {
+                Some(_) => n..n + 1,
+                None => 0..instances.len(),
             };
-            match placement::choose(&candidates, &need, &mut rng) {
-                Ok(chosen) => {
-                    let idx = instances
-                        .iter()
-                        .position(|v| v.value.id == chosen.id)
-                        .expect("chosen from instances");
+            let views: Vec<HostView> = range
+                .clone()
+                .map(|i| HostView {
+                    instance: &instances[i].value,
+                    connected: connected.contains(&instances[i].value.id),
+                    running_tasks: running[i],
+                    groups: &groups[i],
+                })
+                .collect();
+            match placement::place(
+                &views,
+                &need,
+                &l.group,
+                &rules.constraints,
+                &rules.strategies,
+                &mut rng,
+            ) {
+                Ok(pos) => {
+                    let idx = range.start + pos;
                     let task = new_task(x, l, &instances[idx].value, &need);
                     let inst = &mut instances[idx];
                     inst.value.allocated.add(&need);
                     inst.value.version += 1;
+                    *groups[idx].entry(l.group.clone()).or_default() += 1;
+                    running[idx] += 1;
                     touched.insert(idx);
-                    tasks.push(task);
+                    placed.tasks.push(task);
                 }
                 Err(refusals) => {
-                    for (inst, m) in refusals {
-                        misfits.insert((inst.arn.clone(), m));
+                    for (pos, m) in refusals {
+                        placed
+                            .misfits
+                            .insert((instances[range.start + pos].value.arn.clone(), m));
                     }
                 }
             }
@@ -235,19 +319,11 @@ async fn place(
                 .when(instances[*idx].unchanged())
                 .then(instances[*idx].put());
         }
-        for t in &tasks {
+        for t in &placed.tasks {
             txn = txn.then(records::put(&keys::task(&cluster, &t.id), t));
         }
-        if tasks.is_empty() || commit(c.store.as_ref(), txn).await? {
-            let failures = misfits
-                .into_iter()
-                .map(|(arn, m)| ecs::Failure {
-                    arn: Some(arn),
-                    reason: Some(m.reason().to_string()),
-                    detail: None,
-                })
-                .collect();
-            return Ok((tasks, failures));
+        if placed.tasks.is_empty() || commit(c.store.as_ref(), txn).await? {
+            return Ok(placed);
         }
     }
     Err(records::contention())
@@ -257,16 +333,6 @@ pub async fn run(c: &Control, x: &Ctx, r: ecs::RunTaskRequest) -> ApiResult<ecs:
     let count = r.count.unwrap_or(1);
     if !(1..=10).contains(&count) {
         return Err(invalid("count must be between 1 and 10."));
-    }
-    if r.placement_constraints
-        .as_ref()
-        .is_some_and(|v| !v.is_empty())
-        || r.placement_strategy.as_ref().is_some_and(|v| !v.is_empty())
-    {
-        return Err(AwsError::client(
-            "UnsupportedFeatureException",
-            "placementConstraints and placementStrategy are not supported by Wharf yet.",
-        ));
     }
     let l = prepare(
         c,
@@ -280,10 +346,15 @@ pub async fn run(c: &Control, x: &Ctx, r: ecs::RunTaskRequest) -> ApiResult<ecs:
         r.enable_execute_command.unwrap_or(false),
     )
     .await?;
-    let (tasks, failures) = place(c, x, &l, count as usize, None).await?;
+    let rules = Rules::parse(
+        r.placement_constraints.as_deref().unwrap_or_default(),
+        r.placement_strategy.as_deref().unwrap_or_default(),
+        &l.td.definition,
+    )?;
+    let placed = place(c, x, &l, count as usize, None, &rules).await?;
     Ok(ecs::RunTaskResponse {
-        tasks: Some(tasks.iter().map(|t| wire::task(t, true)).collect()),
-        failures: Some(failures),
+        tasks: Some(placed.tasks.iter().map(|t| wire::task(t, true)).collect()),
+        failures: Some(placed.failures()),
     })
 }
 
@@ -314,10 +385,13 @@ pub async fn start(
         let (_, id) = arn::container_instance_id(given).map_err(from_core)?;
         ids.push(id);
     }
-    let (tasks, failures) = place(c, x, &l, ids.len(), Some(&ids)).await?;
+    // StartTask names its instances: no strategy, but the task
+    // definition's constraints still hold.
+    let rules = Rules::parse(&[], &[], &l.td.definition)?;
+    let placed = place(c, x, &l, ids.len(), Some(&ids), &rules).await?;
     Ok(ecs::StartTaskResponse {
-        tasks: Some(tasks.iter().map(|t| wire::task(t, true)).collect()),
-        failures: Some(failures),
+        tasks: Some(placed.tasks.iter().map(|t| wire::task(t, true)).collect()),
+        failures: Some(placed.failures()),
     })
 }
 

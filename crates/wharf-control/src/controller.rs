@@ -1,0 +1,290 @@
+//! The service controller: follows the store's watch and, for every cluster
+//! whose services, tasks, instances or agents changed (and once a second,
+//! for what time alone changes: health settling, grace periods, the launch
+//! throttle), runs the pure scheduler [`wharf_core::service::plan`] for each
+//! service and applies the plan. Every write is compare-and-swap: a
+//! concurrent API write makes the next pass re-plan, never clobbers it.
+//!
+//! One controller runs per store: `wharf server` and `wharf up` run it in
+//! process (the embedded store has a single writer process; an HA store
+//! would elect a leader here).
+
+use crate::ecs::tasks::{self, Launch, Rules};
+use crate::ecs::{active_cluster, connected_instances, taskdefs};
+use crate::error::ApiResult;
+use crate::records::{self, commit, Versioned};
+use crate::{Control, Ctx};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::collections::BTreeSet;
+use std::time::Duration;
+use wharf_core::arn::Scope;
+use wharf_core::lifecycle::request_stop;
+use wharf_core::placement::Misfit;
+use wharf_core::records::{keys, InstanceRecord, TaskRecord};
+use wharf_core::service::{plan, Plan, ServiceRecord, Settings, Start, STOP_SCHEDULER};
+use wharf_store::Txn;
+
+/// Runs until the process ends.
+pub async fn run(c: Control, settings: Settings) {
+    let mut rng = StdRng::from_entropy();
+    loop {
+        let from = match c.store.current_revision().await {
+            Ok(r) => r + 1,
+            Err(e) => {
+                tracing::error!(error = %e, "controller cannot read the store");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut watch = match c.store.watch("/", from).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "controller cannot watch the store");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let mut dirty: BTreeSet<String> = BTreeSet::new();
+            tokio::select! {
+                ev = watch.recv() => {
+                    let Some(ev) = ev else { break };
+                    dirty.extend(cluster_of(&ev.kv.key));
+                    // Take whatever else is already queued: one pass per burst.
+                    while let Ok(ev) = watch.try_recv() {
+                        dirty.extend(cluster_of(&ev.kv.key));
+                    }
+                }
+                _ = tick.tick() => {
+                    match clusters_with_services(&c).await {
+                        Ok(all) => dirty = all,
+                        Err(e) => tracing::warn!(error = %e.message, "controller tick failed"),
+                    }
+                }
+            }
+            for cluster in dirty {
+                if let Err(e) = reconcile(&c, &cluster, &settings, &mut rng).await {
+                    tracing::warn!(%cluster, error = %e.message, "service reconcile failed; will retry");
+                }
+            }
+        }
+        tracing::warn!("store watch ended; resubscribing");
+    }
+}
+
+/// The cluster a key belongs to, for the kinds the scheduler looks at.
+fn cluster_of(key: &str) -> Option<String> {
+    let rest = key
+        .strip_prefix(keys::SERVICES)
+        .or_else(|| key.strip_prefix(keys::TASKS))
+        .or_else(|| key.strip_prefix("/instances/"))
+        .or_else(|| key.strip_prefix("/agents/"))?;
+    rest.split('/').next().map(str::to_string)
+}
+
+async fn clusters_with_services(c: &Control) -> ApiResult<BTreeSet<String>> {
+    let (all, _) = records::list::<ServiceRecord>(c.store.as_ref(), keys::SERVICES).await?;
+    Ok(all
+        .into_iter()
+        .filter(|v| v.value.status != "INACTIVE")
+        .map(|v| v.value.cluster)
+        .collect())
+}
+
+/// One pass over a cluster's services.
+pub async fn reconcile(
+    c: &Control,
+    cluster: &str,
+    settings: &Settings,
+    rng: &mut StdRng,
+) -> ApiResult<()> {
+    let (services, _) =
+        records::list::<ServiceRecord>(c.store.as_ref(), &keys::services(cluster)).await?;
+    if services.iter().all(|v| v.value.status == "INACTIVE") {
+        return Ok(());
+    }
+    let (tasks, _) = records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(cluster)).await?;
+    let (instances, _) =
+        records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(cluster)).await?;
+    let instances: Vec<InstanceRecord> = instances.into_iter().map(|v| v.value).collect();
+    let connected = connected_instances(c, cluster).await?;
+    for v in services
+        .into_iter()
+        .filter(|v| v.value.status != "INACTIVE")
+    {
+        let group = v.value.group();
+        let mine: Vec<TaskRecord> = tasks
+            .iter()
+            .filter(|t| t.value.group == group)
+            .map(|t| t.value.clone())
+            .collect();
+        let now = c.clock.now();
+        let p = plan(
+            &v.value,
+            &mine,
+            &instances,
+            &|id| connected.contains(id),
+            now,
+            settings,
+            rng,
+        );
+        apply(c, v, p, now, rng).await?;
+    }
+    Ok(())
+}
+
+fn scope_of(arn: &str) -> Scope {
+    let mut parts = arn.split(':').skip(3);
+    Scope {
+        region: parts.next().unwrap_or("us-east-1").to_string(),
+        account: parts.next().unwrap_or("000000000000").to_string(),
+    }
+}
+
+async fn apply(
+    c: &Control,
+    v: Versioned<ServiceRecord>,
+    p: Plan,
+    now: i64,
+    rng: &mut StdRng,
+) -> ApiResult<()> {
+    let Plan {
+        service: mut svc,
+        start,
+        stop,
+    } = p;
+    let cluster = svc.cluster.clone();
+    for order in &stop {
+        for _ in 0..records::MAX_ATTEMPTS {
+            let Some(mut t) =
+                records::get::<TaskRecord>(c.store.as_ref(), &keys::task(&cluster, &order.task_id))
+                    .await?
+            else {
+                break;
+            };
+            if !request_stop(&mut t.value, now, STOP_SCHEDULER, &order.reason) {
+                break;
+            }
+            if commit(
+                c.store.as_ref(),
+                Txn::new().when(t.unchanged()).then(t.put()),
+            )
+            .await?
+            {
+                break;
+            }
+        }
+    }
+    for s in &start {
+        launch(c, &mut svc, s, now, rng).await?;
+    }
+    if svc != v.value {
+        svc.version = v.value.version + 1;
+        let txn = Txn::new()
+            .when(v.unchanged())
+            .then(records::put(&v.key, &svc));
+        // A concurrent UpdateService wins; the next pass re-plans from it.
+        commit(c.store.as_ref(), txn).await?;
+    }
+    Ok(())
+}
+
+/// Starts a plan's tasks through the same placement engine as RunTask, and
+/// writes ECS's events for what started and for what could not be placed.
+async fn launch(
+    c: &Control,
+    svc: &mut ServiceRecord,
+    s: &Start,
+    now: i64,
+    rng: &mut StdRng,
+) -> ApiResult<()> {
+    let name = svc.name.clone();
+    let cluster = active_cluster(c, &svc.cluster).await?;
+    let td = taskdefs::resolve(c, &s.task_definition).await?.value;
+    let tags = match svc.propagate_tags.as_deref() {
+        Some("SERVICE") => svc.tags.clone(),
+        Some("TASK_DEFINITION") => td.tags.clone(),
+        _ => Default::default(),
+    };
+    let rules = Rules::parse(
+        &svc.placement_constraints,
+        &svc.placement_strategy,
+        &td.definition,
+    )?;
+    let l = Launch {
+        cluster,
+        overrides: Default::default(),
+        launch_type: svc.launch_type.clone(),
+        started_by: Some(s.deployment.clone()),
+        group: svc.group(),
+        tags,
+        enable_execute_command: svc.enable_execute_command,
+        td,
+    };
+    let x = Ctx {
+        scope: scope_of(&svc.arn),
+        now,
+    };
+    let only = s.instance.clone().map(|i| vec![i]);
+    let unplaceable = |why: String| {
+        format!("(service {name}) was unable to place a task because no container instance met all of its requirements. {why} For more information, see the Troubleshooting section.")
+    };
+    match tasks::place(c, &x, &l, s.count, only.as_deref(), &rules).await {
+        Ok(placed) => {
+            if !placed.tasks.is_empty() {
+                let ids: Vec<String> = placed
+                    .tasks
+                    .iter()
+                    .map(|t| format!("(task {})", t.id))
+                    .collect();
+                svc.event(
+                    now,
+                    format!(
+                        "(service {name}) has started {} tasks: {}.",
+                        ids.len(),
+                        ids.join(" ")
+                    ),
+                    rng,
+                );
+            }
+            if placed.tasks.len() < s.count {
+                let why = match placed.misfits.iter().next() {
+                    Some((arn, m)) => {
+                        let id = arn.rsplit('/').next().unwrap_or(arn);
+                        format!(
+                            "The closest matching (container-instance {id}) {}.",
+                            describe(*m)
+                        )
+                    }
+                    None => "Reason: No Container Instances were found in your cluster.".into(),
+                };
+                svc.event_once(now, 60_000, unplaceable(why), rng);
+            }
+        }
+        Err(e) if e.code == "InvalidParameterException" => {
+            svc.event_once(
+                now,
+                60_000,
+                unplaceable(format!("Reason: {}", e.message)),
+                rng,
+            );
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// How ECS's service events word a placement refusal.
+fn describe(m: Misfit) -> &'static str {
+    match m {
+        Misfit::Cpu => "has insufficient CPU units available",
+        Misfit::Memory => "has insufficient memory available",
+        Misfit::Ports => "is already using a port required by your task",
+        Misfit::NotActive => "is not ACTIVE",
+        Misfit::Disconnected => "has a disconnected agent",
+        Misfit::MemberOf => "doesn't match the memberOf placement constraint",
+        Misfit::DistinctInstance => "already runs a task of this service (distinctInstance)",
+    }
+}

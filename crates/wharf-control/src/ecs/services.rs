@@ -1,0 +1,465 @@
+//! Services: CreateService, UpdateService, DeleteService, DescribeServices,
+//! ListServices. Handlers only validate and write the service record; the
+//! controller (see [`crate::controller`]) starts and stops the tasks.
+
+use super::{active_cluster, cluster_name, taskdefs};
+use crate::error::{from_core, invalid, ApiResult};
+use crate::records::{self, commit, Versioned};
+use crate::wire::{self, paginate};
+use crate::{Control, Ctx};
+use rand::SeedableRng;
+use wharf_core::arn;
+use wharf_core::placement;
+use wharf_core::records::{keys, tags_from_wire};
+use wharf_core::service::{DeploymentConfig, ServiceRecord, Throttle};
+use wharf_model::ecs;
+use wharf_protocol::AwsError;
+use wharf_store::Txn;
+
+fn not_found() -> AwsError {
+    AwsError::client("ServiceNotFoundException", "Service not found.")
+}
+
+fn not_active() -> AwsError {
+    AwsError::client("ServiceNotActiveException", "Service was not ACTIVE.")
+}
+
+fn unsupported(what: &str) -> AwsError {
+    AwsError::client(
+        "UnsupportedFeatureException",
+        format!("{what} is not supported by Wharf yet."),
+    )
+}
+
+/// The service a request names (by name or ARN) in the request's cluster.
+async fn find(
+    c: &Control,
+    cluster: Option<&str>,
+    given: &str,
+) -> ApiResult<(String, Option<Versioned<ServiceRecord>>)> {
+    let (from_arn, name) = arn::service_name(given).map_err(from_core)?;
+    let cluster = match from_arn {
+        Some(c) => c,
+        None => cluster_name(cluster)?,
+    };
+    let v = records::get(c.store.as_ref(), &keys::service(&cluster, &name)).await?;
+    Ok((cluster, v))
+}
+
+fn deployment_config(
+    given: Option<&ecs::DeploymentConfiguration>,
+    daemon: bool,
+    current: Option<&DeploymentConfig>,
+) -> ApiResult<DeploymentConfig> {
+    let (min_default, max_default) = match current {
+        Some(c) => (c.minimum_healthy_percent, c.maximum_percent),
+        None if daemon => (0, 100),
+        None => (100, 200),
+    };
+    let breaker = given.and_then(|g| g.deployment_circuit_breaker.as_ref());
+    let cfg = DeploymentConfig {
+        minimum_healthy_percent: given
+            .and_then(|g| g.minimum_healthy_percent)
+            .unwrap_or(min_default),
+        maximum_percent: given.and_then(|g| g.maximum_percent).unwrap_or(max_default),
+        circuit_breaker: breaker
+            .map(|b| b.enable)
+            .unwrap_or(current.is_some_and(|c| c.circuit_breaker)),
+        rollback: breaker
+            .map(|b| b.rollback)
+            .unwrap_or(current.is_some_and(|c| c.rollback)),
+    };
+    if !(0..=100).contains(&cfg.minimum_healthy_percent) {
+        return Err(invalid("minimumHealthyPercent must be between 0 and 100."));
+    }
+    if cfg.maximum_percent < 100 && !daemon {
+        return Err(invalid("maximumPercent must be at least 100."));
+    }
+    if cfg.maximum_percent < cfg.minimum_healthy_percent {
+        return Err(invalid(
+            "maximumPercent must be greater than or equal to minimumHealthyPercent.",
+        ));
+    }
+    if daemon && cfg.maximum_percent != 100 {
+        return Err(invalid(
+            "The maximumPercent of a service with the DAEMON scheduling strategy must be 100.",
+        ));
+    }
+    Ok(cfg)
+}
+
+fn check_placement(
+    constraints: &[ecs::PlacementConstraint],
+    strategies: &[ecs::PlacementStrategy],
+    daemon: bool,
+) -> ApiResult<()> {
+    placement::parse_constraints(constraints).map_err(from_core)?;
+    placement::parse_strategies(strategies).map_err(from_core)?;
+    if daemon && !strategies.is_empty() {
+        return Err(invalid(
+            "Placement strategies are not supported with the DAEMON scheduling strategy.",
+        ));
+    }
+    Ok(())
+}
+
+fn launch_type(given: Option<&ecs::LaunchType>) -> ApiResult<String> {
+    match given {
+        None | Some(ecs::LaunchType::Ec2) => Ok("EC2".into()),
+        Some(ecs::LaunchType::Fargate) => Err(unsupported("The FARGATE launch type")),
+        Some(other) => Err(invalid(format!(
+            "Launch type {} is not supported.",
+            other.as_str()
+        ))),
+    }
+}
+
+pub async fn create(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::CreateServiceRequest,
+) -> ApiResult<ecs::CreateServiceResponse> {
+    let cluster = active_cluster(c, &cluster_name(r.cluster.as_deref())?).await?;
+    if !arn::valid_name(&r.service_name) {
+        return Err(invalid(
+            "Service name may contain up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores.",
+        ));
+    }
+    if r.deployment_controller
+        .as_ref()
+        .is_some_and(|d| d.r#type != ecs::DeploymentControllerType::Ecs)
+    {
+        return Err(unsupported("A deployment controller other than ECS"));
+    }
+    if r.load_balancers.as_ref().is_some_and(|v| !v.is_empty()) {
+        return Err(unsupported("loadBalancers"));
+    }
+    if r.service_registries.as_ref().is_some_and(|v| !v.is_empty()) {
+        return Err(unsupported("serviceRegistries"));
+    }
+    if r.capacity_provider_strategy
+        .as_ref()
+        .is_some_and(|v| !v.is_empty())
+    {
+        return Err(unsupported("capacityProviderStrategy"));
+    }
+    let daemon = r.scheduling_strategy == Some(ecs::SchedulingStrategy::Daemon);
+    let Some(td_ref) = r.task_definition.as_deref() else {
+        return Err(invalid("TaskDefinition must be specified."));
+    };
+    let td = taskdefs::resolve(c, td_ref).await?.value;
+    if td.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
+        return Err(invalid("TaskDefinition is inactive"));
+    }
+    let desired = r.desired_count.unwrap_or(0);
+    if desired < 0 {
+        return Err(invalid("desiredCount must be 0 or more."));
+    }
+    if daemon && r.desired_count.is_some() {
+        return Err(invalid(
+            "The DAEMON scheduling strategy does not support a desired count for services.",
+        ));
+    }
+    let cfg = deployment_config(r.deployment_configuration.as_ref(), daemon, None)?;
+    let constraints = r.placement_constraints.clone().unwrap_or_default();
+    let strategies = r.placement_strategy.clone().unwrap_or_default();
+    if constraints.len() > placement::MAX_CONSTRAINTS {
+        return Err(invalid("Too many placement constraints."));
+    }
+    check_placement(&constraints, &strategies, daemon)?;
+    super::tags::check_tags(r.tags.as_deref().unwrap_or_default())?;
+    if r.health_check_grace_period_seconds.is_some_and(|g| g < 0) {
+        return Err(invalid("healthCheckGracePeriodSeconds must be 0 or more."));
+    }
+    let launch_type = launch_type(r.launch_type.as_ref())?;
+    let name = cluster.value.name.clone();
+    let key = keys::service(&name, &r.service_name);
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    for _ in 0..records::MAX_ATTEMPTS {
+        let existing: Option<Versioned<ServiceRecord>> =
+            records::get(c.store.as_ref(), &key).await?;
+        if existing
+            .as_ref()
+            .is_some_and(|v| v.value.status != "INACTIVE")
+        {
+            return Err(invalid("Creation of service was not idempotent."));
+        }
+        let mut svc = ServiceRecord {
+            name: r.service_name.clone(),
+            arn: x.scope.service(&name, &r.service_name),
+            cluster: name.clone(),
+            cluster_arn: cluster.value.arn.clone(),
+            status: "ACTIVE".into(),
+            desired_count: desired,
+            running_count: 0,
+            pending_count: 0,
+            task_definition: String::new(),
+            launch_type: launch_type.clone(),
+            scheduling_strategy: if daemon { "DAEMON" } else { "REPLICA" }.into(),
+            deployment_config: cfg.clone(),
+            placement_constraints: constraints.clone(),
+            placement_strategy: strategies.clone(),
+            health_check_grace_period_seconds: r.health_check_grace_period_seconds,
+            deployments: vec![],
+            events: vec![],
+            last_completed: None,
+            throttle: Throttle::default(),
+            steady: false,
+            created_at: x.now,
+            created_by: Some(format!("arn:aws:iam::{}:root", x.scope.account)),
+            tags: tags_from_wire(r.tags.as_deref().unwrap_or_default()),
+            propagate_tags: r.propagate_tags.as_ref().map(|p| p.as_str().to_string()),
+            enable_ecs_managed_tags: r.enable_ecs_managed_tags.unwrap_or(false),
+            enable_execute_command: r.enable_execute_command.unwrap_or(false),
+            network_configuration: r.network_configuration.clone(),
+            load_balancers: vec![],
+            service_registries: vec![],
+            version: 1,
+        };
+        svc.deploy(
+            x.now,
+            td.definition
+                .task_definition_arn
+                .as_deref()
+                .unwrap_or_default(),
+            &mut rng,
+        );
+        let mut txn = Txn::new().when(cluster.unchanged());
+        txn = match &existing {
+            Some(v) => txn.when(v.unchanged()),
+            None => txn.when(wharf_store::Compare::NotExists(key.clone())),
+        };
+        if commit(c.store.as_ref(), txn.then(records::put(&key, &svc))).await? {
+            return Ok(ecs::CreateServiceResponse {
+                service: Some(wire::service(&svc, true)),
+            });
+        }
+    }
+    Err(records::contention())
+}
+
+pub async fn update(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::UpdateServiceRequest,
+) -> ApiResult<ecs::UpdateServiceResponse> {
+    if r.load_balancers.as_ref().is_some_and(|v| !v.is_empty()) {
+        return Err(unsupported("loadBalancers"));
+    }
+    if r.service_registries.as_ref().is_some_and(|v| !v.is_empty()) {
+        return Err(unsupported("serviceRegistries"));
+    }
+    let td = match r.task_definition.as_deref() {
+        Some(given) => {
+            let td = taskdefs::resolve(c, given).await?.value;
+            if td.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
+                return Err(invalid("TaskDefinition is inactive"));
+            }
+            Some(td)
+        }
+        None => None,
+    };
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    for _ in 0..records::MAX_ATTEMPTS {
+        let (cluster, found) = find(c, r.cluster.as_deref(), &r.service).await?;
+        active_cluster(c, &cluster).await?;
+        let Some(mut v) = found else {
+            return Err(not_found());
+        };
+        if v.value.status != "ACTIVE" {
+            return Err(not_active());
+        }
+        let svc = &mut v.value;
+        let daemon = svc.scheduling_strategy == "DAEMON";
+        if let Some(n) = r.desired_count {
+            if n < 0 {
+                return Err(invalid("desiredCount must be 0 or more."));
+            }
+            if daemon {
+                return Err(invalid(
+                    "The DAEMON scheduling strategy does not support a desired count for services.",
+                ));
+            }
+            svc.desired_count = n;
+            svc.steady = false;
+        }
+        if r.deployment_configuration.is_some() {
+            svc.deployment_config = deployment_config(
+                r.deployment_configuration.as_ref(),
+                daemon,
+                Some(&svc.deployment_config),
+            )?;
+        }
+        if let Some(g) = r.health_check_grace_period_seconds {
+            if g < 0 {
+                return Err(invalid("healthCheckGracePeriodSeconds must be 0 or more."));
+            }
+            svc.health_check_grace_period_seconds = Some(g);
+        }
+        let mut redeploy = r.force_new_deployment == Some(true);
+        if let Some(cs) = &r.placement_constraints {
+            check_placement(cs, &svc.placement_strategy, daemon)?;
+            redeploy |= *cs != svc.placement_constraints;
+            svc.placement_constraints = cs.clone();
+        }
+        if let Some(ss) = &r.placement_strategy {
+            check_placement(&svc.placement_constraints, ss, daemon)?;
+            redeploy |= *ss != svc.placement_strategy;
+            svc.placement_strategy = ss.clone();
+        }
+        if let Some(n) = &r.network_configuration {
+            redeploy |= Some(n) != svc.network_configuration.as_ref();
+            svc.network_configuration = Some(n.clone());
+        }
+        if let Some(e) = r.enable_execute_command {
+            svc.enable_execute_command = e;
+        }
+        if let Some(p) = &r.propagate_tags {
+            svc.propagate_tags = Some(p.as_str().to_string());
+        }
+        let target = match &td {
+            Some(td) => td
+                .definition
+                .task_definition_arn
+                .clone()
+                .unwrap_or_default(),
+            None => svc.task_definition.clone(),
+        };
+        redeploy |= target != svc.task_definition;
+        if redeploy {
+            svc.deploy(x.now, &target, &mut rng);
+        }
+        svc.version += 1;
+        if commit(
+            c.store.as_ref(),
+            Txn::new().when(v.unchanged()).then(v.put()),
+        )
+        .await?
+        {
+            return Ok(ecs::UpdateServiceResponse {
+                service: Some(wire::service(&v.value, true)),
+            });
+        }
+    }
+    Err(records::contention())
+}
+
+pub async fn delete(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::DeleteServiceRequest,
+) -> ApiResult<ecs::DeleteServiceResponse> {
+    for _ in 0..records::MAX_ATTEMPTS {
+        let (cluster, found) = find(c, r.cluster.as_deref(), &r.service).await?;
+        active_cluster(c, &cluster).await?;
+        let Some(mut v) = found else {
+            return Err(not_found());
+        };
+        if v.value.status == "INACTIVE" {
+            return Err(not_active());
+        }
+        let svc = &mut v.value;
+        if svc.status == "ACTIVE" {
+            if svc.scheduling_strategy == "REPLICA"
+                && svc.desired_count > 0
+                && r.force != Some(true)
+            {
+                return Err(invalid(
+                    "The service cannot be stopped while it is scaled above 0.",
+                ));
+            }
+            svc.status = "DRAINING".into();
+            svc.desired_count = 0;
+            svc.steady = false;
+            svc.version += 1;
+            for d in &mut svc.deployments {
+                d.updated_at = x.now;
+            }
+        }
+        if commit(
+            c.store.as_ref(),
+            Txn::new().when(v.unchanged()).then(v.put()),
+        )
+        .await?
+        {
+            return Ok(ecs::DeleteServiceResponse {
+                service: Some(wire::service(&v.value, true)),
+            });
+        }
+    }
+    Err(records::contention())
+}
+
+pub async fn describe(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::DescribeServicesRequest,
+) -> ApiResult<ecs::DescribeServicesResponse> {
+    let name = cluster_name(r.cluster.as_deref())?;
+    active_cluster(c, &name).await?;
+    if r.services.is_empty() {
+        return Err(invalid("Services cannot be empty."));
+    }
+    if r.services.len() > 10 {
+        return Err(invalid("Services cannot contain more than 10 elements."));
+    }
+    let with_tags = r
+        .include
+        .iter()
+        .flatten()
+        .any(|f| *f == ecs::ServiceField::Tags);
+    let mut services = vec![];
+    let mut failures = vec![];
+    for given in &r.services {
+        match find(c, Some(&name), given).await? {
+            (cluster, Some(v)) if cluster == name => {
+                services.push(wire::service(&v.value, with_tags))
+            }
+            _ => failures.push(ecs::Failure {
+                arn: Some(if given.starts_with("arn:") {
+                    given.clone()
+                } else {
+                    x.scope.service(&name, given)
+                }),
+                reason: Some("MISSING".into()),
+                detail: None,
+            }),
+        }
+    }
+    Ok(ecs::DescribeServicesResponse {
+        services: Some(services),
+        failures: Some(failures),
+    })
+}
+
+pub async fn list(
+    c: &Control,
+    _x: &Ctx,
+    r: ecs::ListServicesRequest,
+) -> ApiResult<ecs::ListServicesResponse> {
+    let name = cluster_name(r.cluster.as_deref())?;
+    active_cluster(c, &name).await?;
+    let size = wire::page_size(r.max_results, 10, 100)?;
+    let (all, _) = records::list::<ServiceRecord>(c.store.as_ref(), &keys::services(&name)).await?;
+    let items = all
+        .into_iter()
+        .map(|v| v.value)
+        .filter(|s| s.status != "INACTIVE")
+        .filter(|s| {
+            r.launch_type
+                .as_ref()
+                .is_none_or(|l| l.as_str() == s.launch_type)
+        })
+        .filter(|s| {
+            r.scheduling_strategy
+                .as_ref()
+                .is_none_or(|l| l.as_str() == s.scheduling_strategy)
+        })
+        .map(|s| (s.name.clone(), s.arn))
+        .collect();
+    let (arns, next) = paginate(items, r.next_token.as_deref(), size)?;
+    Ok(ecs::ListServicesResponse {
+        service_arns: Some(arns),
+        next_token: next,
+    })
+}
