@@ -4,6 +4,9 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
+
+import pytest
 
 from conftest import Wharf
 from test_docker import docker_ps, wait_instance
@@ -214,3 +217,61 @@ def test_docker_outage_disconnects_and_recovers(tmp_path):
                              capture_output=True, text=True).stdout.split()
         if ids:
             subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+
+
+def test_fargate_task_gets_its_own_network(wharf_up):
+    ecs = wharf_up.client()
+    wait_instance(ecs)
+    ecs.register_task_definition(
+        family="fg", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
+        containerDefinitions=[
+            {"name": "web", "image": IMAGE, "stopTimeout": 1, "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"],
+             "portMappings": [{"containerPort": 8080}]},
+            # The sidecar reaches the web container on localhost: one network namespace per task.
+            {"name": "probe", "image": IMAGE, "essential": False, "stopTimeout": 1,
+             "dependsOn": [{"containerName": "web", "condition": "START"}],
+             "command": ["sh", "-c", "sleep 1; wget -q -O /tmp/got http://127.0.0.1:8080/passwd && exec sleep 600"]},
+        ])
+    net = {"awsvpcConfiguration": {"subnets": ["subnet-0local"], "assignPublicIp": "DISABLED"}}
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.run_task(taskDefinition="fg", launchType="FARGATE")
+    ecs.register_task_definition(family="ec2only", containerDefinitions=[{"name": "a", "image": IMAGE, "memory": 16}])
+    with pytest.raises(ecs.exceptions.ClientException):
+        ecs.run_task(taskDefinition="ec2only", launchType="FARGATE", networkConfiguration=net)
+
+    arn = ecs.run_task(taskDefinition="fg", launchType="FARGATE", networkConfiguration=net)["tasks"][0]["taskArn"]
+    ecs.get_waiter("tasks_running").wait(tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    t = ecs.describe_tasks(tasks=[arn])["tasks"][0]
+    assert t["launchType"] == "FARGATE" and t["platformVersion"] == "1.4.0"
+    assert "containerInstanceArn" not in t, "managed capacity is never shown"
+    eni = t["attachments"][0]
+    assert eni["type"] == "ElasticNetworkInterface" and eni["status"] == "ATTACHED"
+    details = {d["name"]: d["value"] for d in eni["details"]}
+    assert details["subnetId"] == "subnet-0local"
+    ip = details["privateIPv4Address"]
+    web = {c["name"]: c for c in t["containers"]}["web"]
+    assert web["networkInterfaces"][0]["privateIpv4Address"] == ip
+    # The task's address serves its port directly (no host port mapping in awsvpc).
+    deadline = time.time() + 10
+    while True:
+        try:
+            body = urllib.request.urlopen(f"http://{ip}:8080/passwd", timeout=2).read()
+            break
+        except OSError:
+            assert time.time() < deadline
+            time.sleep(0.2)
+    assert b"root" in body
+    probe = container_ids(arn)["probe"]
+    deadline = time.time() + 10
+    while subprocess.run(["docker", "exec", probe, "test", "-s", "/tmp/got"]).returncode != 0:
+        assert time.time() < deadline, "the sidecar could not reach localhost:8080"
+        time.sleep(0.3)
+    # Only the EC2 instance is listed: the managed capacity is hidden.
+    assert len(ecs.list_container_instances()["containerInstanceArns"]) == 1
+    assert ecs.list_clusters()["clusterArns"] == [ecs.describe_clusters()["clusters"][0]["clusterArn"]]
+
+    ecs.stop_task(task=arn)
+    ecs.get_waiter("tasks_stopped").wait(tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    t = ecs.describe_tasks(tasks=[arn])["tasks"][0]
+    assert t["attachments"][0]["status"] == "DELETED"
+    assert all(row[1] == "exited" for row in docker_ps(arn)), docker_ps(arn)

@@ -7,7 +7,10 @@
 use crate::client::{ClientError, ControlClient};
 use crate::deps::{self, Gate};
 use crate::runtime::{ContainerState, ContainerStatus, Runtime, RuntimeEvent, TASK_ARN_LABEL};
-use crate::spec::{container_spec, task_volumes, TaskNames, CLUSTER_LABEL, CONTAINER_NAME_LABEL};
+use crate::spec::{
+    container_spec, task_volumes, TaskNames, AWSVPC_NETWORK, CAPACITY_LABEL, CLUSTER_LABEL,
+    CONTAINER_NAME_LABEL,
+};
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -16,6 +19,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use wharf_core::agent_protocol::*;
 use wharf_core::records::Resources;
+use wharf_core::records::MANAGED_CLUSTER;
 use wharf_model::ecs;
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -26,6 +30,9 @@ pub struct AgentConfig {
     /// Where the agent remembers its container instance ARN across restarts.
     pub state_dir: PathBuf,
     pub pull_behavior: PullBehavior,
+    /// Managed (FARGATE) capacity: registers in the hidden cluster and runs
+    /// the FARGATE tasks of every cluster.
+    pub managed: bool,
 }
 
 /// When to pull a task's image, as the ECS agent's `ECS_IMAGE_PULL_BEHAVIOR`.
@@ -95,6 +102,26 @@ impl Agent {
         }
     }
 
+    /// The cluster this agent's instance belongs to.
+    fn cluster(&self) -> &str {
+        if self.config.managed {
+            MANAGED_CLUSTER
+        } else {
+            &self.config.cluster
+        }
+    }
+
+    /// Whether a container is this agent's to manage: the EC2 agent takes
+    /// its cluster's containers, the managed agent those it labelled.
+    fn manages(&self, c: &ContainerStatus) -> bool {
+        let managed = c.labels.get(CAPACITY_LABEL).is_some_and(|v| v == "managed");
+        if self.config.managed {
+            managed
+        } else {
+            !managed && c.labels.get(CLUSTER_LABEL) == Some(&self.config.cluster)
+        }
+    }
+
     /// Registers (or re-registers) this host; returns its container instance ARN.
     pub async fn register(&self) -> Result<String, AgentError> {
         tracing::debug!(cluster = %self.config.cluster, "registering");
@@ -103,7 +130,7 @@ impl Agent {
         let arn_file = self
             .config
             .state_dir
-            .join(format!("instance-{}.arn", self.config.cluster));
+            .join(format!("instance-{}.arn", self.cluster()));
         let known = std::fs::read_to_string(&arn_file)
             .ok()
             .map(|s| s.trim().to_string());
@@ -116,7 +143,7 @@ impl Agent {
             ..Default::default()
         };
         let req = ecs::RegisterContainerInstanceRequest {
-            cluster: Some(self.config.cluster.clone()),
+            cluster: Some(self.cluster().to_string()),
             container_instance_arn: known,
             instance_identity_document: Some(
                 serde_json::json!({ "instanceId": hostname }).to_string(),
@@ -142,6 +169,7 @@ impl Agent {
                 attr("com.amazonaws.ecs.capability.docker-remote-api.1.41", None),
                 attr("ecs.capability.container-health-check", None),
                 attr("ecs.capability.container-ordering", None),
+                attr("ecs.capability.task-eni", None),
                 attr(
                     "com.amazonaws.ecs.capability.logging-driver.json-file",
                     None,
@@ -149,13 +177,12 @@ impl Agent {
             ]),
             ..Default::default()
         };
-        let resp: ecs::RegisterContainerInstanceResponse = self
-            .client
-            .call(
-                "AmazonEC2ContainerServiceV20141113.RegisterContainerInstance",
-                &req,
-            )
-            .await?;
+        let target = if self.config.managed {
+            format!("{TARGET_PREFIX}.{REGISTER_MANAGED}")
+        } else {
+            "AmazonEC2ContainerServiceV20141113.RegisterContainerInstance".to_string()
+        };
+        let resp: ecs::RegisterContainerInstanceResponse = self.client.call(&target, &req).await?;
         let arn = resp
             .container_instance
             .and_then(|c| c.container_instance_arn)
@@ -185,7 +212,7 @@ impl Agent {
                 },
             };
             let poll = PollRequest {
-                cluster: self.config.cluster.clone(),
+                cluster: self.cluster().to_string(),
                 container_instance_arn: instance.clone(),
                 after_revision: after,
                 wait_millis: 15_000,
@@ -231,7 +258,7 @@ impl Agent {
     async fn wait_for_docker(&self, instance: &str, e: &crate::runtime::RuntimeError) {
         tracing::error!(error = %e, "Docker is unreachable; disconnecting until it returns");
         let bye = DisconnectRequest {
-            cluster: self.config.cluster.clone(),
+            cluster: self.cluster().to_string(),
             container_instance_arn: instance.to_string(),
             reason: format!("Docker unreachable: {e}"),
         };
@@ -278,7 +305,7 @@ impl Agent {
     pub async fn converge(self: &Arc<Self>, tasks: &[AssignedTask]) -> Result<(), AgentError> {
         let mut by_task: HashMap<String, Vec<ContainerStatus>> = HashMap::new();
         for c in self.runtime.list_managed().await? {
-            if c.labels.get(CLUSTER_LABEL) == Some(&self.config.cluster) {
+            if self.manages(&c) {
                 by_task
                     .entry(c.labels.get(TASK_ARN_LABEL).cloned().unwrap_or_default())
                     .or_default()
@@ -418,8 +445,14 @@ impl Agent {
             }
             return Ok(None);
         }
+        // The task's own cluster (for managed capacity, any cluster's).
+        let task_cluster = wharf_core::arn::task_id(&t.task_arn)
+            .ok()
+            .and_then(|(c, _)| c)
+            .unwrap_or_else(|| self.config.cluster.clone());
         let mut report = TaskStateReport {
-            cluster: self.config.cluster.clone(),
+            private_ipv4: None,
+            cluster: task_cluster.clone(),
             task_arn: t.task_arn.clone(),
             status: "PENDING".into(),
             reason: None,
@@ -444,7 +477,7 @@ impl Agent {
         // Desired RUNNING: create and start what is missing, in dependency
         // order; a container whose dependencies aren't met yet waits for a
         // later pass (a Docker event or the poll timeout brings one).
-        let names = TaskNames::new(t, &self.config.cluster);
+        let names = TaskNames::new(t, &task_cluster, self.config.managed);
         let order = wharf_core::taskdef::start_order(&defs).unwrap_or_default();
         let missing = order
             .iter()
@@ -457,6 +490,31 @@ impl Agent {
                     .await?;
             }
         }
+        // awsvpc: the task's network namespace first, owned by its pause
+        // container on the shared awsvpc network.
+        let is_pause = |c: &ContainerStatus| c.name_label() == crate::pause::CONTAINER_NAME;
+        if names.awsvpc() && missing && !existing.iter().any(is_pause) {
+            let arch = self.runtime.info().await?.architecture;
+            let made = async {
+                self.runtime.ensure_network(AWSVPC_NETWORK).await?;
+                crate::pause::ensure_image(self.runtime.as_ref(), &arch).await?;
+                let id = self.runtime.create_container(&names.pause_spec()).await?;
+                self.runtime.start_container(&id).await?;
+                self.runtime.inspect_container(&id).await
+            }
+            .await;
+            match made {
+                Ok(Some(s)) => existing.push(s),
+                Ok(None) => {}
+                Err(e) if e.is_unavailable() => return Err(e.into()),
+                Err(e) => {
+                    report.reason = Some(format!("CannotStartContainerError: task network: {e}"));
+                    return self.stop_task(&defs, existing, report).await.map(Some);
+                }
+            }
+        }
+        let pause = existing.iter().find(|c| is_pause(c)).cloned();
+        report.private_ipv4 = pause.as_ref().and_then(|p| p.ip.clone());
         let mut waiting = false;
         for name in &order {
             if existing.iter().any(|c| &c.name_label() == name) {
@@ -492,7 +550,7 @@ impl Agent {
                     return self.stop_task(&defs, existing, report).await.map(Some);
                 }
             }
-            let spec = container_spec(&names, def, &sources);
+            let spec = container_spec(&names, def, &sources, pause.as_ref().map(|p| p.id.as_str()));
             let id = self.runtime.create_container(&spec).await?;
             if let Err(e) = self.runtime.start_container(&id).await {
                 report.reason = Some(format!("CannotStartContainerError: {e}"));
@@ -515,13 +573,20 @@ impl Agent {
         let essentials_running = existing
             .iter()
             .filter(|c| essential(&c.name_label()))
-            .all(|c| c.state == ContainerState::Running);
+            .all(|c| c.state == ContainerState::Running)
+            && pause
+                .as_ref()
+                .is_none_or(|p| p.state == ContainerState::Running);
         report.status = if !waiting && all_created && essentials_running {
             "RUNNING".into()
         } else {
             "PENDING".into()
         };
-        report.containers = existing.iter().map(container_report).collect();
+        report.containers = existing
+            .iter()
+            .filter(|c| !is_pause(c))
+            .map(container_report)
+            .collect();
         Ok(Some(report))
     }
 
@@ -545,7 +610,11 @@ impl Agent {
         }
         report.status = "STOPPED".into();
         report.execution_stopped_at = Some(now_ms());
-        report.containers = final_states.iter().map(container_report).collect();
+        report.containers = final_states
+            .iter()
+            .filter(|c| c.name_label() != crate::pause::CONTAINER_NAME)
+            .map(container_report)
+            .collect();
         Ok(report)
     }
 
@@ -562,6 +631,10 @@ impl Agent {
             .filter(|c| c.state == ContainerState::Running)
             .collect();
         let timeout = |name: &str| {
+            // The pause program ignores SIGTERM; it holds nothing to flush.
+            if name == crate::pause::CONTAINER_NAME {
+                return Duration::ZERO;
+            }
             let secs = defs
                 .iter()
                 .find(|d| d.name.as_deref() == Some(name))

@@ -163,6 +163,7 @@ mod tests {
             health,
             ports: vec![],
             volumes: vec![],
+            ip: None,
         }
     }
 

@@ -4,5 +4,6 @@
 pub mod agent;
 pub mod client;
 pub mod deps;
+pub mod pause;
 pub mod runtime;
 pub mod spec;

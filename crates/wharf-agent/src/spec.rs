@@ -15,21 +15,28 @@ pub const CONTAINER_NAME_LABEL: &str = "com.amazonaws.ecs.container-name";
 pub const CLUSTER_LABEL: &str = "com.amazonaws.ecs.cluster";
 pub const FAMILY_LABEL: &str = "com.amazonaws.ecs.task-definition-family";
 pub const VERSION_LABEL: &str = "com.amazonaws.ecs.task-definition-version";
+/// Marks containers run on managed (FARGATE) capacity, which the EC2 agent
+/// of the same cluster must leave alone.
+pub const CAPACITY_LABEL: &str = "wharf.capacity";
+/// The shared Docker network awsvpc tasks get their addresses on.
+pub const AWSVPC_NETWORK: &str = "wharf-awsvpc";
 
 /// What the agent needs to know about one task to name and label its parts.
 pub struct TaskNames<'a> {
     pub task: &'a AssignedTask,
     pub cluster: &'a str,
+    pub managed: bool,
     pub family: String,
     pub revision: i32,
     pub task_id: &'a str,
 }
 
 impl<'a> TaskNames<'a> {
-    pub fn new(task: &'a AssignedTask, cluster: &'a str) -> Self {
+    pub fn new(task: &'a AssignedTask, cluster: &'a str, managed: bool) -> Self {
         TaskNames {
             task,
             cluster,
+            managed,
             family: task.task_definition.family.clone().unwrap_or_default(),
             revision: task.task_definition.revision.unwrap_or(0),
             task_id: task.task_arn.rsplit('/').next().unwrap_or_default(),
@@ -55,13 +62,38 @@ impl<'a> TaskNames<'a> {
         )
     }
 
-    fn labels(&self) -> HashMap<String, String> {
-        HashMap::from([
+    pub fn labels(&self) -> HashMap<String, String> {
+        let mut l = HashMap::from([
             (TASK_ARN_LABEL.into(), self.task.task_arn.clone()),
             (CLUSTER_LABEL.into(), self.cluster.into()),
             (FAMILY_LABEL.into(), self.family.clone()),
             (VERSION_LABEL.into(), self.revision.to_string()),
-        ])
+        ]);
+        if self.managed {
+            l.insert(CAPACITY_LABEL.into(), "managed".into());
+        }
+        l
+    }
+
+    pub fn awsvpc(&self) -> bool {
+        self.task.task_definition.network_mode == Some(ecs::NetworkMode::Awsvpc)
+    }
+
+    /// The awsvpc task's pause container, which owns its network namespace.
+    pub fn pause_spec(&self) -> ContainerSpec {
+        let mut labels = self.labels();
+        labels.insert(
+            CONTAINER_NAME_LABEL.into(),
+            crate::pause::CONTAINER_NAME.into(),
+        );
+        ContainerSpec {
+            name: self.container("internalecspause"),
+            image: crate::pause::IMAGE.into(),
+            network_mode: NetworkMode::Named(AWSVPC_NETWORK.into()),
+            labels,
+            memory_bytes: Some(6 * 1024 * 1024),
+            ..Default::default()
+        }
     }
 }
 
@@ -114,10 +146,14 @@ pub fn task_volumes(n: &TaskNames) -> (HashMap<String, MountSource>, Vec<VolumeP
 }
 
 /// The Docker container for one container definition of the task.
+/// `pause`: the id of the awsvpc task's pause container, whose network
+/// namespace the container joins (ports are then the task's own, not
+/// published on the host).
 pub fn container_spec(
     n: &TaskNames,
     d: &ecs::ContainerDefinition,
     volumes: &HashMap<String, MountSource>,
+    pause: Option<&str>,
 ) -> ContainerSpec {
     let name = d.name.clone().unwrap_or_default();
     let mut labels: HashMap<String, String> = d
@@ -128,9 +164,10 @@ pub fn container_spec(
         .collect();
     labels.extend(n.labels());
     labels.insert(CONTAINER_NAME_LABEL.into(), name.clone());
-    let network_mode = match n.task.task_definition.network_mode {
-        Some(ecs::NetworkMode::Host) => NetworkMode::Host,
-        Some(ecs::NetworkMode::None) => NetworkMode::None,
+    let network_mode = match (pause, &n.task.task_definition.network_mode) {
+        (Some(id), _) => NetworkMode::Container(id.to_string()),
+        (None, Some(ecs::NetworkMode::Host)) => NetworkMode::Host,
+        (None, Some(ecs::NetworkMode::None)) => NetworkMode::None,
         _ => NetworkMode::Bridge,
     };
     let secs = |v: Option<i32>, default: Duration| {
@@ -163,6 +200,7 @@ pub fn container_spec(
             .port_mappings
             .iter()
             .flatten()
+            .filter(|_| pause.is_none())
             .map(|p| PortBinding {
                 container_port: p.container_port.unwrap_or(0) as u16,
                 host_port: p.host_port.unwrap_or(0) as u16,
@@ -220,7 +258,7 @@ pub fn container_spec(
             check.start_period = secs(h.start_period, check.start_period);
             check
         }),
-        hostname: d.hostname.clone(),
+        hostname: d.hostname.clone().filter(|_| pause.is_none()),
         extra_hosts: d
             .extra_hosts
             .iter()
@@ -267,7 +305,7 @@ mod tests {
                     {"sourceVolume": "cache", "containerPath": "/cache"}]}
             ]
         }));
-        let n = TaskNames::new(&t, "default");
+        let n = TaskNames::new(&t, "default", false);
         let (sources, create) = task_volumes(&n);
         let scratch = "ecs-web-3-scratch-0123456789abcdef0123456789abcdef";
         assert_eq!(sources["data"], MountSource::HostPath("/srv/data".into()));
@@ -279,7 +317,7 @@ mod tests {
         assert!(!create[1].labels.contains_key(TASK_ARN_LABEL));
 
         let app = &t.task_definition.container_definitions.as_ref().unwrap()[1];
-        let spec = container_spec(&n, app, &sources);
+        let spec = container_spec(&n, app, &sources, None);
         assert_eq!(spec.name, "ecs-web-3-app-0123456789ab");
         assert_eq!(
             spec.links,

@@ -13,7 +13,9 @@ use std::time::Duration;
 use wharf_core::agent_protocol::*;
 use wharf_core::arn;
 use wharf_core::lifecycle::apply_report;
-use wharf_core::records::{keys, InstanceRecord, TaskDefinitionRecord, TaskRecord};
+use wharf_core::records::{
+    keys, InstanceRecord, TaskDefinitionRecord, TaskRecord, MANAGED_CLUSTER,
+};
 use wharf_protocol::AwsError;
 use wharf_store::{LeaseId, Op, Txn};
 
@@ -26,6 +28,12 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
         POLL => call(body, |r| poll(c, x, r)).await,
         REPORT_TASK_STATE => call(body, |r| report(c, x, r)).await,
         DISCONNECT => call(body, |r| disconnect(c, x, r)).await,
+        REGISTER_MANAGED => {
+            call(body, |r| {
+                crate::ecs::register_in(c, x, r, MANAGED_CLUSTER.to_string())
+            })
+            .await
+        }
         _ => Err(AwsError::unknown_operation(&format!(
             "{TARGET_PREFIX}.{op}"
         ))),
@@ -74,11 +82,17 @@ async fn poll(c: &Control, _x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> 
         });
     }
     keep_session(c, &cluster, &id).await?;
+    // Managed capacity runs the FARGATE tasks of every cluster.
+    let tasks_prefix = if cluster == MANAGED_CLUSTER {
+        keys::TASKS.to_string()
+    } else {
+        keys::tasks(&cluster)
+    };
     if r.after_revision > 0 {
         // Wait for a change to this cluster's tasks, or the timeout.
         let mut rx = c
             .store
-            .watch(&keys::tasks(&cluster), r.after_revision + 1)
+            .watch(&tasks_prefix, r.after_revision + 1)
             .await
             .ok();
         let wait = Duration::from_millis(r.wait_millis.min(30_000));
@@ -96,8 +110,7 @@ async fn poll(c: &Control, _x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> 
             .await;
         }
     }
-    let (tasks, revision) =
-        records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(&cluster)).await?;
+    let (tasks, revision) = records::list::<TaskRecord>(c.store.as_ref(), &tasks_prefix).await?;
     let mut defs: HashMap<String, wharf_model::ecs::TaskDefinition> = HashMap::new();
     let mut out = vec![];
     for t in tasks
@@ -154,8 +167,13 @@ async fn report(c: &Control, x: &Ctx, r: TaskStateReport) -> ApiResult<Empty> {
         // Reaching STOPPED gives the task's reservation back in the same write.
         if applied.became_stopped {
             if let Some(iid) = &task.value.instance_id {
+                let capacity = if task.value.launch_type == "FARGATE" {
+                    MANAGED_CLUSTER
+                } else {
+                    cluster.as_str()
+                };
                 if let Some(mut inst) =
-                    records::get::<InstanceRecord>(c.store.as_ref(), &keys::instance(&cluster, iid))
+                    records::get::<InstanceRecord>(c.store.as_ref(), &keys::instance(capacity, iid))
                         .await?
                 {
                     inst.value.allocated.remove(&task.value.reservation);

@@ -21,7 +21,7 @@ use std::time::Duration;
 use wharf_core::arn::Scope;
 use wharf_core::lifecycle::request_stop;
 use wharf_core::placement::Misfit;
-use wharf_core::records::{keys, InstanceRecord, TaskRecord};
+use wharf_core::records::{keys, InstanceRecord, TaskRecord, MANAGED_CLUSTER};
 use wharf_core::service::{plan, Plan, ServiceRecord, Settings, Start, STOP_SCHEDULER};
 use wharf_store::Txn;
 
@@ -106,10 +106,15 @@ pub async fn reconcile(
         return Ok(());
     }
     let (tasks, _) = records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(cluster)).await?;
-    let (instances, _) =
-        records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(cluster)).await?;
-    let instances: Vec<InstanceRecord> = instances.into_iter().map(|v| v.value).collect();
-    let connected = connected_instances(c, cluster).await?;
+    // The cluster's instances and the managed capacity its FARGATE tasks run on.
+    let mut instances = vec![];
+    let mut connected = std::collections::HashSet::new();
+    for capacity in [cluster, MANAGED_CLUSTER] {
+        let (found, _) =
+            records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(capacity)).await?;
+        instances.extend(found.into_iter().map(|v| v.value));
+        connected.extend(connected_instances(c, capacity).await?);
+    }
     for v in services
         .into_iter()
         .filter(|v| v.value.status != "INACTIVE")
@@ -213,7 +218,15 @@ async fn launch(
         &svc.placement_strategy,
         &td.definition,
     )?;
+    let (capacity, subnet) = tasks::capacity_and_subnet(
+        &svc.cluster,
+        &svc.launch_type,
+        &td.definition,
+        svc.network_configuration.as_ref(),
+    )?;
     let l = Launch {
+        capacity,
+        subnet,
         cluster,
         overrides: Default::default(),
         launch_type: svc.launch_type.clone(),

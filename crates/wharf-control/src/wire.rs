@@ -47,7 +47,9 @@ pub fn task(t: &TaskRecord, with_tags: bool) -> ecs::Task {
         enable_execute_command: Some(t.enable_execute_command),
         version: Some(t.version),
         availability_zone: None,
-        attachments: Some(vec![]),
+        attachments: Some(t.eni.iter().map(|e| eni_attachment(t, e)).collect()),
+        platform_version: (t.launch_type == "FARGATE").then(|| "1.4.0".into()),
+        platform_family: (t.launch_type == "FARGATE").then(|| "Linux".into()),
         attributes: Some(vec![]),
         containers: Some(
             t.containers
@@ -63,7 +65,16 @@ pub fn task(t: &TaskRecord, with_tags: bool) -> ecs::Task {
                     exit_code: c.exit_code,
                     reason: c.reason.clone(),
                     network_bindings: Some(c.network_bindings.clone()),
-                    network_interfaces: Some(vec![]),
+                    network_interfaces: Some(
+                        t.eni
+                            .iter()
+                            .map(|e| ecs::NetworkInterface {
+                                attachment_id: Some(e.attachment_id.clone()),
+                                private_ipv4_address: e.private_ipv4.clone(),
+                                ipv6_address: None,
+                            })
+                            .collect(),
+                    ),
                     health_status: Some(ecs::HealthStatus::from(
                         c.health_status.as_deref().unwrap_or("UNKNOWN"),
                     )),
@@ -75,6 +86,35 @@ pub fn task(t: &TaskRecord, with_tags: bool) -> ecs::Task {
                 .collect(),
         ),
         ..Default::default()
+    }
+}
+
+/// An awsvpc task's network interface, as ECS shows it among its attachments.
+fn eni_attachment(t: &TaskRecord, e: &wharf_core::records::Eni) -> ecs::Attachment {
+    let status = match (t.last_status, &e.private_ipv4) {
+        (TaskStatus::Stopped, _) => "DELETED",
+        (_, Some(_)) => "ATTACHED",
+        _ => "PRECREATED",
+    };
+    let kv = |n: &str, v: String| ecs::KeyValuePair {
+        name: Some(n.into()),
+        value: Some(v),
+    };
+    let mut details = vec![
+        kv("subnetId", e.subnet_id.clone()),
+        kv(
+            "networkInterfaceId",
+            format!("eni-{}", &e.attachment_id.replace('-', "")[..17]),
+        ),
+    ];
+    if let Some(ip) = &e.private_ipv4 {
+        details.push(kv("privateIPv4Address", ip.clone()));
+    }
+    ecs::Attachment {
+        id: Some(e.attachment_id.clone()),
+        r#type: Some("ElasticNetworkInterface".into()),
+        status: Some(status.into()),
+        details: Some(details),
     }
 }
 

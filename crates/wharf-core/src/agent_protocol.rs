@@ -14,6 +14,10 @@ pub const TARGET_PREFIX: &str = "WharfAgent_v1";
 pub const POLL: &str = "Poll";
 pub const REPORT_TASK_STATE: &str = "ReportTaskState";
 pub const DISCONNECT: &str = "Disconnect";
+/// Registers the host as managed (FARGATE) capacity: a container instance
+/// of the hidden cluster [`crate::records::MANAGED_CLUSTER`] that no user
+/// sees. Body and answer are RegisterContainerInstance's.
+pub const REGISTER_MANAGED: &str = "RegisterManagedCapacity";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -70,6 +74,9 @@ pub struct TaskStateReport {
     pub started_at: Option<i64>,
     pub execution_stopped_at: Option<i64>,
     pub containers: Vec<ContainerReport>,
+    /// awsvpc: the task's own address (its network namespace's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ipv4: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -181,6 +181,9 @@ pub fn apply_report(task: &mut TaskRecord, report: &TaskStateReport, now: Millis
             }
         }
     }
+    if let (Some(eni), Some(ip)) = (task.eni.as_mut(), &report.private_ipv4) {
+        eni.private_ipv4 = Some(ip.clone());
+    }
     if report.pull_started_at.is_some() && task.pull_started_at.is_none() {
         task.pull_started_at = report.pull_started_at;
     }
@@ -283,12 +286,14 @@ mod tests {
             health_status: "UNKNOWN".into(),
             tags: Default::default(),
             enable_execute_command: false,
+            eni: None,
             version: 1,
         }
     }
 
     fn report(status: &str, containers: Vec<ContainerReport>) -> TaskStateReport {
         TaskStateReport {
+            private_ipv4: None,
             cluster: "default".into(),
             task_arn: "arn:t1".into(),
             status: status.into(),

@@ -12,6 +12,10 @@ use wharf_model::ecs;
 
 pub type Tags = BTreeMap<String, String>;
 
+/// The hidden cluster whose container instances are the managed (FARGATE)
+/// capacity. `~` can't appear in a cluster name, so no user can reach it.
+pub const MANAGED_CLUSTER: &str = "~managed";
+
 /// Store keys. Everything lives under one prefix per kind so controllers can
 /// watch a kind, and under a cluster so a cluster's objects are one range.
 pub mod keys {
@@ -248,7 +252,17 @@ pub struct TaskRecord {
     #[serde(default)]
     pub tags: Tags,
     pub enable_execute_command: bool,
+    /// awsvpc: the task's network interface (attachment id, subnet, address).
+    #[serde(default)]
+    pub eni: Option<Eni>,
     pub version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Eni {
+    pub attachment_id: String,
+    pub subnet_id: String,
+    pub private_ipv4: Option<String>,
 }
 
 pub fn tags_from_wire(tags: &[ecs::Tag]) -> Tags {

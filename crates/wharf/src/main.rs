@@ -128,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
                     cluster: args.cluster,
                     state_dir: args.data_dir,
                     pull_behavior: args.image_pull_behavior,
+                    managed: false,
                 },
             )?
             .run()
@@ -215,18 +216,23 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     eprintln!("  aws --endpoint-url http://{addr} ecs list-clusters");
     if let Some(runtime) = runtime {
         let url = format!("http://{addr}");
-        let local = agent(
-            runtime,
-            &url,
-            creds,
-            "us-east-1",
-            AgentConfig {
-                cluster: "default".into(),
-                state_dir: args.data_dir.join("agent"),
-                pull_behavior: args.image_pull_behavior,
-            },
-        )?;
-        tokio::spawn(local.run());
+        // The local host serves twice: as an EC2 container instance of
+        // `default`, and as the managed capacity FARGATE tasks run on.
+        for managed in [false, true] {
+            let local = agent(
+                runtime.clone(),
+                &url,
+                creds.clone(),
+                "us-east-1",
+                AgentConfig {
+                    cluster: "default".into(),
+                    state_dir: args.data_dir.join("agent"),
+                    pull_behavior: args.image_pull_behavior,
+                    managed,
+                },
+            )?;
+            tokio::spawn(local.run());
+        }
     }
     axum::serve(listener, wharf_control::http::router(control))
         .with_graceful_shutdown(async {

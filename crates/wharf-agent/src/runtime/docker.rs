@@ -339,6 +339,15 @@ fn status_from_inspect(c: ContainerInspectResponse) -> ContainerStatus {
         finished_at: parse_time(state.finished_at.as_deref()),
         health,
         ports,
+        ip: c
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .and_then(|nets| {
+                nets.values()
+                    .filter_map(|e| e.ip_address.clone())
+                    .find(|ip| !ip.is_empty())
+            }),
         volumes: c
             .mounts
             .iter()
@@ -468,6 +477,53 @@ impl Runtime for DockerRuntime {
             labels: labels.clone(),
         };
         self.docker.create_volume(opts).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn ensure_network(&self, name: &str) -> Result<(), RuntimeError> {
+        match self.docker.inspect_network::<String>(name, None).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_status(&e, 404) => {}
+            Err(e) => return Err(map_err(e)),
+        }
+        let opts = bollard::network::CreateNetworkOptions {
+            name: name.to_string(),
+            driver: "bridge".to_string(),
+            check_duplicate: true,
+            ..Default::default()
+        };
+        match self.docker.create_network(opts).await {
+            Ok(_) => Ok(()),
+            // Created concurrently by another agent: fine.
+            Err(e) if is_status(&e, 409) => Ok(()),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    async fn import_image(
+        &self,
+        reference: &str,
+        rootfs_tar: Vec<u8>,
+        cmd: &[&str],
+    ) -> Result<(), RuntimeError> {
+        let (repo, tag) = split_image_ref(reference);
+        let change = format!(
+            "CMD {}",
+            serde_json::to_string(cmd).map_err(|e| RuntimeError::Other(e.to_string()))?
+        );
+        let opts = CreateImageOptions {
+            from_src: "-".to_string(),
+            repo,
+            tag,
+            changes: vec![change.as_str()],
+            ..Default::default()
+        };
+        let mut stream = self
+            .docker
+            .create_image(Some(opts), Some(rootfs_tar.into()), None);
+        while let Some(item) = stream.next().await {
+            item.map_err(map_err)?;
+        }
         Ok(())
     }
 

@@ -375,6 +375,20 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
+    async fn ensure_network(&self, _name: &str) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    async fn import_image(
+        &self,
+        reference: &str,
+        _rootfs_tar: Vec<u8>,
+        _cmd: &[&str],
+    ) -> Result<(), RuntimeError> {
+        self.lock().images.insert(reference.to_string());
+        Ok(())
+    }
+
     async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
         let mut st = self.lock();
         st.calls.push(FakeCall::RemoveVolume(name.to_string()));
@@ -419,6 +433,7 @@ impl Runtime for FakeRuntime {
             finished_at: None,
             health: None,
             ports: Vec::new(),
+            ip: None,
             volumes: spec
                 .binds
                 .iter()

@@ -41,6 +41,18 @@ pub trait Runtime: Send + Sync + 'static {
         labels: &HashMap<String, String>,
     ) -> Result<(), RuntimeError>;
 
+    /// Create a user-defined bridge network if it does not exist (idempotent).
+    async fn ensure_network(&self, name: &str) -> Result<(), RuntimeError>;
+
+    /// Create image `reference` from a root filesystem tarball (`docker
+    /// import`), with `cmd` as its command.
+    async fn import_image(
+        &self,
+        reference: &str,
+        rootfs_tar: Vec<u8>,
+        cmd: &[&str],
+    ) -> Result<(), RuntimeError>;
+
     /// Remove a named volume; absent is Ok.
     async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError>;
 
@@ -313,6 +325,8 @@ pub struct ContainerStatus {
     pub ports: Vec<BoundPort>,
     /// Names of the Docker volumes mounted into the container.
     pub volumes: Vec<String>,
+    /// The container's address on a user-defined network, if it has one.
+    pub ip: Option<String>,
 }
 
 impl ContainerStatus {

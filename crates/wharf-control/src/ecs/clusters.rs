@@ -1,10 +1,12 @@
 use super::{active_cluster, cluster_name};
-use crate::error::{invalid, ApiResult};
+use crate::error::{from_core, invalid, ApiResult};
 use crate::records::{self, commit, Versioned};
 use crate::wire::{self, paginate, Counts};
 use crate::{Control, Ctx};
 use wharf_core::lifecycle::TaskStatus;
-use wharf_core::records::{keys, tags_from_wire, ClusterRecord, InstanceRecord, TaskRecord};
+use wharf_core::records::{
+    keys, tags_from_wire, ClusterRecord, InstanceRecord, TaskRecord, MANAGED_CLUSTER,
+};
 use wharf_model::ecs;
 use wharf_protocol::AwsError;
 use wharf_store::{Compare, Txn};
@@ -121,10 +123,12 @@ pub async fn describe(
     let mut clusters = vec![];
     let mut failures = vec![];
     for given in names {
-        let name = cluster_name(Some(&given))?;
+        let name = wharf_core::arn::cluster_name(Some(&given)).map_err(from_core)?;
         match records::get::<ClusterRecord>(c.store.as_ref(), &keys::cluster(&name)).await? {
-            Some(v) => clusters.push(describe_one(c, &v.value, with_tags).await?),
-            None => failures.push(ecs::Failure {
+            Some(v) if name != MANAGED_CLUSTER => {
+                clusters.push(describe_one(c, &v.value, with_tags).await?)
+            }
+            _ => failures.push(ecs::Failure {
                 arn: Some(x.scope.cluster(&name)),
                 reason: Some("MISSING".into()),
                 detail: None,
@@ -146,7 +150,7 @@ pub async fn list(
     let (all, _) = records::list::<ClusterRecord>(c.store.as_ref(), keys::CLUSTERS).await?;
     let items = all
         .into_iter()
-        .filter(|v| v.value.status == "ACTIVE")
+        .filter(|v| v.value.status == "ACTIVE" && v.value.name != MANAGED_CLUSTER)
         .map(|v| (v.value.name.clone(), v.value.arn))
         .collect();
     let (arns, next) = paginate(items, r.next_token.as_deref(), size)?;

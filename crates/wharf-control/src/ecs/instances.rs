@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use wharf_core::arn;
 use wharf_core::lifecycle::{request_stop, TaskStatus};
 use wharf_core::records::{
-    keys, tags_from_wire, ClusterRecord, InstanceRecord, Resources, TaskRecord,
+    keys, tags_from_wire, ClusterRecord, InstanceRecord, Resources, TaskRecord, MANAGED_CLUSTER,
 };
 use wharf_model::ecs;
 use wharf_store::{Compare, RangeRequest, Txn};
@@ -56,8 +56,23 @@ pub async fn register(
     r: ecs::RegisterContainerInstanceRequest,
 ) -> ApiResult<ecs::RegisterContainerInstanceResponse> {
     let name = cluster_name(r.cluster.as_deref())?;
-    // Like ECS, the default cluster comes into being when an instance joins it.
-    if name == "default"
+    if name == MANAGED_CLUSTER {
+        return Err(crate::error::cluster_not_found());
+    }
+    register_in(c, x, r, name).await
+}
+
+/// Registers an instance in `name`: a user's cluster, or the hidden
+/// managed capacity (through the agent protocol only).
+pub(crate) async fn register_in(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::RegisterContainerInstanceRequest,
+    name: String,
+) -> ApiResult<ecs::RegisterContainerInstanceResponse> {
+    // Like ECS, the default cluster comes into being when an instance joins
+    // it; so does the managed capacity's hidden one.
+    if (name == "default" || name == MANAGED_CLUSTER)
         && records::get::<ClusterRecord>(c.store.as_ref(), &keys::cluster(&name))
             .await?
             .is_none()

@@ -16,6 +16,7 @@ use wharf_core::records::{keys, ClusterRecord};
 use wharf_protocol::AwsError;
 
 pub use instances::connected_instances;
+pub(crate) use instances::register_in;
 
 pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<Vec<u8>> {
     match op {
@@ -70,6 +71,12 @@ pub(crate) async fn active_cluster(c: &Control, name: &str) -> ApiResult<Version
     }
 }
 
+/// The cluster a request names. The managed capacity's hidden cluster is
+/// not one a user can name.
 pub(crate) fn cluster_name(given: Option<&str>) -> ApiResult<String> {
-    wharf_core::arn::cluster_name(given).map_err(crate::error::from_core)
+    let name = wharf_core::arn::cluster_name(given).map_err(crate::error::from_core)?;
+    if name == wharf_core::records::MANAGED_CLUSTER {
+        return Err(cluster_not_found());
+    }
+    Ok(name)
 }

@@ -106,7 +106,7 @@ fn check_placement(
 fn launch_type(given: Option<&ecs::LaunchType>) -> ApiResult<String> {
     match given {
         None | Some(ecs::LaunchType::Ec2) => Ok("EC2".into()),
-        Some(ecs::LaunchType::Fargate) => Err(unsupported("The FARGATE launch type")),
+        Some(ecs::LaunchType::Fargate) => Ok("FARGATE".into()),
         Some(other) => Err(invalid(format!(
             "Launch type {} is not supported.",
             other.as_str()
@@ -173,6 +173,12 @@ pub async fn create(
     }
     let launch_type = launch_type(r.launch_type.as_ref())?;
     let name = cluster.value.name.clone();
+    super::tasks::capacity_and_subnet(
+        &name,
+        &launch_type,
+        &td.definition,
+        r.network_configuration.as_ref(),
+    )?;
     let key = keys::service(&name, &r.service_name);
     let mut rng = rand::rngs::StdRng::from_entropy();
     for _ in 0..records::MAX_ATTEMPTS {
@@ -326,6 +332,15 @@ pub async fn update(
             None => svc.task_definition.clone(),
         };
         redeploy |= target != svc.task_definition;
+        if redeploy {
+            let td = taskdefs::resolve(c, &target).await?.value;
+            super::tasks::capacity_and_subnet(
+                &cluster,
+                &svc.launch_type,
+                &td.definition,
+                svc.network_configuration.as_ref(),
+            )?;
+        }
         if redeploy {
             svc.deploy(x.now, &target, &mut rng);
         }

@@ -15,7 +15,6 @@ use wharf_core::records::{
 };
 use wharf_core::taskdef::{effective_containers, validate_overrides};
 use wharf_model::ecs;
-use wharf_protocol::AwsError;
 use wharf_store::Txn;
 
 /// What RunTask, StartTask and the service scheduler share.
@@ -28,6 +27,55 @@ pub(crate) struct Launch {
     pub group: String,
     pub tags: wharf_core::records::Tags,
     pub enable_execute_command: bool,
+    /// The cluster whose instances take the task: the task's own for EC2,
+    /// the hidden managed capacity for FARGATE.
+    pub capacity: String,
+    /// awsvpc: the subnet the task's network interface is "in".
+    pub subnet: Option<String>,
+}
+
+/// The capacity a launch type runs on, and the subnet an awsvpc task needs.
+pub(crate) fn capacity_and_subnet(
+    cluster: &str,
+    launch_type: &str,
+    td: &ecs::TaskDefinition,
+    network: Option<&ecs::NetworkConfiguration>,
+) -> ApiResult<(String, Option<String>)> {
+    if launch_type == "FARGATE"
+        && !td
+            .compatibilities
+            .iter()
+            .flatten()
+            .any(|c| *c == ecs::Compatibility::Fargate)
+    {
+        return Err(crate::error::client(
+            "Task definition does not support launch_type FARGATE.",
+        ));
+    }
+    let subnet = if td.network_mode == Some(ecs::NetworkMode::Awsvpc) {
+        let Some(vpc) = network.and_then(|n| n.awsvpc_configuration.as_ref()) else {
+            return Err(invalid(
+                "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
+            ));
+        };
+        let Some(first) = vpc.subnets.first() else {
+            return Err(invalid("subnets can not be empty."));
+        };
+        Some(first.clone())
+    } else {
+        if network.is_some_and(|n| n.awsvpc_configuration.is_some()) {
+            return Err(invalid(
+                "Network Configuration is not valid for the given networkMode of this task definition.",
+            ));
+        }
+        None
+    };
+    let capacity = if launch_type == "FARGATE" {
+        wharf_core::records::MANAGED_CLUSTER.to_string()
+    } else {
+        cluster.to_string()
+    };
+    Ok((capacity, subnet))
 }
 
 // The request members RunTask and StartTask have in common, taken one by one.
@@ -42,6 +90,7 @@ async fn prepare(
     tags: Option<&[ecs::Tag]>,
     launch_type: Option<&ecs::LaunchType>,
     enable_execute_command: bool,
+    network: Option<&ecs::NetworkConfiguration>,
 ) -> ApiResult<Launch> {
     let cluster = active_cluster(c, &cluster_name(cluster)?).await?;
     let td = taskdefs::resolve(c, task_definition).await?.value;
@@ -58,12 +107,7 @@ async fn prepare(
     super::tags::check_tags(tags.unwrap_or_default())?;
     let launch_type = match launch_type {
         None | Some(ecs::LaunchType::Ec2) => "EC2".to_string(),
-        Some(ecs::LaunchType::Fargate) => {
-            return Err(AwsError::client(
-                "UnsupportedFeatureException",
-                "The FARGATE launch type is not supported by Wharf yet; use EC2.",
-            ))
-        }
+        Some(ecs::LaunchType::Fargate) => "FARGATE".to_string(),
         Some(other) => {
             return Err(invalid(format!(
                 "Launch type {} is not supported.",
@@ -72,7 +116,11 @@ async fn prepare(
         }
     };
     let family = td.definition.family.clone().unwrap_or_default();
+    let (capacity, subnet) =
+        capacity_and_subnet(&cluster.value.name, &launch_type, &td.definition, network)?;
     Ok(Launch {
+        capacity,
+        subnet,
         cluster,
         overrides,
         launch_type,
@@ -126,7 +174,8 @@ fn new_task(
         family: td.family.clone().unwrap_or_default(),
         revision: td.revision.unwrap_or(0),
         instance_id: Some(instance.id.clone()),
-        instance_arn: Some(instance.arn.clone()),
+        // Managed capacity is never shown.
+        instance_arn: (l.launch_type != "FARGATE").then(|| instance.arn.clone()),
         launch_type: l.launch_type.clone(),
         last_status: TaskStatus::Provisioning,
         desired_status: DesiredStatus::Running,
@@ -160,6 +209,11 @@ fn new_task(
         health_status: "UNKNOWN".into(),
         tags: l.tags.clone(),
         enable_execute_command: l.enable_execute_command,
+        eni: l.subnet.as_ref().map(|subnet| wharf_core::records::Eni {
+            attachment_id: uuid::Uuid::new_v4().to_string(),
+            subnet_id: subnet.clone(),
+            private_ipv4: None,
+        }),
         version: 1,
     }
 }
@@ -232,7 +286,8 @@ pub(crate) async fn place(
     let cluster = l.cluster.value.name.clone();
     for _ in 0..records::MAX_ATTEMPTS {
         let (all, _) =
-            records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(&cluster)).await?;
+            records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(&l.capacity))
+                .await?;
         let instances: Vec<Versioned<InstanceRecord>> = match only {
             None => all,
             Some(ids) => ids
@@ -241,11 +296,13 @@ pub(crate) async fn place(
                 .collect(),
         };
         if instances.is_empty() {
-            return Err(invalid(
-                "No Container Instances were found in your cluster.",
-            ));
+            return Err(invalid(if l.launch_type == "FARGATE" {
+                "No managed (FARGATE) capacity is available: run `wharf up` to provide it."
+            } else {
+                "No Container Instances were found in your cluster."
+            }));
         }
-        let connected = connected_instances(c, &cluster).await?;
+        let connected = connected_instances(c, &l.capacity).await?;
         // What the constraints and strategies look at: task groups per host.
         let (tasks, _) =
             records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(&cluster)).await?;
@@ -344,6 +401,7 @@ pub async fn run(c: &Control, x: &Ctx, r: ecs::RunTaskRequest) -> ApiResult<ecs:
         r.tags.as_deref(),
         r.launch_type.as_ref(),
         r.enable_execute_command.unwrap_or(false),
+        r.network_configuration.as_ref(),
     )
     .await?;
     let rules = Rules::parse(
@@ -378,6 +436,7 @@ pub async fn start(
         r.tags.as_deref(),
         None,
         r.enable_execute_command.unwrap_or(false),
+        r.network_configuration.as_ref(),
     )
     .await?;
     let mut ids = vec![];

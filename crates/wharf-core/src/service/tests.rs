@@ -150,6 +150,7 @@ impl World {
             health_status: "UNKNOWN".into(),
             tags: Default::default(),
             enable_execute_command: false,
+            eni: None,
             version: 1,
         }
     }
