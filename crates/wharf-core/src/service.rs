@@ -466,16 +466,13 @@ pub fn plan<R: Rng + ?Sized>(
             }
         }
         for i in &eligible {
-            let here = |t: &&TaskRecord| t.instance_id.as_ref() == Some(&i.id) && live(t);
-            let has_current = tasks
+            // A task still live here, wanted or stopping, of any deployment
+            // (a crashed or unhealthy one of the current deployment too),
+            // holds the instance's one slot until it is STOPPED.
+            let occupied = tasks
                 .iter()
-                .filter(here)
-                .any(|t| wanted(t) && t.started_by.as_deref() == Some(primary.as_str()));
-            let others_live = tasks
-                .iter()
-                .filter(here)
-                .any(|t| t.started_by.as_deref() != Some(primary.as_str()));
-            if !has_current && !others_live && connected(&i.id) {
+                .any(|t| t.instance_id.as_ref() == Some(&i.id) && live(t));
+            if !occupied && connected(&i.id) {
                 daemon_starts.push(i.id.clone());
             }
         }

@@ -402,6 +402,36 @@ fn daemon_runs_one_task_per_instance() {
 }
 
 #[test]
+fn daemon_waits_for_a_stopping_task_before_replacing_it() {
+    let mut svc = service(0, 0, 100);
+    svc.scheduling_strategy = "DAEMON".into();
+    let mut w = World::new(svc);
+    w.instances.truncate(1);
+    w.run(4);
+    assert_eq!(w.running("td:1"), 1);
+    // Its essential container exited: asked to stop, not yet STOPPED.
+    let t = w
+        .tasks
+        .iter_mut()
+        .find(|t| t.last_status == TaskStatus::Running)
+        .unwrap();
+    crate::lifecycle::request_stop(t, w.now, STOP_ESSENTIAL_EXITED, "exited");
+    let p = plan(
+        &w.svc,
+        &w.tasks,
+        &w.instances,
+        &|_| true,
+        w.now,
+        &Settings::default(),
+        &mut w.rng,
+    );
+    assert!(p.start.is_empty(), "one slot per instance: {:?}", p.start);
+    // Once it is STOPPED, the replacement starts.
+    w.run(3);
+    assert_eq!(w.running("td:1"), 1);
+}
+
+#[test]
 fn breaker_threshold_is_half_at_least_three_at_most_two_hundred() {
     assert_eq!(failure_threshold(1), 3);
     assert_eq!(failure_threshold(10), 5);
