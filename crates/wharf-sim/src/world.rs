@@ -719,6 +719,7 @@ impl World {
             health_status: "UNKNOWN".into(),
             tags: Default::default(),
             enable_execute_command: false,
+            eni: None,
             version: 1,
         };
         self.services[si].tasks.push(task);
@@ -794,6 +795,7 @@ impl World {
 
     fn report_for(t: &TaskRecord, status: &str, container: ContainerReport) -> TaskStateReport {
         TaskStateReport {
+            private_ipv4: None,
             cluster: t.cluster.clone(),
             task_arn: t.arn.clone(),
             status: status.into(),
