@@ -420,44 +420,52 @@ pub fn plan<R: Rng + ?Sized>(
         // One task on every ACTIVE instance that meets the memberOf
         // constraints; old revisions are stopped first on each instance
         // (a daemon's default: minimum 0%, maximum 100%).
+        // Linear in instances + tasks: queries parsed once, tasks indexed
+        // by instance (a daemon spans every host of the cluster).
+        let queries: Vec<crate::query::Query> = svc
+            .placement_constraints
+            .iter()
+            .filter(|c| c.r#type == Some(ecs::PlacementConstraintType::MemberOf))
+            .filter_map(|c| {
+                c.expression
+                    .as_deref()
+                    .and_then(|e| crate::query::parse(e).ok())
+            })
+            .collect();
+        let no_groups = BTreeMap::new();
         let member = |i: &InstanceRecord| {
-            let groups = BTreeMap::new();
             let view = HostView {
                 instance: i,
                 connected: connected(&i.id),
                 running_tasks: 0,
-                groups: &groups,
+                groups: &no_groups,
             };
-            svc.placement_constraints.iter().all(|c| {
-                c.r#type != Some(ecs::PlacementConstraintType::MemberOf)
-                    || c.expression
-                        .as_deref()
-                        .and_then(|e| crate::query::parse(e).ok())
-                        .is_some_and(|q| q.matches(&view))
-            })
+            queries.iter().all(|q| q.matches(&view))
         };
-        let eligible: Vec<&InstanceRecord> = instances
+        let eligible: BTreeSet<&str> = instances
             .iter()
             .filter(|i| !draining_service && i.status == "ACTIVE" && member(i))
+            .map(|i| i.id.as_str())
             .collect();
         svc.desired_count = eligible.len() as i32;
-        let candidates: Vec<&TaskRecord> = tasks
+        let mut live_on: BTreeMap<&str, usize> = BTreeMap::new();
+        for t in tasks.iter().filter(|t| live(t)) {
+            if let Some(i) = t.instance_id.as_deref() {
+                *live_on.entry(i).or_default() += 1;
+            }
+        }
+        // The current deployment's wanted tasks, oldest id first per host:
+        // any beyond the first on a host is a duplicate.
+        let mut kept: BTreeSet<&str> = BTreeSet::new();
+        let mut candidates: Vec<&TaskRecord> = tasks
             .iter()
             .filter(|t| wanted(t) && !stopping.contains(t.id.as_str()))
             .collect();
+        candidates.sort_by(|a, b| a.id.cmp(&b.id));
         for t in candidates {
-            let on_eligible = eligible
-                .iter()
-                .any(|i| Some(&i.id) == t.instance_id.as_ref());
+            let host = t.instance_id.as_deref().unwrap_or_default();
             let current = t.started_by.as_deref() == Some(primary.as_str());
-            let duplicate = current
-                && tasks.iter().any(|o| {
-                    wanted(o)
-                        && o.id < t.id
-                        && o.instance_id == t.instance_id
-                        && o.started_by == t.started_by
-                });
-            if !on_eligible || !current || duplicate {
+            if !eligible.contains(host) || !current || !kept.insert(host) {
                 stop.push(StopOrder {
                     task_id: t.id.clone(),
                     reason: format!("Scaling activity initiated by (deployment {primary})"),
@@ -469,11 +477,8 @@ pub fn plan<R: Rng + ?Sized>(
             // A task still live here, wanted or stopping, of any deployment
             // (a crashed or unhealthy one of the current deployment too),
             // holds the instance's one slot until it is STOPPED.
-            let occupied = tasks
-                .iter()
-                .any(|t| t.instance_id.as_ref() == Some(&i.id) && live(t));
-            if !occupied && connected(&i.id) {
-                daemon_starts.push(i.id.clone());
+            if !live_on.contains_key(i) && connected(i) {
+                daemon_starts.push(i.to_string());
             }
         }
     } else {
