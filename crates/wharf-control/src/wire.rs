@@ -300,6 +300,77 @@ pub fn paginate<T>(
     Ok((page.into_iter().map(|(_, v)| v).collect(), next))
 }
 
+/// One service deployment, brief (List) or full (Describe).
+pub fn service_deployment(
+    scope: &wharf_core::arn::Scope,
+    s: &wharf_core::service::ServiceRecord,
+    h: &wharf_core::service::ServiceDeploymentRecord,
+) -> (ecs::ServiceDeploymentBrief, ecs::ServiceDeployment) {
+    let arn = scope.service_deployment(&s.cluster, &s.name, &h.id);
+    let revision = |id: &str| scope.service_revision(&s.cluster, &s.name, id);
+    let status = ecs::ServiceDeploymentStatus::from(h.status.as_str());
+    let current = s
+        .deployments
+        .iter()
+        .find(|d| wharf_core::service::numeric_id(&d.id) == h.id);
+    let brief = ecs::ServiceDeploymentBrief {
+        service_deployment_arn: Some(arn.clone()),
+        service_arn: Some(s.arn.clone()),
+        cluster_arn: Some(s.cluster_arn.clone()),
+        started_at: Some(to_epoch_seconds(h.created_at)),
+        created_at: Some(to_epoch_seconds(h.created_at)),
+        finished_at: ts(h.finished_at),
+        target_service_revision_arn: Some(revision(&h.id)),
+        status: Some(status.clone()),
+        status_reason: h.status_reason.clone(),
+    };
+    let full = ecs::ServiceDeployment {
+        service_deployment_arn: Some(arn),
+        service_arn: Some(s.arn.clone()),
+        cluster_arn: Some(s.cluster_arn.clone()),
+        created_at: Some(to_epoch_seconds(h.created_at)),
+        started_at: Some(to_epoch_seconds(h.created_at)),
+        finished_at: ts(h.finished_at),
+        stopped_at: ts(h.stopped_at),
+        updated_at: Some(to_epoch_seconds(h.updated_at)),
+        source_service_revisions: Some(
+            h.source
+                .iter()
+                .map(|(id, _)| ecs::ServiceRevisionSummary {
+                    arn: Some(revision(id)),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        target_service_revision: Some(ecs::ServiceRevisionSummary {
+            arn: Some(revision(&h.id)),
+            requested_task_count: Some(h.desired_count),
+            running_task_count: current.map(|d| d.running_count),
+            pending_task_count: current.map(|d| d.pending_count),
+            ..Default::default()
+        }),
+        status: Some(status),
+        status_reason: h.status_reason.clone(),
+        deployment_configuration: Some(ecs::DeploymentConfiguration {
+            deployment_circuit_breaker: Some(ecs::DeploymentCircuitBreaker {
+                enable: h.config.circuit_breaker,
+                rollback: h.config.rollback,
+                ..Default::default()
+            }),
+            maximum_percent: Some(h.config.maximum_percent),
+            minimum_healthy_percent: Some(h.config.minimum_healthy_percent),
+            ..Default::default()
+        }),
+        rollback: h.rollback.as_ref().map(|r| ecs::Rollback {
+            reason: Some(r.reason.clone()),
+            started_at: Some(to_epoch_seconds(r.started_at)),
+            service_revision_arn: Some(revision(&r.target.0)),
+        }),
+        ..Default::default()
+    };
+    (brief, full)
+}
+
 pub fn service(s: &wharf_core::service::ServiceRecord, with_tags: bool) -> ecs::Service {
     let cfg = &s.deployment_config;
     ecs::Service {

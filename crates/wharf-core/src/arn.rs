@@ -27,6 +27,18 @@ impl Scope {
     pub fn service(&self, cluster: &str, name: &str) -> String {
         format!("{}:service/{cluster}/{name}", self.prefix())
     }
+    pub fn service_deployment(&self, cluster: &str, service: &str, id: &str) -> String {
+        format!(
+            "{}:service-deployment/{cluster}/{service}/{id}",
+            self.prefix()
+        )
+    }
+    pub fn service_revision(&self, cluster: &str, service: &str, id: &str) -> String {
+        format!(
+            "{}:service-revision/{cluster}/{service}/{id}",
+            self.prefix()
+        )
+    }
     pub fn container_instance(&self, cluster: &str, id: &str) -> String {
         format!("{}:container-instance/{cluster}/{id}", self.prefix())
     }
@@ -75,6 +87,21 @@ pub fn task_id(given: &str) -> Result<(Option<String>, String), CoreError> {
 /// A service name or ARN → (cluster named in the ARN if any, service name).
 pub fn service_name(given: &str) -> Result<(Option<String>, String), CoreError> {
     split_cluster_scoped(given, "service/", "service")
+}
+
+/// A service deployment ARN → (cluster, service, id).
+pub fn service_deployment(given: &str) -> Result<(String, String, String), CoreError> {
+    let bad = || invalid(format!("Invalid service deployment ARN: {given}"));
+    let res = resource_of(given)
+        .and_then(|r| r.strip_prefix("service-deployment/"))
+        .ok_or_else(bad)?;
+    let mut parts = res.splitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(c), Some(s), Some(id)) if !c.is_empty() && !s.is_empty() && !id.is_empty() => {
+            Ok((c.into(), s.into(), id.into()))
+        }
+        _ => Err(bad()),
+    }
 }
 
 /// A container instance ID or ARN → (cluster named in the ARN if any, ID).

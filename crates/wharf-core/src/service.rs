@@ -76,6 +76,48 @@ pub struct DeploymentRecord {
     pub rollout_state: String,
     pub rollout_state_reason: String,
     pub launch_type: String,
+    /// The service deployment (see [`ServiceDeploymentRecord`]) this
+    /// deployment carries out: its own, or the one it rolls back.
+    #[serde(default)]
+    pub service_deployment: String,
+}
+
+/// ECS's "service deployment": the history of one rollout, kept after its
+/// deployment has drained (ListServiceDeployments, DescribeServiceDeployments).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceDeploymentRecord {
+    /// The numeric part of the deployment id; also its service revision's id.
+    pub id: String,
+    pub task_definition: String,
+    /// (revision id, task definition) of what ran when it started.
+    pub source: Vec<(String, String)>,
+    /// PENDING, IN_PROGRESS, SUCCESSFUL, STOPPED, ROLLBACK_IN_PROGRESS,
+    /// ROLLBACK_SUCCESSFUL, ROLLBACK_FAILED.
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub desired_count: i32,
+    pub config: DeploymentConfig,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub finished_at: Option<Millis>,
+    pub stopped_at: Option<Millis>,
+    pub rollback: Option<RollbackRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    pub reason: String,
+    pub started_at: Millis,
+    /// (revision id, task definition) rolled back to.
+    pub target: (String, String),
+}
+
+/// How many service deployments a service remembers.
+pub const MAX_HISTORY: usize = 50;
+
+/// The id part of `ecs-svc/NNN`.
+pub fn numeric_id(deployment: &str) -> &str {
+    deployment.rsplit('/').next().unwrap_or(deployment)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +174,9 @@ pub struct ServiceRecord {
     pub network_configuration: Option<ecs::NetworkConfiguration>,
     pub load_balancers: Vec<ecs::LoadBalancer>,
     pub service_registries: Vec<ecs::ServiceRegistry>,
+    /// Service deployments, newest first, at most [`MAX_HISTORY`].
+    #[serde(default)]
+    pub history: Vec<ServiceDeploymentRecord>,
     pub version: i64,
 }
 
@@ -181,6 +226,103 @@ impl ServiceRecord {
     /// Starts a new PRIMARY deployment of `task_definition`; the old ones
     /// drain. A new deployment resets the launch throttle, as in ECS.
     pub fn deploy<R: Rng + ?Sized>(&mut self, now: Millis, task_definition: &str, rng: &mut R) {
+        self.start_deployment(now, task_definition, None, rng);
+    }
+
+    /// Rolls the current service deployment back to the last COMPLETED
+    /// revision; false if there is none to go back to.
+    pub fn rollback<R: Rng + ?Sized>(&mut self, now: Millis, reason: &str, rng: &mut R) -> bool {
+        let Some((target_id, target_td)) = self.last_completed.clone() else {
+            return false;
+        };
+        let current = self.deployments[0].service_deployment.clone();
+        if let Some(h) = self.history.iter_mut().find(|h| h.id == current) {
+            h.status = "ROLLBACK_IN_PROGRESS".into();
+            h.status_reason = Some(reason.to_string());
+            h.updated_at = now;
+            h.rollback = Some(RollbackRecord {
+                reason: reason.to_string(),
+                started_at: now,
+                target: (numeric_id(&target_id).to_string(), target_td.clone()),
+            });
+        }
+        self.start_deployment(now, &target_td, Some(current), rng);
+        self.deployments[0].rollout_state_reason =
+            format!("ECS deployment circuit breaker: rolling back to deploymentId {target_id}.");
+        let name = self.name.clone();
+        self.event(
+            now,
+            format!("(service {name}) rolling back to deployment {target_id}."),
+            rng,
+        );
+        true
+    }
+
+    /// Ends a service deployment's record with `status`.
+    fn finish_history(&mut self, id: &str, now: Millis, status: &str, reason: Option<String>) {
+        if let Some(h) = self.history.iter_mut().find(|h| h.id == id) {
+            h.status = status.to_string();
+            h.updated_at = now;
+            if status == "STOPPED" {
+                h.stopped_at = Some(now);
+            } else {
+                h.finished_at = Some(now);
+            }
+            if reason.is_some() {
+                h.status_reason = reason;
+            }
+        }
+    }
+
+    fn start_deployment<R: Rng + ?Sized>(
+        &mut self,
+        now: Millis,
+        task_definition: &str,
+        rolls_back: Option<String>,
+        rng: &mut R,
+    ) {
+        let id = new_deployment_id(rng);
+        let serving = rolls_back
+            .clone()
+            .unwrap_or_else(|| numeric_id(&id).to_string());
+        // A rollout still running is superseded by this one.
+        for h in &mut self.history {
+            if h.id != serving
+                && matches!(
+                    h.status.as_str(),
+                    "PENDING" | "IN_PROGRESS" | "ROLLBACK_IN_PROGRESS"
+                )
+            {
+                h.status = "STOPPED".into();
+                h.status_reason = Some("Superseded by a newer service deployment.".into());
+                h.stopped_at = Some(now);
+                h.updated_at = now;
+            }
+        }
+        if rolls_back.is_none() {
+            self.history.insert(
+                0,
+                ServiceDeploymentRecord {
+                    id: serving.clone(),
+                    task_definition: task_definition.to_string(),
+                    source: self
+                        .deployments
+                        .iter()
+                        .map(|d| (numeric_id(&d.id).to_string(), d.task_definition.clone()))
+                        .collect(),
+                    status: "IN_PROGRESS".into(),
+                    status_reason: None,
+                    desired_count: self.desired_count,
+                    config: self.deployment_config.clone(),
+                    created_at: now,
+                    updated_at: now,
+                    finished_at: None,
+                    stopped_at: None,
+                    rollback: None,
+                },
+            );
+            self.history.truncate(MAX_HISTORY);
+        }
         for d in &mut self.deployments {
             d.status = "ACTIVE".into();
             d.desired_count = 0;
@@ -189,7 +331,7 @@ impl ServiceRecord {
         self.deployments.insert(
             0,
             DeploymentRecord {
-                id: new_deployment_id(rng),
+                id,
                 status: "PRIMARY".into(),
                 task_definition: task_definition.to_string(),
                 desired_count: self.desired_count,
@@ -201,6 +343,7 @@ impl ServiceRecord {
                 rollout_state: "IN_PROGRESS".into(),
                 rollout_state_reason: "ECS deployment in progress.".into(),
                 launch_type: self.launch_type.clone(),
+                service_deployment: serving,
             },
         );
         self.task_definition = task_definition.to_string();
@@ -396,19 +539,32 @@ pub fn plan<R: Rng + ?Sized>(
             ),
             rng,
         );
-        if let Some((target_id, target_td)) = svc.last_completed.clone() {
-            if svc.deployment_config.rollback && target_td != p.task_definition {
-                svc.deploy(now, &target_td, rng);
-                let d = &mut svc.deployments[0];
-                d.rollout_state_reason = format!(
-                    "ECS deployment circuit breaker: rolling back to deploymentId {target_id}."
-                );
-                svc.event(
-                    now,
-                    format!("(service {name}) rolling back to deployment {target_id}."),
-                    rng,
-                );
-            }
+        let can_roll_back = svc
+            .last_completed
+            .as_ref()
+            .is_some_and(|(_, td)| *td != p.task_definition);
+        if !(svc.deployment_config.rollback
+            && can_roll_back
+            && svc.rollback(
+                now,
+                "ECS deployment circuit breaker: tasks failed to start.",
+                rng,
+            ))
+        {
+            svc.finish_history(
+                &p.service_deployment,
+                now,
+                if svc
+                    .history
+                    .iter()
+                    .any(|h| h.id == p.service_deployment && h.status == "ROLLBACK_IN_PROGRESS")
+                {
+                    "ROLLBACK_FAILED"
+                } else {
+                    "STOPPED"
+                },
+                Some("ECS deployment circuit breaker: tasks failed to start.".into()),
+            );
         }
     }
 
@@ -657,6 +813,21 @@ pub fn plan<R: Rng + ?Sized>(
         d.rollout_state_reason = format!("ECS deployment {id} completed.");
         d.updated_at = now;
         svc.last_completed = Some((id.clone(), td));
+        let serving = svc.deployments[0].service_deployment.clone();
+        let rolled_back = svc
+            .history
+            .iter()
+            .any(|h| h.id == serving && h.status == "ROLLBACK_IN_PROGRESS");
+        svc.finish_history(
+            &serving,
+            now,
+            if rolled_back {
+                "ROLLBACK_SUCCESSFUL"
+            } else {
+                "SUCCESSFUL"
+            },
+            None,
+        );
         svc.throttle.failures = 0;
         svc.throttle.until = 0;
         svc.event(

@@ -359,6 +359,7 @@ impl World {
             network_configuration: None,
             load_balancers: vec![],
             service_registries: vec![],
+            history: vec![],
             version: 1,
         };
         let constraints = placement::parse_constraints(&rec.placement_constraints)

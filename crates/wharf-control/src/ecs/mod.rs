@@ -46,6 +46,11 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
         "DeleteService" => call(body, |r| services::delete(c, x, r)).await,
         "DescribeServices" => call(body, |r| services::describe(c, x, r)).await,
         "ListServices" => call(body, |r| services::list(c, x, r)).await,
+        "ListServiceDeployments" => call(body, |r| services::list_deployments(c, x, r)).await,
+        "DescribeServiceDeployments" => {
+            call(body, |r| services::describe_deployments(c, x, r)).await
+        }
+        "StopServiceDeployment" => call(body, |r| services::stop_deployment(c, x, r)).await,
         "TagResource" => call(body, |r| tags::tag(c, x, r)).await,
         "UntagResource" => call(body, |r| tags::untag(c, x, r)).await,
         "ListTagsForResource" => call(body, |r| tags::list(c, x, r)).await,

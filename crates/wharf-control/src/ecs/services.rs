@@ -220,6 +220,7 @@ pub async fn create(
             network_configuration: r.network_configuration.clone(),
             load_balancers: vec![],
             service_registries: vec![],
+            history: vec![],
             version: 1,
         };
         svc.deploy(
@@ -477,4 +478,149 @@ pub async fn list(
         service_arns: Some(arns),
         next_token: next,
     })
+}
+
+pub async fn list_deployments(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::ListServiceDeploymentsRequest,
+) -> ApiResult<ecs::ListServiceDeploymentsResponse> {
+    let size = wire::page_size(r.max_results, 20, 100)?;
+    let (cluster, found) = find(c, r.cluster.as_deref(), &r.service).await?;
+    active_cluster(c, &cluster).await?;
+    let Some(v) = found else {
+        return Err(not_found());
+    };
+    let after = r.created_at.as_ref().and_then(|c| c.after);
+    let before = r.created_at.as_ref().and_then(|c| c.before);
+    let items = v
+        .value
+        .history
+        .iter()
+        .filter(|h| {
+            r.status
+                .as_ref()
+                .filter(|s| !s.is_empty())
+                .is_none_or(|s| s.iter().any(|s| s.as_str() == h.status))
+        })
+        .filter(|h| {
+            let at = wharf_core::clock::to_epoch_seconds(h.created_at);
+            after.is_none_or(|a| at >= a) && before.is_none_or(|b| at <= b)
+        })
+        // Newest first, as ECS lists them.
+        .map(|h| {
+            (
+                format!("{:016}/{}", i64::MAX - h.created_at, h.id),
+                wire::service_deployment(&x.scope, &v.value, h).0,
+            )
+        })
+        .collect();
+    let (deployments, next) = paginate(items, r.next_token.as_deref(), size)?;
+    Ok(ecs::ListServiceDeploymentsResponse {
+        service_deployments: Some(deployments),
+        next_token: next,
+    })
+}
+
+pub async fn describe_deployments(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::DescribeServiceDeploymentsRequest,
+) -> ApiResult<ecs::DescribeServiceDeploymentsResponse> {
+    if r.service_deployment_arns.is_empty() || r.service_deployment_arns.len() > 20 {
+        return Err(invalid(
+            "serviceDeploymentArns must name between 1 and 20 service deployments.",
+        ));
+    }
+    let mut out = vec![];
+    let mut failures = vec![];
+    for given in &r.service_deployment_arns {
+        let (cluster, service, id) = arn::service_deployment(given).map_err(from_core)?;
+        let v: Option<Versioned<ServiceRecord>> =
+            records::get(c.store.as_ref(), &keys::service(&cluster, &service)).await?;
+        match v
+            .as_ref()
+            .and_then(|v| v.value.history.iter().find(|h| h.id == id).map(|h| (v, h)))
+        {
+            Some((v, h)) => out.push(wire::service_deployment(&x.scope, &v.value, h).1),
+            None => failures.push(ecs::Failure {
+                arn: Some(given.clone()),
+                reason: Some("MISSING".into()),
+                detail: None,
+            }),
+        }
+    }
+    Ok(ecs::DescribeServiceDeploymentsResponse {
+        service_deployments: Some(out),
+        failures: Some(failures),
+    })
+}
+
+pub async fn stop_deployment(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::StopServiceDeploymentRequest,
+) -> ApiResult<ecs::StopServiceDeploymentResponse> {
+    if r.stop_type
+        .as_ref()
+        .is_some_and(|t| *t != ecs::StopServiceDeploymentStopType::Rollback)
+    {
+        return Err(invalid("The only supported stopType is ROLLBACK."));
+    }
+    let (cluster, service, id) =
+        arn::service_deployment(&r.service_deployment_arn).map_err(from_core)?;
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    for _ in 0..records::MAX_ATTEMPTS {
+        let Some(mut v) =
+            records::get::<ServiceRecord>(c.store.as_ref(), &keys::service(&cluster, &service))
+                .await?
+        else {
+            return Err(AwsError::client(
+                "ServiceDeploymentNotFoundException",
+                "The service deployment does not exist.",
+            ));
+        };
+        let Some(status) = v
+            .value
+            .history
+            .iter()
+            .find(|h| h.id == id)
+            .map(|h| h.status.clone())
+        else {
+            return Err(AwsError::client(
+                "ServiceDeploymentNotFoundException",
+                "The service deployment does not exist.",
+            ));
+        };
+        let svc = &mut v.value;
+        if status != "IN_PROGRESS" || svc.deployments[0].service_deployment != id {
+            return Err(AwsError::client(
+                "ConflictException",
+                format!(
+                    "The service deployment is {status} and can't be stopped; only an IN_PROGRESS one can."
+                ),
+            ));
+        }
+        if !svc.rollback(
+            x.now,
+            "Service deployment rolled back because of a stop request.",
+            &mut rng,
+        ) {
+            return Err(invalid(
+                "There is no completed service revision to roll back to.",
+            ));
+        }
+        svc.version += 1;
+        if commit(
+            c.store.as_ref(),
+            Txn::new().when(v.unchanged()).then(v.put()),
+        )
+        .await?
+        {
+            return Ok(ecs::StopServiceDeploymentResponse {
+                service_deployment_arn: Some(r.service_deployment_arn.clone()),
+            });
+        }
+    }
+    Err(records::contention())
 }

@@ -65,6 +65,7 @@ fn service(desired: i32, min: i32, max: i32) -> ServiceRecord {
         network_configuration: None,
         load_balancers: vec![],
         service_registries: vec![],
+        history: vec![],
         version: 1,
     };
     s.deploy(0, "td:1", &mut StdRng::seed_from_u64(1));
