@@ -83,6 +83,9 @@ pub struct Agent {
     sent: Mutex<HashMap<String, TaskStateReport>>,
     /// Images this agent has pulled (for `PullBehavior::Once`).
     pulled: Mutex<HashSet<String>>,
+    /// Containers whose output is being shipped (awslogs), and those done.
+    shipping: Mutex<HashSet<String>>,
+    shipped: Mutex<HashSet<String>>,
 }
 
 fn now_ms() -> i64 {
@@ -99,6 +102,8 @@ impl Agent {
             in_flight: Default::default(),
             sent: Default::default(),
             pulled: Default::default(),
+            shipping: Default::default(),
+            shipped: Default::default(),
         }
     }
 
@@ -322,6 +327,11 @@ impl Agent {
         // loop or another task's start. A finished job wakes the loop so the
         // next pass sees its result. Containers of tasks this instance no
         // longer has are orphans, removed the same way.
+        for t in tasks {
+            if let Some(containers) = by_task.get(&t.task_arn) {
+                self.ship_logs(t, containers);
+            }
+        }
         let jobs = tasks
             .iter()
             .map(|t| {
@@ -399,6 +409,57 @@ impl Agent {
             }
         }
         Ok(())
+    }
+
+    /// Starts an awslogs shipper for every started container of `t` that
+    /// uses the driver and has none (or has not finished).
+    fn ship_logs(self: &Arc<Self>, t: &AssignedTask, containers: &[ContainerStatus]) {
+        let defs = wharf_core::taskdef::effective_containers(&t.task_definition, &t.overrides);
+        let task_id = t.task_arn.rsplit('/').next().unwrap_or_default().to_string();
+        for c in containers.iter().filter(|c| c.started_at.is_some()) {
+            let name = c.name_label();
+            let Some(Ok(Some(cfg))) = defs
+                .iter()
+                .find(|d| d.name.as_deref() == Some(name.as_str()))
+                .map(crate::awslogs::config)
+            else {
+                continue;
+            };
+            if self.shipped.lock().expect("shipped lock").contains(&c.id)
+                || !self.shipping.lock().expect("shipping lock").insert(c.id.clone())
+            {
+                continue;
+            }
+            let agent = self.clone();
+            let id = c.id.clone();
+            let stream = cfg.stream(&name, &task_id, &id);
+            tokio::spawn(async move {
+                // Idempotent: an adopted container's stream may be new to the service.
+                let _ = crate::awslogs::prepare(&agent.client, &cfg, &stream).await;
+                let stats = Arc::new(crate::awslogs::Stats::default());
+                crate::awslogs::ship(
+                    agent.client.clone(),
+                    agent.runtime.clone(),
+                    id.clone(),
+                    cfg,
+                    stream,
+                    crate::awslogs::checkpoint_path(&agent.config.state_dir, &id),
+                    stats.clone(),
+                )
+                .await;
+                // The log stream ended: the container stopped (or Docker went
+                // away, in which case a later pass starts again).
+                let stopped = match agent.runtime.inspect_container(&id).await {
+                    Ok(Some(s)) => s.state != ContainerState::Running,
+                    Ok(None) => true,
+                    Err(_) => false,
+                };
+                if stopped {
+                    agent.shipped.lock().expect("shipped lock").insert(id.clone());
+                }
+                agent.shipping.lock().expect("shipping lock").remove(&id);
+            });
+        }
     }
 
     /// Makes a present image available as `ECS_IMAGE_PULL_BEHAVIOR` says.
@@ -552,6 +613,22 @@ impl Agent {
             }
             let spec = container_spec(&names, def, &sources, pause.as_ref().map(|p| p.id.as_str()));
             let id = self.runtime.create_container(&spec).await?;
+            // awslogs: the log stream must exist before the container starts.
+            let logs = match crate::awslogs::config(def) {
+                Ok(Some(cfg)) => {
+                    let stream = cfg.stream(name, names.task_id, &id);
+                    crate::awslogs::prepare(&self.client, &cfg, &stream).await
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(format!("CannotStartContainerError: {e}")),
+            };
+            if let Err(reason) = logs {
+                report.reason = Some(reason);
+                if let Some(s) = self.runtime.inspect_container(&id).await? {
+                    existing.push(s);
+                }
+                return self.stop_task(&defs, existing, report).await.map(Some);
+            }
             if let Err(e) = self.runtime.start_container(&id).await {
                 report.reason = Some(format!("CannotStartContainerError: {e}"));
                 if let Some(s) = self.runtime.inspect_container(&id).await? {

@@ -58,7 +58,8 @@ impl ControlClient {
             &body,
             &self.creds,
             &self.region,
-            "ecs",
+            // CloudWatch Logs calls are signed for their own service.
+            if target.starts_with("Logs_") { "logs" } else { "ecs" },
             time::OffsetDateTime::now_utc(),
         );
         let resp = self

@@ -2,6 +2,7 @@
 //! tasks the control plane assigns to it on Docker, and reports their state.
 
 pub mod agent;
+pub mod awslogs;
 pub mod client;
 pub mod deps;
 pub mod pause;

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::container::{
-    Config, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
-    StartContainerOptions, StopContainerOptions,
+    Config, CreateContainerOptions, ListContainersOptions, LogOutput, LogsOptions,
+    RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
 };
 use bollard::errors::Error as BollardError;
 use bollard::image::CreateImageOptions;
@@ -19,7 +19,7 @@ use bollard::{Docker, API_DEFAULT_VERSION};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use super::{
-    BoundPort, ContainerSpec, ContainerState, ContainerStatus, Health, HostInfo, Protocol, Runtime,
+    BoundPort, ContainerSpec, ContainerState, ContainerStatus, Health, HostInfo, LogLine, Protocol, Runtime,
     RuntimeError, RuntimeEvent, TASK_ARN_LABEL,
 };
 
@@ -661,6 +661,41 @@ impl Runtime for DockerRuntime {
             })
             .boxed()
     }
+
+    fn logs(&self, id: &str, since_nanos: i64) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
+        let opts = LogsOptions::<String> {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            // Whole seconds: lines of the same second before `since_nanos`
+            // are the caller's to skip.
+            since: since_nanos.div_euclid(1_000_000_000),
+            timestamps: true,
+            ..Default::default()
+        };
+        self.docker
+            .logs(id, Some(opts))
+            .map_err(map_err)
+            .try_filter_map(|out| futures::future::ready(Ok(log_line(out))))
+            .boxed()
+    }
+}
+
+/// A Docker log frame (`<RFC 3339 nanos> <text>\n`) as a [`LogLine`].
+fn log_line(out: LogOutput) -> Option<LogLine> {
+    let (stderr, bytes) = match out {
+        LogOutput::StdOut { message } | LogOutput::Console { message } => (false, message),
+        LogOutput::StdErr { message } => (true, message),
+        LogOutput::StdIn { .. } => return None,
+    };
+    let raw = String::from_utf8_lossy(&bytes);
+    let (stamp, text) = raw.split_once(' ').unwrap_or((raw.as_ref(), ""));
+    let at = time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(LogLine {
+        at_nanos: i64::try_from(at.unix_timestamp_nanos()).ok()?,
+        stderr,
+        text: text.strip_suffix('\n').unwrap_or(text).to_string(),
+    })
 }
 
 #[cfg(test)]

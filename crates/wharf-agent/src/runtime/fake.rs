@@ -20,7 +20,7 @@ use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::broadcast;
 
 use super::{
-    BoundPort, ContainerSpec, ContainerState, ContainerStatus, Health, HostInfo, MountSource,
+    BoundPort, ContainerSpec, ContainerState, ContainerStatus, Health, HostInfo, LogLine, MountSource,
     Runtime, RuntimeError, RuntimeEvent, TASK_ARN_LABEL,
 };
 
@@ -78,6 +78,8 @@ struct State {
     available: bool,
     host: HostInfo,
     images: HashSet<String>,
+    /// Output per container id (see [`FakeRuntime::push_log`]).
+    logs: HashMap<String, Vec<LogLine>>,
     unpullable: HashMap<String, String>,
     volumes: HashMap<String, (String, HashMap<String, String>)>,
     containers: HashMap<String, FakeContainer>,
@@ -138,6 +140,7 @@ impl FakeRuntime {
                     api_version: "1.41".into(),
                 },
                 images: HashSet::new(),
+                logs: HashMap::new(),
                 unpullable: HashMap::new(),
                 volumes: HashMap::new(),
                 containers: HashMap::new(),
@@ -315,6 +318,11 @@ impl FakeRuntime {
             .iter()
             .filter_map(|id| st.containers.get(id).map(|c| c.status.clone()))
             .collect()
+    }
+
+    /// Appends a line to a container's output.
+    pub fn push_log(&self, id: &str, line: LogLine) {
+        self.lock().logs.entry(id.to_string()).or_default().push(line);
     }
 
     /// Whether a volume exists.
@@ -560,6 +568,22 @@ impl Runtime for FakeRuntime {
             .filter(|c| c.status.labels.contains_key(TASK_ARN_LABEL))
             .map(|c| c.status.clone())
             .collect())
+    }
+
+    /// What was pushed so far, from `since_nanos`'s second on; never follows.
+    fn logs(&self, id: &str, since_nanos: i64) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
+        let from = since_nanos.div_euclid(1_000_000_000) * 1_000_000_000;
+        let lines: Vec<_> = self
+            .lock()
+            .logs
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter(|l| l.at_nanos >= from)
+            .cloned()
+            .map(Ok)
+            .collect();
+        futures::stream::iter(lines).boxed()
     }
 
     fn events(&self) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>> {

@@ -80,6 +80,25 @@ pub trait Runtime: Send + Sync + 'static {
     /// delivered even if the stream is polled later. The stream ends after an
     /// error or a disconnect; the caller re-subscribes and re-lists.
     fn events(&self) -> BoxStream<'static, Result<RuntimeEvent, RuntimeError>>;
+
+    /// The container's output, one line at a time with the engine's
+    /// timestamp, from `since_nanos` (Unix time) on, following while the
+    /// container runs; the stream ends when it has stopped and all is read.
+    fn logs(
+        &self,
+        id: &str,
+        since_nanos: i64,
+    ) -> BoxStream<'static, Result<LogLine, RuntimeError>>;
+}
+
+/// One line of a container's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// When the engine received it, in nanoseconds since the Unix epoch.
+    pub at_nanos: i64,
+    pub stderr: bool,
+    /// Without the trailing newline.
+    pub text: String,
 }
 
 /// Host capacity and engine version.
