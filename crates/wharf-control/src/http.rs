@@ -119,6 +119,13 @@ async fn dispatch(
         ecs::dispatch(control, &ctx, op, body).await
     } else if prefix == wharf_core::agent_protocol::TARGET_PREFIX {
         agent_api::dispatch(control, &ctx, op, body).await
+    } else if prefix == wharf_model::logs::TARGET_PREFIX {
+        // Signed for service "logs"; verification accepts any service name.
+        let scope = wharf_logs::Scope {
+            region: ctx.scope.region,
+            account: ctx.scope.account,
+        };
+        wharf_logs::dispatch(&control.logs, &scope, ctx.now, op, body).await
     } else {
         Err(AwsError::unknown_operation(target))
     }

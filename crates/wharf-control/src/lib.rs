@@ -52,16 +52,27 @@ pub struct Control {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ControlConfig>,
     pub sessions: Arc<agent_api::Sessions>,
+    /// The CloudWatch Logs store behind the `Logs_20140328` operations.
+    pub logs: wharf_logs::LogStore,
 }
 
 impl Control {
+    /// A control plane whose log store is in memory; see [`Control::with_logs`].
     pub fn new(store: DynStore, clock: Arc<dyn Clock>, config: ControlConfig) -> Self {
         Self {
             store,
             clock,
             config: Arc::new(config),
             sessions: Arc::default(),
+            logs: wharf_logs::LogStore::in_memory()
+                .expect("an empty in-memory log store can always be created"),
         }
+    }
+
+    /// Serves the logs API from `logs` (a durable store for `wharf up`/`server`).
+    pub fn with_logs(mut self, logs: wharf_logs::LogStore) -> Self {
+        self.logs = logs;
+        self
     }
 }
 

@@ -11,6 +11,7 @@ use wharf_agent::client::ControlClient;
 use wharf_agent::runtime::{DockerRuntime, Runtime};
 use wharf_control::{Control, ControlConfig};
 use wharf_core::clock::SystemClock;
+use wharf_logs::LogStore;
 use wharf_protocol::sigv4::Credentials;
 use wharf_store::{DynStore, MemStore, RedbStore};
 
@@ -163,16 +164,19 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     } else {
         None
     };
-    let store: DynStore = if args.ephemeral {
-        Arc::new(MemStore::new())
+    let (store, logs): (DynStore, LogStore) = if args.ephemeral {
+        (Arc::new(MemStore::new()), LogStore::in_memory()?)
     } else {
         std::fs::create_dir_all(&args.data_dir)
             .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
         let path = args.data_dir.join("store.redb");
-        Arc::new(
-            RedbStore::open(&path)
-                .with_context(|| format!("cannot open store {}", path.display()))?,
-        )
+        let store = RedbStore::open(&path)
+            .with_context(|| format!("cannot open store {}", path.display()))?;
+        // Logs live in their own file: append-heavy and disposable, unlike cluster state.
+        let logs_path = args.data_dir.join("logs.redb");
+        let logs = LogStore::open(&logs_path)
+            .with_context(|| format!("cannot open log store {}", logs_path.display()))?;
+        (Arc::new(store), logs)
     };
     let dev = args.access_key_id.is_none();
     let creds = Credentials {
@@ -189,7 +193,13 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         stopped_task_retention: Duration::from_secs(args.stopped_task_retention),
         ..Default::default()
     };
-    let control = Control::new(store, Arc::new(SystemClock), config);
+    let control = Control::new(store, Arc::new(SystemClock), config).with_logs(logs.clone());
+    let clock = control.clock.clone();
+    tokio::spawn(wharf_logs::retention::run(
+        logs,
+        Duration::from_secs(60),
+        move || clock.now(),
+    ));
     tokio::spawn(wharf_control::reaper::run(
         control.clone(),
         Duration::from_secs(60),
