@@ -415,7 +415,12 @@ impl Agent {
     /// uses the driver and has none (or has not finished).
     fn ship_logs(self: &Arc<Self>, t: &AssignedTask, containers: &[ContainerStatus]) {
         let defs = wharf_core::taskdef::effective_containers(&t.task_definition, &t.overrides);
-        let task_id = t.task_arn.rsplit('/').next().unwrap_or_default().to_string();
+        let task_id = t
+            .task_arn
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         for c in containers.iter().filter(|c| c.started_at.is_some()) {
             let name = c.name_label();
             let Some(Ok(Some(cfg))) = defs
@@ -426,7 +431,11 @@ impl Agent {
                 continue;
             };
             if self.shipped.lock().expect("shipped lock").contains(&c.id)
-                || !self.shipping.lock().expect("shipping lock").insert(c.id.clone())
+                || !self
+                    .shipping
+                    .lock()
+                    .expect("shipping lock")
+                    .insert(c.id.clone())
             {
                 continue;
             }
@@ -455,7 +464,11 @@ impl Agent {
                     Err(_) => false,
                 };
                 if stopped {
-                    agent.shipped.lock().expect("shipped lock").insert(id.clone());
+                    agent
+                        .shipped
+                        .lock()
+                        .expect("shipped lock")
+                        .insert(id.clone());
                 }
                 agent.shipping.lock().expect("shipping lock").remove(&id);
             });

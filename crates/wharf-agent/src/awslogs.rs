@@ -233,12 +233,14 @@ pub async fn ship(
     };
     // Blocking: a small channel, and the reader waits when it is full.
     // Non-blocking: a byte budget, and what exceeds it is dropped.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<LogLine>(if cfg.blocking {
-        MAX_BATCH_EVENTS
-    } else {
-        usize::MAX >> 4
-    }
-    .min(1 << 20));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<LogLine>(
+        if cfg.blocking {
+            MAX_BATCH_EVENTS
+        } else {
+            usize::MAX >> 4
+        }
+        .min(1 << 20),
+    );
     let buffered = Arc::new(AtomicUsize::new(0));
     let reader = {
         let (buffered, stats, cfg) = (buffered.clone(), stats.clone(), cfg.clone());
@@ -265,7 +267,10 @@ pub async fn ship(
                 } else if buffered.load(Ordering::Relaxed) + size > cfg.max_buffer_bytes {
                     let n = stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                     if n.is_power_of_two() {
-                        tracing::warn!(dropped = n, "awslogs buffer full (non-blocking mode): dropping lines");
+                        tracing::warn!(
+                            dropped = n,
+                            "awslogs buffer full (non-blocking mode): dropping lines"
+                        );
                     }
                 } else {
                     buffered.fetch_add(size, Ordering::Relaxed);
@@ -394,7 +399,9 @@ mod tests {
         assert_eq!(plain.stream("app", "abc", "cid"), "cid");
         assert!(config(&def(&[])).is_err());
         assert!(config(&def(&[("awslogs-group", "g"), ("mode", "fast")])).is_err());
-        assert!(config(&ecs::ContainerDefinition::default()).unwrap().is_none());
+        assert!(config(&ecs::ContainerDefinition::default())
+            .unwrap()
+            .is_none());
         assert_eq!(parse_size("512k"), Some(512 << 10));
         assert_eq!(parse_size("1mb"), Some(1 << 20));
         assert_eq!(parse_size("100"), Some(100));
@@ -408,13 +415,25 @@ mod tests {
             stderr: false,
             text: t.into(),
         };
-        let lines = [line(1, "a"), line(2, "b"), line(2, "c"), line(2, "d"), line(3, "e")];
+        let lines = [
+            line(1, "a"),
+            line(2, "b"),
+            line(2, "c"),
+            line(2, "d"),
+            line(3, "e"),
+        ];
         // Shipped a, b, c: the checkpoint is (2, 2).
         let mut at = Checkpoint::default();
         for l in &lines[..3] {
             at.advance(l);
         }
-        assert_eq!(at, Checkpoint { at_nanos: 2, same: 2 });
+        assert_eq!(
+            at,
+            Checkpoint {
+                at_nanos: 2,
+                same: 2
+            }
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.pos");
         at.save(&path).unwrap();
@@ -428,6 +447,9 @@ mod tests {
             .map(|l| l.text.as_str())
             .collect();
         assert_eq!(rest, ["d", "e"]);
-        assert_eq!(Checkpoint::load(&dir.path().join("none")), Checkpoint::default());
+        assert_eq!(
+            Checkpoint::load(&dir.path().join("none")),
+            Checkpoint::default()
+        );
     }
 }

@@ -59,7 +59,11 @@ impl ControlClient {
             &self.creds,
             &self.region,
             // CloudWatch Logs calls are signed for their own service.
-            if target.starts_with("Logs_") { "logs" } else { "ecs" },
+            if target.starts_with("Logs_") {
+                "logs"
+            } else {
+                "ecs"
+            },
             time::OffsetDateTime::now_utc(),
         );
         let resp = self

@@ -1,6 +1,8 @@
 //! `wharf`: the command-line entry point. `up` runs everything for one
 //! machine; `server` runs the control plane alone.
 
+mod logs_cmd;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -39,6 +41,31 @@ enum Command {
     Server(ServerArgs),
     /// Run a host agent that joins a cluster of a remote control plane.
     Agent(AgentArgs),
+    /// Print a task's output (containers using the awslogs log driver).
+    Logs(LogsArgs),
+}
+
+#[derive(Args, Clone)]
+struct LogsArgs {
+    /// The task's ID or ARN.
+    task: String,
+    /// Only this container's output.
+    #[arg(long)]
+    container: Option<String>,
+    /// Keep printing new lines until the task has stopped.
+    #[arg(short, long)]
+    follow: bool,
+    #[arg(long, env = "WHARF_CLUSTER", default_value = "default")]
+    cluster: String,
+    /// URL of the control plane.
+    #[arg(long, env = "WHARF_SERVER", default_value = "http://127.0.0.1:9070")]
+    server: String,
+    #[arg(long, env = "WHARF_ACCESS_KEY_ID", default_value = DEV_ACCESS_KEY_ID)]
+    access_key_id: String,
+    #[arg(long, env = "WHARF_SECRET_ACCESS_KEY", hide_env_values = true, default_value = DEV_SECRET_ACCESS_KEY)]
+    secret_access_key: String,
+    #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+    region: String,
 }
 
 #[derive(Args, Clone)]
@@ -114,6 +141,24 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => serve(args, false).await,
         Command::Up(args) => serve(args, true).await,
+        Command::Logs(args) => {
+            let client = ControlClient::new(
+                &args.server,
+                Credentials {
+                    access_key_id: args.access_key_id,
+                    secret_access_key: args.secret_access_key,
+                },
+                &args.region,
+            )?;
+            logs_cmd::run(
+                &client,
+                &args.cluster,
+                &args.task,
+                args.container.as_deref(),
+                args.follow,
+            )
+            .await
+        }
         Command::Agent(args) => {
             let runtime = connect_docker().await?;
             let creds = Credentials {

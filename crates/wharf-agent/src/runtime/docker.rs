@@ -19,8 +19,8 @@ use bollard::{Docker, API_DEFAULT_VERSION};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use super::{
-    BoundPort, ContainerSpec, ContainerState, ContainerStatus, Health, HostInfo, LogLine, Protocol, Runtime,
-    RuntimeError, RuntimeEvent, TASK_ARN_LABEL,
+    BoundPort, ContainerSpec, ContainerState, ContainerStatus, Health, HostInfo, LogLine, Protocol,
+    Runtime, RuntimeError, RuntimeEvent, TASK_ARN_LABEL,
 };
 
 /// Default socket when `DOCKER_HOST` is unset.
@@ -662,7 +662,11 @@ impl Runtime for DockerRuntime {
             .boxed()
     }
 
-    fn logs(&self, id: &str, since_nanos: i64) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
+    fn logs(
+        &self,
+        id: &str,
+        since_nanos: i64,
+    ) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
         let opts = LogsOptions::<String> {
             follow: true,
             stdout: true,
@@ -690,7 +694,8 @@ fn log_line(out: LogOutput) -> Option<LogLine> {
     };
     let raw = String::from_utf8_lossy(&bytes);
     let (stamp, text) = raw.split_once(' ').unwrap_or((raw.as_ref(), ""));
-    let at = time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).ok()?;
+    let at =
+        time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).ok()?;
     Some(LogLine {
         at_nanos: i64::try_from(at.unix_timestamp_nanos()).ok()?,
         stderr,

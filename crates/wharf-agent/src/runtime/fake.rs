@@ -20,8 +20,8 @@ use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::broadcast;
 
 use super::{
-    BoundPort, ContainerSpec, ContainerState, ContainerStatus, Health, HostInfo, LogLine, MountSource,
-    Runtime, RuntimeError, RuntimeEvent, TASK_ARN_LABEL,
+    BoundPort, ContainerSpec, ContainerState, ContainerStatus, Health, HostInfo, LogLine,
+    MountSource, Runtime, RuntimeError, RuntimeEvent, TASK_ARN_LABEL,
 };
 
 /// First host port handed out for dynamic (host_port 0) bindings.
@@ -322,7 +322,11 @@ impl FakeRuntime {
 
     /// Appends a line to a container's output.
     pub fn push_log(&self, id: &str, line: LogLine) {
-        self.lock().logs.entry(id.to_string()).or_default().push(line);
+        self.lock()
+            .logs
+            .entry(id.to_string())
+            .or_default()
+            .push(line);
     }
 
     /// Whether a volume exists.
@@ -571,7 +575,11 @@ impl Runtime for FakeRuntime {
     }
 
     /// What was pushed so far, from `since_nanos`'s second on; never follows.
-    fn logs(&self, id: &str, since_nanos: i64) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
+    fn logs(
+        &self,
+        id: &str,
+        since_nanos: i64,
+    ) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
         let from = since_nanos.div_euclid(1_000_000_000) * 1_000_000_000;
         let lines: Vec<_> = self
             .lock()

@@ -84,11 +84,8 @@ pub trait Runtime: Send + Sync + 'static {
     /// The container's output, one line at a time with the engine's
     /// timestamp, from `since_nanos` (Unix time) on, following while the
     /// container runs; the stream ends when it has stopped and all is read.
-    fn logs(
-        &self,
-        id: &str,
-        since_nanos: i64,
-    ) -> BoxStream<'static, Result<LogLine, RuntimeError>>;
+    fn logs(&self, id: &str, since_nanos: i64)
+        -> BoxStream<'static, Result<LogLine, RuntimeError>>;
 }
 
 /// One line of a container's output.
