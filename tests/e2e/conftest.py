@@ -35,9 +35,12 @@ class Wharf:
 
     def start(self):
         env = dict(os.environ, WHARF_ACCESS_KEY_ID=KEY, WHARF_SECRET_ACCESS_KEY=SECRET, WHARF_LOG="warn", **self.extra_env)
+        # The server's log goes to a file beside its data (an unread pipe would
+        # eventually block it); pytest shows where on failure.
+        self.log = open(os.path.join(os.path.dirname(str(self.data_dir)), f"wharf-{self.mode}.log"), "ab")
         self.proc = subprocess.Popen(
             [BINARY, self.mode, "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
-            env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            env=env, stderr=self.log, stdout=subprocess.DEVNULL)
         deadline = time.time() + 10
         while time.time() < deadline:
             try:

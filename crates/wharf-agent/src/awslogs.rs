@@ -244,10 +244,20 @@ pub async fn ship(
     let buffered = Arc::new(AtomicUsize::new(0));
     let reader = {
         let (buffered, stats, cfg) = (buffered.clone(), stats.clone(), cfg.clone());
-        let mut lines = runtime.logs(&container_id, start.at_nanos);
+        // A second early: see below.
+        let mut lines = runtime.logs(&container_id, (start.at_nanos - 1_000_000_000).max(0));
         async move {
+            // Docker stamps stdout and stderr in separate goroutines, so file
+            // order and timestamp order can differ by a hair. Lines are kept
+            // in file order with non-decreasing timestamps (CloudWatch Logs
+            // wants a batch in order, and the checkpoint needs a monotonic
+            // position); reading from a second before the checkpoint means a
+            // straggler would have to be a second out of order to be missed.
+            let mut high = 0i64;
             while let Some(item) = lines.next().await {
                 let Ok(mut line) = item else { break };
+                line.at_nanos = line.at_nanos.max(high);
+                high = line.at_nanos;
                 if !resume.fresh(&line) {
                     continue;
                 }
@@ -326,6 +336,8 @@ pub async fn ship(
 }
 
 /// PutLogEvents until it is accepted: the service being away only delays.
+/// A batch the service refuses outright (a client error) is dropped with a
+/// warning rather than retried for ever.
 async fn put(client: &ControlClient, group: &str, stream: &str, batch: &[LogLine]) {
     let req = logs::PutLogEventsRequest {
         log_group_name: group.to_string(),
@@ -348,6 +360,13 @@ async fn put(client: &ControlClient, group: &str, stream: &str, batch: &[LogLine
                 if let Some(rej) = resp.rejected_log_events_info {
                     tracing::warn!(?rej, %group, %stream, "CloudWatch Logs rejected some events");
                 }
+                return;
+            }
+            Err(ClientError::Api { err, .. })
+                if err.status < 500 && !err.code.contains("Throttl") =>
+            {
+                tracing::error!(code = %err.code, message = %err.message, %group, %stream, lines = batch.len(),
+                    "CloudWatch Logs refused a batch; dropping it");
                 return;
             }
             Err(e) => {
