@@ -359,25 +359,35 @@ impl Agent {
             }
             let agent = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = agent.run_job(&arn, job).await {
-                    tracing::warn!(task = %arn, error = %e, "task converge failed; will retry");
-                }
+                let acted = match agent.run_job(&arn, job).await {
+                    Ok(acted) => acted,
+                    Err(e) => {
+                        tracing::warn!(task = %arn, error = %e, "task converge failed; will retry");
+                        false
+                    }
+                };
                 agent.in_flight.lock().expect("in-flight lock").remove(&arn);
-                agent.wake.notify_one();
+                if acted {
+                    agent.wake.notify_one();
+                }
             });
         }
         Ok(())
     }
 
-    async fn run_job(&self, arn: &str, job: Job) -> Result<(), AgentError> {
+    /// Runs one job; true if it changed something the next pass should see
+    /// (a report sent, containers removed). Docker changes wake the loop by
+    /// their own events, so a job that found nothing to do stays quiet:
+    /// otherwise every pass would wake the next, and an idle agent would spin.
+    async fn run_job(&self, arn: &str, job: Job) -> Result<bool, AgentError> {
         match job {
             Job::Converge(t, existing) => {
                 let Some(report) = self.converge_task(&t, existing).await? else {
-                    return Ok(());
+                    return Ok(false);
                 };
                 // The same state twice is not news.
                 if self.sent.lock().expect("sent lock").get(arn) == Some(&report) {
-                    return Ok(());
+                    return Ok(false);
                 }
                 let _: Empty = self
                     .client
@@ -408,7 +418,7 @@ impl Agent {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Starts an awslogs shipper for every started container of `t` that
