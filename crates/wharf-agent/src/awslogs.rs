@@ -231,11 +231,12 @@ pub async fn ship(
         at: start,
         seen_same: 0,
     };
-    // Blocking: a small channel, and the reader waits when it is full.
+    // Blocking: a bounded channel, and the reader waits when it is full.
     // Non-blocking: a byte budget, and what exceeds it is dropped.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<LogLine>(
         if cfg.blocking {
-            MAX_BATCH_EVENTS
+            // Room for a few batches, so reading Docker overlaps sending.
+            4 * MAX_BATCH_EVENTS
         } else {
             usize::MAX >> 4
         }
