@@ -54,12 +54,19 @@ def test_container_output_reaches_the_logs_api(wharf_up):
                           "/ecs/talk", "--log-stream-name", stream, "--start-from-head", "--limit", "3"],
                          env=env, capture_output=True, text=True, check=True)
     assert [e["message"] for e in json.loads(out.stdout)["events"]] == got[:3]
-    # `wharf logs` reads the same through the API.
+    # `wharf logs` reads the same through the API; `-f` follows until the task stops.
     wenv = dict(env, WHARF_SERVER=wharf_up.url, WHARF_ACCESS_KEY_ID=KEY, WHARF_SECRET_ACCESS_KEY=SECRET)
     out = subprocess.run([BINARY, "logs", task_id], env=wenv, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == got
+    follower = subprocess.Popen([BINARY, "logs", "-f", "--container", "app", task_id], env=wenv,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    assert follower.poll() is None, "still following a running task"
     ecs.stop_task(task=arn)
+    stdout, stderr = follower.communicate(timeout=60)
+    assert follower.returncode == 0, stderr
+    assert stdout.splitlines() == got
 
 
 def test_no_line_lost_or_repeated_across_a_restart(wharf_up):
