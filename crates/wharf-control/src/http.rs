@@ -131,37 +131,7 @@ async fn dispatch(
     }
 }
 
-/// Decodes a request body, with the errors AWS gives for bad JSON and
-/// missing members.
-pub fn decode<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        &b"{}"[..]
-    } else {
-        body
-    };
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| AwsError::serialization(format!("Request body is not valid JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(AwsError::serialization(
-            "Request body must be a JSON object.",
-        ));
-    }
-    serde_json::from_value(value).map_err(|e| {
-        let msg = e.to_string();
-        if let Some(field) = msg.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
-            AwsError::client(
-                "InvalidParameterException",
-                format!("1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"),
-            )
-        } else {
-            AwsError::serialization(format!("Invalid request: {msg}"))
-        }
-    })
-}
-
-pub fn encode<T: Serialize>(v: &T) -> ApiResult<Vec<u8>> {
-    serde_json::to_vec(v).map_err(|e| AwsError::internal(e.to_string()))
-}
+pub use wharf_protocol::json::{decode, encode};
 
 /// Decodes, runs a handler, encodes: one operation of a dispatch table.
 pub async fn call<Req, Resp, F, Fut>(body: &[u8], f: F) -> ApiResult<Vec<u8>>

@@ -181,6 +181,50 @@ pub struct ServiceRecord {
 }
 
 impl ServiceRecord {
+    /// An ACTIVE REPLICA service with ECS's defaults (desired 0, minimum
+    /// 100%, maximum 200%, no breaker) and no deployment yet: callers set
+    /// what the request says, then [`ServiceRecord::deploy`].
+    pub fn new(name: &str, arn: &str, cluster: &str, cluster_arn: &str, now: Millis) -> Self {
+        ServiceRecord {
+            name: name.into(),
+            arn: arn.into(),
+            cluster: cluster.into(),
+            cluster_arn: cluster_arn.into(),
+            status: "ACTIVE".into(),
+            desired_count: 0,
+            running_count: 0,
+            pending_count: 0,
+            task_definition: String::new(),
+            launch_type: "EC2".into(),
+            scheduling_strategy: "REPLICA".into(),
+            deployment_config: DeploymentConfig {
+                minimum_healthy_percent: 100,
+                maximum_percent: 200,
+                circuit_breaker: false,
+                rollback: false,
+            },
+            placement_constraints: vec![],
+            placement_strategy: vec![],
+            health_check_grace_period_seconds: None,
+            deployments: vec![],
+            events: vec![],
+            last_completed: None,
+            throttle: Throttle::default(),
+            steady: false,
+            created_at: now,
+            created_by: None,
+            tags: Default::default(),
+            propagate_tags: None,
+            enable_ecs_managed_tags: false,
+            enable_execute_command: false,
+            network_configuration: None,
+            load_balancers: vec![],
+            service_registries: vec![],
+            history: vec![],
+            version: 1,
+        }
+    }
+
     pub fn group(&self) -> String {
         format!("service:{}", self.name)
     }

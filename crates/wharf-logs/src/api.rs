@@ -133,30 +133,8 @@ where
     Req: DeserializeOwned,
     Resp: Serialize,
 {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        &b"{}"[..]
-    } else {
-        body
-    };
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| AwsError::serialization(format!("Request body is not valid JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(AwsError::serialization(
-            "Request body must be a JSON object.",
-        ));
-    }
-    let req = serde_json::from_value(value).map_err(|e| {
-        let msg = e.to_string();
-        match msg.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
-            Some(field) => AwsError::client(
-                "InvalidParameterException",
-                format!("1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"),
-            ),
-            None => AwsError::serialization(format!("Invalid request: {msg}")),
-        }
-    })?;
-    let resp = f(req)?;
-    serde_json::to_vec(&resp).map_err(|e| AwsError::internal(e.to_string()))
+    let req = wharf_protocol::json::decode::<Req>(body)?;
+    wharf_protocol::json::encode(&f(req)?)
 }
 
 fn check_limit(limit: Option<i32>, max: i32) -> LogResult<usize> {

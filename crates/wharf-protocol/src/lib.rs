@@ -1,11 +1,12 @@
 //! The AWS wire protocol, independent of any web framework: SigV4 request
-//! signing and verification, and the AWS JSON 1.1 error envelope.
+//! signing and verification, AWS JSON 1.1 bodies and its error envelope.
 //!
 //! The API server (`wharf-control`) verifies every request with [`sigv4::verify`];
 //! the agent and test clients sign theirs with [`sigv4::sign`], so both sides
 //! share one canonicalisation and cannot drift apart.
 
 pub mod error;
+pub mod json;
 pub mod sigv4;
 
 pub use error::AwsError;

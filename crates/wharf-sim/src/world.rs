@@ -17,7 +17,7 @@ use wharf_core::lifecycle::{apply_report, request_stop, DesiredStatus, TaskStatu
 use wharf_core::placement::{self, Constraint, Strategy};
 use wharf_core::query::{self, HostView};
 use wharf_core::records::{ContainerRecord, InstanceRecord, Resources, TaskRecord};
-use wharf_core::service::{self, DeploymentConfig, Plan, ServiceRecord, Throttle, STOP_SCHEDULER};
+use wharf_core::service::{self, DeploymentConfig, Plan, ServiceRecord, STOP_SCHEDULER};
 use wharf_model::ecs;
 
 /// How a revision's tasks behave on the hosts.
@@ -320,47 +320,27 @@ impl World {
                 expression: None,
             });
         }
-        let mut rec = ServiceRecord {
-            name: name.clone(),
-            arn: format!("arn:aws:ecs:sim:service/sim/{name}"),
-            cluster: "sim".into(),
-            cluster_arn: "arn:aws:ecs:sim:cluster/sim".into(),
-            status: "ACTIVE".into(),
-            desired_count: if daemon { 0 } else { rng.gen_range(2..=12) },
-            running_count: 0,
-            pending_count: 0,
-            task_definition: String::new(),
-            launch_type: "EC2".into(),
-            scheduling_strategy: if daemon { "DAEMON" } else { "REPLICA" }.into(),
-            deployment_config: DeploymentConfig {
-                minimum_healthy_percent: min,
-                maximum_percent: max,
-                circuit_breaker,
-                rollback: circuit_breaker && rng.gen_bool(0.8),
-            },
-            placement_constraints,
-            placement_strategy,
-            health_check_grace_period_seconds: if rng.gen_bool(0.5) {
-                Some(rng.gen_range(0..=20))
-            } else {
-                None
-            },
-            deployments: vec![],
-            events: vec![],
-            last_completed: None,
-            throttle: Throttle::default(),
-            steady: false,
-            created_at: 0,
-            created_by: None,
-            tags: Default::default(),
-            propagate_tags: None,
-            enable_ecs_managed_tags: false,
-            enable_execute_command: false,
-            network_configuration: None,
-            load_balancers: vec![],
-            service_registries: vec![],
-            history: vec![],
-            version: 1,
+        let mut rec = ServiceRecord::new(
+            &name,
+            &format!("arn:aws:ecs:sim:service/sim/{name}"),
+            "sim",
+            "arn:aws:ecs:sim:cluster/sim",
+            0,
+        );
+        rec.desired_count = if daemon { 0 } else { rng.gen_range(2..=12) };
+        rec.scheduling_strategy = if daemon { "DAEMON" } else { "REPLICA" }.into();
+        rec.deployment_config = DeploymentConfig {
+            minimum_healthy_percent: min,
+            maximum_percent: max,
+            circuit_breaker,
+            rollback: circuit_breaker && rng.gen_bool(0.8),
+        };
+        rec.placement_constraints = placement_constraints;
+        rec.placement_strategy = placement_strategy;
+        rec.health_check_grace_period_seconds = if rng.gen_bool(0.5) {
+            Some(rng.gen_range(0..=20))
+        } else {
+            None
         };
         let constraints = placement::parse_constraints(&rec.placement_constraints)
             .expect("the sim's constraints are valid");

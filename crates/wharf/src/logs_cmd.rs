@@ -23,17 +23,7 @@ pub async fn run(
     only: Option<&str>,
     follow: bool,
 ) -> anyhow::Result<()> {
-    let described: ecs::DescribeTasksResponse = client
-        .call(
-            &format!("{ECS}.DescribeTasks"),
-            &ecs::DescribeTasksRequest {
-                cluster: Some(cluster.into()),
-                tasks: vec![task.into()],
-                ..Default::default()
-            },
-        )
-        .await?;
-    let Some(t) = described.tasks.unwrap_or_default().into_iter().next() else {
+    let Some(t) = describe_task(client, cluster, task).await? else {
         bail!("task {task} not found in cluster {cluster}");
     };
     let td: ecs::DescribeTaskDefinitionResponse = client
@@ -109,25 +99,31 @@ pub async fn run(
             return Ok(());
         }
         if got == 0 {
-            let now: ecs::DescribeTasksResponse = client
-                .call(
-                    &format!("{ECS}.DescribeTasks"),
-                    &ecs::DescribeTasksRequest {
-                        cluster: Some(cluster.into()),
-                        tasks: vec![task.into()],
-                        ..Default::default()
-                    },
-                )
-                .await?;
             // A stopped task's last lines arrive within a moment: one more look.
-            last_look = now
-                .tasks
-                .unwrap_or_default()
-                .first()
+            last_look = describe_task(client, cluster, task)
+                .await?
                 .is_none_or(|t| t.last_status.as_deref() == Some("STOPPED"));
             tokio::time::sleep(Duration::from_millis(if last_look { 2000 } else { 500 })).await;
         }
     }
+}
+
+async fn describe_task(
+    client: &ControlClient,
+    cluster: &str,
+    task: &str,
+) -> anyhow::Result<Option<ecs::Task>> {
+    let r: ecs::DescribeTasksResponse = client
+        .call(
+            &format!("{ECS}.DescribeTasks"),
+            &ecs::DescribeTasksRequest {
+                cluster: Some(cluster.into()),
+                tasks: vec![task.into()],
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(r.tasks.unwrap_or_default().into_iter().next())
 }
 
 /// Everything the stream has past the source's token.

@@ -55,17 +55,37 @@ struct LogsArgs {
     /// Keep printing new lines until the task has stopped.
     #[arg(short, long)]
     follow: bool,
+    /// The task's cluster.
     #[arg(long, env = "WHARF_CLUSTER", default_value = "default")]
     cluster: String,
     /// URL of the control plane.
     #[arg(long, env = "WHARF_SERVER", default_value = "http://127.0.0.1:9070")]
     server: String,
+    #[command(flatten)]
+    sign: SignArgs,
+}
+
+/// How a client of the control plane signs its calls.
+#[derive(Args, Clone)]
+struct SignArgs {
+    /// Access key ID to sign with.
     #[arg(long, env = "WHARF_ACCESS_KEY_ID", default_value = DEV_ACCESS_KEY_ID)]
     access_key_id: String,
+    /// Secret access key to sign with.
     #[arg(long, env = "WHARF_SECRET_ACCESS_KEY", hide_env_values = true, default_value = DEV_SECRET_ACCESS_KEY)]
     secret_access_key: String,
+    /// Region to sign for.
     #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
     region: String,
+}
+
+impl SignArgs {
+    fn credentials(&self) -> Credentials {
+        Credentials {
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -76,15 +96,8 @@ struct AgentArgs {
     /// Cluster to join.
     #[arg(long, env = "WHARF_CLUSTER", default_value = "default")]
     cluster: String,
-    /// Access key ID to sign with.
-    #[arg(long, env = "WHARF_ACCESS_KEY_ID", default_value = DEV_ACCESS_KEY_ID)]
-    access_key_id: String,
-    /// Secret access key to sign with.
-    #[arg(long, env = "WHARF_SECRET_ACCESS_KEY", hide_env_values = true, default_value = DEV_SECRET_ACCESS_KEY)]
-    secret_access_key: String,
-    /// Region to sign for.
-    #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
-    region: String,
+    #[command(flatten)]
+    sign: SignArgs,
     /// Where the agent keeps its identity.
     #[arg(long, env = "WHARF_AGENT_DATA_DIR", default_value = ".wharf/agent")]
     data_dir: PathBuf,
@@ -142,14 +155,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Server(args) => serve(args, false).await,
         Command::Up(args) => serve(args, true).await,
         Command::Logs(args) => {
-            let client = ControlClient::new(
-                &args.server,
-                Credentials {
-                    access_key_id: args.access_key_id,
-                    secret_access_key: args.secret_access_key,
-                },
-                &args.region,
-            )?;
+            let client =
+                ControlClient::new(&args.server, args.sign.credentials(), &args.sign.region)?;
             logs_cmd::run(
                 &client,
                 &args.cluster,
@@ -161,15 +168,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Agent(args) => {
             let runtime = connect_docker().await?;
-            let creds = Credentials {
-                access_key_id: args.access_key_id,
-                secret_access_key: args.secret_access_key,
-            };
             agent(
                 runtime,
                 &args.server,
-                creds,
-                &args.region,
+                args.sign.credentials(),
+                &args.sign.region,
                 AgentConfig {
                     cluster: args.cluster,
                     state_dir: args.data_dir,

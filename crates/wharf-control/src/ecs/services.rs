@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use wharf_core::arn;
 use wharf_core::placement;
 use wharf_core::records::{keys, tags_from_wire};
-use wharf_core::service::{DeploymentConfig, ServiceRecord, Throttle};
+use wharf_core::service::{DeploymentConfig, ServiceRecord};
 use wharf_model::ecs;
 use wharf_protocol::AwsError;
 use wharf_store::Txn;
@@ -190,39 +190,26 @@ pub async fn create(
         {
             return Err(invalid("Creation of service was not idempotent."));
         }
-        let mut svc = ServiceRecord {
-            name: r.service_name.clone(),
-            arn: x.scope.service(&name, &r.service_name),
-            cluster: name.clone(),
-            cluster_arn: cluster.value.arn.clone(),
-            status: "ACTIVE".into(),
-            desired_count: desired,
-            running_count: 0,
-            pending_count: 0,
-            task_definition: String::new(),
-            launch_type: launch_type.clone(),
-            scheduling_strategy: if daemon { "DAEMON" } else { "REPLICA" }.into(),
-            deployment_config: cfg.clone(),
-            placement_constraints: constraints.clone(),
-            placement_strategy: strategies.clone(),
-            health_check_grace_period_seconds: r.health_check_grace_period_seconds,
-            deployments: vec![],
-            events: vec![],
-            last_completed: None,
-            throttle: Throttle::default(),
-            steady: false,
-            created_at: x.now,
-            created_by: Some(format!("arn:aws:iam::{}:root", x.scope.account)),
-            tags: tags_from_wire(r.tags.as_deref().unwrap_or_default()),
-            propagate_tags: r.propagate_tags.as_ref().map(|p| p.as_str().to_string()),
-            enable_ecs_managed_tags: r.enable_ecs_managed_tags.unwrap_or(false),
-            enable_execute_command: r.enable_execute_command.unwrap_or(false),
-            network_configuration: r.network_configuration.clone(),
-            load_balancers: vec![],
-            service_registries: vec![],
-            history: vec![],
-            version: 1,
-        };
+        let mut svc = ServiceRecord::new(
+            &r.service_name,
+            &x.scope.service(&name, &r.service_name),
+            &name,
+            &cluster.value.arn,
+            x.now,
+        );
+        svc.desired_count = desired;
+        svc.launch_type = launch_type.clone();
+        svc.scheduling_strategy = if daemon { "DAEMON" } else { "REPLICA" }.into();
+        svc.deployment_config = cfg.clone();
+        svc.placement_constraints = constraints.clone();
+        svc.placement_strategy = strategies.clone();
+        svc.health_check_grace_period_seconds = r.health_check_grace_period_seconds;
+        svc.created_by = Some(format!("arn:aws:iam::{}:root", x.scope.account));
+        svc.tags = tags_from_wire(r.tags.as_deref().unwrap_or_default());
+        svc.propagate_tags = r.propagate_tags.as_ref().map(|p| p.as_str().to_string());
+        svc.enable_ecs_managed_tags = r.enable_ecs_managed_tags.unwrap_or(false);
+        svc.enable_execute_command = r.enable_execute_command.unwrap_or(false);
+        svc.network_configuration = r.network_configuration.clone();
         svc.deploy(
             x.now,
             td.definition

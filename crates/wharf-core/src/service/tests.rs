@@ -30,43 +30,13 @@ fn instance(id: &str) -> InstanceRecord {
 }
 
 fn service(desired: i32, min: i32, max: i32) -> ServiceRecord {
-    let mut s = ServiceRecord {
-        name: "web".into(),
-        arn: "arn:svc/web".into(),
-        cluster: "c".into(),
-        cluster_arn: "arn:c".into(),
-        status: "ACTIVE".into(),
-        desired_count: desired,
-        running_count: 0,
-        pending_count: 0,
-        task_definition: String::new(),
-        launch_type: "EC2".into(),
-        scheduling_strategy: "REPLICA".into(),
-        deployment_config: DeploymentConfig {
-            minimum_healthy_percent: min,
-            maximum_percent: max,
-            circuit_breaker: true,
-            rollback: true,
-        },
-        placement_constraints: vec![],
-        placement_strategy: vec![],
-        health_check_grace_period_seconds: None,
-        deployments: vec![],
-        events: vec![],
-        last_completed: None,
-        throttle: Throttle::default(),
-        steady: false,
-        created_at: 0,
-        created_by: None,
-        tags: Default::default(),
-        propagate_tags: None,
-        enable_ecs_managed_tags: false,
-        enable_execute_command: false,
-        network_configuration: None,
-        load_balancers: vec![],
-        service_registries: vec![],
-        history: vec![],
-        version: 1,
+    let mut s = ServiceRecord::new("web", "arn:svc/web", "c", "arn:c", 0);
+    s.desired_count = desired;
+    s.deployment_config = DeploymentConfig {
+        minimum_healthy_percent: min,
+        maximum_percent: max,
+        circuit_breaker: true,
+        rollback: true,
     };
     s.deploy(0, "td:1", &mut StdRng::seed_from_u64(1));
     s
