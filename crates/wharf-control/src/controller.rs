@@ -263,7 +263,8 @@ async fn launch(
                 );
             }
             if placed.tasks.len() < s.count {
-                let why = match placed.misfits.iter().next() {
+                // The closest host is the one that passed the most checks.
+                let why = match placed.misfits.iter().max_by_key(|(_, m)| closeness(*m)) {
                     Some((arn, m)) => {
                         let id = arn.rsplit('/').next().unwrap_or(arn);
                         format!(
@@ -287,6 +288,19 @@ async fn launch(
         Err(e) => return Err(e),
     }
     Ok(())
+}
+
+/// How far through placement's checks a refused host got: status and
+/// agent first, then CPU, memory, ports, then the constraints.
+fn closeness(m: Misfit) -> u8 {
+    match m {
+        Misfit::NotActive => 0,
+        Misfit::Disconnected => 1,
+        Misfit::Cpu => 2,
+        Misfit::Memory => 3,
+        Misfit::Ports => 4,
+        Misfit::MemberOf | Misfit::DistinctInstance => 5,
+    }
 }
 
 /// How ECS's service events word a placement refusal.
