@@ -6,6 +6,7 @@
 //! then revisioned compare-and-swap writes through [`records`]) → the store.
 
 pub mod agent_api;
+pub mod cache;
 pub mod controller;
 pub mod ecs;
 pub mod error;
@@ -52,6 +53,8 @@ pub struct Control {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ControlConfig>,
     pub sessions: Arc<agent_api::Sessions>,
+    /// What placement reads (see [`cache`]).
+    pub cache: Arc<cache::Cache>,
 }
 
 impl Control {
@@ -61,6 +64,7 @@ impl Control {
             clock,
             config: Arc::new(config),
             sessions: Arc::default(),
+            cache: Arc::default(),
         }
     }
 }
