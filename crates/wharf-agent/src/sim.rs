@@ -78,7 +78,10 @@ impl Simulator {
             attributes: Some(vec![
                 attr("ecs.os-type", "linux"),
                 attr("ecs.availability-zone", ZONES[n % ZONES.len()]),
-                attr("ecs.instance-type", INSTANCE_TYPES[n % INSTANCE_TYPES.len()]),
+                attr(
+                    "ecs.instance-type",
+                    INSTANCE_TYPES[n % INSTANCE_TYPES.len()],
+                ),
             ]),
             ..Default::default()
         }
@@ -87,22 +90,21 @@ impl Simulator {
     /// Registers every simulated host (a few at a time); their ARNs.
     pub async fn register(&self) -> Result<Vec<String>, ClientError> {
         let target = "AmazonEC2ContainerServiceV20141113.RegisterContainerInstance";
-        let results: Vec<Result<String, ClientError>> =
-            futures::stream::iter(0..self.config.hosts)
-                .map(|n| {
-                    let req = self.registration(n);
-                    async move {
-                        let resp: ecs::RegisterContainerInstanceResponse =
-                            self.client.call(target, &req).await?;
-                        Ok(resp
-                            .container_instance
-                            .and_then(|c| c.container_instance_arn)
-                            .unwrap_or_default())
-                    }
-                })
-                .buffered(16)
-                .collect()
-                .await;
+        let results: Vec<Result<String, ClientError>> = futures::stream::iter(0..self.config.hosts)
+            .map(|n| {
+                let req = self.registration(n);
+                async move {
+                    let resp: ecs::RegisterContainerInstanceResponse =
+                        self.client.call(target, &req).await?;
+                    Ok(resp
+                        .container_instance
+                        .and_then(|c| c.container_instance_arn)
+                        .unwrap_or_default())
+                }
+            })
+            .buffered(16)
+            .collect()
+            .await;
         results.into_iter().collect()
     }
 
@@ -133,11 +135,8 @@ impl Simulator {
                 }
             };
             after = resp.revision;
-            let reports: Vec<TaskStateReport> = resp
-                .tasks
-                .iter()
-                .filter_map(|t| self.react(t))
-                .collect();
+            let reports: Vec<TaskStateReport> =
+                resp.tasks.iter().filter_map(|t| self.react(t)).collect();
             for chunk in reports.chunks(REPORT_BATCH) {
                 let permit = gate.clone().acquire_owned().await.expect("never closed");
                 let client = self.client.clone();

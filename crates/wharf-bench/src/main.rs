@@ -588,7 +588,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let b_end = per_task(rss_end, p.placed + single.len());
     line(
-        &format!("server memory per task at {} tasks", p.placed + single.len()),
+        &format!(
+            "server memory per task at {} tasks",
+            p.placed + single.len()
+        ),
         format!("{b_end:.0} B"),
         "<= 2048 B",
         Some(b_end <= 2048.0),
@@ -609,12 +612,9 @@ async fn main() -> anyhow::Result<()> {
             async move {
                 let i = rand::thread_rng().gen_range(0..arns.len().max(1));
                 let Some(arn) = arns.get(i) else { return false };
-                b.call(
-                    "DescribeTasks",
-                    json!({"cluster": CLUSTER, "tasks": [arn]}),
-                )
-                .await
-                .is_ok()
+                b.call("DescribeTasks", json!({"cluster": CLUSTER, "tasks": [arn]}))
+                    .await
+                    .is_ok()
             }
         }
     };
@@ -650,7 +650,10 @@ async fn main() -> anyhow::Result<()> {
         let sent = v.len() + err;
         let achieved = sent as f64 / args.api_secs as f64;
         line(
-            &format!("{name} p50 @ {} req/s (achieved {achieved:.0}/s)", args.rate),
+            &format!(
+                "{name} p50 @ {} req/s (achieved {achieved:.0}/s)",
+                args.rate
+            ),
             ms(pct(v, 0.5)),
             "",
             None,
@@ -675,11 +678,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         let running = r["tasks"]
             .as_array()
-            .map(|ts| {
-                ts.iter()
-                    .filter(|t| t["lastStatus"] == "RUNNING")
-                    .count()
-            })
+            .map(|ts| ts.iter().filter(|t| t["lastStatus"] == "RUNNING").count())
             .unwrap_or(0);
         line(
             "sampled tasks RUNNING (reported by sim hosts)",
@@ -694,13 +693,13 @@ async fn main() -> anyhow::Result<()> {
         match docker_ratio(&bin, dir.path(), 5).await {
             Ok((w, d)) => {
                 let ratio = w.as_secs_f64() / d.as_secs_f64();
+                line("docker: RunTask -> RUNNING (median of 5)", ms(w), "", None);
                 line(
-                    "docker: RunTask -> RUNNING (median of 5)",
-                    ms(w),
+                    "docker: plain `docker run -d` (median of 5)",
+                    ms(d),
                     "",
                     None,
                 );
-                line("docker: plain `docker run -d` (median of 5)", ms(d), "", None);
                 line(
                     "docker start overhead",
                     format!("{ratio:.2}x"),

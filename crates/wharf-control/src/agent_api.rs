@@ -213,7 +213,13 @@ async fn keep_sessions(c: &Control, cluster: &str, ids: &[String]) -> ApiResult<
         return Ok(());
     };
     let name = format!("many:{cluster}:{first}:{}", ids.len());
-    let existing = c.sessions.0.lock().expect("sessions lock").get(&name).copied();
+    let existing = c
+        .sessions
+        .0
+        .lock()
+        .expect("sessions lock")
+        .get(&name)
+        .copied();
     if let Some(lease) = existing {
         if c.store.keep_alive(lease).await.is_ok() {
             return Ok(());
@@ -303,8 +309,8 @@ async fn poll_instances(
     if r.after_revision > 0 {
         match c.store.watch(&prefix, r.after_revision + 1).await {
             Ok(mut rx) => {
-                let deadline = tokio::time::Instant::now()
-                    + Duration::from_millis(r.wait_millis.min(30_000));
+                let deadline =
+                    tokio::time::Instant::now() + Duration::from_millis(r.wait_millis.min(30_000));
                 let mut changed: BTreeMap<String, InstanceTask> = BTreeMap::new();
                 let mut revision = r.after_revision;
                 loop {
@@ -372,5 +378,8 @@ async fn poll_instances(
 async fn report_many(c: &Control, x: &Ctx, r: TaskStateReports) -> ApiResult<Empty> {
     let results =
         futures::future::join_all(r.reports.into_iter().map(|rep| report(c, x, rep))).await;
-    results.into_iter().find(Result::is_err).unwrap_or(Ok(Empty {}))
+    results
+        .into_iter()
+        .find(Result::is_err)
+        .unwrap_or(Ok(Empty {}))
 }

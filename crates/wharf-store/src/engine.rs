@@ -656,7 +656,10 @@ impl Engine {
     /// publishes them one revision each. Nothing is visible before the disk
     /// commit; if it fails, every txn of the group fails.
     /// Returns the answers, to send once the caller is done with the engine.
-    fn commit_group(&self, batch: Vec<(Txn, Reply)>) -> Vec<(Reply, Result<TxnResponse, StoreError>)> {
+    fn commit_group(
+        &self,
+        batch: Vec<(Txn, Reply)>,
+    ) -> Vec<(Reply, Result<TxnResponse, StoreError>)> {
         let mut w = self.writer.lock();
         if let Err(e) = self.reap_locked(&mut w) {
             return batch

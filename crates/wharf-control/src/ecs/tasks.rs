@@ -419,10 +419,13 @@ async fn place_cached(
         // Instances this call placed on: (record with the new allocation,
         // groups, running tasks) and the cached read it compares against.
         type Local = (InstanceRecord, BTreeMap<String, usize>, usize);
-        let mut touched: BTreeMap<usize, (Local, Arc<Versioned<InstanceRecord>>)> =
-            BTreeMap::new();
+        let mut touched: BTreeMap<usize, (Local, Arc<Versioned<InstanceRecord>>)> = BTreeMap::new();
         {
-            let view = c.cache.fresh(&c.store).await.map_err(crate::error::from_store)?;
+            let view = c
+                .cache
+                .fresh(&c.store)
+                .await
+                .map_err(crate::error::from_store)?;
             let hosts: Vec<&Arc<Versioned<InstanceRecord>>> = view
                 .instances
                 .get(&l.capacity)
@@ -448,9 +451,8 @@ async fn place_cached(
                         .iter()
                         .map(|&i| {
                             let v = &hosts[i].value;
-                            let connected = view
-                                .connected
-                                .contains(&(l.capacity.clone(), v.id.clone()));
+                            let connected =
+                                view.connected.contains(&(l.capacity.clone(), v.id.clone()));
                             match touched.get(&i) {
                                 Some(((inst, groups, running), _)) => HostView {
                                     instance: inst,
