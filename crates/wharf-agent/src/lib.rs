@@ -7,4 +7,5 @@ pub mod client;
 pub mod deps;
 pub mod pause;
 pub mod runtime;
+pub mod sim;
 pub mod spec;

@@ -7,7 +7,7 @@ use crate::error::{from_store, invalid, ApiResult};
 use crate::http::call;
 use crate::records::{self, commit};
 use crate::{Control, Ctx};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 use wharf_core::agent_protocol::*;
@@ -17,7 +17,7 @@ use wharf_core::records::{
     keys, InstanceRecord, TaskDefinitionRecord, TaskRecord, MANAGED_CLUSTER,
 };
 use wharf_protocol::AwsError;
-use wharf_store::{LeaseId, Op, Txn};
+use wharf_store::{LeaseId, Op, StoreError, Txn};
 
 /// Lease of each connected agent's session key, by instance ID.
 #[derive(Default)]
@@ -27,6 +27,8 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
     match op {
         POLL => call(body, |r| poll(c, x, r)).await,
         REPORT_TASK_STATE => call(body, |r| report(c, x, r)).await,
+        POLL_INSTANCES => call(body, |r| poll_instances(c, x, r)).await,
+        REPORT_TASK_STATES => call(body, |r| report_many(c, x, r)).await,
         DISCONNECT => call(body, |r| disconnect(c, x, r)).await,
         REGISTER_MANAGED => {
             call(body, |r| {
@@ -202,4 +204,182 @@ async fn disconnect(c: &Control, _x: &Ctx, r: DisconnectRequest) -> ApiResult<Em
         .await
         .map_err(from_store)?;
     Ok(Empty {})
+}
+
+/// One lease for the sessions of every instance of a many-host poll: one
+/// keep-alive per poll, and one write when the lease has to be (re)granted.
+async fn keep_sessions(c: &Control, cluster: &str, ids: &[String]) -> ApiResult<()> {
+    let Some(first) = ids.first() else {
+        return Ok(());
+    };
+    let name = format!("many:{cluster}:{first}:{}", ids.len());
+    let existing = c
+        .sessions
+        .0
+        .lock()
+        .expect("sessions lock")
+        .get(&name)
+        .copied();
+    if let Some(lease) = existing {
+        if c.store.keep_alive(lease).await.is_ok() {
+            return Ok(());
+        }
+    }
+    let lease = c
+        .store
+        .grant_lease(c.config.agent_session_ttl)
+        .await
+        .map_err(from_store)?;
+    let mut txn = Txn::new();
+    for id in ids {
+        txn = txn.then(Op::put_with_lease(
+            keys::agent_session(cluster, id),
+            b"1".to_vec(),
+            lease,
+        ));
+    }
+    c.store.txn(txn).await.map_err(from_store)?;
+    c.sessions
+        .0
+        .lock()
+        .expect("sessions lock")
+        .insert(name, lease);
+    Ok(())
+}
+
+/// The fields of a stored task a many-host poll reads: decoding only these
+/// skips the rest of the record's allocation.
+#[derive(serde::Deserialize)]
+struct Brief {
+    arn: String,
+    instance_id: Option<String>,
+    last_status: wharf_core::lifecycle::TaskStatus,
+    desired_status: wharf_core::lifecycle::DesiredStatus,
+    containers: Vec<BriefContainer>,
+}
+
+#[derive(serde::Deserialize)]
+struct BriefContainer {
+    name: String,
+    arn: String,
+}
+
+fn brief(value: &[u8], ids: &HashSet<&str>) -> Option<InstanceTask> {
+    let b: Brief = serde_json::from_slice(value).ok()?;
+    let iid = b.instance_id.filter(|i| ids.contains(i.as_str()))?;
+    Some(InstanceTask {
+        container_instance_id: iid,
+        task_arn: b.arn,
+        desired_status: b.desired_status.as_str().into(),
+        last_status: b.last_status.as_str().into(),
+        containers: b
+            .containers
+            .into_iter()
+            .map(|c| AssignedContainer {
+                name: c.name,
+                container_arn: c.arn,
+            })
+            .collect(),
+    })
+}
+
+/// Poll for many instances at once: the full set at revision 0, then deltas
+/// read from the store's watch history, so a poll costs what changed rather
+/// than what exists.
+async fn poll_instances(
+    c: &Control,
+    _x: &Ctx,
+    r: PollInstancesRequest,
+) -> ApiResult<PollInstancesResponse> {
+    let mut owned = vec![];
+    for a in &r.container_instance_arns {
+        owned.push(
+            arn::container_instance_id(a)
+                .map_err(crate::error::from_core)?
+                .1,
+        );
+    }
+    keep_sessions(c, &r.cluster, &owned).await?;
+    let ids: HashSet<&str> = owned.iter().map(String::as_str).collect();
+    let prefix = if r.cluster == MANAGED_CLUSTER {
+        keys::TASKS.to_string()
+    } else {
+        keys::tasks(&r.cluster)
+    };
+    if r.after_revision > 0 {
+        match c.store.watch(&prefix, r.after_revision + 1).await {
+            Ok(mut rx) => {
+                let deadline =
+                    tokio::time::Instant::now() + Duration::from_millis(r.wait_millis.min(30_000));
+                let mut changed: BTreeMap<String, InstanceTask> = BTreeMap::new();
+                let mut revision = r.after_revision;
+                loop {
+                    // Wait for the first change of ours, then take only what
+                    // is already queued (whole revisions: the store queues a
+                    // revision's events together).
+                    let ev = if changed.is_empty() {
+                        match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(ev) => ev,
+                            Err(_) => break,
+                        }
+                    } else {
+                        rx.try_recv().ok()
+                    };
+                    let Some(ev) = ev else { break };
+                    revision = ev.kv.mod_revision;
+                    if ev.kind == wharf_store::EventKind::Put {
+                        if let Some(t) = brief(&ev.kv.value, &ids) {
+                            changed.insert(t.task_arn.clone(), t);
+                        }
+                    }
+                }
+                return Ok(PollInstancesResponse {
+                    revision,
+                    full: false,
+                    tasks: changed.into_values().collect(),
+                });
+            }
+            Err(StoreError::Compacted(_)) => {}
+            Err(e) => return Err(from_store(e)),
+        }
+    }
+    let mut tasks = vec![];
+    let mut start_after = None;
+    // The first page's revision: a delta from there replays whatever changed
+    // while the later pages were read (a repeat is harmless to a
+    // level-triggered host; a miss would not be).
+    let mut first = None;
+    loop {
+        let resp = c
+            .store
+            .range(wharf_store::RangeRequest {
+                prefix: prefix.clone(),
+                start_after: start_after.take(),
+                limit: Some(10_000),
+            })
+            .await
+            .map_err(from_store)?;
+        first.get_or_insert(resp.revision);
+        tasks.extend(resp.kvs.iter().filter_map(|kv| brief(&kv.value, &ids)));
+        if !resp.more {
+            break;
+        }
+        start_after = resp.kvs.last().map(|kv| kv.key.clone());
+    }
+    Ok(PollInstancesResponse {
+        revision: first.unwrap_or(0),
+        full: true,
+        tasks,
+    })
+}
+
+/// Applies each report as its own write, all at once: the store groups
+/// concurrent writes into one commit.
+async fn report_many(c: &Control, x: &Ctx, r: TaskStateReports) -> ApiResult<Empty> {
+    let results =
+        futures::future::join_all(r.reports.into_iter().map(|rep| report(c, x, rep))).await;
+    results
+        .into_iter()
+        .find(Result::is_err)
+        .unwrap_or(Ok(Empty {}))
 }

@@ -6,6 +6,7 @@
 //! then revisioned compare-and-swap writes through [`records`]) → the store.
 
 pub mod agent_api;
+pub mod cache;
 pub mod controller;
 pub mod ecs;
 pub mod error;
@@ -54,6 +55,8 @@ pub struct Control {
     pub sessions: Arc<agent_api::Sessions>,
     /// The CloudWatch Logs store behind the `Logs_20140328` operations.
     pub logs: wharf_logs::LogStore,
+    /// What placement reads (see [`cache`]).
+    pub cache: Arc<cache::Cache>,
 }
 
 impl Control {
@@ -66,6 +69,7 @@ impl Control {
             sessions: Arc::default(),
             logs: wharf_logs::LogStore::in_memory()
                 .expect("an empty in-memory log store can always be created"),
+            cache: Arc::default(),
         }
     }
 

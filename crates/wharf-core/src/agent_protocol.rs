@@ -105,3 +105,54 @@ pub struct DisconnectRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Empty {}
+
+/// Many instances in one long-poll, for a process that runs many
+/// (simulated) hosts: one request instead of one long-poll per instance.
+/// Body [`PollInstancesRequest`], answer [`PollInstancesResponse`].
+pub const POLL_INSTANCES: &str = "PollInstances";
+/// Several [`TaskStateReport`]s in one request; each is applied as by
+/// [`REPORT_TASK_STATE`] (its own compare-and-swap write), concurrently, so
+/// the store can commit them in one group. Body [`TaskStateReports`],
+/// answer [`Empty`].
+pub const REPORT_TASK_STATES: &str = "ReportTaskStates";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollInstancesRequest {
+    pub cluster: String,
+    pub container_instance_arns: Vec<String>,
+    /// 0: every task of these instances, at once. Otherwise only the tasks
+    /// of these instances changed after this revision (a delta), waiting up
+    /// to `wait_millis` for the first one.
+    pub after_revision: i64,
+    pub wait_millis: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollInstancesResponse {
+    /// Pass as the next `after_revision`.
+    pub revision: i64,
+    /// True when `tasks` is the full set rather than a delta (the asked-for
+    /// revision was no longer in the store's history).
+    pub full: bool,
+    pub tasks: Vec<InstanceTask>,
+}
+
+/// A task as a many-host poll shows it: no task definition, which a
+/// simulated host does not need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceTask {
+    pub container_instance_id: String,
+    pub task_arn: String,
+    pub desired_status: String,
+    pub last_status: String,
+    pub containers: Vec<AssignedContainer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStateReports {
+    pub reports: Vec<TaskStateReport>,
+}

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use redb::{Database, ReadableTable, TableDefinition};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use crate::codec;
@@ -58,6 +58,20 @@ pub(crate) struct Engine {
     durable: bool,
     reaper: Mutex<Option<JoinHandle<()>>>,
     wake_reaper: Arc<Notify>,
+    /// Durable txns waiting for the group committer.
+    group: Mutex<Group>,
+}
+
+type Reply = oneshot::Sender<Result<TxnResponse, StoreError>>;
+
+/// Group commit: txns that arrive while a disk commit is under way wait
+/// here, and the committer writes all of them in one redb transaction (one
+/// fsync). Each keeps its own revision, planned in arrival order.
+#[derive(Default)]
+struct Group {
+    pending: Vec<(Txn, Reply)>,
+    /// A committer is running on the blocking pool.
+    active: bool,
 }
 
 struct Writer {
@@ -145,10 +159,35 @@ impl State {
         }
     }
 
-    fn plan_txn(&self, txn: Txn) -> Result<(bool, Change), StoreError> {
-        let succeeded = txn.compares.iter().all(|c| self.compare(c));
+    /// Plans `txn` as if the earlier txns of its commit group (their
+    /// writes in `overlay`, the revision they reach in `base`) were applied.
+    fn plan_txn(
+        &self,
+        txn: Txn,
+        base: Revision,
+        overlay: &HashMap<String, Option<KeyValue>>,
+    ) -> Result<(bool, Change), StoreError> {
+        let get = |key: &str| -> Option<KeyValue> {
+            match overlay.get(key) {
+                Some(v) => v.clone(),
+                None => self.kvs.get(key).cloned(),
+            }
+        };
+        let exists = |key: &str| match overlay.get(key) {
+            Some(v) => v.is_some(),
+            None => self.kvs.contains_key(key),
+        };
+        let succeeded = txn.compares.iter().all(|c| match c {
+            Compare::ModRevision(key, 0) => !exists(key),
+            Compare::ModRevision(key, rev) => match overlay.get(key.as_str()) {
+                Some(v) => v.as_ref().is_some_and(|kv| kv.mod_revision == *rev),
+                None => self.compare(c),
+            },
+            Compare::Exists(key) => exists(key),
+            Compare::NotExists(key) => !exists(key),
+        });
         let ops = if succeeded { txn.success } else { txn.failure };
-        let rev = self.revision + 1;
+        let rev = base + 1;
         let mut events: Vec<WatchEvent> = Vec::with_capacity(ops.len());
         // Keys written earlier in this txn -> index of their latest event.
         let mut touched: HashMap<String, usize> = HashMap::new();
@@ -158,7 +197,7 @@ impl State {
                     EventKind::Put => Some(events[i].kv.clone()),
                     EventKind::Delete => None,
                 },
-                None => self.kvs.get(op.key()).cloned(),
+                None => get(op.key()),
             };
             match op {
                 Op::Put { key, value, lease } => {
@@ -343,8 +382,16 @@ fn tombstone(key: String, rev: Revision, prev: Option<KeyValue>) -> WatchEvent {
 }
 
 fn persist(db: &Database, change: &Change) -> Result<(), StoreError> {
+    persist_all(db, [change])
+}
+
+/// One redb write transaction (one fsync) for a whole commit group.
+fn persist_all<'a>(
+    db: &Database,
+    changes: impl IntoIterator<Item = &'a Change>,
+) -> Result<(), StoreError> {
     let wtx = db.begin_write().map_err(storage)?;
-    {
+    for change in changes {
         let mut meta = wtx.open_table(META).map_err(storage)?;
         if !change.events.is_empty() {
             let mut kv = wtx.open_table(KV).map_err(storage)?;
@@ -483,6 +530,7 @@ impl Engine {
             state: Mutex::new(state),
             reaper: Mutex::new(None),
             wake_reaper: Arc::new(Notify::new()),
+            group: Mutex::new(Group::default()),
         })
     }
 
@@ -603,19 +651,128 @@ impl Engine {
         }
     }
 
-    fn txn_sync(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
+    /// Commits a group of txns: plans each in order (seeing the earlier
+    /// ones' writes), persists all in one disk transaction, then applies and
+    /// publishes them one revision each. Nothing is visible before the disk
+    /// commit; if it fails, every txn of the group fails.
+    /// Returns the answers, to send once the caller is done with the engine.
+    fn commit_group(
+        &self,
+        batch: Vec<(Txn, Reply)>,
+    ) -> Vec<(Reply, Result<TxnResponse, StoreError>)> {
         let mut w = self.writer.lock();
-        self.reap_locked(&mut w)?;
-        let (succeeded, change) = self.state.lock().plan_txn(txn)?;
-        let revision = self.commit(&mut w, change)?;
-        Ok(TxnResponse {
-            succeeded,
-            revision,
-        })
+        if let Err(e) = self.reap_locked(&mut w) {
+            return batch
+                .into_iter()
+                .map(|(_, reply)| (reply, Err(StoreError::Storage(e.to_string()))))
+                .collect();
+        }
+        let mut planned = Vec::with_capacity(batch.len());
+        {
+            let st = self.state.lock();
+            let mut overlay: HashMap<String, Option<KeyValue>> = HashMap::new();
+            let mut rev = st.revision;
+            for (txn, reply) in batch {
+                let plan = st.plan_txn(txn, rev, &overlay);
+                if let Ok((_, change)) = &plan {
+                    if !change.events.is_empty() {
+                        rev = change.revision;
+                        for ev in &change.events {
+                            let now = (ev.kind == EventKind::Put).then(|| ev.kv.clone());
+                            overlay.insert(ev.kv.key.clone(), now);
+                        }
+                    }
+                }
+                planned.push((plan, reply));
+            }
+        }
+        if let Some(db) = &w.db {
+            let changes = planned
+                .iter()
+                .filter_map(|(p, _)| p.as_ref().ok().map(|(_, c)| c));
+            if let Err(e) = persist_all(db, changes) {
+                return planned
+                    .into_iter()
+                    .map(|(_, reply)| (reply, Err(StoreError::Storage(e.to_string()))))
+                    .collect();
+            }
+        }
+        let mut st = self.state.lock();
+        let mut out = Vec::with_capacity(planned.len());
+        for (plan, reply) in planned {
+            let result = plan.map(|(succeeded, change)| {
+                let revision = if change.is_empty() {
+                    st.revision
+                } else {
+                    st.apply(change, &self.opts)
+                };
+                TxnResponse {
+                    succeeded,
+                    revision,
+                }
+            });
+            out.push((reply, result));
+        }
+        out
+    }
+
+    /// Drains the group queue until it is empty (runs on the blocking pool).
+    fn committer(self: Arc<Self>) {
+        // A panic must not leave the queue claimed by a committer that is gone.
+        struct Release<'a>(&'a Mutex<Group>);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.lock().active = false;
+                }
+            }
+        }
+        let _release = Release(&self.group);
+        let mut batch = std::mem::take(&mut self.group.lock().pending);
+        loop {
+            let answers = self.commit_group(batch);
+            batch = {
+                let mut g = self.group.lock();
+                g.active = !g.pending.is_empty();
+                std::mem::take(&mut g.pending)
+            };
+            if batch.is_empty() {
+                // Let go of the engine before the last answers: a caller that
+                // drops the store next must be able to reopen the file.
+                drop(_release);
+                drop(self);
+                for (reply, result) in answers {
+                    let _ = reply.send(result);
+                }
+                return;
+            }
+            for (reply, result) in answers {
+                let _ = reply.send(result);
+            }
+        }
     }
 
     pub(crate) async fn txn(self: &Arc<Self>, txn: Txn) -> Result<TxnResponse, StoreError> {
-        self.write(move |e| e.txn_sync(txn)).await
+        self.ensure_reaper();
+        let (tx, rx) = oneshot::channel();
+        if !self.durable {
+            for (reply, result) in self.commit_group(vec![(txn, tx)]) {
+                let _ = reply.send(result);
+            }
+        } else {
+            let start = {
+                let mut g = self.group.lock();
+                g.pending.push((txn, tx));
+                !std::mem::replace(&mut g.active, true)
+            };
+            if start {
+                let engine = Arc::clone(self);
+                // Detached: the group commits even if this caller goes away.
+                tokio::task::spawn_blocking(move || engine.committer());
+            }
+        }
+        rx.await
+            .map_err(|_| StoreError::Storage("commit task failed".into()))?
     }
 
     pub(crate) async fn grant_lease(

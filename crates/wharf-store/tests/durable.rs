@@ -279,3 +279,38 @@ fn acknowledged_writes_survive_kill() {
         assert_eq!(last_kv.version, rev);
     });
 }
+
+/// Concurrent txns are committed in groups: each still sees the writes of
+/// those grouped before it, so compare-and-swap stays exclusive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grouped_commits_keep_compare_and_swap_exclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = std::sync::Arc::new(open(&dir));
+    let tries = (0..64).map(|i| {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let create = s
+                .txn(
+                    Txn::new()
+                        .when(Compare::ModRevision("once".into(), 0))
+                        .then(Op::put("once", format!("{i}"))),
+                )
+                .await
+                .unwrap();
+            s.txn(Txn::new().then(Op::put(format!("k{i}"), "v")))
+                .await
+                .unwrap();
+            create.succeeded
+        })
+    });
+    let mut wins = 0;
+    for t in tries.collect::<Vec<_>>() {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(s.current_revision().await.unwrap(), 65);
+    drop(s);
+    let s = open(&dir);
+    assert_eq!(all(&s).await.len(), 65);
+    assert_eq!(s.current_revision().await.unwrap(), 65);
+}

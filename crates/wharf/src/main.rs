@@ -11,6 +11,7 @@ use std::time::Duration;
 use wharf_agent::agent::{Agent, AgentConfig, PullBehavior};
 use wharf_agent::client::ControlClient;
 use wharf_agent::runtime::{DockerRuntime, Runtime};
+use wharf_agent::sim::{SimConfig, Simulator};
 use wharf_control::{Control, ControlConfig};
 use wharf_core::clock::SystemClock;
 use wharf_logs::LogStore;
@@ -105,6 +106,16 @@ struct AgentArgs {
     /// image), always, once, prefer-cached; as the ECS agent's setting.
     #[arg(long, env = "ECS_IMAGE_PULL_BEHAVIOR", default_value = "default")]
     image_pull_behavior: PullBehavior,
+    /// Simulate this many hosts instead of running Docker: each registers
+    /// as a container instance and reports its tasks RUNNING/STOPPED.
+    #[arg(long, value_name = "N")]
+    simulate: Option<usize>,
+    /// (--simulate) vCPUs of each simulated host.
+    #[arg(long, default_value_t = 4, requires = "simulate")]
+    sim_cpu: i64,
+    /// (--simulate) Memory of each simulated host, MiB.
+    #[arg(long, default_value_t = 16_384, requires = "simulate")]
+    sim_memory: i64,
 }
 
 #[derive(Args, Clone)]
@@ -167,6 +178,18 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Agent(args) => {
+            if let Some(hosts) = args.simulate {
+                let client =
+                    ControlClient::new(&args.server, args.sign.credentials(), &args.sign.region)?;
+                let config = SimConfig {
+                    cluster: args.cluster,
+                    hosts,
+                    cpu: args.sim_cpu * 1024,
+                    memory: args.sim_memory,
+                };
+                Simulator::new(client, config).run().await?;
+                return Ok(());
+            }
             let runtime = connect_docker().await?;
             agent(
                 runtime,

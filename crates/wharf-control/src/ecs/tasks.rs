@@ -5,6 +5,7 @@ use crate::wire::{self, paginate};
 use crate::{Control, Ctx};
 use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 use wharf_core::arn;
 use wharf_core::lifecycle::{request_stop, DesiredStatus, TaskStatus, STOP_USER_INITIATED};
 use wharf_core::placement::{self, Constraint, Misfit, Strategy};
@@ -282,6 +283,9 @@ pub(crate) async fn place(
     only: Option<&[String]>,
     rules: &Rules,
 ) -> ApiResult<Placed> {
+    if only.is_none() {
+        return place_cached(c, x, l, count, rules).await;
+    }
     let need = placement::demand(&l.td.definition, &l.overrides);
     let cluster = l.cluster.value.name.clone();
     for _ in 0..records::MAX_ATTEMPTS {
@@ -375,6 +379,148 @@ pub(crate) async fn place(
             txn = txn
                 .when(instances[*idx].unchanged())
                 .then(instances[*idx].put());
+        }
+        for t in &placed.tasks {
+            txn = txn.then(records::put(&keys::task(&cluster, &t.id), t));
+        }
+        if placed.tasks.is_empty() || commit(c.store.as_ref(), txn).await? {
+            return Ok(placed);
+        }
+    }
+    Err(records::contention())
+}
+
+/// Hosts considered per task on a large cluster: a random sample, as
+/// Nomad does, rather than every host. The strategies rank the sample, so
+/// spread and binpack hold over it (spread by attribute counts the sample's
+/// buckets); when nothing in the sample fits, every host is scanned, so a
+/// refusal is never a sampling artefact.
+const SAMPLE: usize = 64;
+
+/// RunTask's placement from the watch-fed cache: no listing of the
+/// cluster's instances and tasks per call. Commits as [`place`] does, with a
+/// compare on every instance touched.
+async fn place_cached(
+    c: &Control,
+    x: &Ctx,
+    l: &Launch,
+    count: usize,
+    rules: &Rules,
+) -> ApiResult<Placed> {
+    use rand::seq::index::sample;
+    let need = placement::demand(&l.td.definition, &l.overrides);
+    let cluster = l.cluster.value.name.clone();
+    let none = BTreeMap::new();
+    for _ in 0..records::MAX_ATTEMPTS {
+        let mut placed = Placed {
+            tasks: vec![],
+            misfits: BTreeSet::new(),
+        };
+        // Instances this call placed on: (record with the new allocation,
+        // groups, running tasks) and the cached read it compares against.
+        type Local = (InstanceRecord, BTreeMap<String, usize>, usize);
+        let mut touched: BTreeMap<usize, (Local, Arc<Versioned<InstanceRecord>>)> = BTreeMap::new();
+        {
+            let view = c
+                .cache
+                .fresh(&c.store)
+                .await
+                .map_err(crate::error::from_store)?;
+            let hosts: Vec<&Arc<Versioned<InstanceRecord>>> = view
+                .instances
+                .get(&l.capacity)
+                .map(|m| m.values().collect())
+                .unwrap_or_default();
+            if hosts.is_empty() {
+                return Err(invalid(if l.launch_type == "FARGATE" {
+                    "No managed (FARGATE) capacity is available: run `wharf up` to provide it."
+                } else {
+                    "No Container Instances were found in your cluster."
+                }));
+            }
+            let mut rng = rand::rngs::StdRng::from_entropy();
+            for _ in 0..count {
+                let mut full = hosts.len() <= SAMPLE;
+                loop {
+                    let idxs: Vec<usize> = if full {
+                        (0..hosts.len()).collect()
+                    } else {
+                        sample(&mut rng, hosts.len(), SAMPLE).into_vec()
+                    };
+                    let views: Vec<HostView> = idxs
+                        .iter()
+                        .map(|&i| {
+                            let v = &hosts[i].value;
+                            let connected =
+                                view.connected.contains(&(l.capacity.clone(), v.id.clone()));
+                            match touched.get(&i) {
+                                Some(((inst, groups, running), _)) => HostView {
+                                    instance: inst,
+                                    connected,
+                                    running_tasks: *running,
+                                    groups,
+                                },
+                                None => {
+                                    let h = view.hosts.get(&(cluster.clone(), v.id.clone()));
+                                    HostView {
+                                        instance: v,
+                                        connected,
+                                        running_tasks: h.map_or(0, |h| h.running),
+                                        groups: h.map_or(&none, |h| &h.groups),
+                                    }
+                                }
+                            }
+                        })
+                        .collect();
+                    match placement::place(
+                        &views,
+                        &need,
+                        &l.group,
+                        &rules.constraints,
+                        &rules.strategies,
+                        &mut rng,
+                    ) {
+                        Ok(pos) => {
+                            let idx = idxs[pos];
+                            drop(views);
+                            let entry = touched.entry(idx).or_insert_with(|| {
+                                let v = hosts[idx];
+                                let h = view.hosts.get(&(cluster.clone(), v.value.id.clone()));
+                                (
+                                    (
+                                        v.value.clone(),
+                                        h.map(|h| h.groups.clone()).unwrap_or_default(),
+                                        h.map_or(0, |h| h.running),
+                                    ),
+                                    Arc::clone(v),
+                                )
+                            });
+                            let (inst, groups, running) = &mut entry.0;
+                            inst.allocated.add(&need);
+                            inst.version += 1;
+                            *groups.entry(l.group.clone()).or_default() += 1;
+                            *running += 1;
+                            placed.tasks.push(new_task(x, l, inst, &need));
+                            break;
+                        }
+                        Err(_) if !full => full = true,
+                        Err(refusals) => {
+                            for (pos, m) in refusals {
+                                placed
+                                    .misfits
+                                    .insert((hosts[idxs[pos]].value.arn.clone(), m));
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let mut txn = Txn::new().when(l.cluster.unchanged());
+        for ((inst, _, _), read) in touched.values() {
+            txn = txn
+                .when(read.unchanged())
+                .then(records::put(&read.key, inst));
         }
         for t in &placed.tasks {
             txn = txn.then(records::put(&keys::task(&cluster, &t.id), t));
