@@ -261,3 +261,21 @@ def test_service_validation(ecs):
         ecs.delete_cluster(cluster="default")
     d = ecs.describe_clusters(clusters=["default"])["clusters"][0]
     assert d["activeServicesCount"] == 1
+
+
+def test_list_tasks_pages_without_repeats(wharf, ecs):
+    ecs.create_cluster(clusterName="default")
+    inst = register_instance(ecs, cpu=8192, mem=65536)
+    ProtocolAgent(wharf, "default", inst["containerInstanceArn"]).poll_once()  # connects
+    ecs.register_task_definition(family="many", containerDefinitions=[{"name": "a", "image": "x", "memory": 16}])
+    ecs.register_task_definition(family="other", containerDefinitions=[{"name": "a", "image": "x", "memory": 16}])
+    made = [t["taskArn"] for _ in range(3) for t in ecs.run_task(taskDefinition="many", count=10)["tasks"]]
+    assert len(made) == 30
+    other = ecs.run_task(taskDefinition="other", startedBy="me")["tasks"][0]["taskArn"]
+    pages = list(ecs.get_paginator("list_tasks").paginate(family="many", PaginationConfig={"PageSize": 7}))
+    listed = [a for p in pages for a in p["taskArns"]]
+    assert sorted(listed) == sorted(made) and len(pages) == 5
+    assert ecs.list_tasks(startedBy="me")["taskArns"] == [other]
+    assert ecs.list_tasks(desiredStatus="STOPPED")["taskArns"] == []
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.list_tasks(nextToken="!!not-a-token!!")

@@ -263,6 +263,20 @@ pub fn page_size(max_results: Option<i32>, default: usize, max: usize) -> ApiRes
 /// One page of `items` (already in order) after the token's position.
 /// Tokens are the opaque, base64-wrapped sort key of the last item returned,
 /// so pages never repeat or skip an item that stays in the list.
+/// A pagination token for a position (a key suffix).
+pub fn encode_token(position: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(position.as_bytes())
+}
+
+/// The position a token stands for.
+pub fn decode_token(token: &str) -> ApiResult<String> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| invalid("Invalid nextToken."))
+}
+
 pub fn paginate<T>(
     items: Vec<(String, T)>,
     token: Option<&str>,
@@ -270,13 +284,7 @@ pub fn paginate<T>(
 ) -> ApiResult<(Vec<T>, Option<String>)> {
     let after = match token {
         None | Some("") => None,
-        Some(t) => Some(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(t)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| invalid("Invalid nextToken."))?,
-        ),
+        Some(t) => Some(decode_token(t)?),
     };
     let start = match &after {
         None => 0,
@@ -292,8 +300,7 @@ pub fn paginate<T>(
     let mut page: Vec<(String, T)> = items.into_iter().skip(start).take(size + 1).collect();
     let next = if page.len() > size {
         page.truncate(size);
-        page.last()
-            .map(|(k, _)| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k.as_bytes()))
+        page.last().map(|(k, _)| encode_token(k))
     } else {
         None
     };

@@ -1,7 +1,7 @@
 use super::{active_cluster, cluster_name, connected_instances, taskdefs};
 use crate::error::{from_core, invalid, ApiResult};
 use crate::records::{self, commit, Versioned};
-use crate::wire::{self, paginate};
+use crate::wire;
 use crate::{Control, Ctx};
 use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -720,32 +720,71 @@ pub async fn list(
         .service_name
         .as_deref()
         .map(|s| format!("service:{}", s.rsplit('/').next().unwrap_or(s)));
-    let (all, _) = records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(&name)).await?;
-    // ECS lists newest first is not promised; we list in creation order.
-    let mut items: BTreeMap<(i64, String), String> = BTreeMap::new();
-    for v in all {
-        let t = v.value;
-        let keep = Some(t.desired_status) == desired
-            && r.family.as_ref().is_none_or(|f| *f == t.family)
-            && r.started_by
-                .as_ref()
-                .is_none_or(|s| Some(s) == t.started_by.as_ref())
-            && instance
-                .as_ref()
-                .is_none_or(|i| Some(i) == t.instance_id.as_ref())
-            && r.launch_type
-                .as_ref()
-                .is_none_or(|l| l.as_str() == t.launch_type)
-            && group.as_ref().is_none_or(|g| *g == t.group);
-        if keep {
-            items.insert((t.created_at, t.id.clone()), t.arn);
-        }
+    // Read in key (task ID) order from the token on, a chunk at a time,
+    // until a page is full: a call costs what it returns (and what its
+    // filters skip), not the size of the cluster. Only the listed fields
+    // are decoded.
+    #[derive(serde::Deserialize)]
+    struct Brief {
+        arn: String,
+        family: String,
+        started_by: Option<String>,
+        instance_id: Option<String>,
+        launch_type: String,
+        group: String,
+        desired_status: DesiredStatus,
     }
-    let items = items
-        .into_iter()
-        .map(|((at, id), arn)| (format!("{at:016}/{id}"), arn))
-        .collect();
-    let (arns, next) = paginate(items, r.next_token.as_deref(), size)?;
+    let prefix = keys::tasks(&name);
+    let mut start_after = match r.next_token.as_deref() {
+        None | Some("") => None,
+        Some(t) => Some(format!("{prefix}{}", wire::decode_token(t)?)),
+    };
+    let mut arns = vec![];
+    let mut next = None;
+    'pages: loop {
+        let resp = c
+            .store
+            .range(wharf_store::RangeRequest {
+                prefix: prefix.clone(),
+                start_after: start_after.take(),
+                limit: Some(1_000),
+            })
+            .await
+            .map_err(crate::error::from_store)?;
+        for kv in &resp.kvs {
+            let Ok(t) = serde_json::from_slice::<Brief>(&kv.value) else {
+                continue;
+            };
+            let keep = Some(t.desired_status) == desired
+                && r.family.as_ref().is_none_or(|f| *f == t.family)
+                && r.started_by
+                    .as_ref()
+                    .is_none_or(|s| Some(s) == t.started_by.as_ref())
+                && instance
+                    .as_ref()
+                    .is_none_or(|i| Some(i) == t.instance_id.as_ref())
+                && r.launch_type
+                    .as_ref()
+                    .is_none_or(|l| l.as_str() == t.launch_type)
+                && group.as_ref().is_none_or(|g| *g == t.group);
+            if !keep {
+                continue;
+            }
+            if arns.len() == size {
+                // One more exists: the page ends at the last one taken.
+                next = arns
+                    .last()
+                    .and_then(|a: &String| a.rsplit('/').next())
+                    .map(wire::encode_token);
+                break 'pages;
+            }
+            arns.push(t.arn);
+        }
+        if !resp.more {
+            break;
+        }
+        start_after = resp.kvs.last().map(|kv| kv.key.clone());
+    }
     Ok(ecs::ListTasksResponse {
         task_arns: Some(arns),
         next_token: next,
