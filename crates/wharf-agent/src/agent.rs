@@ -550,9 +550,12 @@ impl Agent {
             defs.iter()
                 .any(|d| d.name.as_deref() == Some(name) && d.essential != Some(false))
         };
+        // An awsvpc task whose pause container died has lost its network:
+        // as good as an essential exit.
         let essential_exited = existing.iter().any(|c| {
+            let name = c.name_label();
             c.state != ContainerState::Running
-                && essential(&c.name_label())
+                && (essential(&name) || name == crate::pause::CONTAINER_NAME)
                 && c.started_at.is_some()
         });
         if t.desired_status == "STOPPED" || essential_exited {
