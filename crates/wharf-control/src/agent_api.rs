@@ -43,7 +43,26 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
 }
 
 async fn keep_session(c: &Control, cluster: &str, id: &str) -> ApiResult<()> {
-    let existing = c.sessions.0.lock().expect("sessions lock").get(id).copied();
+    keep_lease(
+        c,
+        id.to_string(),
+        cluster,
+        std::slice::from_ref(&id.to_string()),
+    )
+    .await
+}
+
+/// Keeps the session lease `name` alive, or grants a new one and puts the
+/// session keys of `ids` under it: one keep-alive per poll, one write when
+/// the lease has to be (re)granted.
+async fn keep_lease(c: &Control, name: String, cluster: &str, ids: &[String]) -> ApiResult<()> {
+    let existing = c
+        .sessions
+        .0
+        .lock()
+        .expect("sessions lock")
+        .get(&name)
+        .copied();
     if let Some(lease) = existing {
         if c.store.keep_alive(lease).await.is_ok() {
             return Ok(());
@@ -54,19 +73,20 @@ async fn keep_session(c: &Control, cluster: &str, id: &str) -> ApiResult<()> {
         .grant_lease(c.config.agent_session_ttl)
         .await
         .map_err(from_store)?;
-    c.store
-        .txn(Txn::new().then(Op::put_with_lease(
+    let mut txn = Txn::new();
+    for id in ids {
+        txn = txn.then(Op::put_with_lease(
             keys::agent_session(cluster, id),
             b"1".to_vec(),
             lease,
-        )))
-        .await
-        .map_err(from_store)?;
+        ));
+    }
+    c.store.txn(txn).await.map_err(from_store)?;
     c.sessions
         .0
         .lock()
         .expect("sessions lock")
-        .insert(id.to_string(), lease);
+        .insert(name, lease);
     Ok(())
 }
 
@@ -206,45 +226,18 @@ async fn disconnect(c: &Control, _x: &Ctx, r: DisconnectRequest) -> ApiResult<Em
     Ok(Empty {})
 }
 
-/// One lease for the sessions of every instance of a many-host poll: one
-/// keep-alive per poll, and one write when the lease has to be (re)granted.
+/// One lease for the sessions of every instance of a many-host poll.
 async fn keep_sessions(c: &Control, cluster: &str, ids: &[String]) -> ApiResult<()> {
     let Some(first) = ids.first() else {
         return Ok(());
     };
-    let name = format!("many:{cluster}:{first}:{}", ids.len());
-    let existing = c
-        .sessions
-        .0
-        .lock()
-        .expect("sessions lock")
-        .get(&name)
-        .copied();
-    if let Some(lease) = existing {
-        if c.store.keep_alive(lease).await.is_ok() {
-            return Ok(());
-        }
-    }
-    let lease = c
-        .store
-        .grant_lease(c.config.agent_session_ttl)
-        .await
-        .map_err(from_store)?;
-    let mut txn = Txn::new();
-    for id in ids {
-        txn = txn.then(Op::put_with_lease(
-            keys::agent_session(cluster, id),
-            b"1".to_vec(),
-            lease,
-        ));
-    }
-    c.store.txn(txn).await.map_err(from_store)?;
-    c.sessions
-        .0
-        .lock()
-        .expect("sessions lock")
-        .insert(name, lease);
-    Ok(())
+    keep_lease(
+        c,
+        format!("many:{cluster}:{first}:{}", ids.len()),
+        cluster,
+        ids,
+    )
+    .await
 }
 
 /// The fields of a stored task a many-host poll reads: decoding only these
