@@ -428,8 +428,16 @@ fn persist_all<'a>(
 
 type Loaded = (Database, State, LeaseId);
 
+/// redb's page cache. Every value is also held in the engine's own map, so
+/// the cache only speeds up B-tree page updates on write; redb's 1 GiB
+/// default would hold most of the file a second time.
+const REDB_CACHE_BYTES: usize = 64 << 20;
+
 fn load(path: &Path) -> Result<Loaded, StoreError> {
-    let db = Database::create(path).map_err(storage)?;
+    let db = Database::builder()
+        .set_cache_size(REDB_CACHE_BYTES)
+        .create(path)
+        .map_err(storage)?;
     // Create the tables and stamp the format on a fresh file.
     let wtx = db.begin_write().map_err(storage)?;
     {

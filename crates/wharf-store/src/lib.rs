@@ -291,7 +291,10 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             history_limit: 100_000,
-            history_max_bytes: 256 << 20,
+            // Enough for watchers that keep up (seconds of history at
+            // thousands of writes/s); one that falls further behind gets
+            // `Compacted` and re-reads.
+            history_max_bytes: 64 << 20,
             watch_buffer: 65_536,
         }
     }
