@@ -279,3 +279,16 @@ def test_list_tasks_pages_without_repeats(wharf, ecs):
     assert ecs.list_tasks(desiredStatus="STOPPED")["taskArns"] == []
     with pytest.raises(ecs.exceptions.InvalidParameterException):
         ecs.list_tasks(nextToken="!!not-a-token!!")
+
+
+def test_start_task_on_named_instances(wharf, ecs):
+    ecs.create_cluster(clusterName="default")
+    a, b, idle = (register_instance(ecs)["containerInstanceArn"] for _ in range(3))
+    for arn in (a, b):
+        ProtocolAgent(wharf, "default", arn).poll_once()  # connects; `idle` never does
+    ecs.register_task_definition(family="pinned", containerDefinitions=[{"name": "a", "image": "x", "memory": 16}])
+    out = ecs.start_task(taskDefinition="pinned", containerInstances=[b, a, idle], startedBy="pin")
+    assert [t["containerInstanceArn"] for t in out["tasks"]] == [b, a]
+    assert out["failures"] == [{"arn": idle, "reason": "AGENT"}]
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.start_task(taskDefinition="pinned", containerInstances=[])
