@@ -193,6 +193,8 @@ impl InstanceRecord {
     }
 }
 
+/// Stored compactly: absent optional fields are left out (a running task
+/// has many), as the record is held in memory for every task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerRecord {
     pub name: String,
@@ -200,18 +202,26 @@ pub struct ContainerRecord {
     pub image: String,
     pub essential: bool,
     pub has_health_check: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
     /// PENDING, RUNNING or STOPPED.
     pub last_status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub network_bindings: Vec<ecs::NetworkBinding>,
     /// HEALTHY, UNHEALTHY or UNKNOWN; None when the container has no health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_reservation: Option<i32>,
 }
 
@@ -224,36 +234,50 @@ pub struct TaskRecord {
     pub task_definition_arn: String,
     pub family: String,
     pub revision: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_arn: Option<String>,
     pub launch_type: String,
     pub last_status: TaskStatus,
     pub desired_status: DesiredStatus,
     pub created_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_started_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_stopped_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connectivity_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopping_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_stopped_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
     pub group: String,
     #[serde(default)]
     pub overrides: ecs::TaskOverride,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
     /// What placement took from the instance; given back when the task stops.
     pub reservation: Resources,
     pub containers: Vec<ContainerRecord>,
     pub health_status: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
     pub tags: Tags,
     pub enable_execute_command: bool,
     /// awsvpc: the task's network interface (attachment id, subnet, address).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eni: Option<Eni>,
     pub version: i64,
 }
