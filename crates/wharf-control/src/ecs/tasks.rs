@@ -1,10 +1,10 @@
-use super::{active_cluster, cluster_name, connected_instances, taskdefs};
+use super::{active_cluster, cluster_name, taskdefs};
 use crate::error::{from_core, invalid, ApiResult};
 use crate::records::{self, commit, Versioned};
 use crate::wire;
 use crate::{Control, Ctx};
 use rand::SeedableRng;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use wharf_core::arn;
 use wharf_core::lifecycle::{request_stop, DesiredStatus, TaskStatus, STOP_USER_INITIATED};
@@ -270,126 +270,6 @@ impl Placed {
     }
 }
 
-/// Places `count` tasks on instances chosen among `only` (all of the
-/// cluster's if None) by the placement engine, and commits tasks and
-/// instance allocations in one transaction that compares every instance it
-/// touches: a concurrent placement on the same instance makes it retry,
-/// never over-commit.
-pub(crate) async fn place(
-    c: &Control,
-    x: &Ctx,
-    l: &Launch,
-    count: usize,
-    only: Option<&[String]>,
-    rules: &Rules,
-) -> ApiResult<Placed> {
-    if only.is_none() {
-        return place_cached(c, x, l, count, rules).await;
-    }
-    let need = placement::demand(&l.td.definition, &l.overrides);
-    let cluster = l.cluster.value.name.clone();
-    for _ in 0..records::MAX_ATTEMPTS {
-        let (all, _) =
-            records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(&l.capacity))
-                .await?;
-        let instances: Vec<Versioned<InstanceRecord>> = match only {
-            None => all,
-            Some(ids) => ids
-                .iter()
-                .filter_map(|id| all.iter().find(|v| &v.value.id == id).cloned())
-                .collect(),
-        };
-        if instances.is_empty() {
-            return Err(invalid(if l.launch_type == "FARGATE" {
-                "No managed (FARGATE) capacity is available: run `wharf up` to provide it."
-            } else {
-                "No Container Instances were found in your cluster."
-            }));
-        }
-        let connected = connected_instances(c, &l.capacity).await?;
-        // What the constraints and strategies look at: task groups per host.
-        let (tasks, _) =
-            records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(&cluster)).await?;
-        let mut groups: Vec<BTreeMap<String, usize>> = vec![BTreeMap::new(); instances.len()];
-        let mut running = vec![0usize; instances.len()];
-        for t in tasks
-            .iter()
-            .filter(|t| t.value.last_status != TaskStatus::Stopped)
-        {
-            if let Some(i) = instances
-                .iter()
-                .position(|v| Some(&v.value.id) == t.value.instance_id.as_ref())
-            {
-                *groups[i].entry(t.value.group.clone()).or_default() += 1;
-                running[i] += 1;
-            }
-        }
-        let mut instances = instances;
-        let mut rng = rand::rngs::StdRng::from_entropy();
-        let mut placed = Placed {
-            tasks: vec![],
-            misfits: BTreeSet::new(),
-        };
-        let mut touched: HashSet<usize> = HashSet::new();
-        for n in 0..count {
-            // StartTask: one task per named instance.
-            let range = match only {
-                Some(_) => n..n + 1,
-                None => 0..instances.len(),
-            };
-            let views: Vec<HostView> = range
-                .clone()
-                .map(|i| HostView {
-                    instance: &instances[i].value,
-                    connected: connected.contains(&instances[i].value.id),
-                    running_tasks: running[i],
-                    groups: &groups[i],
-                })
-                .collect();
-            match placement::place(
-                &views,
-                &need,
-                &l.group,
-                &rules.constraints,
-                &rules.strategies,
-                &mut rng,
-            ) {
-                Ok(pos) => {
-                    let idx = range.start + pos;
-                    let task = new_task(x, l, &instances[idx].value, &need);
-                    let inst = &mut instances[idx];
-                    inst.value.allocated.add(&need);
-                    inst.value.version += 1;
-                    *groups[idx].entry(l.group.clone()).or_default() += 1;
-                    running[idx] += 1;
-                    touched.insert(idx);
-                    placed.tasks.push(task);
-                }
-                Err(refusals) => {
-                    for (pos, m) in refusals {
-                        placed
-                            .misfits
-                            .insert((instances[range.start + pos].value.arn.clone(), m));
-                    }
-                }
-            }
-        }
-        let mut txn = Txn::new().when(l.cluster.unchanged());
-        for idx in &touched {
-            txn = txn
-                .when(instances[*idx].unchanged())
-                .then(instances[*idx].put());
-        }
-        for t in &placed.tasks {
-            txn = txn.then(records::put(&keys::task(&cluster, &t.id), t));
-        }
-        if placed.tasks.is_empty() || commit(c.store.as_ref(), txn).await? {
-            return Ok(placed);
-        }
-    }
-    Err(records::contention())
-}
-
 /// Hosts considered per task on a large cluster: a random sample, as
 /// Nomad does, rather than every host. The strategies rank the sample, so
 /// spread and binpack hold over it (spread by attribute counts the sample's
@@ -397,14 +277,19 @@ pub(crate) async fn place(
 /// refusal is never a sampling artefact.
 const SAMPLE: usize = 64;
 
-/// RunTask's placement from the watch-fed cache: no listing of the
-/// cluster's instances and tasks per call. Commits as [`place`] does, with a
-/// compare on every instance touched.
-async fn place_cached(
+/// Places `count` tasks by the placement engine, reading instances, agent
+/// sessions and task groups from the watch-fed cache (no listing of the
+/// cluster per call), on any host of the launch's capacity or, with `only`
+/// (StartTask, a DAEMON's host), task n on the n-th named instance. Commits
+/// the tasks and the instances' new allocations in one transaction that
+/// compares every instance it touches: a concurrent placement on the same
+/// instance, or a stale cache, makes it retry, never over-commit.
+pub(crate) async fn place(
     c: &Control,
     x: &Ctx,
     l: &Launch,
     count: usize,
+    only: Option<&[String]>,
     rules: &Rules,
 ) -> ApiResult<Placed> {
     use rand::seq::index::sample;
@@ -431,7 +316,13 @@ async fn place_cached(
                 .get(&l.capacity)
                 .map(|m| m.values().collect())
                 .unwrap_or_default();
-            if hosts.is_empty() {
+            // Positions of the named instances (unknown ones are skipped).
+            let named: Option<Vec<usize>> = only.map(|ids| {
+                ids.iter()
+                    .filter_map(|id| hosts.iter().position(|h| &h.value.id == id))
+                    .collect()
+            });
+            if hosts.is_empty() || named.as_ref().is_some_and(Vec::is_empty) {
                 return Err(invalid(if l.launch_type == "FARGATE" {
                     "No managed (FARGATE) capacity is available: run `wharf up` to provide it."
                 } else {
@@ -439,13 +330,20 @@ async fn place_cached(
                 }));
             }
             let mut rng = rand::rngs::StdRng::from_entropy();
-            for _ in 0..count {
-                let mut full = hosts.len() <= SAMPLE;
+            for n in 0..count {
+                let pinned = match &named {
+                    Some(named) => match named.get(n) {
+                        Some(&i) => Some(i),
+                        None => break,
+                    },
+                    None => None,
+                };
+                let mut full = pinned.is_some() || hosts.len() <= SAMPLE;
                 loop {
-                    let idxs: Vec<usize> = if full {
-                        (0..hosts.len()).collect()
-                    } else {
-                        sample(&mut rng, hosts.len(), SAMPLE).into_vec()
+                    let idxs: Vec<usize> = match pinned {
+                        Some(i) => vec![i],
+                        None if full => (0..hosts.len()).collect(),
+                        None => sample(&mut rng, hosts.len(), SAMPLE).into_vec(),
                     };
                     let views: Vec<HostView> = idxs
                         .iter()
