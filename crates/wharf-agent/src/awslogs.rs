@@ -294,35 +294,7 @@ pub async fn ship(
     };
     let sender = async {
         let mut at = start;
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            let mut bytes = batch[0].text.len() + EVENT_OVERHEAD;
-            // Gather what arrives within a moment, up to the batch limits.
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
-            while batch.len() < MAX_BATCH_EVENTS {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(l)) => {
-                        let size = l.text.len() + EVENT_OVERHEAD;
-                        if bytes + size > MAX_BATCH_BYTES {
-                            // Next batch; put it back in front by sending it now alone later.
-                            put(&client, &cfg.group, &stream, &batch).await;
-                            for l in &batch {
-                                at.advance(l);
-                            }
-                            let _ = at.save(&checkpoint);
-                            stats.shipped.fetch_add(batch.len(), Ordering::Relaxed);
-                            buffered.fetch_sub(bytes, Ordering::Relaxed);
-                            batch = vec![l];
-                            bytes = size;
-                        } else {
-                            bytes += size;
-                            batch.push(l);
-                        }
-                    }
-                    _ => break,
-                }
-            }
-            put(&client, &cfg.group, &stream, &batch).await;
+        let mut sent = |batch: Vec<LogLine>, bytes: usize| {
             for l in &batch {
                 at.advance(l);
             }
@@ -331,6 +303,29 @@ pub async fn ship(
             }
             stats.shipped.fetch_add(batch.len(), Ordering::Relaxed);
             buffered.fetch_sub(bytes, Ordering::Relaxed);
+        };
+        while let Some(first) = rx.recv().await {
+            let mut bytes = first.text.len() + EVENT_OVERHEAD;
+            let mut batch = vec![first];
+            // Gather what arrives within a moment, up to the batch limits.
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+            while batch.len() < MAX_BATCH_EVENTS {
+                let Ok(Some(l)) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+                    break;
+                };
+                let size = l.text.len() + EVENT_OVERHEAD;
+                if bytes + size > MAX_BATCH_BYTES {
+                    // Full: send it, and this line starts the next batch.
+                    put(&client, &cfg.group, &stream, &batch).await;
+                    sent(std::mem::replace(&mut batch, vec![l]), bytes);
+                    bytes = size;
+                } else {
+                    bytes += size;
+                    batch.push(l);
+                }
+            }
+            put(&client, &cfg.group, &stream, &batch).await;
+            sent(batch, bytes);
         }
     };
     tokio::join!(reader, sender);

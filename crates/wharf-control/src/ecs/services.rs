@@ -46,6 +46,17 @@ async fn find(
     Ok((cluster, v))
 }
 
+/// The named service of an ACTIVE cluster, or ServiceNotFoundException.
+async fn existing(
+    c: &Control,
+    cluster: Option<&str>,
+    given: &str,
+) -> ApiResult<Versioned<ServiceRecord>> {
+    let (cluster, found) = find(c, cluster, given).await?;
+    active_cluster(c, &cluster).await?;
+    found.ok_or_else(not_found)
+}
+
 fn deployment_config(
     given: Option<&ecs::DeploymentConfiguration>,
     daemon: bool,
@@ -163,9 +174,6 @@ pub async fn create(
     let cfg = deployment_config(r.deployment_configuration.as_ref(), daemon, None)?;
     let constraints = r.placement_constraints.clone().unwrap_or_default();
     let strategies = r.placement_strategy.clone().unwrap_or_default();
-    if constraints.len() > placement::MAX_CONSTRAINTS {
-        return Err(invalid("Too many placement constraints."));
-    }
     check_placement(&constraints, &strategies, daemon)?;
     super::tags::check_tags(r.tags.as_deref().unwrap_or_default())?;
     if r.health_check_grace_period_seconds.is_some_and(|g| g < 0) {
@@ -255,11 +263,7 @@ pub async fn update(
     };
     let mut rng = rand::rngs::StdRng::from_entropy();
     for _ in 0..records::MAX_ATTEMPTS {
-        let (cluster, found) = find(c, r.cluster.as_deref(), &r.service).await?;
-        active_cluster(c, &cluster).await?;
-        let Some(mut v) = found else {
-            return Err(not_found());
-        };
+        let mut v = existing(c, r.cluster.as_deref(), &r.service).await?;
         if v.value.status != "ACTIVE" {
             return Err(not_active());
         }
@@ -321,15 +325,17 @@ pub async fn update(
         };
         redeploy |= target != svc.task_definition;
         if redeploy {
-            let td = taskdefs::resolve(c, &target).await?.value;
+            // The revision being deployed must suit the service's network.
+            let def = match &td {
+                Some(td) => td.definition.clone(),
+                None => taskdefs::resolve(c, &target).await?.value.definition,
+            };
             super::tasks::capacity_and_subnet(
-                &cluster,
+                &svc.cluster,
                 &svc.launch_type,
-                &td.definition,
+                &def,
                 svc.network_configuration.as_ref(),
             )?;
-        }
-        if redeploy {
             svc.deploy(x.now, &target, &mut rng);
         }
         svc.version += 1;
@@ -353,11 +359,7 @@ pub async fn delete(
     r: ecs::DeleteServiceRequest,
 ) -> ApiResult<ecs::DeleteServiceResponse> {
     for _ in 0..records::MAX_ATTEMPTS {
-        let (cluster, found) = find(c, r.cluster.as_deref(), &r.service).await?;
-        active_cluster(c, &cluster).await?;
-        let Some(mut v) = found else {
-            return Err(not_found());
-        };
+        let mut v = existing(c, r.cluster.as_deref(), &r.service).await?;
         if v.value.status == "INACTIVE" {
             return Err(not_active());
         }
@@ -473,11 +475,7 @@ pub async fn list_deployments(
     r: ecs::ListServiceDeploymentsRequest,
 ) -> ApiResult<ecs::ListServiceDeploymentsResponse> {
     let size = wire::page_size(r.max_results, 20, 100)?;
-    let (cluster, found) = find(c, r.cluster.as_deref(), &r.service).await?;
-    active_cluster(c, &cluster).await?;
-    let Some(v) = found else {
-        return Err(not_found());
-    };
+    let v = existing(c, r.cluster.as_deref(), &r.service).await?;
     let after = r.created_at.as_ref().and_then(|c| c.after);
     let before = r.created_at.as_ref().and_then(|c| c.before);
     let items = v
