@@ -230,64 +230,23 @@ pub fn task_health(task: &TaskRecord) -> &'static str {
 mod tests {
     use super::*;
     use crate::agent_protocol::ContainerReport;
-    use crate::records::{ContainerRecord, Resources};
+    use crate::records::ContainerRecord;
 
     fn container(name: &str, essential: bool) -> ContainerRecord {
-        ContainerRecord {
-            name: name.into(),
-            arn: format!("arn:c/{name}"),
-            image: "img".into(),
-            essential,
-            has_health_check: false,
-            runtime_id: None,
-            image_digest: None,
-            last_status: "PENDING".into(),
-            exit_code: None,
-            reason: None,
-            network_bindings: vec![],
-            health_status: None,
-            cpu: None,
-            memory: None,
-            memory_reservation: None,
-        }
+        ContainerRecord::new(name, &format!("arn:c/{name}"), "img", essential, false)
     }
 
     fn task() -> TaskRecord {
         TaskRecord {
-            id: "t1".into(),
-            arn: "arn:t1".into(),
-            cluster: "default".into(),
             cluster_arn: "arn:c".into(),
             task_definition_arn: "arn:td".into(),
             family: "web".into(),
             revision: 1,
             instance_id: Some("i1".into()),
             instance_arn: Some("arn:i1".into()),
-            launch_type: "EC2".into(),
-            last_status: TaskStatus::Provisioning,
-            desired_status: DesiredStatus::Running,
-            created_at: 1000,
-            pull_started_at: None,
-            pull_stopped_at: None,
-            started_at: None,
-            connectivity_at: None,
-            stopping_at: None,
-            execution_stopped_at: None,
-            stopped_at: None,
-            stop_code: None,
-            stopped_reason: None,
-            started_by: None,
             group: "family:web".into(),
-            overrides: Default::default(),
-            cpu: None,
-            memory: None,
-            reservation: Resources::default(),
             containers: vec![container("app", true), container("sidecar", false)],
-            health_status: "UNKNOWN".into(),
-            tags: Default::default(),
-            enable_execute_command: false,
-            eni: None,
-            version: 1,
+            ..TaskRecord::new("t1", "arn:t1", "default", 1000)
         }
     }
 

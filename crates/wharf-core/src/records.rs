@@ -289,6 +289,78 @@ pub struct Eni {
     pub private_ipv4: Option<String>,
 }
 
+impl ContainerRecord {
+    /// A container of a task just placed: PENDING, nothing observed yet.
+    pub fn new(
+        name: &str,
+        arn: &str,
+        image: &str,
+        essential: bool,
+        has_health_check: bool,
+    ) -> Self {
+        ContainerRecord {
+            name: name.into(),
+            arn: arn.into(),
+            image: image.into(),
+            essential,
+            has_health_check,
+            runtime_id: None,
+            image_digest: None,
+            last_status: "PENDING".into(),
+            exit_code: None,
+            reason: None,
+            network_bindings: vec![],
+            health_status: has_health_check.then(|| "UNKNOWN".into()),
+            cpu: None,
+            memory: None,
+            memory_reservation: None,
+        }
+    }
+}
+
+impl TaskRecord {
+    /// A task just placed (PROVISIONING, desired RUNNING) with nothing
+    /// observed yet; callers fill in what the launch says.
+    pub fn new(id: &str, arn: &str, cluster: &str, created_at: Millis) -> Self {
+        TaskRecord {
+            id: id.into(),
+            arn: arn.into(),
+            cluster: cluster.into(),
+            cluster_arn: String::new(),
+            task_definition_arn: String::new(),
+            family: String::new(),
+            revision: 0,
+            instance_id: None,
+            instance_arn: None,
+            launch_type: "EC2".into(),
+            last_status: TaskStatus::Provisioning,
+            desired_status: DesiredStatus::Running,
+            created_at,
+            pull_started_at: None,
+            pull_stopped_at: None,
+            started_at: None,
+            connectivity_at: None,
+            stopping_at: None,
+            execution_stopped_at: None,
+            stopped_at: None,
+            stop_code: None,
+            stopped_reason: None,
+            started_by: None,
+            group: String::new(),
+            overrides: Default::default(),
+            cpu: None,
+            memory: None,
+            reservation: Resources::default(),
+            containers: vec![],
+            health_status: "UNKNOWN".into(),
+            tags: Default::default(),
+            enable_execute_command: false,
+            eni: None,
+            version: 1,
+        }
+    }
+}
+
 pub fn tags_from_wire(tags: &[ecs::Tag]) -> Tags {
     tags.iter()
         .filter_map(|t| Some((t.key.clone()?, t.value.clone().unwrap_or_default())))

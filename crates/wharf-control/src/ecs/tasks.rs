@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use wharf_core::arn;
-use wharf_core::lifecycle::{request_stop, DesiredStatus, TaskStatus, STOP_USER_INITIATED};
+use wharf_core::lifecycle::{request_stop, DesiredStatus, STOP_USER_INITIATED};
 use wharf_core::placement::{self, Constraint, Misfit, Strategy};
 use wharf_core::query::HostView;
 use wharf_core::records::{
@@ -147,29 +147,20 @@ fn new_task(
     let containers = effective_containers(td, &l.overrides)
         .into_iter()
         .map(|cd| ContainerRecord {
-            name: cd.name.clone().unwrap_or_default(),
-            arn: x
-                .scope
-                .container(cluster, &id, &uuid::Uuid::new_v4().to_string()),
-            image: cd.image.clone().unwrap_or_default(),
-            essential: cd.essential.unwrap_or(true),
-            has_health_check: cd.health_check.is_some(),
-            runtime_id: None,
-            image_digest: None,
-            last_status: "PENDING".into(),
-            exit_code: None,
-            reason: None,
-            network_bindings: vec![],
-            health_status: cd.health_check.as_ref().map(|_| "UNKNOWN".into()),
             cpu: cd.cpu,
             memory: cd.memory,
             memory_reservation: cd.memory_reservation,
+            ..ContainerRecord::new(
+                cd.name.as_deref().unwrap_or_default(),
+                &x.scope
+                    .container(cluster, &id, &uuid::Uuid::new_v4().to_string()),
+                cd.image.as_deref().unwrap_or_default(),
+                cd.essential.unwrap_or(true),
+                cd.health_check.is_some(),
+            )
         })
         .collect();
     TaskRecord {
-        arn: x.scope.task(cluster, &id),
-        id,
-        cluster: cluster.clone(),
         cluster_arn: l.cluster.value.arn.clone(),
         task_definition_arn: td.task_definition_arn.clone().unwrap_or_default(),
         family: td.family.clone().unwrap_or_default(),
@@ -178,18 +169,6 @@ fn new_task(
         // Managed capacity is never shown.
         instance_arn: (l.launch_type != "FARGATE").then(|| instance.arn.clone()),
         launch_type: l.launch_type.clone(),
-        last_status: TaskStatus::Provisioning,
-        desired_status: DesiredStatus::Running,
-        created_at: x.now,
-        pull_started_at: None,
-        pull_stopped_at: None,
-        started_at: None,
-        connectivity_at: None,
-        stopping_at: None,
-        execution_stopped_at: None,
-        stopped_at: None,
-        stop_code: None,
-        stopped_reason: None,
         started_by: l.started_by.clone(),
         group: l.group.clone(),
         overrides: l.overrides.clone(),
@@ -207,7 +186,6 @@ fn new_task(
             .or(Some(need.memory.to_string())),
         reservation: need.clone(),
         containers,
-        health_status: "UNKNOWN".into(),
         tags: l.tags.clone(),
         enable_execute_command: l.enable_execute_command,
         eni: l.subnet.as_ref().map(|subnet| wharf_core::records::Eni {
@@ -215,7 +193,7 @@ fn new_task(
             subnet_id: subnet.clone(),
             private_ipv4: None,
         }),
-        version: 1,
+        ..TaskRecord::new(&id, &x.scope.task(cluster, &id), cluster, x.now)
     }
 }
 
