@@ -43,13 +43,17 @@ impl<'a> TaskNames<'a> {
         }
     }
 
-    /// ECS agent naming: `ecs-FAMILY-REVISION-CONTAINER-<unique>`.
+    /// ECS agent naming: `ecs-FAMILY-REVISION-CONTAINER-<unique>`, the
+    /// unique part being the task ID's last 12 hex digits: its random end
+    /// (task IDs are time-ordered, so tasks started in the same millisecond
+    /// share their first digits).
     pub fn container(&self, container: &str) -> String {
+        let id = self.task_id;
         format!(
             "ecs-{}-{}-{container}-{}",
             self.family,
             self.revision,
-            &self.task_id[..self.task_id.len().min(12)]
+            &id[id.len().saturating_sub(12)..]
         )
     }
 
@@ -318,15 +322,15 @@ mod tests {
 
         let app = &t.task_definition.container_definitions.as_ref().unwrap()[1];
         let spec = container_spec(&n, app, &sources, None);
-        assert_eq!(spec.name, "ecs-web-3-app-0123456789ab");
+        assert_eq!(spec.name, "ecs-web-3-app-456789abcdef");
         assert_eq!(
             spec.links,
             [
-                "ecs-web-3-db-0123456789ab:database",
-                "ecs-web-3-db-0123456789ab:db"
+                "ecs-web-3-db-456789abcdef:database",
+                "ecs-web-3-db-456789abcdef:db"
             ]
         );
-        assert_eq!(spec.volumes_from, ["ecs-web-3-db-0123456789ab:ro"]);
+        assert_eq!(spec.volumes_from, ["ecs-web-3-db-456789abcdef:ro"]);
         let binds: Vec<String> = spec.binds.iter().map(Mount::as_bind).collect();
         assert_eq!(
             binds,

@@ -6,42 +6,203 @@
 //! makes the write retry, never over-commit.
 
 use crate::records::Versioned;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{watch, OnceCell};
 use wharf_core::lifecycle::TaskStatus;
-use wharf_core::records::InstanceRecord;
+use wharf_core::placement::Constraint;
+use wharf_core::query::GroupCounts;
+use wharf_core::records::{InstanceRecord, MANAGED_CLUSTER};
 use wharf_store::{DynStore, EventKind, KeyValue, RangeRequest, Revision, StoreError};
 
 /// Task groups and live-task count of one host, for one cluster's tasks.
 #[derive(Default)]
 pub struct HostTasks {
-    pub groups: BTreeMap<String, usize>,
+    pub groups: GroupCounts,
     pub running: usize,
+}
+
+/// One container instance as placement reads it. Slots are addressed by
+/// index, so a placement that samples hosts reads them without hashing or
+/// copying their IDs.
+pub struct Slot {
+    pub id: Arc<str>,
+    /// None while only its session or its tasks are known.
+    pub instance: Option<Arc<Versioned<InstanceRecord>>>,
+    /// Its agent holds a session.
+    pub connected: bool,
+    /// Per task cluster (a managed host serves many clusters).
+    tasks: Vec<(Arc<str>, HostTasks)>,
+}
+
+impl Slot {
+    /// This host's tasks of `cluster`.
+    pub fn tasks(&self, cluster: &str) -> Option<&HostTasks> {
+        self.tasks
+            .iter()
+            .find(|(c, _)| &**c == cluster)
+            .map(|(_, t)| t)
+    }
+}
+
+/// The hosts of one capacity cluster (a cluster's own instances, or the
+/// managed capacity).
+#[derive(Default)]
+pub struct Capacity {
+    pub slots: Vec<Slot>,
+    index: HashMap<Arc<str>, usize>,
+    /// Bumped whenever a host appears or goes, or changes a field a static
+    /// constraint reads; feasible sets of an older generation are stale.
+    generation: u64,
+    /// Hosts that pass a set of static constraints (see
+    /// [`Constraint::is_static`]), computed once per generation.
+    feasible: Vec<(Vec<Constraint>, u64, Arc<Vec<usize>>)>,
+}
+
+/// Distinct constraint sets remembered per capacity.
+const FEASIBLE_SETS: usize = 64;
+
+impl Capacity {
+    pub fn slot(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    fn slot_mut(&mut self, id: &str) -> &mut Slot {
+        let i = match self.index.get(id) {
+            Some(&i) => i,
+            None => {
+                let id: Arc<str> = id.into();
+                self.slots.push(Slot {
+                    id: id.clone(),
+                    instance: None,
+                    connected: false,
+                    tasks: vec![],
+                });
+                self.index.insert(id, self.slots.len() - 1);
+                self.slots.len() - 1
+            }
+        };
+        &mut self.slots[i]
+    }
+
+    /// Drops the slot of `id` once nothing refers to it any more.
+    fn forget_if_unused(&mut self, id: &str) {
+        let Some(&i) = self.index.get(id) else {
+            return;
+        };
+        let s = &self.slots[i];
+        if s.instance.is_some() || s.connected || !s.tasks.is_empty() {
+            return;
+        }
+        self.index.remove(id);
+        self.slots.swap_remove(i);
+        if let Some(moved) = self.slots.get(i) {
+            self.index.insert(moved.id.clone(), i);
+        }
+        self.generation += 1;
+    }
+
+    /// Slots whose instance passes every one of `statics` (static
+    /// constraints only), from the last computation while no host changed
+    /// what they read.
+    pub fn feasible(&mut self, statics: &[Constraint]) -> Arc<Vec<usize>> {
+        let generation = self.generation;
+        if let Some((_, _, set)) = self
+            .feasible
+            .iter()
+            .find(|(c, g, _)| *g == generation && c.as_slice() == statics)
+        {
+            return set.clone();
+        }
+        let set: Arc<Vec<usize>> = Arc::new(
+            self.slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| {
+                    s.instance.as_ref().is_some_and(|v| {
+                        let host = wharf_core::query::HostView::bare(&v.value);
+                        statics.iter().all(|c| match c {
+                            Constraint::MemberOf(q) => q.matches(&host),
+                            Constraint::DistinctInstance => true,
+                        })
+                    })
+                })
+                .map(|(i, _)| i)
+                .collect(),
+        );
+        self.feasible
+            .retain(|(c, g, _)| *g == generation && c.as_slice() != statics);
+        if self.feasible.len() >= FEASIBLE_SETS {
+            self.feasible.remove(0);
+        }
+        self.feasible
+            .push((statics.to_vec(), generation, set.clone()));
+        set
+    }
+}
+
+/// The capacity `name`, created empty on first mention (without
+/// allocating its name when it exists).
+fn capacity_mut<'a>(all: &'a mut HashMap<String, Capacity>, name: &str) -> &'a mut Capacity {
+    if !all.contains_key(name) {
+        all.insert(name.to_string(), Capacity::default());
+    }
+    all.get_mut(name).expect("just inserted")
+}
+
+/// Whether a static constraint could answer differently for `b` than for `a`.
+fn static_fields_differ(a: &InstanceRecord, b: &InstanceRecord) -> bool {
+    a.attributes != b.attributes
+        || a.hostname != b.hostname
+        || a.agent_version != b.agent_version
+        || a.registered_at != b.registered_at
+}
+
+/// Where a live task is counted: its capacity, host, cluster and group
+/// (interned: many tasks share each).
+struct Live {
+    capacity: Arc<str>,
+    instance: Arc<str>,
+    cluster: Arc<str>,
+    group: Arc<str>,
 }
 
 #[derive(Default)]
 pub struct View {
-    /// Instances by capacity cluster, then ID.
-    pub instances: HashMap<String, BTreeMap<String, Arc<Versioned<InstanceRecord>>>>,
-    /// (capacity cluster, instance ID) of connected agents.
-    pub connected: HashSet<(String, String)>,
-    /// By (task cluster, instance ID).
-    pub hosts: HashMap<(String, String), HostTasks>,
-    /// Task key -> (task cluster, instance ID, group) of tasks not STOPPED.
-    live: HashMap<String, (String, String, String)>,
+    /// By capacity cluster.
+    pub capacities: HashMap<String, Capacity>,
+    /// Task key -> where it is counted, for tasks not STOPPED.
+    live: HashMap<Box<str>, Live>,
+    /// Capacity and cluster names and groups, shared by the tasks that name them.
+    names: HashSet<Arc<str>>,
 }
 
-/// The few task fields placement counts.
+/// The few task fields placement counts, borrowed from the record where
+/// JSON allows.
 #[derive(serde::Deserialize)]
-struct TaskBrief {
-    cluster: String,
-    instance_id: Option<String>,
-    group: String,
+struct TaskBrief<'a> {
+    #[serde(borrow)]
+    cluster: Cow<'a, str>,
+    #[serde(borrow)]
+    instance_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    group: Cow<'a, str>,
+    #[serde(borrow)]
+    launch_type: Cow<'a, str>,
     last_status: TaskStatus,
 }
 
 impl View {
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.names.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = s.into();
+        self.names.insert(a.clone());
+        a
+    }
+
     fn apply(&mut self, kind: EventKind, kv: &KeyValue) {
         let key = kv.key.as_str();
         let put = kind == EventKind::Put;
@@ -49,42 +210,35 @@ impl View {
             let Some((cap, id)) = rest.split_once('/') else {
                 return;
             };
-            let per = self.instances.entry(cap.to_string()).or_default();
-            match serde_json::from_slice::<InstanceRecord>(&kv.value) {
-                Ok(value) if put => {
-                    per.insert(
-                        id.to_string(),
-                        Arc::new(Versioned {
-                            value,
-                            key: kv.key.clone(),
-                            mod_revision: kv.mod_revision,
-                        }),
-                    );
-                }
-                _ => {
-                    per.remove(id);
-                }
+            let capacity = capacity_mut(&mut self.capacities, cap);
+            let record = match serde_json::from_slice::<InstanceRecord>(&kv.value) {
+                Ok(value) if put => Some(Arc::new(Versioned {
+                    value,
+                    key: kv.key.clone(),
+                    mod_revision: kv.mod_revision,
+                })),
+                _ => None,
+            };
+            let slot = capacity.slot_mut(id);
+            let changed = match (&slot.instance, &record) {
+                (Some(a), Some(b)) => static_fields_differ(&a.value, &b.value),
+                (None, None) => false,
+                _ => true,
+            };
+            slot.instance = record;
+            if changed {
+                capacity.generation += 1;
             }
+            capacity.forget_if_unused(id);
         } else if let Some(rest) = key.strip_prefix("/agents/") {
             if let Some((cap, id)) = rest.split_once('/') {
-                let k = (cap.to_string(), id.to_string());
-                if put {
-                    self.connected.insert(k);
-                } else {
-                    self.connected.remove(&k);
-                }
+                let capacity = capacity_mut(&mut self.capacities, cap);
+                capacity.slot_mut(id).connected = put;
+                capacity.forget_if_unused(id);
             }
         } else if key.starts_with("/tasks/") {
-            if let Some((cluster, iid, group)) = self.live.remove(key) {
-                if let Some(h) = self.hosts.get_mut(&(cluster, iid)) {
-                    h.running = h.running.saturating_sub(1);
-                    if let Some(n) = h.groups.get_mut(&group) {
-                        *n -= 1;
-                        if *n == 0 {
-                            h.groups.remove(&group);
-                        }
-                    }
-                }
+            if let Some(old) = self.live.remove(key) {
+                self.uncount(&old);
             }
             let Some(t) = put
                 .then(|| serde_json::from_slice::<TaskBrief>(&kv.value).ok())
@@ -95,14 +249,61 @@ impl View {
             let (Some(iid), true) = (t.instance_id, t.last_status != TaskStatus::Stopped) else {
                 return;
             };
-            let h = self
-                .hosts
-                .entry((t.cluster.clone(), iid.clone()))
-                .or_default();
+            let capacity = self.intern(if t.launch_type == "FARGATE" {
+                MANAGED_CLUSTER
+            } else {
+                &t.cluster
+            });
+            let cluster = self.intern(&t.cluster);
+            let group = self.intern(&t.group);
+            let slot = capacity_mut(&mut self.capacities, &capacity).slot_mut(&iid);
+            let live = Live {
+                capacity,
+                instance: slot.id.clone(),
+                cluster,
+                group,
+            };
+            let h = match slot.tasks.iter().position(|(c, _)| *c == live.cluster) {
+                Some(i) => &mut slot.tasks[i].1,
+                None => {
+                    slot.tasks
+                        .push((live.cluster.clone(), HostTasks::default()));
+                    &mut slot.tasks.last_mut().expect("just pushed").1
+                }
+            };
             h.running += 1;
-            *h.groups.entry(t.group.clone()).or_default() += 1;
-            self.live.insert(kv.key.clone(), (t.cluster, iid, t.group));
+            match h.groups.get_mut(&*live.group) {
+                Some(n) => *n += 1,
+                None => {
+                    h.groups.insert(live.group.to_string(), 1);
+                }
+            }
+            self.live.insert(key.into(), live);
         }
+    }
+
+    fn uncount(&mut self, old: &Live) {
+        let Some(capacity) = self.capacities.get_mut(&*old.capacity) else {
+            return;
+        };
+        let Some(i) = capacity.slot(&old.instance) else {
+            return;
+        };
+        let slot = &mut capacity.slots[i];
+        if let Some(at) = slot.tasks.iter().position(|(c, _)| *c == old.cluster) {
+            let h = &mut slot.tasks[at].1;
+            h.running = h.running.saturating_sub(1);
+            if let Some(n) = h.groups.get_mut(&*old.group) {
+                *n -= 1;
+                if *n == 0 {
+                    h.groups.remove(&*old.group);
+                }
+            }
+            if h.running == 0 {
+                slot.tasks.swap_remove(at);
+            }
+        }
+        capacity.forget_if_unused(&old.instance);
     }
 }
 
@@ -214,5 +415,181 @@ impl Cache {
             // Fell behind (or the store closed the watch): watch again from
             // where we are; history covers it or `Compacted` makes us reload.
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_core::placement::parse_constraints;
+    use wharf_core::records::{Resources, TaskRecord};
+    use wharf_model::ecs;
+
+    fn instance(cluster: &str, id: &str, kind: &str) -> InstanceRecord {
+        InstanceRecord {
+            id: id.into(),
+            arn: format!("arn:{id}"),
+            cluster: cluster.into(),
+            status: "ACTIVE".into(),
+            registered: Resources {
+                cpu: 1024,
+                memory: 2048,
+                ..Default::default()
+            },
+            reserved: Resources::default(),
+            allocated: Resources::default(),
+            attributes: [("kind".to_string(), Some(kind.to_string()))].into(),
+            agent_version: None,
+            docker_version: None,
+            hostname: None,
+            registered_at: 0,
+            tags: Default::default(),
+            version: 1,
+        }
+    }
+
+    fn put(view: &mut View, key: String, value: Vec<u8>) {
+        let kv = KeyValue {
+            key,
+            value,
+            create_revision: 1,
+            mod_revision: 1,
+            version: 1,
+            lease: None,
+        };
+        view.apply(EventKind::Put, &kv);
+    }
+
+    fn delete(view: &mut View, key: String) {
+        let kv = KeyValue {
+            key,
+            value: vec![],
+            create_revision: 0,
+            mod_revision: 2,
+            version: 0,
+            lease: None,
+        };
+        view.apply(EventKind::Delete, &kv);
+    }
+
+    fn put_instance(view: &mut View, i: &InstanceRecord) {
+        let key = format!("/instances/{}/{}", i.cluster, i.id);
+        put(view, key, serde_json::to_vec(i).unwrap());
+    }
+
+    /// `at` is "CLUSTER/TASK/HOST/GROUP"; clusters other than "c" are FARGATE.
+    fn put_task(view: &mut View, at: &str, status: TaskStatus) {
+        let [cluster, id, on, group] = at.splitn(4, '/').collect::<Vec<_>>()[..] else {
+            panic!("bad fixture {at}");
+        };
+        let mut t = TaskRecord::new(id, &format!("arn:{id}"), cluster, 0);
+        t.instance_id = Some(on.into());
+        t.group = group.into();
+        t.last_status = status;
+        if cluster != "c" {
+            t.launch_type = "FARGATE".into();
+        }
+        let key = format!("/tasks/{cluster}/{id}");
+        put(view, key, serde_json::to_vec(&t).unwrap());
+    }
+
+    fn member_of(expr: &str) -> Vec<Constraint> {
+        parse_constraints(&[ecs::PlacementConstraint {
+            r#type: Some(ecs::PlacementConstraintType::MemberOf),
+            expression: Some(expr.into()),
+        }])
+        .unwrap()
+    }
+
+    fn ids(view: &View, cap: &str, set: &[usize]) -> Vec<String> {
+        let slots = &view.capacities[cap].slots;
+        let mut v: Vec<String> = set.iter().map(|&i| slots[i].id.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn feasible_sets_follow_the_attributes_not_the_allocations() {
+        let mut view = View::default();
+        let (a, b, c) = (
+            instance("c", "a", "big"),
+            instance("c", "b", "small"),
+            instance("c", "c", "big"),
+        );
+        for i in [&a, &b, &c] {
+            put_instance(&mut view, i);
+        }
+        let big = member_of("attribute:kind == big");
+        let set = view.capacities.get_mut("c").unwrap().feasible(&big);
+        assert_eq!(ids(&view, "c", &set), ["a", "c"]);
+
+        // A new allocation changes nothing a static constraint reads: the
+        // same set is handed out again, not recomputed.
+        let mut busy = a.clone();
+        busy.allocated.cpu = 512;
+        put_instance(&mut view, &busy);
+        let again = view.capacities.get_mut("c").unwrap().feasible(&big);
+        assert!(Arc::ptr_eq(&set, &again));
+
+        // A changed attribute does.
+        let mut now_big = b.clone();
+        now_big.attributes.insert("kind".into(), Some("big".into()));
+        put_instance(&mut view, &now_big);
+        let set = view.capacities.get_mut("c").unwrap().feasible(&big);
+        assert_eq!(ids(&view, "c", &set), ["a", "b", "c"]);
+
+        // A host that goes is gone from the next set, and the slot that
+        // took its place is still found by its ID.
+        delete(&mut view, "/instances/c/a".into());
+        let set = view.capacities.get_mut("c").unwrap().feasible(&big);
+        assert_eq!(ids(&view, "c", &set), ["b", "c"]);
+        let cap = &view.capacities["c"];
+        for id in ["b", "c"] {
+            assert_eq!(&*cap.slots[cap.slot(id).unwrap()].id, id);
+        }
+        assert!(cap.slot("a").is_none());
+    }
+
+    #[test]
+    fn counts_live_tasks_per_host_cluster_and_group() {
+        let mut view = View::default();
+        put_instance(&mut view, &instance("c", "h", "big"));
+        put_instance(&mut view, &instance(MANAGED_CLUSTER, "m", "big"));
+        put_task(&mut view, "c/t1/h/service:web", TaskStatus::Running);
+        put_task(&mut view, "c/t2/h/service:web", TaskStatus::Pending);
+        put_task(&mut view, "c/t3/h/family:batch", TaskStatus::Running);
+        // FARGATE tasks of two clusters on one managed host.
+        put_task(&mut view, "x/f1/m/service:web", TaskStatus::Running);
+        put_task(&mut view, "y/f2/m/service:web", TaskStatus::Running);
+
+        let slot = |view: &View, cap: &str, id: &str| view.capacities[cap].slot(id);
+        let cap = &view.capacities["c"];
+        let h = &cap.slots[cap.slot("h").unwrap()];
+        let tasks = h.tasks("c").unwrap();
+        assert_eq!(tasks.running, 3);
+        assert_eq!(tasks.groups["service:web"], 2);
+        assert_eq!(tasks.groups["family:batch"], 1);
+        let m = &view.capacities[MANAGED_CLUSTER];
+        let m = &m.slots[m.slot("m").unwrap()];
+        assert_eq!(m.tasks("x").unwrap().groups["service:web"], 1);
+        assert_eq!(m.tasks("y").unwrap().running, 1);
+        assert!(m.tasks("c").is_none());
+
+        // Stopping and deleting take tasks out; a task updated in place
+        // (PENDING -> RUNNING) is counted once.
+        put_task(&mut view, "c/t2/h/service:web", TaskStatus::Running);
+        put_task(&mut view, "c/t1/h/service:web", TaskStatus::Stopped);
+        delete(&mut view, "/tasks/c/t3".into());
+        let cap = &view.capacities["c"];
+        let tasks = cap.slots[cap.slot("h").unwrap()].tasks("c").unwrap();
+        assert_eq!(tasks.running, 1);
+        assert_eq!(tasks.groups.get("service:web"), Some(&1));
+        assert_eq!(tasks.groups.get("family:batch"), None);
+
+        // A deregistered host is forgotten once its last task is gone.
+        delete(&mut view, "/instances/c/h".into());
+        assert!(slot(&view, "c", "h").is_some());
+        put_task(&mut view, "c/t2/h/service:web", TaskStatus::Stopped);
+        assert!(slot(&view, "c", "h").is_none());
     }
 }

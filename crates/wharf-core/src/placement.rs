@@ -13,7 +13,7 @@ use crate::records::{InstanceRecord, Resources};
 use crate::taskdef::{effective_containers, parse_cpu, parse_memory};
 use rand::seq::SliceRandom;
 use rand::Rng;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use wharf_model::ecs::{
     self, NetworkMode, PlacementConstraintType, PlacementStrategyType, TransportProtocol,
 };
@@ -60,6 +60,16 @@ pub enum Constraint {
     DistinctInstance,
     /// Only instances the expression matches.
     MemberOf(Query),
+}
+
+impl Constraint {
+    /// Whether it reads only the instance record (a `memberOf` whose
+    /// expression is [`Query::is_static`]): such a constraint can be checked
+    /// once per host and remembered until the host changes, instead of once
+    /// per task.
+    pub fn is_static(&self) -> bool {
+        matches!(self, Constraint::MemberOf(q) if q.is_static())
+    }
 }
 
 /// What `spread` evens tasks out over.
@@ -302,6 +312,9 @@ pub fn place<R: Rng + ?Sized>(
             .filter_map(|(i, h)| admits(h, need, group, constraints).err().map(|m| (i, m)))
             .collect());
     }
+    // Each host's count of the group, read once (spread reads it per host,
+    // and per bucket member for an attribute).
+    let mut counts: Option<Vec<i64>> = None;
     for s in strategies {
         if candidates.len() == 1 {
             break;
@@ -309,14 +322,17 @@ pub fn place<R: Rng + ?Sized>(
         match s {
             // Random ends the chain: later strategies have nothing to rank.
             Strategy::Random => break,
-            Strategy::Spread(SpreadField::Instance) => {
-                keep_least(&mut candidates, |i| hosts[i].group_count(group) as i64)
-            }
-            Strategy::Spread(SpreadField::Attribute(name)) => {
-                let buckets = bucket_counts(hosts, group, name);
-                keep_least(&mut candidates, |i| {
-                    buckets[&attribute(hosts[i].instance, name)] as i64
-                })
+            Strategy::Spread(field) => {
+                let counts = counts.get_or_insert_with(|| {
+                    hosts.iter().map(|h| h.group_count(group) as i64).collect()
+                });
+                match field {
+                    SpreadField::Instance => keep_least(&mut candidates, |i| counts[i]),
+                    SpreadField::Attribute(name) => {
+                        let (bucket, totals) = buckets(hosts, counts, name);
+                        keep_least(&mut candidates, |i| totals[bucket[i]])
+                    }
+                }
             }
             Strategy::Binpack(field) => keep_least(&mut candidates, |i| {
                 let inst = hosts[i].instance;
@@ -338,26 +354,42 @@ fn attribute<'a>(inst: &'a InstanceRecord, name: &str) -> Option<&'a str> {
     inst.attributes.get(name).and_then(|v| v.as_deref())
 }
 
-/// Tasks of `group` per value of attribute `name`, over every ACTIVE host
-/// passed in (not only feasible ones: a full zone still holds its tasks).
-fn bucket_counts<'a>(
-    hosts: &[HostView<'a>],
-    group: &str,
-    name: &str,
-) -> HashMap<Option<&'a str>, usize> {
-    let mut buckets = HashMap::new();
-    for h in hosts.iter().filter(|h| h.instance.status == "ACTIVE") {
-        *buckets.entry(attribute(h.instance, name)).or_insert(0) += h.group_count(group);
-    }
-    buckets
+/// Each host's bucket (by its value of attribute `name`) and the tasks of
+/// the group per bucket, counted over every ACTIVE host passed in (not only
+/// feasible ones: a full zone still holds its tasks). One attribute lookup
+/// and one hash per host.
+fn buckets(hosts: &[HostView], counts: &[i64], name: &str) -> (Vec<usize>, Vec<i64>) {
+    let mut index: HashMap<Option<&str>, usize> = HashMap::new();
+    let mut totals: Vec<i64> = Vec::new();
+    let bucket = hosts
+        .iter()
+        .zip(counts)
+        .map(|(h, &n)| {
+            let b = *index.entry(attribute(h.instance, name)).or_insert_with(|| {
+                totals.push(0);
+                totals.len() - 1
+            });
+            if h.instance.status == "ACTIVE" {
+                totals[b] += n;
+            }
+            b
+        })
+        .collect();
+    (bucket, totals)
 }
 
-/// Narrows `candidates` to those with the lowest score, keeping their order.
+/// Narrows `candidates` to those with the lowest score, keeping their
+/// order; scores each candidate once.
 fn keep_least(candidates: &mut Vec<usize>, score: impl Fn(usize) -> i64) {
-    let Some(best) = candidates.iter().map(|&i| score(i)).min() else {
+    let scores: Vec<i64> = candidates.iter().map(|&i| score(i)).collect();
+    let Some(&best) = scores.iter().min() else {
         return;
     };
-    candidates.retain(|&i| score(i) == best);
+    let mut k = 0;
+    candidates.retain(|_| {
+        k += 1;
+        scores[k - 1] == best
+    });
 }
 
 /// Picks an instance at random among those that fit; when none does, says
@@ -368,7 +400,7 @@ pub fn choose<'a, R: Rng + ?Sized>(
     need: &Resources,
     rng: &mut R,
 ) -> Result<&'a InstanceRecord, Vec<(&'a InstanceRecord, Misfit)>> {
-    let none = BTreeMap::new();
+    let none = query::GroupCounts::new();
     let views: Vec<HostView> = candidates
         .iter()
         .map(|(instance, connected)| HostView {
@@ -392,6 +424,7 @@ pub fn choose<'a, R: Rng + ?Sized>(
 mod tests {
     use super::*;
     use rand::SeedableRng;
+    use std::collections::BTreeMap;
 
     fn instance(cpu: i64, mem: i64) -> InstanceRecord {
         InstanceRecord {
@@ -501,7 +534,7 @@ mod tests {
     struct Fleet {
         hosts: Vec<InstanceRecord>,
         connected: Vec<bool>,
-        groups: Vec<BTreeMap<String, usize>>,
+        groups: Vec<query::GroupCounts>,
         running: Vec<usize>,
     }
 
@@ -511,7 +544,7 @@ mod tests {
             Fleet {
                 hosts,
                 connected: vec![true; n],
-                groups: vec![BTreeMap::new(); n],
+                groups: vec![query::GroupCounts::new(); n],
                 running: vec![0; n],
             }
         }

@@ -20,7 +20,8 @@ use crate::clock::Millis;
 use crate::error::{invalid, CoreError};
 use crate::records::InstanceRecord;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::sync::LazyLock;
 
 /// ECS refuses longer expressions.
 pub const MAX_EXPRESSION_LEN: usize = 2000;
@@ -34,12 +35,16 @@ pub struct HostView<'a> {
     /// Tasks placed here and not yet stopped (ECS's `runningTasksCount`).
     pub running_tasks: usize,
     /// Task groups (`service:web`, `family:web`, ...) of those tasks, with
-    /// how many of each. A sorted map so views are cheap to build and to
-    /// compare in tests; a zero count is the same as absent.
-    pub groups: &'a BTreeMap<String, usize>,
+    /// how many of each; a zero count is the same as absent.
+    pub groups: &'a GroupCounts,
 }
 
-static NO_GROUPS: BTreeMap<String, usize> = BTreeMap::new();
+/// Tasks per group on one host. Hashed: placement looks up one group on
+/// every host it considers, and a B-tree of heap strings costs a cache miss
+/// per key compared.
+pub type GroupCounts = HashMap<String, usize>;
+
+static NO_GROUPS: LazyLock<GroupCounts> = LazyLock::new(GroupCounts::new);
 
 impl<'a> HostView<'a> {
     /// A view that knows only the record: connected, no tasks. Enough for
@@ -168,6 +173,15 @@ pub fn parse(expr: &str) -> Result<Query, CoreError> {
 impl Query {
     pub fn matches(&self, host: &HostView) -> bool {
         self.0.eval(host)
+    }
+
+    /// Whether the answer depends only on the instance record (its
+    /// attributes, ID, versions, registration time), not on its agent
+    /// session or its tasks: then it holds for as long as the record's
+    /// attributes and status do, and placement can compute it once per host
+    /// instead of once per task.
+    pub fn is_static(&self) -> bool {
+        self.0.is_static()
     }
 
     /// For callers with only the record (ListContainerInstances): see
@@ -459,6 +473,17 @@ enum Val<'h> {
 }
 
 impl Expr {
+    fn is_static(&self) -> bool {
+        match self {
+            Expr::Or(a, b) | Expr::And(a, b) => a.is_static() && b.is_static(),
+            Expr::Not(e) => e.is_static(),
+            Expr::Clause { subject, .. } => !matches!(
+                subject,
+                Subject::AgentConnected | Subject::RunningTasksCount | Subject::TaskGroup
+            ),
+        }
+    }
+
     fn eval(&self, h: &HostView) -> bool {
         match self {
             Expr::Or(a, b) => a.eval(h) || b.eval(h),
@@ -686,7 +711,7 @@ mod tests {
     /// 1 of family:batch.
     fn eval(expr: &str) -> bool {
         let i = inst();
-        let groups: BTreeMap<String, usize> = [
+        let groups: GroupCounts = [
             ("service:web".to_string(), 2),
             ("family:batch".to_string(), 1),
         ]
@@ -707,6 +732,17 @@ mod tests {
             Err(CoreError::InvalidParameter(m)) => m,
             other => panic!("{expr}: expected InvalidParameter, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn static_only_when_nothing_but_the_record_is_read() {
+        let st = |e: &str| parse(e).unwrap().is_static();
+        assert!(st("attribute:ecs.instance-type != sim.d"));
+        assert!(st("ec2InstanceId in [a, b] or registeredAt > 2018-06-18"));
+        assert!(st("not (agentVersion >= 1.2.0 and attribute:x exists)"));
+        assert!(!st("attribute:x exists and runningTasksCount == 0"));
+        assert!(!st("agentConnected == true"));
+        assert!(!st("not task:group == service:web"));
     }
 
     #[test]

@@ -632,7 +632,7 @@ pub fn plan<R: Rng + ?Sized>(
                     .and_then(|e| crate::query::parse(e).ok())
             })
             .collect();
-        let no_groups = BTreeMap::new();
+        let no_groups = crate::query::GroupCounts::new();
         let member = |i: &InstanceRecord| {
             let view = HostView {
                 instance: i,

@@ -11,6 +11,13 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, AwsError> {
     } else {
         body
     };
+    // The common case parses once; a body that fails is parsed again as a
+    // plain value only to say what is wrong with it.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        if let Ok(v) = serde_json::from_slice(body) {
+            return Ok(v);
+        }
+    }
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| AwsError::serialization(format!("Request body is not valid JSON: {e}")))?;
     if !value.is_object() {

@@ -53,7 +53,7 @@ pub struct Host {
     pub lost: bool,
     /// Live tasks placed here, and per group (what placement reads).
     pub running: usize,
-    pub groups: BTreeMap<String, usize>,
+    pub groups: wharf_core::query::GroupCounts,
 }
 
 #[derive(Debug, Clone)]

@@ -1,7 +1,10 @@
 //! The engine shared by both backends.
 //!
-//! All data lives in [`State`] behind a short-lived mutex; reads only take
-//! that mutex. Writes are serialized by a second mutex (`writer`) that is
+//! Every key's revisions and lease live in [`State`] behind a short-lived
+//! mutex; so do the values of the in-memory backend. The durable backend
+//! keeps no values in memory: reads come from a redb read transaction (a
+//! consistent snapshot, revision included), so memory per key is its
+//! metadata, not its data. Writes are serialized by a second mutex (`writer`) that is
 //! held for a whole write: plan the change against the state, persist it
 //! (redb backend: one redb write transaction, committed with fsync), then
 //! apply it to the state and deliver it to watchers. Because only the holder
@@ -50,6 +53,8 @@ fn storage(e: impl std::fmt::Display) -> StoreError {
 
 pub(crate) struct Engine {
     opts: Options,
+    /// The durable backend's file (readers use it without the writer lock).
+    db: Option<Database>,
     /// Serializes writes; held across the disk commit.
     writer: Mutex<Writer>,
     /// Everything readers need; never held across disk I/O.
@@ -75,7 +80,6 @@ struct Group {
 }
 
 struct Writer {
-    db: Option<Database>,
     next_lease: LeaseId,
 }
 
@@ -91,8 +95,53 @@ struct Watcher {
     tx: mpsc::Sender<WatchEvent>,
 }
 
+/// What memory holds of one key.
+#[derive(Debug, Clone)]
+struct Meta {
+    create_revision: Revision,
+    mod_revision: Revision,
+    version: i64,
+    lease: Option<LeaseId>,
+    /// In-memory backend only; the durable one reads values from redb.
+    value: Option<Vec<u8>>,
+}
+
+impl Meta {
+    fn of(kv: &KeyValue, keep_value: bool) -> Meta {
+        Meta {
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+            lease: kv.lease,
+            value: keep_value.then(|| kv.value.clone()),
+        }
+    }
+
+    /// The key-value, with an empty value when memory holds none.
+    fn to_kv(&self, key: &str) -> KeyValue {
+        KeyValue {
+            value: self.value.clone().unwrap_or_default(),
+            ..self.to_prev(key)
+        }
+    }
+
+    /// What an event says of the key before it: everything but the value.
+    fn to_prev(&self, key: &str) -> KeyValue {
+        KeyValue {
+            key: key.to_string(),
+            value: Vec::new(),
+            create_revision: self.create_revision,
+            mod_revision: self.mod_revision,
+            version: self.version,
+            lease: self.lease,
+        }
+    }
+}
+
 struct State {
-    kvs: BTreeMap<String, KeyValue>,
+    kvs: BTreeMap<String, Meta>,
+    /// Whether `kvs` holds values (the in-memory backend).
+    keep_values: bool,
     revision: Revision,
     leases: HashMap<LeaseId, Lease>,
     /// (deadline, id) of every lease, for cheap expiry checks.
@@ -131,13 +180,14 @@ fn deadline(now: Instant, ttl: Duration) -> Instant {
 }
 
 fn event_size(ev: &WatchEvent) -> usize {
-    64 + 2 * ev.kv.key.len() + ev.kv.value.len() + ev.prev.as_ref().map_or(0, |p| p.value.len())
+    128 + 2 * ev.kv.key.len() + ev.kv.value.len()
 }
 
 impl State {
-    fn new(kvs: BTreeMap<String, KeyValue>, revision: Revision) -> State {
+    fn new(kvs: BTreeMap<String, Meta>, revision: Revision, keep_values: bool) -> State {
         State {
             kvs,
+            keep_values,
             revision,
             leases: HashMap::new(),
             deadlines: BTreeSet::new(),
@@ -167,10 +217,14 @@ impl State {
         base: Revision,
         overlay: &HashMap<String, Option<KeyValue>>,
     ) -> Result<(bool, Change), StoreError> {
+        // The key before this txn, without its value (see `WatchEvent::prev`).
         let get = |key: &str| -> Option<KeyValue> {
             match overlay.get(key) {
-                Some(v) => v.clone(),
-                None => self.kvs.get(key).cloned(),
+                Some(v) => v.as_ref().map(|kv| KeyValue {
+                    value: Vec::new(),
+                    ..kv.clone()
+                }),
+                None => self.kvs.get(key).map(|m| m.to_prev(key)),
             }
         };
         let exists = |key: &str| match overlay.get(key) {
@@ -194,7 +248,10 @@ impl State {
         for op in ops {
             let prev = match touched.get(op.key()) {
                 Some(&i) => match events[i].kind {
-                    EventKind::Put => Some(events[i].kv.clone()),
+                    EventKind::Put => Some(KeyValue {
+                        value: Vec::new(),
+                        ..events[i].kv.clone()
+                    }),
                     EventKind::Delete => None,
                 },
                 None => get(op.key()),
@@ -245,8 +302,8 @@ impl State {
         let events = lease
             .keys
             .iter()
-            .filter_map(|key| self.kvs.get(key))
-            .map(|kv| tombstone(kv.key.clone(), rev, Some(kv.clone())))
+            .filter_map(|key| self.kvs.get(key).map(|m| (key, m)))
+            .map(|(key, m)| tombstone(key.clone(), rev, Some(m.to_prev(key))))
             .collect();
         Ok(Change {
             revision: rev,
@@ -293,7 +350,8 @@ impl State {
                 match ev.kind {
                     EventKind::Put => {
                         self.attach(ev.kv.lease, &ev.kv.key);
-                        self.kvs.insert(ev.kv.key.clone(), ev.kv.clone());
+                        let meta = Meta::of(&ev.kv, self.keep_values);
+                        self.kvs.insert(ev.kv.key.clone(), meta);
                     }
                     EventKind::Delete => {
                         self.kvs.remove(&ev.kv.key);
@@ -428,10 +486,9 @@ fn persist_all<'a>(
 
 type Loaded = (Database, State, LeaseId);
 
-/// redb's page cache. Every value is also held in the engine's own map, so
-/// the cache only speeds up B-tree page updates on write; redb's 1 GiB
-/// default would hold most of the file a second time.
-const REDB_CACHE_BYTES: usize = 64 << 20;
+/// redb's page cache, which serves reads as well as B-tree updates. Its
+/// 1 GiB default would make the cache, not the data, the server's memory.
+const REDB_CACHE_BYTES: usize = 32 << 20;
 
 fn load(path: &Path) -> Result<Loaded, StoreError> {
     let db = Database::builder()
@@ -473,9 +530,9 @@ fn load(path: &Path) -> Result<Loaded, StoreError> {
         let (k, v) = entry.map_err(storage)?;
         let kv = codec::decode(k.value(), v.value())?;
         revision = revision.max(kv.mod_revision);
-        kvs.insert(kv.key.clone(), kv);
+        kvs.insert(kv.key.clone(), Meta::of(&kv, false));
     }
-    let mut state = State::new(kvs, revision);
+    let mut state = State::new(kvs, revision, false);
 
     let now = Instant::now();
     for entry in rtx
@@ -499,8 +556,8 @@ fn load(path: &Path) -> Result<Loaded, StoreError> {
     }
     let attached: Vec<(LeaseId, String)> = state
         .kvs
-        .values()
-        .filter_map(|kv| kv.lease.map(|l| (l, kv.key.clone())))
+        .iter()
+        .filter_map(|(key, m)| m.lease.map(|l| (l, key.clone())))
         .collect();
     for (lease, key) in attached {
         state.attach(Some(lease), &key);
@@ -512,7 +569,7 @@ fn load(path: &Path) -> Result<Loaded, StoreError> {
 
 impl Engine {
     pub(crate) fn new_mem(opts: Options) -> Arc<Engine> {
-        let mut state = State::new(BTreeMap::new(), 0);
+        let mut state = State::new(BTreeMap::new(), 0, true);
         state.history_floor = 1;
         Self::build(opts, None, state, 1)
     }
@@ -534,7 +591,8 @@ impl Engine {
         Arc::new(Engine {
             opts,
             durable: db.is_some(),
-            writer: Mutex::new(Writer { db, next_lease }),
+            db,
+            writer: Mutex::new(Writer { next_lease }),
             state: Mutex::new(state),
             reaper: Mutex::new(None),
             wake_reaper: Arc::new(Notify::new()),
@@ -544,34 +602,75 @@ impl Engine {
 
     // ---- reads ----
 
-    pub(crate) fn get(&self, key: &str) -> Option<KeyValue> {
-        self.state.lock().kvs.get(key).cloned()
+    pub(crate) fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        match &self.db {
+            None => Ok(self.state.lock().kvs.get(key).map(|m| m.to_kv(key))),
+            Some(db) => {
+                let rtx = db.begin_read().map_err(storage)?;
+                let table = rtx.open_table(KV).map_err(storage)?;
+                let found = table.get(key).map_err(storage)?;
+                found.map(|v| codec::decode(key, v.value())).transpose()
+            }
+        }
     }
 
     pub(crate) fn current_revision(&self) -> Revision {
         self.state.lock().revision
     }
 
-    pub(crate) fn range(&self, req: &RangeRequest) -> RangeResponse {
+    pub(crate) fn range(&self, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
         let limit = req.limit.filter(|&l| l > 0).unwrap_or(usize::MAX);
         let prefix = req.prefix.as_str();
         let lower = match req.start_after.as_deref() {
             Some(after) if after >= prefix => Bound::Excluded(after),
             _ => Bound::Included(prefix),
         };
-        let st = self.state.lock();
-        let mut iter = st
-            .kvs
-            .range::<str, _>((lower, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(_, kv)| kv);
-        let kvs: Vec<KeyValue> = iter.by_ref().take(limit).cloned().collect();
-        let more = iter.next().is_some();
-        RangeResponse {
+        let Some(db) = &self.db else {
+            let st = self.state.lock();
+            let mut iter = st
+                .kvs
+                .range::<str, _>((lower, Bound::Unbounded))
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(k, m)| m.to_kv(k));
+            let kvs: Vec<KeyValue> = iter.by_ref().take(limit).collect();
+            let more = iter.next().is_some();
+            return Ok(RangeResponse {
+                kvs,
+                more,
+                revision: st.revision,
+            });
+        };
+        // One snapshot: the values and the revision they are at. It may be
+        // a group commit ahead of what watchers were sent yet, never behind.
+        let rtx = db.begin_read().map_err(storage)?;
+        let revision = {
+            let meta = rtx.open_table(META).map_err(storage)?;
+            let on_disk = meta.get(META_REVISION).map_err(storage)?.map(|g| g.value());
+            on_disk.unwrap_or(0).max(self.current_revision())
+        };
+        let table = rtx.open_table(KV).map_err(storage)?;
+        let mut kvs = Vec::new();
+        let mut more = false;
+        for entry in table
+            .range::<&str>((lower, Bound::Unbounded))
+            .map_err(storage)?
+        {
+            let (k, v) = entry.map_err(storage)?;
+            let key = k.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if kvs.len() == limit {
+                more = true;
+                break;
+            }
+            kvs.push(codec::decode(key, v.value())?);
+        }
+        Ok(RangeResponse {
             kvs,
             more,
-            revision: st.revision,
-        }
+            revision,
+        })
     }
 
     pub(crate) fn watch(
@@ -632,7 +731,7 @@ impl Engine {
         if change.is_empty() {
             return Ok(self.state.lock().revision);
         }
-        if let Some(db) = &w.db {
+        if let Some(db) = &self.db {
             persist(db, &change)?;
         }
         if let Some(next) = change.next_lease {
@@ -694,7 +793,7 @@ impl Engine {
                 planned.push((plan, reply));
             }
         }
-        if let Some(db) = &w.db {
+        if let Some(db) = &self.db {
             let changes = planned
                 .iter()
                 .filter_map(|(p, _)| p.as_ref().ok().map(|(_, c)| c));

@@ -4,11 +4,13 @@
 //! Two backends share one engine:
 //!
 //! * [`MemStore`] — purely in memory.
-//! * [`RedbStore`] — the same in-memory engine plus durability in a
+//! * [`RedbStore`] — the same engine with the data in a
 //!   [redb](https://docs.rs/redb) file. Every write is committed to disk
-//!   (fsync) *before* it becomes visible in memory and before
-//!   [`Store::txn`] returns, so an acknowledged write survives `kill -9`.
-//!   Reads are always served from memory.
+//!   (fsync) *before* it becomes visible and before [`Store::txn`] returns,
+//!   so an acknowledged write survives `kill -9`. Memory holds each key's
+//!   revisions and lease, not its value: reads are served from a redb read
+//!   transaction (a consistent snapshot whose revision is its last commit),
+//!   so memory grows with the number of keys, not with their size.
 //!
 //! # Semantics in brief
 //!
@@ -185,7 +187,10 @@ pub struct WatchEvent {
     /// `mod_revision` = the deletion revision, an empty value,
     /// `create_revision` = `version` = 0 and no lease.
     pub kv: KeyValue,
-    /// The key-value before this event, if the key existed.
+    /// The key before this event, if it existed: its revisions, version
+    /// and lease, with an empty value. The value is not carried (etcd sends
+    /// it only on request): nothing here needs it, and it would double the
+    /// memory of every event in the watch history and in watchers' queues.
     pub prev: Option<KeyValue>,
 }
 
@@ -291,10 +296,11 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             history_limit: 100_000,
-            // Enough for watchers that keep up (seconds of history at
-            // thousands of writes/s); one that falls further behind gets
-            // `Compacted` and re-reads.
-            history_max_bytes: 64 << 20,
+            // Enough for watchers that keep up and for pollers that come
+            // back within about a second at 10,000 writes/s; one that falls
+            // further behind gets `Compacted` and re-reads. It is most of
+            // the durable store's memory besides redb's cache.
+            history_max_bytes: 32 << 20,
             watch_buffer: 65_536,
         }
     }
@@ -324,8 +330,8 @@ impl Default for MemStore {
     }
 }
 
-/// Durable store on a redb file; all data is also held in memory. Cheap to
-/// clone (clones share the same database). The file is closed when the last
+/// Durable store on a redb file; memory holds the keys' metadata, reads
+/// come from redb. Cheap to clone (clones share the same database). The file is closed when the last
 /// clone is dropped.
 #[derive(Clone)]
 pub struct RedbStore {
@@ -333,7 +339,7 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
-    /// Opens (or creates) the database at `path` and loads it into memory.
+    /// Opens (or creates) the database at `path` and loads its keys' metadata.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Self::open_with_options(path, Options::default())
     }
@@ -350,10 +356,10 @@ macro_rules! impl_store {
         #[async_trait::async_trait]
         impl Store for $ty {
             async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-                Ok(self.engine.get(key))
+                self.engine.get(key)
             }
             async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
-                Ok(self.engine.range(&req))
+                self.engine.range(&req)
             }
             async fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
                 self.engine.txn(txn).await

@@ -64,7 +64,7 @@ async fn reopen_keeps_data_and_revision() {
     assert_eq!(r.revision, 6);
     let e = next(&mut w).await;
     assert_eq!((e.kv.mod_revision, e.kv.version), (6, 3));
-    assert_eq!(e.prev.unwrap().value, b"2");
+    assert_eq!(e.prev.unwrap().version, 2);
 }
 
 #[tokio::test]

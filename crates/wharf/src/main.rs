@@ -18,6 +18,13 @@ use wharf_logs::LogStore;
 use wharf_protocol::sigv4::Credentials;
 use wharf_store::{DynStore, MemStore, RedbStore};
 
+/// The control plane allocates and frees many small objects per request
+/// (records, events, wire shapes) from several threads; mimalloc does that
+/// with less time and less fragmentation than glibc's malloc (measured in
+/// docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The development key pair `wharf up` accepts when none is configured.
 const DEV_ACCESS_KEY_ID: &str = "AKIAWHARFDEVELOPMENT";
 const DEV_SECRET_ACCESS_KEY: &str = "wharf-development-secret-key-do-not-use-in-production";

@@ -141,7 +141,10 @@ fn new_task(
     instance: &InstanceRecord,
     need: &wharf_core::records::Resources,
 ) -> TaskRecord {
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    // Time-ordered (UUIDv7, still 32 hex digits as ECS's): a task's key
+    // lands beside the other new tasks' in the store's B-tree, so a commit
+    // of many new tasks touches a few pages instead of one page each.
+    let id = uuid::Uuid::now_v7().simple().to_string();
     let cluster = &l.cluster.value.name;
     let td = &l.td.definition;
     let containers = effective_containers(td, &l.overrides)
@@ -202,6 +205,10 @@ fn new_task(
 pub(crate) struct Rules {
     pub constraints: Vec<Constraint>,
     pub strategies: Vec<Strategy>,
+    /// The constraints that read only the instance record (the placement
+    /// cache remembers which hosts pass them), and the others.
+    pub statics: Vec<Constraint>,
+    pub dynamics: Vec<Constraint>,
 }
 
 impl Rules {
@@ -221,10 +228,20 @@ impl Rules {
                 expression: c.expression.clone(),
             }
         }));
-        Ok(Rules {
-            constraints: placement::parse_constraints(&all).map_err(from_core)?,
-            strategies: placement::parse_strategies(strategies).map_err(from_core)?,
-        })
+        Ok(Rules::new(
+            placement::parse_constraints(&all).map_err(from_core)?,
+            placement::parse_strategies(strategies).map_err(from_core)?,
+        ))
+    }
+
+    pub fn new(constraints: Vec<Constraint>, strategies: Vec<Strategy>) -> Rules {
+        let (statics, dynamics) = constraints.iter().cloned().partition(Constraint::is_static);
+        Rules {
+            constraints,
+            strategies,
+            statics,
+            dynamics,
+        }
     }
 }
 
@@ -248,12 +265,17 @@ impl Placed {
     }
 }
 
-/// Hosts considered per task on a large cluster: a random sample, as
-/// Nomad does, rather than every host. The strategies rank the sample, so
-/// spread and binpack hold over it (spread by attribute counts the sample's
-/// buckets); when nothing in the sample fits, every host is scanned, so a
-/// refusal is never a sampling artefact.
-const SAMPLE: usize = 64;
+/// Hosts considered per task on a large cluster: a random sample of about
+/// 2·log2(hosts) (at least 16), as Nomad does, rather than every host. The sample is drawn from the hosts
+/// that pass the static constraints (remembered by the cache per host
+/// generation, so a `memberOf` on attributes is evaluated once per host,
+/// not once per task); the strategies rank it (spread by attribute counts
+/// the sample's buckets). When nothing in the sample fits, every host is
+/// scanned with every constraint, so a refusal and its reasons are never a
+/// sampling artefact.
+fn sample_size(hosts: usize) -> usize {
+    (2 * (usize::BITS - hosts.leading_zeros()) as usize).max(16)
+}
 
 /// Places `count` tasks by the placement engine, reading instances, agent
 /// sessions and task groups from the watch-fed cache (no listing of the
@@ -273,39 +295,38 @@ pub(crate) async fn place(
     use rand::seq::index::sample;
     let need = placement::demand(&l.td.definition, &l.overrides);
     let cluster = l.cluster.value.name.clone();
-    let none = BTreeMap::new();
+    let none = wharf_core::query::GroupCounts::new();
     for _ in 0..records::MAX_ATTEMPTS {
         let mut placed = Placed {
             tasks: vec![],
             misfits: BTreeSet::new(),
         };
-        // Instances this call placed on: (record with the new allocation,
+        // Slots this call placed on: (record with the new allocation,
         // groups, running tasks) and the cached read it compares against.
-        type Local = (InstanceRecord, BTreeMap<String, usize>, usize);
+        type Local = (InstanceRecord, wharf_core::query::GroupCounts, usize);
         let mut touched: BTreeMap<usize, (Local, Arc<Versioned<InstanceRecord>>)> = BTreeMap::new();
         {
-            let view = c
+            let mut view = c
                 .cache
                 .fresh(&c.store)
                 .await
                 .map_err(crate::error::from_store)?;
-            let hosts: Vec<&Arc<Versioned<InstanceRecord>>> = view
-                .instances
-                .get(&l.capacity)
-                .map(|m| m.values().collect())
-                .unwrap_or_default();
-            // Positions of the named instances (unknown ones are skipped).
+            let Some(capacity) = view.capacities.get_mut(&l.capacity) else {
+                return Err(no_capacity(l));
+            };
+            let feasible = capacity.feasible(&rules.statics);
+            let slots = &capacity.slots;
+            // Slots of the named instances (unknown ones are skipped).
             let named: Option<Vec<usize>> = only.map(|ids| {
                 ids.iter()
-                    .filter_map(|id| hosts.iter().position(|h| &h.value.id == id))
+                    .filter_map(|id| capacity.slot(id))
+                    .filter(|&i| slots[i].instance.is_some())
                     .collect()
             });
-            if hosts.is_empty() || named.as_ref().is_some_and(Vec::is_empty) {
-                return Err(invalid(if l.launch_type == "FARGATE" {
-                    "No managed (FARGATE) capacity is available: run `wharf up` to provide it."
-                } else {
-                    "No Container Instances were found in your cluster."
-                }));
+            if !slots.iter().any(|s| s.instance.is_some())
+                || named.as_ref().is_some_and(Vec::is_empty)
+            {
+                return Err(no_capacity(l));
             }
             let mut rng = rand::rngs::StdRng::from_entropy();
             for n in 0..count {
@@ -316,31 +337,36 @@ pub(crate) async fn place(
                     },
                     None => None,
                 };
-                let mut full = pinned.is_some() || hosts.len() <= SAMPLE;
+                // A small cluster is scanned whole; so is a large one whose
+                // sample had no fit.
+                let mut full = pinned.is_some() || feasible.len() <= sample_size(feasible.len());
                 loop {
                     let idxs: Vec<usize> = match pinned {
                         Some(i) => vec![i],
-                        None if full => (0..hosts.len()).collect(),
-                        None => sample(&mut rng, hosts.len(), SAMPLE).into_vec(),
+                        None if full => (0..slots.len())
+                            .filter(|&i| slots[i].instance.is_some())
+                            .collect(),
+                        None => sample(&mut rng, feasible.len(), sample_size(feasible.len()))
+                            .into_iter()
+                            .map(|k| feasible[k])
+                            .collect(),
                     };
                     let views: Vec<HostView> = idxs
                         .iter()
                         .map(|&i| {
-                            let v = &hosts[i].value;
-                            let connected =
-                                view.connected.contains(&(l.capacity.clone(), v.id.clone()));
+                            let slot = &slots[i];
                             match touched.get(&i) {
                                 Some(((inst, groups, running), _)) => HostView {
                                     instance: inst,
-                                    connected,
+                                    connected: slot.connected,
                                     running_tasks: *running,
                                     groups,
                                 },
                                 None => {
-                                    let h = view.hosts.get(&(cluster.clone(), v.id.clone()));
+                                    let h = slot.tasks(&cluster);
                                     HostView {
-                                        instance: v,
-                                        connected,
+                                        instance: &slot.instance.as_ref().expect("has one").value,
+                                        connected: slot.connected,
                                         running_tasks: h.map_or(0, |h| h.running),
                                         groups: h.map_or(&none, |h| &h.groups),
                                     }
@@ -348,11 +374,18 @@ pub(crate) async fn place(
                             }
                         })
                         .collect();
+                    // A sample comes from hosts that pass the static
+                    // constraints; a full scan checks them all.
+                    let constraints = if full {
+                        &rules.constraints
+                    } else {
+                        &rules.dynamics
+                    };
                     match placement::place(
                         &views,
                         &need,
                         &l.group,
-                        &rules.constraints,
+                        constraints,
                         &rules.strategies,
                         &mut rng,
                     ) {
@@ -360,8 +393,9 @@ pub(crate) async fn place(
                             let idx = idxs[pos];
                             drop(views);
                             let entry = touched.entry(idx).or_insert_with(|| {
-                                let v = hosts[idx];
-                                let h = view.hosts.get(&(cluster.clone(), v.value.id.clone()));
+                                let slot = &slots[idx];
+                                let v = slot.instance.as_ref().expect("has one");
+                                let h = slot.tasks(&cluster);
                                 (
                                     (
                                         v.value.clone(),
@@ -382,9 +416,8 @@ pub(crate) async fn place(
                         Err(_) if !full => full = true,
                         Err(refusals) => {
                             for (pos, m) in refusals {
-                                placed
-                                    .misfits
-                                    .insert((hosts[idxs[pos]].value.arn.clone(), m));
+                                let arn = &views[pos].instance.arn;
+                                placed.misfits.insert((arn.clone(), m));
                             }
                             break;
                         }
@@ -406,6 +439,14 @@ pub(crate) async fn place(
         }
     }
     Err(records::contention())
+}
+
+fn no_capacity(l: &Launch) -> wharf_protocol::AwsError {
+    invalid(if l.launch_type == "FARGATE" {
+        "No managed (FARGATE) capacity is available: run `wharf up` to provide it."
+    } else {
+        "No Container Instances were found in your cluster."
+    })
 }
 
 pub async fn run(c: &Control, x: &Ctx, r: ecs::RunTaskRequest) -> ApiResult<ecs::RunTaskResponse> {
