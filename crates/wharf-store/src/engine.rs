@@ -4,11 +4,13 @@
 //! mutex; so do the values of the in-memory backend. The durable backend
 //! keeps no values in memory: reads come from a redb read transaction (a
 //! consistent snapshot, revision included), so memory per key is its
-//! metadata, not its data. Writes are serialized by a second mutex (`writer`) that is
-//! held for a whole write: plan the change against the state, persist it
-//! (redb backend: one redb write transaction, committed with fsync), then
-//! apply it to the state and deliver it to watchers. Because only the holder
-//! of `writer` mutates the state, the plan stays valid while the state mutex
+//! metadata, not its data.
+//!
+//! Writes are serialized by a second mutex (`writer`) that is held for a
+//! whole write: plan the change against the state, persist it (redb
+//! backend: one redb write transaction, committed with fsync), then apply
+//! it to the state and deliver it to watchers. Because only the holder of
+//! `writer` mutates the state, the plan stays valid while the state mutex
 //! is released during the disk commit, and readers never wait for the disk.
 //!
 //! For the durable backend a write runs on tokio's blocking pool, which
@@ -53,14 +55,14 @@ fn storage(e: impl std::fmt::Display) -> StoreError {
 
 pub(crate) struct Engine {
     opts: Options,
-    /// The durable backend's file (readers use it without the writer lock).
+    /// The durable backend's file (readers use it without the writer lock);
+    /// with one, writes touch the disk and run on the blocking pool.
     db: Option<Database>,
     /// Serializes writes; held across the disk commit.
     writer: Mutex<Writer>,
-    /// Everything readers need; never held across disk I/O.
+    /// Keys' metadata (and, in memory, values), leases, history and
+    /// watchers; never held across disk I/O.
     state: Mutex<State>,
-    /// Whether writes touch the disk (then they run on the blocking pool).
-    durable: bool,
     reaper: Mutex<Option<JoinHandle<()>>>,
     wake_reaper: Arc<Notify>,
     /// Durable txns waiting for the group committer.
@@ -590,7 +592,6 @@ impl Engine {
     ) -> Arc<Engine> {
         Arc::new(Engine {
             opts,
-            durable: db.is_some(),
             db,
             writer: Mutex::new(Writer { next_lease }),
             state: Mutex::new(state),
@@ -716,7 +717,7 @@ impl Engine {
         F: FnOnce(&Engine) -> Result<T, StoreError> + Send + 'static,
     {
         self.ensure_reaper();
-        if self.durable {
+        if self.db.is_some() {
             let engine = Arc::clone(self);
             tokio::task::spawn_blocking(move || f(&engine))
                 .await
@@ -862,7 +863,7 @@ impl Engine {
     pub(crate) async fn txn(self: &Arc<Self>, txn: Txn) -> Result<TxnResponse, StoreError> {
         self.ensure_reaper();
         let (tx, rx) = oneshot::channel();
-        if !self.durable {
+        if self.db.is_none() {
             for (reply, result) in self.commit_group(vec![(txn, tx)]) {
                 let _ = reply.send(result);
             }
