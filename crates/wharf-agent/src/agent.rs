@@ -534,18 +534,7 @@ impl Agent {
             .ok()
             .and_then(|(c, _)| c)
             .unwrap_or_else(|| self.config.cluster.clone());
-        let mut report = TaskStateReport {
-            private_ipv4: None,
-            cluster: task_cluster.clone(),
-            task_arn: t.task_arn.clone(),
-            status: "PENDING".into(),
-            reason: None,
-            pull_started_at: None,
-            pull_stopped_at: None,
-            started_at: None,
-            execution_stopped_at: None,
-            containers: vec![],
-        };
+        let mut report = TaskStateReport::new(&task_cluster, &t.task_arn, "PENDING");
         let essential = |name: &str| {
             defs.iter()
                 .any(|d| d.name.as_deref() == Some(name) && d.essential != Some(false))
@@ -793,10 +782,6 @@ fn container_report(c: &ContainerStatus) -> ContainerReport {
     };
     let mut seen = HashSet::new();
     ContainerReport {
-        name: c.name_label(),
-        runtime_id: Some(c.id.clone()),
-        image_digest: None,
-        status: status.into(),
         exit_code: if status == "STOPPED" {
             c.exit_code.map(|e| e as i32)
         } else {
@@ -826,5 +811,6 @@ fn container_report(c: &ContainerStatus) -> ContainerReport {
             crate::runtime::Health::Unhealthy => "UNHEALTHY".into(),
             crate::runtime::Health::Starting => "UNKNOWN".into(),
         }),
+        ..ContainerReport::new(&c.name_label(), &c.id, status)
     }
 }

@@ -164,10 +164,6 @@ impl Simulator {
         let now = now_ms();
         let stopped = status == "STOPPED";
         Some(TaskStateReport {
-            cluster: self.config.cluster.clone(),
-            task_arn: t.task_arn.clone(),
-            status: status.into(),
-            reason: None,
             pull_started_at: Some(now),
             pull_stopped_at: Some(now),
             started_at: Some(now),
@@ -176,17 +172,11 @@ impl Simulator {
                 .containers
                 .iter()
                 .map(|c| ContainerReport {
-                    name: c.name.clone(),
-                    runtime_id: Some(format!("sim-{}", c.name)),
-                    image_digest: None,
-                    status: status.into(),
                     exit_code: stopped.then_some(0),
-                    reason: None,
-                    network_bindings: vec![],
-                    health_status: None,
+                    ..ContainerReport::new(&c.name, &format!("sim-{}", c.name), status)
                 })
                 .collect(),
-            private_ipv4: None,
+            ..TaskStateReport::new(&self.config.cluster, &t.task_arn, status)
         })
     }
 }

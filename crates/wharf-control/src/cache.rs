@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{watch, OnceCell};
 use wharf_core::lifecycle::TaskStatus;
 use wharf_core::placement::Constraint;
-use wharf_core::query::GroupCounts;
+use wharf_core::query::{self, GroupCounts};
 use wharf_core::records::{InstanceRecord, MANAGED_CLUSTER};
 use wharf_store::{DynStore, EventKind, KeyValue, RangeRequest, Revision, StoreError};
 
@@ -121,11 +121,8 @@ impl Capacity {
                 .enumerate()
                 .filter(|(_, s)| {
                     s.instance.as_ref().is_some_and(|v| {
-                        let host = wharf_core::query::HostView::bare(&v.value);
-                        statics.iter().all(|c| match c {
-                            Constraint::MemberOf(q) => q.matches(&host),
-                            Constraint::DistinctInstance => true,
-                        })
+                        let host = query::HostView::bare(&v.value);
+                        statics.iter().all(|c| c.allows(&host, "").is_ok())
                     })
                 })
                 .map(|(i, _)| i)
@@ -149,14 +146,6 @@ fn capacity_mut<'a>(all: &'a mut HashMap<String, Capacity>, name: &str) -> &'a m
         all.insert(name.to_string(), Capacity::default());
     }
     all.get_mut(name).expect("just inserted")
-}
-
-/// Whether a static constraint could answer differently for `b` than for `a`.
-fn static_fields_differ(a: &InstanceRecord, b: &InstanceRecord) -> bool {
-    a.attributes != b.attributes
-        || a.hostname != b.hostname
-        || a.agent_version != b.agent_version
-        || a.registered_at != b.registered_at
 }
 
 /// Where a live task is counted: its capacity, host, cluster and group
@@ -221,7 +210,7 @@ impl View {
             };
             let slot = capacity.slot_mut(id);
             let changed = match (&slot.instance, &record) {
-                (Some(a), Some(b)) => static_fields_differ(&a.value, &b.value),
+                (Some(a), Some(b)) => query::static_fields_differ(&a.value, &b.value),
                 (None, None) => false,
                 _ => true,
             };
@@ -426,25 +415,14 @@ mod tests {
     use wharf_model::ecs;
 
     fn instance(cluster: &str, id: &str, kind: &str) -> InstanceRecord {
+        let registered = Resources {
+            cpu: 1024,
+            memory: 2048,
+            ..Default::default()
+        };
         InstanceRecord {
-            id: id.into(),
-            arn: format!("arn:{id}"),
-            cluster: cluster.into(),
-            status: "ACTIVE".into(),
-            registered: Resources {
-                cpu: 1024,
-                memory: 2048,
-                ..Default::default()
-            },
-            reserved: Resources::default(),
-            allocated: Resources::default(),
             attributes: [("kind".to_string(), Some(kind.to_string()))].into(),
-            agent_version: None,
-            docker_version: None,
-            hostname: None,
-            registered_at: 0,
-            tags: Default::default(),
-            version: 1,
+            ..InstanceRecord::new(id, &format!("arn:{id}"), cluster, registered, 0)
         }
     }
 

@@ -95,6 +95,42 @@ pub struct ContainerReport {
     pub health_status: Option<String>,
 }
 
+impl TaskStateReport {
+    /// A report of `status` with nothing else observed yet; callers add
+    /// timestamps, a reason, containers and an address.
+    pub fn new(cluster: &str, task_arn: &str, status: &str) -> Self {
+        TaskStateReport {
+            cluster: cluster.into(),
+            task_arn: task_arn.into(),
+            status: status.into(),
+            reason: None,
+            pull_started_at: None,
+            pull_stopped_at: None,
+            started_at: None,
+            execution_stopped_at: None,
+            containers: vec![],
+            private_ipv4: None,
+        }
+    }
+}
+
+impl ContainerReport {
+    /// Container `name` (runtime ID `runtime_id`) in `status`, with nothing
+    /// else observed yet.
+    pub fn new(name: &str, runtime_id: &str, status: &str) -> Self {
+        ContainerReport {
+            name: name.into(),
+            runtime_id: Some(runtime_id.into()),
+            image_digest: None,
+            status: status.into(),
+            exit_code: None,
+            reason: None,
+            network_bindings: vec![],
+            health_status: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DisconnectRequest {

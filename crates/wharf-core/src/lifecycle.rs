@@ -252,29 +252,15 @@ mod tests {
 
     fn report(status: &str, containers: Vec<ContainerReport>) -> TaskStateReport {
         TaskStateReport {
-            private_ipv4: None,
-            cluster: "default".into(),
-            task_arn: "arn:t1".into(),
-            status: status.into(),
-            reason: None,
-            pull_started_at: None,
-            pull_stopped_at: None,
-            started_at: None,
-            execution_stopped_at: None,
             containers,
+            ..TaskStateReport::new("default", "arn:t1", status)
         }
     }
 
     fn c(name: &str, status: &str, exit: Option<i32>) -> ContainerReport {
         ContainerReport {
-            name: name.into(),
-            runtime_id: Some(format!("docker-{name}")),
-            image_digest: None,
-            status: status.into(),
             exit_code: exit,
-            reason: None,
-            network_bindings: vec![],
-            health_status: None,
+            ..ContainerReport::new(name, &format!("docker-{name}"), status)
         }
     }
 

@@ -70,6 +70,17 @@ impl Constraint {
     pub fn is_static(&self) -> bool {
         matches!(self, Constraint::MemberOf(q) if q.is_static())
     }
+
+    /// Whether `host` may take a task of `group` under this constraint.
+    pub fn allows(&self, host: &HostView, group: &str) -> Result<(), Misfit> {
+        match self {
+            Constraint::DistinctInstance if host.group_count(group) > 0 => {
+                Err(Misfit::DistinctInstance)
+            }
+            Constraint::MemberOf(q) if !q.matches(host) => Err(Misfit::MemberOf),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What `spread` evens tasks out over.
@@ -274,16 +285,7 @@ pub fn admits(
     constraints: &[Constraint],
 ) -> Result<(), Misfit> {
     fits(host.instance, need, host.connected)?;
-    for c in constraints {
-        match c {
-            Constraint::DistinctInstance if host.group_count(group) > 0 => {
-                return Err(Misfit::DistinctInstance)
-            }
-            Constraint::MemberOf(q) if !q.matches(host) => return Err(Misfit::MemberOf),
-            _ => {}
-        }
-    }
-    Ok(())
+    constraints.iter().try_for_each(|c| c.allows(host, group))
 }
 
 /// Chooses the host (an index into `hosts`) for one task of `group`, or
@@ -427,28 +429,17 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn instance(cpu: i64, mem: i64) -> InstanceRecord {
+        let registered = Resources {
+            cpu,
+            memory: mem,
+            ..Default::default()
+        };
         InstanceRecord {
-            id: "i".into(),
-            arn: "arn:i".into(),
-            cluster: "default".into(),
-            status: "ACTIVE".into(),
-            registered: Resources {
-                cpu,
-                memory: mem,
-                ..Default::default()
-            },
             reserved: Resources {
                 tcp_ports: [22].into(),
                 ..Default::default()
             },
-            allocated: Resources::default(),
-            attributes: Default::default(),
-            agent_version: None,
-            docker_version: None,
-            hostname: None,
-            registered_at: 0,
-            tags: Default::default(),
-            version: 1,
+            ..InstanceRecord::new("i", "arn:i", "default", registered, 0)
         }
     }
 

@@ -180,6 +180,34 @@ pub struct InstanceRecord {
 }
 
 impl InstanceRecord {
+    /// An ACTIVE instance just registered with `registered` resources:
+    /// nothing reserved or allocated, no attributes, versions, hostname or
+    /// tags yet; callers fill in what the registration says.
+    pub fn new(
+        id: &str,
+        arn: &str,
+        cluster: &str,
+        registered: Resources,
+        registered_at: Millis,
+    ) -> Self {
+        InstanceRecord {
+            id: id.into(),
+            arn: arn.into(),
+            cluster: cluster.into(),
+            status: "ACTIVE".into(),
+            registered,
+            reserved: Resources::default(),
+            allocated: Resources::default(),
+            attributes: Default::default(),
+            agent_version: None,
+            docker_version: None,
+            hostname: None,
+            registered_at,
+            tags: Default::default(),
+            version: 1,
+        }
+    }
+
     pub fn remaining(&self) -> Resources {
         let mut r = Resources {
             cpu: self.registered.cpu - self.allocated.cpu,

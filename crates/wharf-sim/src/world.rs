@@ -241,28 +241,21 @@ impl World {
             "ecs.instance-type".into(),
             Some(if big { "m5.xlarge" } else { "m5.large" }.into()),
         );
+        let registered = Resources {
+            cpu: if big { 4096 } else { 2048 },
+            memory: if big { 16384 } else { 8192 },
+            ..Default::default()
+        };
+        let arn = format!("arn:aws:ecs:sim:container-instance/sim/{id}");
         self.instances.push(InstanceRecord {
-            id: id.clone(),
-            arn: format!("arn:aws:ecs:sim:container-instance/sim/{id}"),
-            cluster: "sim".into(),
-            status: "ACTIVE".into(),
-            registered: Resources {
-                cpu: if big { 4096 } else { 2048 },
-                memory: if big { 16384 } else { 8192 },
-                ..Default::default()
-            },
             reserved: Resources {
                 tcp_ports: [22, 2375, 51678].into(),
                 ..Default::default()
             },
-            allocated: Resources::default(),
             attributes,
             agent_version: Some("sim".into()),
-            docker_version: None,
-            hostname: Some(id),
-            registered_at: self.now,
-            tags: Default::default(),
-            version: 1,
+            hostname: Some(id.clone()),
+            ..InstanceRecord::new(&id, &arn, "sim", registered, self.now)
         });
         self.hosts.push(Host {
             connected: true,
@@ -748,30 +741,13 @@ impl World {
 
     fn report_for(t: &TaskRecord, status: &str, container: ContainerReport) -> TaskStateReport {
         TaskStateReport {
-            private_ipv4: None,
-            cluster: t.cluster.clone(),
-            task_arn: t.arn.clone(),
-            status: status.into(),
-            reason: None,
-            pull_started_at: None,
-            pull_stopped_at: None,
-            started_at: None,
-            execution_stopped_at: None,
             containers: vec![container],
+            ..TaskStateReport::new(&t.cluster, &t.arn, status)
         }
     }
 
     fn container(status: &str) -> ContainerReport {
-        ContainerReport {
-            name: "app".into(),
-            runtime_id: Some("docker-app".into()),
-            image_digest: None,
-            status: status.into(),
-            exit_code: None,
-            reason: None,
-            network_bindings: vec![],
-            health_status: None,
-        }
+        ContainerReport::new("app", "docker-app", status)
     }
 
     /// Moves one task along if its agent is connected and something is due;

@@ -150,35 +150,25 @@ pub(crate) async fn register_in(
             }
             None => {
                 let id = uuid::Uuid::new_v4().simple().to_string();
+                let registered = Resources {
+                    tcp_ports: Default::default(),
+                    udp_ports: Default::default(),
+                    ..total.clone()
+                };
+                let arn = x.scope.container_instance(&name, &id);
+                let versions = r.version_info.as_ref();
                 let record = InstanceRecord {
-                    arn: x.scope.container_instance(&name, &id),
-                    id: id.clone(),
-                    cluster: name.clone(),
-                    status: "ACTIVE".into(),
-                    registered: Resources {
-                        tcp_ports: Default::default(),
-                        udp_ports: Default::default(),
-                        ..total.clone()
-                    },
                     reserved: Resources {
                         cpu: 0,
                         memory: 0,
                         ..total.clone()
                     },
-                    allocated: Resources::default(),
                     attributes: attributes.clone(),
-                    agent_version: r
-                        .version_info
-                        .as_ref()
-                        .and_then(|i| i.agent_version.clone()),
-                    docker_version: r
-                        .version_info
-                        .as_ref()
-                        .and_then(|i| i.docker_version.clone()),
+                    agent_version: versions.and_then(|i| i.agent_version.clone()),
+                    docker_version: versions.and_then(|i| i.docker_version.clone()),
                     hostname: identity.instance_id.clone(),
-                    registered_at: x.now,
                     tags: tags_from_wire(r.tags.as_deref().unwrap_or_default()),
-                    version: 1,
+                    ..InstanceRecord::new(&id, &arn, &name, registered, x.now)
                 };
                 (record, Compare::NotExists(keys::instance(&name, &id)))
             }

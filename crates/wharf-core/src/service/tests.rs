@@ -7,25 +7,14 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 fn instance(id: &str) -> InstanceRecord {
+    let registered = Resources {
+        cpu: 4096,
+        memory: 8192,
+        ..Default::default()
+    };
     InstanceRecord {
-        id: id.into(),
-        arn: format!("arn:{id}"),
-        cluster: "c".into(),
-        status: "ACTIVE".into(),
-        registered: Resources {
-            cpu: 4096,
-            memory: 8192,
-            ..Default::default()
-        },
-        reserved: Resources::default(),
-        allocated: Resources::default(),
-        attributes: Default::default(),
-        agent_version: None,
-        docker_version: None,
         hostname: Some(id.into()),
-        registered_at: 0,
-        tags: Default::default(),
-        version: 1,
+        ..InstanceRecord::new(id, &format!("arn:{id}"), "c", registered, 0)
     }
 }
 
