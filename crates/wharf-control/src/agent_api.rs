@@ -337,30 +337,16 @@ async fn poll_instances(
         }
     }
     let mut tasks = vec![];
-    let mut start_after = None;
-    // The first page's revision: a delta from there replays whatever changed
-    // while the later pages were read (a repeat is harmless to a
-    // level-triggered host; a miss would not be).
-    let mut first = None;
-    loop {
-        let resp = c
-            .store
-            .range(wharf_store::RangeRequest {
-                prefix: prefix.clone(),
-                start_after: start_after.take(),
-                limit: Some(10_000),
-            })
-            .await
-            .map_err(from_store)?;
-        first.get_or_insert(resp.revision);
-        tasks.extend(resp.kvs.iter().filter_map(|kv| brief(&kv.value, &ids)));
-        if !resp.more {
-            break;
-        }
-        start_after = resp.kvs.last().map(|kv| kv.key.clone());
-    }
+    // A delta from the first page's revision replays whatever changed while
+    // the later pages were read (a repeat is harmless to a level-triggered
+    // host; a miss would not be).
+    let revision = wharf_store::scan(c.store.as_ref(), &prefix, 10_000, |kv| {
+        tasks.extend(brief(&kv.value, &ids))
+    })
+    .await
+    .map_err(from_store)?;
     Ok(PollInstancesResponse {
-        revision: first.unwrap_or(0),
+        revision,
         full: true,
         tasks,
     })

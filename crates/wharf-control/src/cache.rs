@@ -14,7 +14,7 @@ use wharf_core::lifecycle::TaskStatus;
 use wharf_core::placement::Constraint;
 use wharf_core::query::{self, GroupCounts};
 use wharf_core::records::{InstanceRecord, MANAGED_CLUSTER};
-use wharf_store::{DynStore, EventKind, KeyValue, RangeRequest, Revision, StoreError};
+use wharf_store::{scan, DynStore, EventKind, KeyValue, Revision, StoreError};
 
 /// Task groups and live-task count of one host, for one cluster's tasks.
 #[derive(Default)]
@@ -343,26 +343,13 @@ impl Cache {
         let mut view = View::default();
         let mut at = None;
         for prefix in PREFIXES {
-            let mut start_after = None;
-            loop {
-                let resp = store
-                    .range(RangeRequest {
-                        prefix: prefix.into(),
-                        start_after: start_after.take(),
-                        limit: Some(10_000),
-                    })
-                    .await?;
-                // The watch replays from the first read's revision, so
-                // anything that changed while paging is applied again.
-                at.get_or_insert(resp.revision);
-                for kv in &resp.kvs {
-                    view.apply(EventKind::Put, kv);
-                }
-                if !resp.more {
-                    break;
-                }
-                start_after = resp.kvs.last().map(|kv| kv.key.clone());
-            }
+            // The watch replays from the first read's revision, so anything
+            // that changed while paging is applied again.
+            let rev = scan(store.as_ref(), prefix, 10_000, |kv| {
+                view.apply(EventKind::Put, &kv)
+            })
+            .await?;
+            at.get_or_insert(rev);
         }
         let at = at.unwrap_or(0);
         *self.view.lock().expect("cache lock") = view;

@@ -5,7 +5,7 @@
 use crate::error::{from_store, ApiResult};
 use serde::{de::DeserializeOwned, Serialize};
 use wharf_protocol::AwsError;
-use wharf_store::{Compare, Op, RangeRequest, Revision, Store, Txn};
+use wharf_store::{Compare, Op, Revision, Store, Txn};
 
 /// A record and the revision it was read at.
 #[derive(Debug, Clone)]
@@ -64,27 +64,24 @@ pub async fn list<T: DeserializeOwned>(
     prefix: &str,
 ) -> ApiResult<(Vec<Versioned<T>>, Revision)> {
     let mut out = Vec::new();
-    let mut start_after = None;
-    loop {
-        let resp = store
-            .range(RangeRequest {
-                prefix: prefix.to_string(),
-                start_after: start_after.clone(),
-                limit: Some(10_000),
-            })
-            .await
-            .map_err(from_store)?;
-        for kv in &resp.kvs {
-            out.push(Versioned {
-                value: decode(&kv.key, &kv.value)?,
-                key: kv.key.clone(),
+    let mut bad = None;
+    let revision = wharf_store::scan(store, prefix, 10_000, |kv| {
+        match decode(&kv.key, &kv.value) {
+            Ok(value) => out.push(Versioned {
+                value,
+                key: kv.key,
                 mod_revision: kv.mod_revision,
-            });
+            }),
+            Err(e) => {
+                bad.get_or_insert(e);
+            }
         }
-        if !resp.more {
-            return Ok((out, resp.revision));
-        }
-        start_after = resp.kvs.last().map(|kv| kv.key.clone());
+    })
+    .await
+    .map_err(from_store)?;
+    match bad {
+        Some(e) => Err(e),
+        None => Ok((out, revision)),
     }
 }
 

@@ -242,6 +242,36 @@ pub enum StoreError {
     Storage(String),
 }
 
+/// Reads every key under `prefix` in key order, `page` keys per read (so a
+/// large prefix is never one big read), handing each to `f`. Returns the
+/// revision of the first read: what changes while later pages are read is
+/// newer, so a watch from that revision + 1 sees it again — a repeat, never
+/// a miss.
+pub async fn scan(
+    store: &dyn Store,
+    prefix: &str,
+    page: usize,
+    mut f: impl FnMut(KeyValue),
+) -> Result<Revision, StoreError> {
+    let mut first = None;
+    let mut start_after = None;
+    loop {
+        let resp = store
+            .range(RangeRequest {
+                prefix: prefix.to_string(),
+                start_after: start_after.take(),
+                limit: Some(page),
+            })
+            .await?;
+        let revision = *first.get_or_insert(resp.revision);
+        start_after = resp.kvs.last().map(|kv| kv.key.clone());
+        resp.kvs.into_iter().for_each(&mut f);
+        if !resp.more {
+            return Ok(revision);
+        }
+    }
+}
+
 /// The key-value store. See the crate docs for the semantics.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {

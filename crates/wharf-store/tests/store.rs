@@ -38,6 +38,7 @@ suite!(
     same_key_twice_in_txn,
     empty_writes_do_not_bump,
     range_prefix_paging,
+    scan_visits_every_key_in_pages,
     delete,
     watch_from_zero_only_new,
     watch_replay_then_live,
@@ -382,6 +383,27 @@ async fn range_prefix_paging(mk: Factory) {
         .unwrap()
         .kvs
         .is_empty());
+}
+
+async fn scan_visits_every_key_in_pages(mk: Factory) {
+    let h = mk(Options::default());
+    let s = &h.store;
+    let mut txn = Txn::new();
+    for i in 0..25 {
+        txn = txn.then(Op::put(format!("p/{i:02}"), format!("{i}")));
+    }
+    s.txn(txn.then(Op::put("q", "other"))).await.unwrap();
+    s.txn(put("p/99", "99")).await.unwrap();
+    let mut seen = vec![];
+    let rev = wharf_store::scan(s.as_ref(), "p/", 10, |kv| seen.push(kv.key))
+        .await
+        .unwrap();
+    let want: Vec<String> = (0..25)
+        .map(|i| format!("p/{i:02}"))
+        .chain(["p/99".to_string()])
+        .collect();
+    assert_eq!(seen, want, "every key under the prefix, once, in order");
+    assert_eq!(rev, 2);
 }
 
 async fn delete(mk: Factory) {
