@@ -25,6 +25,7 @@ use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 use wharf_model::logs::{InputLogEvent, RejectedLogEventsInfo};
@@ -200,10 +201,14 @@ fn scan_streams(
     after: Option<&str>,
     limit: usize,
 ) -> LogResult<Vec<StreamInfo>> {
-    let lo = stream_key(gid, prefix);
+    let lo = start(prefix, after).map(|name| stream_key(gid, name));
     let hi = (gid + 1).to_be_bytes();
     let mut out = Vec::new();
-    for item in t.range::<&[u8]>(lo.as_slice()..hi.as_slice())? {
+    let range = (
+        lo.as_ref().map(Vec::as_slice),
+        Bound::Excluded(hi.as_slice()),
+    );
+    for item in t.range::<&[u8]>(range)? {
         if out.len() >= limit {
             break;
         }
@@ -212,12 +217,19 @@ fn scan_streams(
         if !name.starts_with(prefix) {
             break;
         }
-        if after.is_some_and(|a| name <= a) {
-            continue;
-        }
         out.push(read_json(v.value())?);
     }
     Ok(out)
+}
+
+/// Where a listing of names starting with `prefix` after `after` begins:
+/// at the token, so a page costs its own length rather than everything
+/// before it.
+fn start<'a>(prefix: &'a str, after: Option<&'a str>) -> Bound<&'a str> {
+    match after {
+        Some(a) if a >= prefix => Bound::Excluded(a),
+        _ => Bound::Included(prefix),
+    }
 }
 
 fn take_ids(txn: &WriteTransaction, key: &str, n: u64) -> LogResult<u64> {
@@ -319,7 +331,7 @@ impl LogStore {
         let txn = self.db.begin_read()?;
         let groups = txn.open_table(GROUPS)?;
         let mut out = Vec::new();
-        for item in groups.range::<&str>(prefix..)? {
+        for item in groups.range::<&str>((start(prefix, after), Bound::Unbounded))? {
             if out.len() >= limit {
                 break;
             }
@@ -327,9 +339,6 @@ impl LogStore {
             let name = k.value();
             if !name.starts_with(prefix) {
                 break;
-            }
-            if after.is_some_and(|a| name <= a) {
-                continue;
             }
             out.push(read_json(v.value())?);
         }

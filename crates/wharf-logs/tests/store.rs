@@ -533,3 +533,32 @@ async fn api_errors_and_listing() {
         .unwrap();
     assert_eq!(r["tags"], json!({"env": "dev"}));
 }
+
+/// Listings start at the token: names after it under the prefix, in order,
+/// whether the token sorts before, inside or after the prefix's names.
+#[test]
+fn listings_resume_after_the_token_within_the_prefix() {
+    let s = store_with("g", &["a", "b/1", "b/2", "b/3", "c"]);
+    for name in ["a", "b/1", "b/2", "b/3"] {
+        s.create_group(name, NOW, BTreeMap::new()).unwrap();
+    }
+    let groups = |after: Option<&str>, limit| -> Vec<String> {
+        let found = s.list_groups("b/", after, limit).unwrap();
+        found.into_iter().map(|g| g.name).collect()
+    };
+    let streams = |after: Option<&str>, limit| -> Vec<String> {
+        let found = s.list_streams("g", "b/", after, limit).unwrap();
+        found.into_iter().map(|st| st.name).collect()
+    };
+    for list in [
+        &groups as &dyn Fn(Option<&str>, usize) -> Vec<String>,
+        &streams,
+    ] {
+        assert_eq!(list(None, 2), ["b/1", "b/2"]);
+        assert_eq!(list(Some("b/2"), 10), ["b/3"]);
+        assert_eq!(list(Some("b/1x"), 10), ["b/2", "b/3"]);
+        assert_eq!(list(Some("a"), 10), ["b/1", "b/2", "b/3"]);
+        assert!(list(Some("b/3"), 10).is_empty());
+        assert!(list(Some("c"), 10).is_empty());
+    }
+}
