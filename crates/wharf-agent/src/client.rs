@@ -12,6 +12,11 @@ pub enum ClientError {
     Api { op: String, err: AwsError },
 }
 
+/// How long any call may take, the long-polls included (the server ends
+/// those within 30 s): a call that hangs is retried by the caller rather
+/// than stalling the agent for good.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 #[derive(Clone)]
 pub struct ControlClient {
     http: reqwest::Client,
@@ -71,6 +76,7 @@ impl ControlClient {
             .post(self.url.to_string())
             .headers(headers)
             .body(body)
+            .timeout(REQUEST_TIMEOUT)
             .send()
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;

@@ -7,6 +7,7 @@
 use crate::agent::AGENT_VERSION;
 use crate::client::{ClientError, ControlClient};
 use futures::StreamExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -113,8 +114,14 @@ impl Simulator {
         let arns = self.register().await?;
         tracing::info!(hosts = arns.len(), cluster = %self.config.cluster, "simulated hosts registered");
         let gate = Arc::new(Semaphore::new(REPORTS_IN_FLIGHT));
+        // Set when a report is lost: the next poll asks for everything, so
+        // its tasks are reported again rather than left as they were.
+        let resync = Arc::new(AtomicBool::new(false));
         let mut after = 0;
         loop {
+            if resync.swap(false, Ordering::Relaxed) {
+                after = 0;
+            }
             let req = PollInstancesRequest {
                 cluster: self.config.cluster.clone(),
                 container_instance_arns: arns.clone(),
@@ -140,13 +147,15 @@ impl Simulator {
             for chunk in reports.chunks(REPORT_BATCH) {
                 let permit = gate.clone().acquire_owned().await.expect("never closed");
                 let client = self.client.clone();
+                let resync = resync.clone();
                 let body = TaskStateReports {
                     reports: chunk.to_vec(),
                 };
                 tokio::spawn(async move {
                     let target = format!("{TARGET_PREFIX}.{REPORT_TASK_STATES}");
                     if let Err(e) = client.call::<_, Empty>(&target, &body).await {
-                        tracing::warn!(error = %e, "report failed");
+                        tracing::warn!(error = %e, "report failed; the next poll resyncs");
+                        resync.store(true, Ordering::Relaxed);
                     }
                     drop(permit);
                 });

@@ -10,6 +10,7 @@ use crate::{Control, Ctx};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
+use tokio::sync::mpsc::error::TryRecvError;
 use wharf_core::agent_protocol::*;
 use wharf_core::arn;
 use wharf_core::lifecycle::apply_report;
@@ -17,7 +18,7 @@ use wharf_core::records::{
     keys, InstanceRecord, TaskDefinitionRecord, TaskRecord, MANAGED_CLUSTER,
 };
 use wharf_protocol::AwsError;
-use wharf_store::{LeaseId, Op, StoreError, Txn};
+use wharf_store::{LeaseId, Op, StoreError, Txn, WatchEvent};
 
 /// Lease of each connected agent's session key, by instance ID.
 #[derive(Default)]
@@ -185,25 +186,9 @@ async fn report(c: &Control, x: &Ctx, r: TaskStateReport) -> ApiResult<Empty> {
         if !applied.changed {
             return Ok(Empty {});
         }
-        let mut txn = Txn::new().when(task.unchanged()).then(task.put());
-        // Reaching STOPPED gives the task's reservation back in the same write.
-        if applied.became_stopped {
-            if let Some(iid) = &task.value.instance_id {
-                let capacity = if task.value.launch_type == "FARGATE" {
-                    MANAGED_CLUSTER
-                } else {
-                    cluster.as_str()
-                };
-                if let Some(mut inst) =
-                    records::get::<InstanceRecord>(c.store.as_ref(), &keys::instance(capacity, iid))
-                        .await?
-                {
-                    inst.value.allocated.remove(&task.value.reservation);
-                    inst.value.version += 1;
-                    txn = txn.when(inst.unchanged()).then(inst.put());
-                }
-            }
-        }
+        // Reaching STOPPED gives the task's reservation back: what a host
+        // holds is summed from its live tasks (see `cache`).
+        let txn = Txn::new().when(task.unchanged()).then(task.put());
         if commit(c.store.as_ref(), txn).await? {
             return Ok(Empty {});
         }
@@ -305,27 +290,63 @@ async fn poll_instances(
                 let deadline =
                     tokio::time::Instant::now() + Duration::from_millis(r.wait_millis.min(30_000));
                 let mut changed: BTreeMap<String, InstanceTask> = BTreeMap::new();
-                let mut revision = r.after_revision;
-                loop {
-                    // Wait for the first change of ours, then take only what
-                    // is already queued (whole revisions: the store queues a
-                    // revision's events together).
-                    let ev = if changed.is_empty() {
-                        match tokio::time::timeout_at(deadline, rx.recv()).await {
-                            Ok(ev) => ev,
-                            Err(_) => break,
-                        }
-                    } else {
-                        rx.try_recv().ok()
-                    };
-                    let Some(ev) = ev else { break };
-                    revision = ev.kv.mod_revision;
+                let mut last = r.after_revision;
+                let mut take = |ev: WatchEvent, changed: &mut BTreeMap<String, InstanceTask>| {
+                    last = ev.kv.mod_revision;
                     if ev.kind == wharf_store::EventKind::Put {
                         if let Some(t) = brief(&ev.kv.value, &ids) {
                             changed.insert(t.task_arn.clone(), t);
                         }
                     }
+                };
+                // Wait for the first change of ours, then take what is queued.
+                let mut closed = false;
+                loop {
+                    let ev = if changed.is_empty() {
+                        match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Some(ev)) => ev,
+                            Ok(None) => {
+                                closed = true;
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    } else {
+                        match rx.try_recv() {
+                            Ok(ev) => ev,
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                closed = true;
+                                break;
+                            }
+                        }
+                    };
+                    take(ev, &mut changed);
                 }
+                // What was queued may end partway through a revision (the
+                // store may be sending it right now), and a revision
+                // answered is never asked for again. The store sends a
+                // revision's events and moves its revision under one lock:
+                // once it says `current`, everything up to `current` is
+                // queued, so drain again and answer `current`. (A watcher the
+                // store closed for falling behind ends at a whole revision:
+                // answer the last one received.) Events past `current` may be
+                // sent again by the next poll; a repeat is harmless.
+                let mut revision = None;
+                if !closed {
+                    let current = c.store.current_revision().await.map_err(from_store)?;
+                    loop {
+                        match rx.try_recv() {
+                            Ok(ev) => take(ev, &mut changed),
+                            Err(TryRecvError::Empty) => {
+                                revision = Some(current);
+                                break;
+                            }
+                            Err(TryRecvError::Disconnected) => break,
+                        }
+                    }
+                }
+                let revision = revision.unwrap_or(last);
                 return Ok(PollInstancesResponse {
                     revision,
                     full: false,
@@ -361,4 +382,75 @@ async fn report_many(c: &Control, x: &Ctx, r: TaskStateReports) -> ApiResult<Emp
         .into_iter()
         .find(Result::is_err)
         .unwrap_or(Ok(Empty {}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use wharf_core::clock::ManualClock;
+    use wharf_store::MemStore;
+
+    /// Tasks written fifty to a revision by two writers while a many-host
+    /// poller follows them by deltas: every task reaches the poller, none
+    /// is lost to a revision answered while it was still being queued.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_host_poll_deltas_lose_no_task_written_meanwhile() {
+        let c = Arc::new(Control::new(
+            Arc::new(MemStore::new()),
+            Arc::new(ManualClock::new(0)),
+            Default::default(),
+        ));
+        const TXNS: usize = 200;
+        const PER_TXN: usize = 50;
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    for n in 0..TXNS / 2 {
+                        let mut txn = Txn::new();
+                        for k in 0..PER_TXN {
+                            let id = format!("w{w}-{n:04}-{k}");
+                            let mut t = TaskRecord::new(&id, &format!("arn:{id}"), "c", 0);
+                            t.instance_id = Some("i1".into());
+                            txn = txn.then(records::put(&keys::task("c", &id), &t));
+                        }
+                        c.store.txn(txn).await.unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        let mut seen = HashSet::new();
+        let mut after = 0;
+        let mut deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while seen.len() < TXNS * PER_TXN && std::time::Instant::now() < deadline {
+            // Once the writers are done, a few more polls must do.
+            if writers.iter().all(|w| w.is_finished()) {
+                deadline = deadline.min(std::time::Instant::now() + Duration::from_secs(2));
+            }
+            let r = poll_instances(
+                &c,
+                &Ctx::for_tests(),
+                PollInstancesRequest {
+                    cluster: "c".into(),
+                    container_instance_arns: vec!["i1".into()],
+                    after_revision: after,
+                    wait_millis: 200,
+                },
+            )
+            .await
+            .unwrap();
+            after = r.revision;
+            seen.extend(r.tasks.into_iter().map(|t| t.task_arn));
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        assert_eq!(
+            seen.len(),
+            TXNS * PER_TXN,
+            "tasks never delivered to the poller"
+        );
+    }
 }

@@ -1,9 +1,19 @@
 //! What placement reads, kept in memory and fed by the store's watch:
-//! instances, connected agents, and the task groups per host. RunTask reads
-//! it instead of listing every instance and every task of the cluster per
-//! call. It is a cache, not a second source of truth: placement still
-//! commits with a compare on every instance it touches, so a stale view
-//! makes the write retry, never over-commit.
+//! instances, connected agents, and per host the task groups and what its
+//! tasks hold. RunTask reads it instead of listing every instance and every
+//! task of the cluster per call.
+//!
+//! What a host's tasks hold is not stored anywhere: it is the sum of the
+//! reservations of its tasks not yet STOPPED, as Nomad derives a node's
+//! usage from its allocations. This view is therefore also the ledger that
+//! keeps placements from over-committing a host: a placement decides under
+//! its lock and reserves what it took (`reserve`) before it commits, so a
+//! placement that decides next counts it, until the committed task arrives
+//! through the watch (or the commit fails and `release` gives it back). All
+//! placements of a store go through one such view (one server per store;
+//! with a shared store, placement must run on one leader). Placement still
+//! commits with a compare on every instance record it placed on, so a host
+//! drained or deregistered meanwhile makes it retry.
 
 use crate::records::Versioned;
 use std::borrow::Cow;
@@ -11,9 +21,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{watch, OnceCell};
 use wharf_core::lifecycle::TaskStatus;
-use wharf_core::placement::Constraint;
+use wharf_core::placement::{self, Constraint, ValueCounts};
 use wharf_core::query::{self, GroupCounts};
-use wharf_core::records::{InstanceRecord, MANAGED_CLUSTER};
+use wharf_core::records::{InstanceRecord, Resources, MANAGED_CLUSTER};
 use wharf_store::{scan, DynStore, EventKind, KeyValue, Revision, StoreError};
 
 /// Task groups and live-task count of one host, for one cluster's tasks.
@@ -30,6 +40,13 @@ pub struct Slot {
     pub id: Arc<str>,
     /// None while only its session or its tasks are known.
     pub instance: Option<Arc<Versioned<InstanceRecord>>>,
+    /// What its tasks not yet STOPPED hold, with placements reserved but
+    /// not yet seen committed.
+    pub held: Resources,
+    /// Placements reserved here and not yet seen committed or released.
+    pending: usize,
+    /// Deregistrations under way: placement passes it by.
+    pub closing: usize,
     /// Its agent holds a session.
     pub connected: bool,
     /// Per task cluster (a managed host serves many clusters).
@@ -37,6 +54,14 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// Its instance record, while it is ACTIVE (whose tasks spread counts).
+    fn active(&self) -> Option<&InstanceRecord> {
+        self.instance
+            .as_ref()
+            .map(|v| &v.value)
+            .filter(|i| i.status == "ACTIVE")
+    }
+
     /// This host's tasks of `cluster`.
     pub fn tasks(&self, cluster: &str) -> Option<&HostTasks> {
         self.tasks
@@ -58,6 +83,40 @@ pub struct Capacity {
     /// Hosts that pass a set of static constraints (see
     /// [`Constraint::is_static`]), computed once per generation.
     feasible: Vec<(Vec<Constraint>, u64, Arc<Vec<usize>>)>,
+    /// Feasible sets split by the value of an attribute spread by, per
+    /// generation like `feasible`.
+    by_value: Vec<Split>,
+    /// For each attribute a placement spread by: cluster -> group -> live
+    /// tasks per value (see [`Capacity::spread_counts`]). Dropped, to be
+    /// counted again on next use, when a host appears, goes, or changes
+    /// status or a static field.
+    spread: HashMap<Box<str>, SpreadCounts>,
+}
+
+/// The hosts of a feasible set per value of one attribute (None: hosts
+/// without it).
+pub type ByValue = Vec<(Option<Box<str>>, Vec<usize>)>;
+
+/// A remembered [`Capacity::feasible_by_value`].
+struct Split {
+    statics: Vec<Constraint>,
+    attr: Box<str>,
+    generation: u64,
+    hosts: Arc<ByValue>,
+}
+
+type SpreadCounts = HashMap<Box<str>, HashMap<Box<str>, ValueCounts>>;
+
+/// The counts of `group` of `cluster`, created empty on first mention.
+fn by_group<'a>(counts: &'a mut SpreadCounts, cluster: &str, group: &str) -> &'a mut ValueCounts {
+    if !counts.contains_key(cluster) {
+        counts.insert(cluster.into(), HashMap::new());
+    }
+    let groups = counts.get_mut(cluster).expect("just inserted");
+    if !groups.contains_key(group) {
+        groups.insert(group.into(), ValueCounts::default());
+    }
+    groups.get_mut(group).expect("just inserted")
 }
 
 /// Distinct constraint sets remembered per capacity.
@@ -69,21 +128,67 @@ impl Capacity {
     }
 
     fn slot_mut(&mut self, id: &str) -> &mut Slot {
-        let i = match self.index.get(id) {
+        let i = self.slot_or_new(id);
+        &mut self.slots[i]
+    }
+
+    /// The slot of `id`, created empty on first mention.
+    fn slot_or_new(&mut self, id: &str) -> usize {
+        match self.index.get(id) {
             Some(&i) => i,
             None => {
                 let id: Arc<str> = id.into();
                 self.slots.push(Slot {
                     id: id.clone(),
                     instance: None,
+                    held: Resources::default(),
+                    pending: 0,
+                    closing: 0,
                     connected: false,
                     tasks: vec![],
                 });
                 self.index.insert(id, self.slots.len() - 1);
                 self.slots.len() - 1
             }
+        }
+    }
+
+    /// Counts `n` more (or fewer) live tasks of `group` of `cluster` on
+    /// slot `slot` in the spread counts kept.
+    fn count_spread(&mut self, slot: usize, cluster: &str, group: &str, n: i64) {
+        let Some(inst) = self.slots[slot].active() else {
+            return;
         };
-        &mut self.slots[i]
+        for (attr, by_cluster) in &mut self.spread {
+            let value = placement::attribute(inst, attr);
+            by_group(by_cluster, cluster, group).add(value, n);
+        }
+    }
+
+    /// The live tasks of `group` of `cluster` per value of `attr` over this
+    /// capacity's ACTIVE hosts (what `spread(attribute:ATTR)` ranks by).
+    /// Counted over every host on first use, then kept as tasks come and go.
+    pub fn spread_counts(&mut self, attr: &str, cluster: &str, group: &str) -> ValueCounts {
+        if !self.spread.contains_key(attr) {
+            let mut by_cluster = HashMap::new();
+            for slot in &self.slots {
+                let Some(inst) = slot.active() else {
+                    continue;
+                };
+                let value = placement::attribute(inst, attr);
+                for (c, tasks) in &slot.tasks {
+                    for (g, &n) in &tasks.groups {
+                        by_group(&mut by_cluster, c, g).add(value, n as i64);
+                    }
+                }
+            }
+            self.spread.insert(attr.into(), by_cluster);
+        }
+        self.spread[attr]
+            .get(cluster)
+            .and_then(|groups| groups.get(group))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Drops the slot of `id` once nothing refers to it any more.
@@ -92,7 +197,12 @@ impl Capacity {
             return;
         };
         let s = &self.slots[i];
-        if s.instance.is_some() || s.connected || !s.tasks.is_empty() {
+        if s.instance.is_some()
+            || s.pending > 0
+            || s.closing > 0
+            || s.connected
+            || !s.tasks.is_empty()
+        {
             return;
         }
         self.index.remove(id);
@@ -137,6 +247,41 @@ impl Capacity {
             .push((statics.to_vec(), generation, set.clone()));
         set
     }
+
+    /// [`Self::feasible`]`(statics)` split by each host's value of
+    /// attribute `attr`, from the last computation while no host changed.
+    pub fn feasible_by_value(&mut self, statics: &[Constraint], attr: &str) -> Arc<ByValue> {
+        let generation = self.generation;
+        if let Some(s) = self.by_value.iter().find(|s| {
+            s.generation == generation && &*s.attr == attr && s.statics.as_slice() == statics
+        }) {
+            return s.hosts.clone();
+        }
+        let mut split: ByValue = vec![];
+        let mut at: HashMap<Option<&str>, usize> = HashMap::new();
+        let feasible = self.feasible(statics);
+        for &i in feasible.iter() {
+            let inst = &self.slots[i].instance.as_ref().expect("feasible").value;
+            let value = placement::attribute(inst, attr);
+            let k = *at.entry(value).or_insert_with(|| {
+                split.push((value.map(Into::into), vec![]));
+                split.len() - 1
+            });
+            split[k].1.push(i);
+        }
+        let split = Arc::new(split);
+        self.by_value.retain(|s| s.generation == generation);
+        if self.by_value.len() >= FEASIBLE_SETS {
+            self.by_value.remove(0);
+        }
+        self.by_value.push(Split {
+            statics: statics.to_vec(),
+            attr: attr.into(),
+            generation,
+            hosts: split.clone(),
+        });
+        split
+    }
 }
 
 /// The capacity `name`, created empty on first mention (without
@@ -149,12 +294,20 @@ fn capacity_mut<'a>(all: &'a mut HashMap<String, Capacity>, name: &str) -> &'a m
 }
 
 /// Where a live task is counted: its capacity, host, cluster and group
-/// (interned: many tasks share each).
+/// (interned: many tasks share each), and what it holds there.
 struct Live {
     capacity: Arc<str>,
     instance: Arc<str>,
     cluster: Arc<str>,
     group: Arc<str>,
+    reservation: Resources,
+}
+
+/// A placement decided and not yet seen committed.
+struct Pending {
+    capacity: Arc<str>,
+    instance: Arc<str>,
+    reservation: Resources,
 }
 
 #[derive(Default)]
@@ -163,6 +316,8 @@ pub struct View {
     pub capacities: HashMap<String, Capacity>,
     /// Task key -> where it is counted, for tasks not STOPPED.
     live: HashMap<Box<str>, Live>,
+    /// Task key -> what a placement under way reserved for it.
+    pending: HashMap<Box<str>, Pending>,
     /// Capacity and cluster names and groups, shared by the tasks that name them.
     names: HashSet<Arc<str>>,
 }
@@ -180,6 +335,7 @@ struct TaskBrief<'a> {
     #[serde(borrow)]
     launch_type: Cow<'a, str>,
     last_status: TaskStatus,
+    reservation: Resources,
 }
 
 impl View {
@@ -209,14 +365,20 @@ impl View {
                 _ => None,
             };
             let slot = capacity.slot_mut(id);
-            let changed = match (&slot.instance, &record) {
-                (Some(a), Some(b)) => query::static_fields_differ(&a.value, &b.value),
-                (None, None) => false,
-                _ => true,
+            let (changed, status) = match (&slot.instance, &record) {
+                (Some(a), Some(b)) => (
+                    query::static_fields_differ(&a.value, &b.value),
+                    a.value.status != b.value.status,
+                ),
+                (None, None) => (false, false),
+                _ => (true, true),
             };
             slot.instance = record;
             if changed {
                 capacity.generation += 1;
+            }
+            if changed || status {
+                capacity.spread.clear();
             }
             capacity.forget_if_unused(id);
         } else if let Some(rest) = key.strip_prefix("/agents/") {
@@ -228,6 +390,12 @@ impl View {
         } else if key.starts_with("/tasks/") {
             if let Some(old) = self.live.remove(key) {
                 self.uncount(&old);
+            }
+            // A reserved placement arrives: from here its task holds what
+            // the reservation did (in this same step, so a placement never
+            // sees the host without it).
+            if let Some(p) = self.pending.remove(key) {
+                self.unreserve(&p);
             }
             let Some(t) = put
                 .then(|| serde_json::from_slice::<TaskBrief>(&kv.value).ok())
@@ -245,12 +413,17 @@ impl View {
             });
             let cluster = self.intern(&t.cluster);
             let group = self.intern(&t.group);
-            let slot = capacity_mut(&mut self.capacities, &capacity).slot_mut(&iid);
+            let cap = capacity_mut(&mut self.capacities, &capacity);
+            let at = cap.slot_or_new(&iid);
+            cap.count_spread(at, &cluster, &group, 1);
+            let slot = &mut cap.slots[at];
+            slot.held.add(&t.reservation);
             let live = Live {
                 capacity,
                 instance: slot.id.clone(),
                 cluster,
                 group,
+                reservation: t.reservation,
             };
             let h = match slot.tasks.iter().position(|(c, _)| *c == live.cluster) {
                 Some(i) => &mut slot.tasks[i].1,
@@ -278,7 +451,9 @@ impl View {
         let Some(i) = capacity.slot(&old.instance) else {
             return;
         };
+        capacity.count_spread(i, &old.cluster, &old.group, -1);
         let slot = &mut capacity.slots[i];
+        slot.held.remove(&old.reservation);
         if let Some(at) = slot.tasks.iter().position(|(c, _)| *c == old.cluster) {
             let h = &mut slot.tasks[at].1;
             h.running = h.running.saturating_sub(1);
@@ -293,6 +468,72 @@ impl View {
             }
         }
         capacity.forget_if_unused(&old.instance);
+    }
+
+    /// Counts a placement decided on slot `slot` of `capacity` for the task
+    /// at `task_key` before it commits: until the task arrives through the
+    /// watch (or [`Cache::release`]), the host holds its reservation.
+    pub fn reserve(&mut self, capacity: &str, slot: usize, task_key: &str, need: &Resources) {
+        let Some(id) = self
+            .capacities
+            .get(capacity)
+            .map(|c| c.slots[slot].id.clone())
+        else {
+            return;
+        };
+        self.hold(capacity, &id, task_key.into(), need.clone());
+    }
+
+    /// Holds `reservation` on host `instance` of `capacity` for the task at
+    /// `task_key` (replacing what was held for it) until [`Self::unreserve`].
+    fn hold(&mut self, capacity: &str, instance: &str, task_key: Box<str>, reservation: Resources) {
+        let capacity = self.intern(capacity);
+        let slot = capacity_mut(&mut self.capacities, &capacity).slot_mut(instance);
+        slot.held.add(&reservation);
+        slot.pending += 1;
+        let p = Pending {
+            capacity,
+            instance: slot.id.clone(),
+            reservation,
+        };
+        if let Some(old) = self.pending.insert(task_key, p) {
+            self.unreserve(&old);
+        }
+    }
+
+    fn unreserve(&mut self, p: &Pending) {
+        let Some(capacity) = self.capacities.get_mut(&*p.capacity) else {
+            return;
+        };
+        let Some(i) = capacity.slot(&p.instance) else {
+            return;
+        };
+        let slot = &mut capacity.slots[i];
+        slot.held.remove(&p.reservation);
+        slot.pending -= 1;
+        capacity.forget_if_unused(&p.instance);
+    }
+
+    /// What only this process knows, from `old` (a view being replaced by
+    /// a reload): hosts closed for deregistration, and the reservations
+    /// still pending, except those whose tasks this view has seen or the
+    /// store was found to hold (`committed`): those were committed, and
+    /// the reload counted each as it is now (a task since stopped holds
+    /// nothing).
+    fn adopt(&mut self, old: &mut View, committed: &HashSet<String>) {
+        for (name, cap) in &old.capacities {
+            for s in cap.slots.iter().filter(|s| s.closing > 0) {
+                capacity_mut(&mut self.capacities, name)
+                    .slot_mut(&s.id)
+                    .closing = s.closing;
+            }
+        }
+        for (key, p) in std::mem::take(&mut old.pending) {
+            if self.live.contains_key(&key) || committed.contains(&*key) {
+                continue;
+            }
+            self.hold(&p.capacity, &p.instance, key, p.reservation);
+        }
     }
 }
 
@@ -315,7 +556,76 @@ impl Default for Cache {
 
 const PREFIXES: [&str; 3] = ["/instances/", "/agents/", "/tasks/"];
 
+/// A host closed to placement while it is deregistered (see
+/// [`Cache::close`]); open again when dropped.
+pub struct Closing {
+    cache: Arc<Cache>,
+    capacity: String,
+    id: String,
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        let mut view = self.cache.view.lock().expect("cache lock");
+        if let Some(cap) = view.capacities.get_mut(&self.capacity) {
+            if let Some(i) = cap.slot(&self.id) {
+                cap.slots[i].closing = cap.slots[i].closing.saturating_sub(1);
+                cap.forget_if_unused(&self.id);
+            }
+        }
+    }
+}
+
 impl Cache {
+    /// Gives back what a placement reserved for tasks it did not commit.
+    pub fn release(&self, task_keys: &[String]) {
+        let mut view = self.view.lock().expect("cache lock");
+        for key in task_keys {
+            if let Some(p) = view.pending.remove(key.as_str()) {
+                view.unreserve(&p);
+            }
+        }
+    }
+
+    /// Closes host `id` of `capacity` to placement, then waits until no
+    /// placement on it is still under way (each commits or gives up within
+    /// a commit's time): from then on the store holds every task that will
+    /// ever be placed there until the returned guard is dropped.
+    pub async fn close(
+        self: &Arc<Self>,
+        store: &DynStore,
+        capacity: &str,
+        id: &str,
+    ) -> Result<Closing, StoreError> {
+        {
+            let mut view = self.fresh(store).await?;
+            capacity_mut(&mut view.capacities, capacity)
+                .slot_mut(id)
+                .closing += 1;
+        }
+        let closing = Closing {
+            cache: self.clone(),
+            capacity: capacity.to_string(),
+            id: id.to_string(),
+        };
+        // Each placement under way commits or gives up within a commit's
+        // time; a store that takes longer is failing anyway.
+        for _ in 0..5_000 {
+            let settled = {
+                let view = self.fresh(store).await?;
+                let cap = &view.capacities[capacity];
+                cap.slot(id).is_none_or(|i| cap.slots[i].pending == 0)
+            };
+            if settled {
+                return Ok(closing);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        Err(StoreError::Storage(format!(
+            "placements on instance {id} did not settle"
+        )))
+    }
+
     /// The view, once it reflects at least the store's current revision
     /// (so a caller sees its own acknowledged writes). Starts following the
     /// store on first use.
@@ -352,7 +662,21 @@ impl Cache {
             at.get_or_insert(rev);
         }
         let at = at.unwrap_or(0);
-        *self.view.lock().expect("cache lock") = view;
+        // Reservations whose tasks the store holds are settled; the others
+        // (and any made meanwhile) belong to placements still under way.
+        let reserved: Vec<String> = {
+            let old = self.view.lock().expect("cache lock");
+            old.pending.keys().map(|k| k.to_string()).collect()
+        };
+        let mut committed = HashSet::new();
+        for key in reserved {
+            if store.get(&key).await?.is_some() {
+                committed.insert(key);
+            }
+        }
+        let mut old = self.view.lock().expect("cache lock");
+        view.adopt(&mut old, &committed);
+        *old = view;
         self.revision.send_replace(at);
         Ok(at)
     }
@@ -451,11 +775,164 @@ mod tests {
         t.instance_id = Some(on.into());
         t.group = group.into();
         t.last_status = status;
+        t.reservation = cpu(100);
         if cluster != "c" {
             t.launch_type = "FARGATE".into();
         }
         let key = format!("/tasks/{cluster}/{id}");
         put(view, key, serde_json::to_vec(&t).unwrap());
+    }
+
+    fn cpu(n: i64) -> Resources {
+        Resources {
+            cpu: n,
+            ..Default::default()
+        }
+    }
+
+    fn held(view: &View, cap: &str, id: &str) -> i64 {
+        let cap = &view.capacities[cap];
+        cap.slots[cap.slot(id).unwrap()].held.cpu
+    }
+
+    #[test]
+    fn hosts_hold_what_their_live_tasks_and_reserved_placements_reserve() {
+        let mut view = View::default();
+        put_instance(&mut view, &instance("c", "h", "big"));
+        put_task(&mut view, "c/t1/h/family:web", TaskStatus::Running);
+        put_task(&mut view, "c/t2/h/family:web", TaskStatus::Pending);
+        assert_eq!(held(&view, "c", "h"), 200);
+        // An update in place is counted once; STOPPED and deleted give back.
+        put_task(&mut view, "c/t2/h/family:web", TaskStatus::Running);
+        assert_eq!(held(&view, "c", "h"), 200);
+        put_task(&mut view, "c/t1/h/family:web", TaskStatus::Stopped);
+        assert_eq!(held(&view, "c", "h"), 100);
+        delete(&mut view, "/tasks/c/t2".into());
+        assert_eq!(held(&view, "c", "h"), 0);
+
+        // A reserved placement is held before its task arrives, and once
+        // (not twice) after.
+        let slot = view.capacities["c"].slot("h").unwrap();
+        view.reserve("c", slot, "/tasks/c/t3", &cpu(100));
+        view.reserve("c", slot, "/tasks/c/t4", &cpu(100));
+        assert_eq!(held(&view, "c", "h"), 200);
+        put_task(&mut view, "c/t3/h/family:web", TaskStatus::Provisioning);
+        assert_eq!(held(&view, "c", "h"), 200);
+        // One that never commits is given back by `release`.
+        let cache = Cache::default();
+        *cache.view.lock().unwrap() = view;
+        cache.release(&["/tasks/c/t4".to_string(), "/tasks/c/t3".to_string()]);
+        let view = cache.view.lock().unwrap();
+        assert_eq!(held(&view, "c", "h"), 100);
+        let cap = &view.capacities["c"];
+        assert_eq!(cap.slots[cap.slot("h").unwrap()].pending, 0);
+    }
+
+    #[test]
+    fn spread_counts_follow_tasks_and_forget_hosts_that_stop_being_active() {
+        let mut view = View::default();
+        put_instance(&mut view, &instance("c", "h1", "big"));
+        put_instance(&mut view, &instance("c", "h2", "small"));
+        put_task(&mut view, "c/t1/h1/service:web", TaskStatus::Running);
+        let counts = |view: &mut View, group: &str| {
+            let cap = view.capacities.get_mut("c").unwrap();
+            let v = cap.spread_counts("kind", "c", group);
+            (v.get(Some("big")), v.get(Some("small")), v.get(None))
+        };
+        // Counted over every host on first use...
+        assert_eq!(counts(&mut view, "service:web"), (1, 0, 0));
+        // ...then kept as tasks come and go.
+        put_task(&mut view, "c/t2/h2/service:web", TaskStatus::Pending);
+        put_task(&mut view, "c/t3/h2/service:web", TaskStatus::Running);
+        put_task(&mut view, "c/t4/h2/family:other", TaskStatus::Running);
+        assert_eq!(counts(&mut view, "service:web"), (1, 2, 0));
+        put_task(&mut view, "c/t2/h2/service:web", TaskStatus::Running);
+        put_task(&mut view, "c/t3/h2/service:web", TaskStatus::Stopped);
+        assert_eq!(counts(&mut view, "service:web"), (1, 1, 0));
+        assert_eq!(counts(&mut view, "family:other"), (0, 1, 0));
+        // A DRAINING host's tasks no longer count; back ACTIVE, they do.
+        let mut draining = instance("c", "h2", "small");
+        draining.status = "DRAINING".into();
+        put_instance(&mut view, &draining);
+        assert_eq!(counts(&mut view, "service:web"), (1, 0, 0));
+        put_task(&mut view, "c/t5/h2/service:web", TaskStatus::Running);
+        assert_eq!(counts(&mut view, "service:web"), (1, 0, 0));
+        put_instance(&mut view, &instance("c", "h2", "small"));
+        assert_eq!(counts(&mut view, "service:web"), (1, 2, 0));
+        // A host without the attribute counts in the no-value bucket.
+        let mut bare = instance("c", "h3", "x");
+        bare.attributes.clear();
+        put_instance(&mut view, &bare);
+        put_task(&mut view, "c/t6/h3/service:web", TaskStatus::Running);
+        assert_eq!(counts(&mut view, "service:web"), (1, 2, 1));
+    }
+
+    #[tokio::test]
+    async fn closing_a_host_waits_for_placements_under_way_and_hides_it_until_dropped() {
+        use wharf_store::{MemStore, Op, Txn};
+        let store: DynStore = Arc::new(MemStore::new());
+        let i = instance("c", "h", "big");
+        store
+            .txn(Txn::new().then(Op::put("/instances/c/h", serde_json::to_vec(&i).unwrap())))
+            .await
+            .unwrap();
+        let cache = Arc::new(Cache::default());
+        {
+            let mut view = cache.fresh(&store).await.unwrap();
+            let slot = view.capacities["c"].slot("h").unwrap();
+            view.reserve("c", slot, "/tasks/c/t1", &cpu(100));
+        }
+        let closing = {
+            let (cache, store) = (cache.clone(), store.clone());
+            tokio::spawn(async move { cache.close(&store, "c", "h").await.unwrap() })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            !closing.is_finished(),
+            "closed while a placement was under way"
+        );
+        let closed_to_placement = |cache: &Arc<Cache>| {
+            let view = cache.view.lock().unwrap();
+            let cap = &view.capacities["c"];
+            cap.slots[cap.slot("h").unwrap()].closing
+        };
+        assert_eq!(closed_to_placement(&cache), 1, "no new placement meanwhile");
+        cache.release(&["/tasks/c/t1".to_string()]);
+        let guard = tokio::time::timeout(std::time::Duration::from_secs(5), closing)
+            .await
+            .expect("closes once the placement settled")
+            .unwrap();
+        assert_eq!(closed_to_placement(&cache), 1);
+        drop(guard);
+        assert_eq!(closed_to_placement(&cache), 0);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_reservations_of_placements_under_way_and_closed_hosts() {
+        let mut old = View::default();
+        put_instance(&mut old, &instance("c", "h", "big"));
+        put_instance(&mut old, &instance("c", "gone", "big"));
+        let at = old.capacities["c"].slot("gone").unwrap();
+        old.capacities.get_mut("c").unwrap().slots[at].closing = 1;
+        let slot = old.capacities["c"].slot("h").unwrap();
+        for t in ["t1", "t2", "t3"] {
+            old.reserve("c", slot, &format!("/tasks/c/{t}"), &cpu(100));
+        }
+        // The reloaded view has t1 live; t3 was committed and has stopped
+        // since (the store holds it); t2 is still under way.
+        let mut new = View::default();
+        put_instance(&mut new, &instance("c", "h", "big"));
+        put_task(&mut new, "c/t1/h/family:web", TaskStatus::Provisioning);
+        put_task(&mut new, "c/t3/h/family:web", TaskStatus::Stopped);
+        let committed = ["/tasks/c/t1".to_string(), "/tasks/c/t3".to_string()].into();
+        new.adopt(&mut old, &committed);
+        assert_eq!(held(&new, "c", "h"), 200);
+        let cap = &new.capacities["c"];
+        assert_eq!(cap.slots[cap.slot("gone").unwrap()].closing, 1);
+        assert_eq!(cap.slots[cap.slot("h").unwrap()].closing, 0);
+        put_task(&mut new, "c/t2/h/family:web", TaskStatus::Provisioning);
+        assert_eq!(held(&new, "c", "h"), 200);
+        assert!(new.pending.is_empty());
     }
 
     fn member_of(expr: &str) -> Vec<Constraint> {
@@ -488,11 +965,15 @@ mod tests {
         let set = view.capacities.get_mut("c").unwrap().feasible(&big);
         assert_eq!(ids(&view, "c", &set), ["a", "c"]);
 
-        // A new allocation changes nothing a static constraint reads: the
-        // same set is handed out again, not recomputed.
-        let mut busy = a.clone();
-        busy.allocated.cpu = 512;
-        put_instance(&mut view, &busy);
+        // A task placed there changes nothing a static constraint reads:
+        // the same set is handed out again, not recomputed; nor does a
+        // version bump of the record.
+        put_task(&mut view, "c/t1/a/family:web", TaskStatus::Running);
+        let again = view.capacities.get_mut("c").unwrap().feasible(&big);
+        assert!(Arc::ptr_eq(&set, &again));
+        let mut bumped = a.clone();
+        bumped.version += 1;
+        put_instance(&mut view, &bumped);
         let again = view.capacities.get_mut("c").unwrap().feasible(&big);
         assert!(Arc::ptr_eq(&set, &again));
 
@@ -506,6 +987,7 @@ mod tests {
         // A host that goes is gone from the next set, and the slot that
         // took its place is still found by its ID.
         delete(&mut view, "/instances/c/a".into());
+        delete(&mut view, "/tasks/c/t1".into());
         let set = view.capacities.get_mut("c").unwrap().feasible(&big);
         assert_eq!(ids(&view, "c", &set), ["b", "c"]);
         let cap = &view.capacities["c"];
@@ -513,6 +995,45 @@ mod tests {
             assert_eq!(&*cap.slots[cap.slot(id).unwrap()].id, id);
         }
         assert!(cap.slot("a").is_none());
+
+        // Split by an attribute: the feasible hosts per value, following
+        // the same changes.
+        let split = |view: &mut View| {
+            let split = view
+                .capacities
+                .get_mut("c")
+                .unwrap()
+                .feasible_by_value(&big, "kind");
+            split
+                .iter()
+                .map(|(v, set)| (v.as_deref().map(str::to_string), ids(view, "c", set)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            split(&mut view),
+            [(Some("big".into()), vec!["b".to_string(), "c".into()])]
+        );
+        let mut other = c.clone();
+        other.attributes.insert("kind".into(), None);
+        put_instance(&mut view, &other);
+        let all = parse_constraints(&[]).unwrap();
+        let by_kind = view
+            .capacities
+            .get_mut("c")
+            .unwrap()
+            .feasible_by_value(&all, "kind");
+        let mut got: Vec<_> = by_kind
+            .iter()
+            .map(|(v, set)| (v.as_deref().map(str::to_string), ids(&view, "c", set)))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                (None, vec!["c".to_string()]),
+                (Some("big".into()), vec!["b".into()])
+            ]
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use wharf_core::arn::Scope;
 use wharf_core::lifecycle::request_stop;
 use wharf_core::placement::Misfit;
 use wharf_core::records::{keys, InstanceRecord, TaskRecord, MANAGED_CLUSTER};
-use wharf_core::service::{plan, Plan, ServiceRecord, Settings, Start, STOP_SCHEDULER};
+use wharf_core::service::{at_rest, plan, Plan, ServiceRecord, Settings, Start, STOP_SCHEDULER};
 use wharf_store::Txn;
 
 /// Runs until the process ends.
@@ -46,6 +46,9 @@ pub async fn run(c: Control, settings: Settings) {
             }
         };
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // Clusters whose every service is at rest (`service::at_rest`): the
+        // tick passes them by until a change to one of their keys.
+        let mut resting: BTreeSet<String> = BTreeSet::new();
         loop {
             let mut dirty: BTreeSet<String> = BTreeSet::new();
             tokio::select! {
@@ -56,17 +59,31 @@ pub async fn run(c: Control, settings: Settings) {
                     while let Ok(ev) = watch.try_recv() {
                         dirty.extend(cluster_of(&ev.kv.key));
                     }
+                    // FARGATE services of any cluster run on the managed
+                    // capacity: a change there concerns them all.
+                    if dirty.contains(MANAGED_CLUSTER) {
+                        resting.clear();
+                    }
+                    for cluster in &dirty {
+                        resting.remove(cluster);
+                    }
                 }
                 _ = tick.tick() => {
                     match clusters_with_services(&c).await {
-                        Ok(all) => dirty = all,
+                        Ok(all) => dirty = all.into_iter().filter(|c| !resting.contains(c)).collect(),
                         Err(e) => tracing::warn!(error = %e.message, "controller tick failed"),
                     }
                 }
             }
             for cluster in dirty {
-                if let Err(e) = reconcile(&c, &cluster, &settings, &mut rng).await {
-                    tracing::warn!(%cluster, error = %e.message, "service reconcile failed; will retry");
+                match reconcile(&c, &cluster, &settings, &mut rng).await {
+                    Ok(true) => {
+                        resting.insert(cluster);
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(%cluster, error = %e.message, "service reconcile failed; will retry");
+                    }
                 }
             }
         }
@@ -93,17 +110,18 @@ async fn clusters_with_services(c: &Control) -> ApiResult<BTreeSet<String>> {
         .collect())
 }
 
-/// One pass over a cluster's services.
+/// One pass over a cluster's services; whether every one of them is at
+/// rest (its plan changed nothing, and time alone would not change it).
 pub async fn reconcile(
     c: &Control,
     cluster: &str,
     settings: &Settings,
     rng: &mut StdRng,
-) -> ApiResult<()> {
+) -> ApiResult<bool> {
     let (services, _) =
         records::list::<ServiceRecord>(c.store.as_ref(), &keys::services(cluster)).await?;
     if services.iter().all(|v| v.value.status == "INACTIVE") {
-        return Ok(());
+        return Ok(true);
     }
     let (tasks, _) = records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(cluster)).await?;
     // The cluster's instances and the managed capacity its FARGATE tasks run on.
@@ -115,6 +133,7 @@ pub async fn reconcile(
         instances.extend(found.into_iter().map(|v| v.value));
         connected.extend(connected_instances(c, capacity).await?);
     }
+    let mut rest = true;
     for v in services
         .into_iter()
         .filter(|v| v.value.status != "INACTIVE")
@@ -135,9 +154,13 @@ pub async fn reconcile(
             settings,
             rng,
         );
+        rest &= p.start.is_empty()
+            && p.stop.is_empty()
+            && p.service == v.value
+            && at_rest(&v.value, &mine, now, settings);
         apply(c, v, p, now, rng).await?;
     }
-    Ok(())
+    Ok(rest)
 }
 
 fn scope_of(arn: &str) -> Scope {
@@ -244,51 +267,63 @@ async fn launch(
     let unplaceable = |why: String| {
         format!("(service {name}) was unable to place a task because no container instance met all of its requirements. {why} For more information, see the Troubleshooting section.")
     };
-    match tasks::place(c, &x, &l, s.count, only.as_deref(), &rules).await {
-        Ok(placed) => {
-            if !placed.tasks.is_empty() {
-                let ids: Vec<String> = placed
-                    .tasks
-                    .iter()
-                    .map(|t| format!("(task {})", t.id))
-                    .collect();
-                svc.event(
+    // In batches of at most ten, one event each, as ECS starts a service's
+    // tasks: a scale-out by thousands is many small commits, not one
+    // transaction (and one event) holding every task.
+    let mut left = s.count;
+    while left > 0 {
+        let batch = left.min(START_BATCH);
+        let placed = match tasks::place(c, &x, &l, batch, only.as_deref(), &rules).await {
+            Ok(placed) => placed,
+            Err(e) if e.code == "InvalidParameterException" => {
+                svc.event_once(
                     now,
-                    format!(
-                        "(service {name}) has started {} tasks: {}.",
-                        ids.len(),
-                        ids.join(" ")
-                    ),
+                    60_000,
+                    unplaceable(format!("Reason: {}", e.message)),
                     rng,
                 );
+                return Ok(());
             }
-            if placed.tasks.len() < s.count {
-                // The closest host is the one that passed the most checks.
-                let why = match placed.misfits.iter().max_by_key(|(_, m)| closeness(*m)) {
-                    Some((arn, m)) => {
-                        let id = arn.rsplit('/').next().unwrap_or(arn);
-                        format!(
-                            "The closest matching (container-instance {id}) {}.",
-                            describe(*m)
-                        )
-                    }
-                    None => "Reason: No Container Instances were found in your cluster.".into(),
-                };
-                svc.event_once(now, 60_000, unplaceable(why), rng);
-            }
-        }
-        Err(e) if e.code == "InvalidParameterException" => {
-            svc.event_once(
+            Err(e) => return Err(e),
+        };
+        left -= placed.tasks.len();
+        if !placed.tasks.is_empty() {
+            let ids: Vec<String> = placed
+                .tasks
+                .iter()
+                .map(|t| format!("(task {})", t.id))
+                .collect();
+            svc.event(
                 now,
-                60_000,
-                unplaceable(format!("Reason: {}", e.message)),
+                format!(
+                    "(service {name}) has started {} tasks: {}.",
+                    ids.len(),
+                    ids.join(" ")
+                ),
                 rng,
             );
         }
-        Err(e) => return Err(e),
+        if placed.tasks.len() < batch {
+            // The closest host is the one that passed the most checks.
+            let why = match placed.misfits.iter().max_by_key(|(_, m)| closeness(*m)) {
+                Some((arn, m)) => {
+                    let id = arn.rsplit('/').next().unwrap_or(arn);
+                    format!(
+                        "The closest matching (container-instance {id}) {}.",
+                        describe(*m)
+                    )
+                }
+                None => "Reason: No Container Instances were found in your cluster.".into(),
+            };
+            svc.event_once(now, 60_000, unplaceable(why), rng);
+            return Ok(());
+        }
     }
     Ok(())
 }
+
+/// Tasks of a service started per placement (and per event).
+const START_BATCH: usize = 10;
 
 /// How far through placement's checks a refused host got: status and
 /// agent first, then CPU, memory, ports, then the constraints.

@@ -22,6 +22,10 @@ pub fn router(control: Control) -> Router {
     Router::new()
         .route("/", axum::routing::post(handle))
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(|State(c): State<Control>| async move { c.metrics.prometheus() }),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(control)
 }

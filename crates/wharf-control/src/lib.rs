@@ -11,6 +11,7 @@ pub mod controller;
 pub mod ecs;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod reaper;
 pub mod records;
 pub mod wire;
@@ -57,6 +58,8 @@ pub struct Control {
     pub logs: wharf_logs::LogStore,
     /// What placement reads (see [`cache`]).
     pub cache: Arc<cache::Cache>,
+    /// Latency histograms served on `GET /metrics`.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl Control {
@@ -70,6 +73,7 @@ impl Control {
             logs: wharf_logs::LogStore::in_memory()
                 .expect("an empty in-memory log store can always be created"),
             cache: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 
@@ -85,4 +89,18 @@ impl Control {
 pub struct Ctx {
     pub scope: Scope,
     pub now: wharf_core::clock::Millis,
+}
+
+#[cfg(test)]
+impl Ctx {
+    /// A caller in us-east-1 of account 000000000000 at time 0.
+    pub(crate) fn for_tests() -> Ctx {
+        Ctx {
+            scope: Scope {
+                region: "us-east-1".into(),
+                account: "000000000000".into(),
+            },
+            now: 0,
+        }
+    }
 }

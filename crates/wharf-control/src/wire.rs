@@ -215,8 +215,10 @@ pub fn attributes(attrs: &BTreeMap<String, Option<String>>) -> Vec<ecs::Attribut
         .collect()
 }
 
+/// An instance as ECS shows it, with what its tasks hold.
 pub fn container_instance(
     i: &InstanceRecord,
+    held: &Resources,
     connected: bool,
     counts: Counts,
     with_tags: bool,
@@ -236,7 +238,7 @@ pub fn container_instance(
             r.udp_ports = i.reserved.udp_ports.clone();
             r
         })),
-        remaining_resources: Some(i.remaining().to_wire()),
+        remaining_resources: Some(i.remaining(held).to_wire()),
         status: Some(i.status.clone()),
         agent_connected: Some(connected),
         running_tasks_count: Some(counts.running),

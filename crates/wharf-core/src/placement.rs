@@ -92,6 +92,46 @@ pub enum SpreadField {
     Attribute(String),
 }
 
+impl Strategy {
+    /// The attribute a `spread(attribute:NAME)` evens out over.
+    pub fn spread_attribute(&self) -> Option<&str> {
+        match self {
+            Strategy::Spread(SpreadField::Attribute(name)) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// Tasks of one group per value of one attribute, counted over a whole
+/// capacity rather than the hosts a placement looks at (a sample).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValueCounts {
+    pub by_value: HashMap<String, i64>,
+    /// On hosts without the attribute (or with it but no value).
+    pub without: i64,
+}
+
+impl ValueCounts {
+    pub fn get(&self, value: Option<&str>) -> i64 {
+        match value {
+            Some(v) => self.by_value.get(v).copied().unwrap_or(0),
+            None => self.without,
+        }
+    }
+
+    pub fn add(&mut self, value: Option<&str>, n: i64) {
+        match value {
+            Some(v) => match self.by_value.get_mut(v) {
+                Some(c) => *c += n,
+                None => {
+                    self.by_value.insert(v.to_string(), n);
+                }
+            },
+            None => self.without += n,
+        }
+    }
+}
+
 /// The resource `binpack` packs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinpackField {
@@ -240,21 +280,18 @@ pub fn demand(td: &ecs::TaskDefinition, overrides: &ecs::TaskOverride) -> Resour
     r
 }
 
-/// Whether `instance` can take a task needing `need` right now. Reads the
+/// Whether `host` can take a task needing `need` right now. Reads the
 /// record in place (no copies of its port sets): placement calls this for
 /// every host on every placement.
-pub fn fits(instance: &InstanceRecord, need: &Resources, connected: bool) -> Result<(), Misfit> {
+pub fn fits(host: &HostView, need: &Resources) -> Result<(), Misfit> {
+    let instance = host.instance;
     if instance.status != "ACTIVE" {
         return Err(Misfit::NotActive);
     }
-    if !connected {
+    if !host.connected {
         return Err(Misfit::Disconnected);
     }
-    let (reg, res, alloc) = (
-        &instance.registered,
-        &instance.reserved,
-        &instance.allocated,
-    );
+    let (reg, res, alloc) = (&instance.registered, &instance.reserved, host.allocated);
     if need.cpu > reg.cpu - alloc.cpu {
         return Err(Misfit::Cpu);
     }
@@ -284,7 +321,7 @@ pub fn admits(
     group: &str,
     constraints: &[Constraint],
 ) -> Result<(), Misfit> {
-    fits(host.instance, need, host.connected)?;
+    fits(host, need)?;
     constraints.iter().try_for_each(|c| c.allows(host, group))
 }
 
@@ -302,6 +339,31 @@ pub fn place<R: Rng + ?Sized>(
     group: &str,
     constraints: &[Constraint],
     strategies: &[Strategy],
+    rng: &mut R,
+) -> Result<usize, Vec<(usize, Misfit)>> {
+    place_in(
+        hosts,
+        need,
+        group,
+        constraints,
+        strategies,
+        &HashMap::new(),
+        rng,
+    )
+}
+
+/// [`place`] among `hosts` drawn from a larger capacity: `spread(attribute:
+/// NAME)` ranks by `spread[NAME]`, the group's tasks per value over the
+/// whole capacity (kept by the caller, including the tasks it has placed
+/// so far), instead of counting the hosts passed in. An attribute missing
+/// from `spread` is counted over `hosts`.
+pub fn place_in<R: Rng + ?Sized>(
+    hosts: &[HostView],
+    need: &Resources,
+    group: &str,
+    constraints: &[Constraint],
+    strategies: &[Strategy],
+    spread: &HashMap<String, ValueCounts>,
     rng: &mut R,
 ) -> Result<usize, Vec<(usize, Misfit)>> {
     let mut candidates: Vec<usize> = (0..hosts.len())
@@ -330,19 +392,22 @@ pub fn place<R: Rng + ?Sized>(
                 });
                 match field {
                     SpreadField::Instance => keep_least(&mut candidates, |i| counts[i]),
-                    SpreadField::Attribute(name) => {
-                        let (bucket, totals) = buckets(hosts, counts, name);
-                        keep_least(&mut candidates, |i| totals[bucket[i]])
-                    }
+                    SpreadField::Attribute(name) => match spread.get(name) {
+                        Some(totals) => keep_least(&mut candidates, |i| {
+                            totals.get(attribute(hosts[i].instance, name))
+                        }),
+                        None => {
+                            let (bucket, totals) = buckets(hosts, counts, name);
+                            keep_least(&mut candidates, |i| totals[bucket[i]])
+                        }
+                    },
                 }
             }
             Strategy::Binpack(field) => keep_least(&mut candidates, |i| {
-                let inst = hosts[i].instance;
+                let (inst, held) = (hosts[i].instance, hosts[i].allocated);
                 match field {
-                    BinpackField::Cpu => inst.registered.cpu - inst.allocated.cpu - need.cpu,
-                    BinpackField::Memory => {
-                        inst.registered.memory - inst.allocated.memory - need.memory
-                    }
+                    BinpackField::Cpu => inst.registered.cpu - held.cpu - need.cpu,
+                    BinpackField::Memory => inst.registered.memory - held.memory - need.memory,
                 }
             }),
         }
@@ -352,7 +417,7 @@ pub fn place<R: Rng + ?Sized>(
 
 /// The host's value of an attribute; hosts without it (or with it but no
 /// value) share the `None` bucket.
-fn attribute<'a>(inst: &'a InstanceRecord, name: &str) -> Option<&'a str> {
+pub fn attribute<'a>(inst: &'a InstanceRecord, name: &str) -> Option<&'a str> {
     inst.attributes.get(name).and_then(|v| v.as_deref())
 }
 
@@ -402,14 +467,11 @@ pub fn choose<'a, R: Rng + ?Sized>(
     need: &Resources,
     rng: &mut R,
 ) -> Result<&'a InstanceRecord, Vec<(&'a InstanceRecord, Misfit)>> {
-    let none = query::GroupCounts::new();
     let views: Vec<HostView> = candidates
         .iter()
         .map(|(instance, connected)| HostView {
-            instance,
             connected: *connected,
-            running_tasks: 0,
-            groups: &none,
+            ..HostView::bare(instance)
         })
         .collect();
     place(&views, need, "", &[], &[], rng)
@@ -481,18 +543,45 @@ mod tests {
             tcp_ports: port.into_iter().collect(),
             ..Default::default()
         };
-        assert_eq!(fits(&i, &need(2048, 10, None), true), Err(Misfit::Cpu));
-        assert_eq!(fits(&i, &need(10, 1024, None), true), Err(Misfit::Memory));
-        assert_eq!(fits(&i, &need(10, 10, Some(22)), true), Err(Misfit::Ports));
-        assert_eq!(fits(&i, &need(10, 10, Some(80)), true), Ok(()));
-        i.allocated.add(&need(10, 10, Some(80)));
-        assert_eq!(fits(&i, &need(10, 10, Some(80)), true), Err(Misfit::Ports));
+        let mut held = Resources::default();
+        let check = |i: &InstanceRecord, held: &Resources, need: Resources, connected: bool| {
+            let host = HostView {
+                allocated: held,
+                connected,
+                ..HostView::bare(i)
+            };
+            fits(&host, &need)
+        };
         assert_eq!(
-            fits(&i, &need(10, 10, None), false),
+            check(&i, &held, need(2048, 10, None), true),
+            Err(Misfit::Cpu)
+        );
+        assert_eq!(
+            check(&i, &held, need(10, 1024, None), true),
+            Err(Misfit::Memory)
+        );
+        assert_eq!(
+            check(&i, &held, need(10, 10, Some(22)), true),
+            Err(Misfit::Ports)
+        );
+        assert_eq!(check(&i, &held, need(10, 10, Some(80)), true), Ok(()));
+        held.add(&need(10, 10, Some(80)));
+        assert_eq!(
+            check(&i, &held, need(10, 10, Some(80)), true),
+            Err(Misfit::Ports)
+        );
+        held.add(&need(1000, 10, None));
+        assert_eq!(check(&i, &held, need(30, 10, None), true), Err(Misfit::Cpu));
+        assert_eq!(check(&i, &held, need(10, 10, None), true), Ok(()));
+        assert_eq!(
+            check(&i, &held, need(10, 10, None), false),
             Err(Misfit::Disconnected)
         );
         i.status = "DRAINING".into();
-        assert_eq!(fits(&i, &need(10, 10, None), true), Err(Misfit::NotActive));
+        assert_eq!(
+            check(&i, &held, need(10, 10, None), true),
+            Err(Misfit::NotActive)
+        );
         assert_eq!(Misfit::Memory.reason(), "RESOURCE:MEMORY");
     }
 
@@ -524,6 +613,7 @@ mod tests {
     /// placements.
     struct Fleet {
         hosts: Vec<InstanceRecord>,
+        held: Vec<Resources>,
         connected: Vec<bool>,
         groups: Vec<query::GroupCounts>,
         running: Vec<usize>,
@@ -534,6 +624,7 @@ mod tests {
             let n = hosts.len();
             Fleet {
                 hosts,
+                held: vec![Resources::default(); n],
                 connected: vec![true; n],
                 groups: vec![query::GroupCounts::new(); n],
                 running: vec![0; n],
@@ -544,9 +635,11 @@ mod tests {
             (0..self.hosts.len())
                 .map(|i| HostView {
                     instance: &self.hosts[i],
+                    allocated: &self.held[i],
                     connected: self.connected[i],
                     running_tasks: self.running[i],
                     groups: &self.groups[i],
+                    placing: None,
                 })
                 .collect()
         }
@@ -560,7 +653,7 @@ mod tests {
             rng: &mut rand::rngs::StdRng,
         ) -> Result<usize, Vec<(usize, Misfit)>> {
             let i = place(&self.views(), need, group, cs, ss, rng)?;
-            self.hosts[i].allocated.add(need);
+            self.held[i].add(need);
             *self.groups[i].entry(group.to_string()).or_insert(0) += 1;
             self.running[i] += 1;
             Ok(i)
@@ -696,19 +789,50 @@ mod tests {
     #[test]
     fn spread_by_attribute_counts_tasks_on_hosts_that_cannot_take_more() {
         // a1 is full but already runs 2 web tasks: zone a is ahead.
-        let mut full = host("a1", 100, 100, "a");
-        full.allocated = need(100, 100);
         let mut f = Fleet::new(vec![
-            full,
+            host("a1", 100, 100, "a"),
             host("a2", 4096, 4096, "a"),
             host("b1", 4096, 4096, "b"),
         ]);
+        f.held[0] = need(100, 100);
         f.groups[0].insert("web".into(), 2);
         let ss = strategies(
             serde_json::json!([{"type": "spread", "field": "attribute:ecs.availability-zone"}]),
         )
         .unwrap();
         assert_eq!(f.place_n(2, &need(1, 1), &[], &ss, 9), vec![2, 2]);
+    }
+
+    #[test]
+    fn spread_by_attribute_ranks_by_the_capacity_counts_it_is_given() {
+        // The two hosts passed in run nothing, but the capacity's zone b
+        // already has 5 tasks of the group and zone a 2: a wins, whatever
+        // the seed.
+        let f = Fleet::new(vec![
+            host("b1", 4096, 4096, "b"),
+            host("a1", 4096, 4096, "a"),
+        ]);
+        let ss = strategies(
+            serde_json::json!([{"type": "spread", "field": "attribute:ecs.availability-zone"}]),
+        )
+        .unwrap();
+        let mut zones = ValueCounts::default();
+        zones.add(Some("b"), 5);
+        zones.add(Some("a"), 2);
+        let spread = [("ecs.availability-zone".to_string(), zones)].into();
+        for seed in 0..8 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let i = place_in(&f.views(), &need(1, 1), "web", &[], &ss, &spread, &mut rng);
+            assert_eq!(i, Ok(1));
+        }
+        // Without them, the hosts passed in are all there is: a tie.
+        let picked: BTreeSet<usize> = (0..16)
+            .map(|seed| {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+                place(&f.views(), &need(1, 1), "web", &[], &ss, &mut rng).unwrap()
+            })
+            .collect();
+        assert_eq!(picked, [0, 1].into());
     }
 
     #[test]
@@ -902,7 +1026,7 @@ mod tests {
         };
         use proptest::strategy::Strategy as Gen;
 
-        fn arb_host() -> impl Gen<Value = (InstanceRecord, bool, Option<u8>)> {
+        fn arb_host() -> impl Gen<Value = (InstanceRecord, Resources, bool, Option<u8>)> {
             (
                 0i64..4096,
                 0i64..4096,
@@ -922,13 +1046,13 @@ mod tests {
                             i.attributes.insert("zone".into(), Some(format!("z{z}")));
                         }
                         i.status = status.into();
-                        i.allocated = Resources {
+                        let held = Resources {
                             cpu: used_cpu.min(cpu),
                             memory: used_mem.min(mem),
                             tcp_ports: ports,
                             ..Default::default()
                         };
-                        (i, connected, web)
+                        (i, held, connected, web)
                     },
                 )
         }
@@ -959,8 +1083,9 @@ mod tests {
             ) {
                 let mut f = Fleet::new(hosts.iter().map(|h| h.0.clone()).collect());
                 for (i, h) in hosts.iter().enumerate() {
-                    f.connected[i] = h.1;
-                    if let Some(n) = h.2 {
+                    f.held[i] = h.1.clone();
+                    f.connected[i] = h.2;
+                    if let Some(n) = h.3 {
                         f.groups[i].insert("web".into(), n as usize);
                     }
                 }
@@ -977,11 +1102,11 @@ mod tests {
                     let views = f.views();
                     let ok = |i: usize| {
                         let v = &views[i];
-                        let free_port = port.is_none_or(|p| !v.instance.allocated.tcp_ports.contains(&p) && p != 22);
+                        let free_port = port.is_none_or(|p| !v.allocated.tcp_ports.contains(&p) && p != 22);
                         v.instance.status == "ACTIVE"
                             && v.connected
-                            && v.instance.registered.cpu - v.instance.allocated.cpu >= cpu
-                            && v.instance.registered.memory - v.instance.allocated.memory >= mem
+                            && v.instance.registered.cpu - v.allocated.cpu >= cpu
+                            && v.instance.registered.memory - v.allocated.memory >= mem
                             && free_port
                             && (!distinct || v.group_count("web") == 0)
                             && zone.is_none_or(|z| attribute(v.instance, "zone") == Some(format!("z{z}").as_str()))
@@ -990,7 +1115,7 @@ mod tests {
                         Ok(i) => {
                             prop_assert!(ok(i), "chose host {} which should be refused", i);
                             drop(views);
-                            f.hosts[i].allocated.add(&need);
+                            f.held[i].add(&need);
                             *f.groups[i].entry("web".into()).or_insert(0) += 1;
                         }
                         Err(refusals) => {

@@ -18,7 +18,7 @@
 
 use crate::clock::Millis;
 use crate::error::{invalid, CoreError};
-use crate::records::InstanceRecord;
+use crate::records::{InstanceRecord, Resources};
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -30,6 +30,8 @@ pub const MAX_EXPRESSION_LEN: usize = 2000;
 #[derive(Debug, Clone, Copy)]
 pub struct HostView<'a> {
     pub instance: &'a InstanceRecord,
+    /// What its tasks not yet STOPPED hold (their reservations).
+    pub allocated: &'a Resources,
     /// Whether its agent holds a session right now.
     pub connected: bool,
     /// Tasks placed here and not yet stopped (ECS's `runningTasksCount`).
@@ -37,6 +39,9 @@ pub struct HostView<'a> {
     /// Task groups (`service:web`, `family:web`, ...) of those tasks, with
     /// how many of each; a zero count is the same as absent.
     pub groups: &'a GroupCounts,
+    /// Tasks of one group placed here by a placement still under way, not
+    /// yet in `groups` (so a placement of many tasks need not copy them).
+    pub placing: Option<(&'a str, usize)>,
 }
 
 /// Tasks per group on one host. Hashed: placement looks up one group on
@@ -45,6 +50,13 @@ pub struct HostView<'a> {
 pub type GroupCounts = HashMap<String, usize>;
 
 static NO_GROUPS: LazyLock<GroupCounts> = LazyLock::new(GroupCounts::new);
+/// Nothing held.
+pub static NO_RESOURCES: Resources = Resources {
+    cpu: 0,
+    memory: 0,
+    tcp_ports: std::collections::BTreeSet::new(),
+    udp_ports: std::collections::BTreeSet::new(),
+};
 
 impl<'a> HostView<'a> {
     /// A view that knows only the record: connected, no tasks. Enough for
@@ -52,15 +64,21 @@ impl<'a> HostView<'a> {
     pub fn bare(instance: &'a InstanceRecord) -> Self {
         HostView {
             instance,
+            allocated: &NO_RESOURCES,
             connected: true,
             running_tasks: 0,
             groups: &NO_GROUPS,
+            placing: None,
         }
     }
 
     /// How many of this host's tasks belong to `group`.
     pub fn group_count(&self, group: &str) -> usize {
-        self.groups.get(group).copied().unwrap_or(0)
+        let placing = match self.placing {
+            Some((g, n)) if g == group => n,
+            _ => 0,
+        };
+        self.groups.get(group).copied().unwrap_or(0) + placing
     }
 }
 
@@ -682,7 +700,6 @@ fn parse_date(s: &str) -> Option<Millis> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::Resources;
 
     fn inst() -> InstanceRecord {
         // registered at 2018-06-18T22:28:28Z
@@ -718,10 +735,9 @@ mod tests {
         ]
         .into();
         let host = HostView {
-            instance: &i,
-            connected: true,
             running_tasks: 3,
             groups: &groups,
+            ..HostView::bare(&i)
         };
         parse(expr)
             .unwrap_or_else(|e| panic!("{expr}: {e}"))

@@ -163,10 +163,6 @@ pub struct InstanceRecord {
     /// Ports the host itself uses, reported at registration (never offered).
     #[serde(default)]
     pub reserved: Resources,
-    /// Taken by tasks placed here and not yet STOPPED. Updated in the same
-    /// transaction as the task, with a compare on this record's revision,
-    /// so two placements can never both take the last slot.
-    pub allocated: Resources,
     #[serde(default)]
     pub attributes: BTreeMap<String, Option<String>>,
     pub agent_version: Option<String>,
@@ -197,7 +193,6 @@ impl InstanceRecord {
             status: "ACTIVE".into(),
             registered,
             reserved: Resources::default(),
-            allocated: Resources::default(),
             attributes: Default::default(),
             agent_version: None,
             docker_version: None,
@@ -208,15 +203,19 @@ impl InstanceRecord {
         }
     }
 
-    pub fn remaining(&self) -> Resources {
+    /// What is left with `held` taken by its tasks (ECS's
+    /// `remainingResources`: free CPU and memory, and the ports in use).
+    /// What tasks hold is not stored with the instance: it is the sum of
+    /// the reservations of its tasks not yet STOPPED.
+    pub fn remaining(&self, held: &Resources) -> Resources {
         let mut r = Resources {
-            cpu: self.registered.cpu - self.allocated.cpu,
-            memory: self.registered.memory - self.allocated.memory,
+            cpu: self.registered.cpu - held.cpu,
+            memory: self.registered.memory - held.memory,
             tcp_ports: self.reserved.tcp_ports.clone(),
             udp_ports: self.reserved.udp_ports.clone(),
         };
-        r.tcp_ports.extend(&self.allocated.tcp_ports);
-        r.udp_ports.extend(&self.allocated.udp_ports);
+        r.tcp_ports.extend(&held.tcp_ports);
+        r.udp_ports.extend(&held.udp_ports);
         r
     }
 }

@@ -484,6 +484,24 @@ fn stop_preference(tasks: &mut [&TaskRecord], now: Millis, s: &Settings) {
     });
 }
 
+/// Whether time alone can no longer change what [`plan`] decides for this
+/// service while its tasks and the cluster's instances stay as they are: it
+/// has reached a steady state, no launch is throttled, and every live task
+/// is RUNNING, wanted, and past the windows `plan` reads of the clock (the
+/// settle time and the health-check grace period). A controller may skip
+/// such a service until something about it changes.
+pub fn at_rest(svc: &ServiceRecord, tasks: &[TaskRecord], now: Millis, s: &Settings) -> bool {
+    let grace = svc.health_check_grace_period_seconds.unwrap_or(0).max(0) as Millis * 1000;
+    svc.steady
+        && now >= svc.throttle.until
+        && tasks.iter().filter(|t| live(t)).all(|t| {
+            wanted(t)
+                && t.last_status == TaskStatus::Running
+                && t.started_at
+                    .is_some_and(|at| now >= at + s.settle.max(grace))
+        })
+}
+
 /// One step of the service scheduler. `tasks` are the service's tasks (its
 /// group), `instances` the cluster's, with `connected` agents.
 pub fn plan<R: Rng + ?Sized>(
@@ -632,13 +650,10 @@ pub fn plan<R: Rng + ?Sized>(
                     .and_then(|e| crate::query::parse(e).ok())
             })
             .collect();
-        let no_groups = crate::query::GroupCounts::new();
         let member = |i: &InstanceRecord| {
             let view = HostView {
-                instance: i,
                 connected: connected(&i.id),
-                running_tasks: 0,
-                groups: &no_groups,
+                ..HostView::bare(i)
             };
             queries.iter().all(|q| q.matches(&view))
         };

@@ -125,10 +125,10 @@ fn accounting(w: &World, only: Option<usize>) {
         if let Some(p) = sum.tcp_ports.intersection(&inst.reserved.tcp_ports).next() {
             w.fail(format!("{} gave its reserved port {p} to a task", inst.id));
         }
-        if sum != &inst.allocated {
+        if sum != &w.hosts[h].allocated {
             w.fail(format!(
                 "{} allocated {:?} but its live tasks reserve {:?}",
-                inst.id, inst.allocated, sum
+                inst.id, w.hosts[h].allocated, sum
             ));
         }
         if *n != w.hosts[h].running {

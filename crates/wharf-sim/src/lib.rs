@@ -91,6 +91,9 @@ pub struct Report {
     pub trace_hash: u64,
     pub plans: u64,
     pub plans_discarded: u64,
+    /// Plans of services at rest (`service::at_rest`), each checked to
+    /// stay unchanged an hour later.
+    pub rests: u64,
     pub tasks_started: u64,
     pub placement_failures: u64,
     pub hosts_lost: u64,

@@ -54,6 +54,8 @@ pub struct Host {
     /// Live tasks placed here, and per group (what placement reads).
     pub running: usize,
     pub groups: wharf_core::query::GroupCounts,
+    /// What those tasks hold (the store's `/allocs/` record).
+    pub allocated: Resources,
 }
 
 #[derive(Debug, Clone)]
@@ -514,6 +516,7 @@ impl World {
                 )
             };
             self.report.plans += 1;
+            self.check_rest(si, &plan, &index);
             if !self.quiet && self.rng.gen_bool(self.cfg.conflict_p) {
                 self.report.plans_discarded += 1;
                 self.trace(format!(
@@ -532,6 +535,42 @@ impl World {
                 ));
                 self.services[si].rolled_back_to = Some(td);
             }
+        }
+    }
+
+    /// A service `service::at_rest` calls at rest, whose plan changes
+    /// nothing now, must have a plan that changes nothing an hour later
+    /// either (the controller skips such services on its clock tick).
+    fn check_rest(&mut self, si: usize, now: &Plan, index: &BTreeMap<String, usize>) {
+        let s = &self.services[si];
+        let quiet_now = now.start.is_empty() && now.stop.is_empty() && now.service == s.rec;
+        if !quiet_now || !service::at_rest(&s.rec, &s.tasks, self.now, &settings()) {
+            return;
+        }
+        self.report.rests += 1;
+        let hosts = &self.hosts;
+        let connected = |id: &str| index.get(id).is_some_and(|&i| hosts[i].connected);
+        let later = service::plan(
+            &s.rec,
+            &s.tasks,
+            &self.instances,
+            &connected,
+            self.now + 3_600_000,
+            &settings(),
+            &mut StdRng::seed_from_u64(0),
+        );
+        if !later.start.is_empty() || !later.stop.is_empty() || later.service != s.rec {
+            self.fail(format!(
+                "{} was at rest, yet an hour later its plan starts {} and stops {} tasks{}",
+                s.rec.name,
+                later.start.iter().map(|st| st.count).sum::<usize>(),
+                later.stop.len(),
+                if later.service != s.rec {
+                    " and changes the service"
+                } else {
+                    ""
+                }
+            ));
         }
     }
 
@@ -568,9 +607,11 @@ impl World {
                         .zip(&self.hosts)
                         .map(|(instance, h)| HostView {
                             instance,
+                            allocated: &h.allocated,
                             connected: h.connected,
                             running_tasks: h.running,
                             groups: &h.groups,
+                            placing: None,
                         })
                         .collect();
                     let s = &self.services[si];
@@ -630,8 +671,8 @@ impl World {
 
     fn create_task(&mut self, si: usize, h: usize, deployment: &str, rev: &Revision) {
         let id = format!("{:032x}", self.rng.gen::<u128>());
+        self.hosts[h].allocated.add(&rev.need);
         let inst = &mut self.instances[h];
-        inst.allocated.add(&rev.need);
         inst.version += 1;
         let inst_id = inst.id.clone();
         let inst_arn = inst.arn.clone();
@@ -711,7 +752,7 @@ impl World {
     /// A task reached STOPPED: its reservation goes back to the instance.
     fn release(&mut self, si: usize, h: usize, ti: usize) {
         let t = &self.services[si].tasks[ti];
-        self.instances[h].allocated.remove(&t.reservation);
+        self.hosts[h].allocated.remove(&t.reservation);
         self.instances[h].version += 1;
         let host = &mut self.hosts[h];
         host.running -= 1;

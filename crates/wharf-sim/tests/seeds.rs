@@ -14,7 +14,7 @@ fn run_chunk(chunk: u64) -> Vec<Report> {
         .collect();
     let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
     eprintln!(
-        "seeds {}..{}: {:?}, {} steps, {} tasks started, {} hosts lost, {} disconnects, {} drains, {} deploys ({} broken), {} rollbacks, {} plans discarded, {} services deleted, max settle {} ms",
+        "seeds {}..{}: {:?}, {} steps, {} tasks started, {} hosts lost, {} disconnects, {} drains, {} deploys ({} broken), {} rollbacks, {} plans discarded, {} at rest (checked), {} services deleted, max settle {} ms",
         chunk * CHUNK,
         (chunk + 1) * CHUNK,
         start.elapsed(),
@@ -27,6 +27,7 @@ fn run_chunk(chunk: u64) -> Vec<Report> {
         sum(|r| r.broken_deploys),
         sum(|r| r.rollbacks),
         sum(|r| r.plans_discarded),
+        sum(|r| r.rests),
         sum(|r| r.deletes),
         reports.iter().map(|r| r.settle_ms).max().unwrap_or(0),
     );
@@ -55,6 +56,7 @@ fn seeds_150_to_199() {
     assert!(reports.iter().any(|r| r.rollbacks > 0));
     assert!(reports.iter().any(|r| r.deletes > 0));
     assert!(reports.iter().all(|r| r.hosts_lost + r.disconnects > 0));
+    assert!(reports.iter().all(|r| r.rests > 0));
 }
 
 /// A few big clusters (the scheduler's DAEMON pass is quadratic in

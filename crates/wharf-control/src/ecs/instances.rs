@@ -12,6 +12,16 @@ use wharf_core::records::{
 use wharf_model::ecs;
 use wharf_store::{Compare, RangeRequest, Txn};
 
+/// What the tasks on instance `id` of `capacity` hold (see `cache`).
+pub(crate) async fn held(c: &Control, capacity: &str, id: &str) -> ApiResult<Resources> {
+    let view = c.cache.fresh(&c.store).await.map_err(from_store)?;
+    Ok(view
+        .capacities
+        .get(capacity)
+        .and_then(|cap| cap.slot(id).map(|i| cap.slots[i].held.clone()))
+        .unwrap_or_default())
+}
+
 /// IDs of the cluster's instances whose agent holds a live session.
 pub async fn connected_instances(c: &Control, cluster: &str) -> ApiResult<HashSet<String>> {
     let prefix = keys::agent_sessions(cluster);
@@ -184,9 +194,10 @@ pub(crate) async fn register_in(
                 .await?
                 .remove(&record.id)
                 .unwrap_or_default();
+            let held = held(c, &name, &record.id).await?;
             return Ok(ecs::RegisterContainerInstanceResponse {
                 container_instance: Some(wire::container_instance(
-                    &record, connected, counts, true,
+                    &record, &held, connected, counts, true,
                 )),
             });
         }
@@ -237,6 +248,14 @@ pub async fn deregister(
 ) -> ApiResult<ecs::DeregisterContainerInstanceResponse> {
     let name = cluster_name(r.cluster.as_deref())?;
     active_cluster(c, &name).await?;
+    // Closed to placement first: once placements under way on it have
+    // settled, the task listing below sees every task it will ever have.
+    let (_, id) = arn::container_instance_id(&r.container_instance).map_err(from_core)?;
+    let _closing = c
+        .cache
+        .close(&c.store, &name, &id)
+        .await
+        .map_err(from_store)?;
     for _ in 0..records::MAX_ATTEMPTS {
         let Some(mut inst) = find(c, &name, &r.container_instance)
             .await?
@@ -280,6 +299,7 @@ pub async fn deregister(
             return Ok(ecs::DeregisterContainerInstanceResponse {
                 container_instance: Some(wire::container_instance(
                     &inst.value,
+                    &held(c, &name, &inst.value.id).await?,
                     false,
                     Counts::default(),
                     true,
@@ -315,6 +335,7 @@ pub async fn describe(
         match find(c, &name, given).await? {
             Some(v) => out.push(wire::container_instance(
                 &v.value,
+                &held(c, &name, &v.value.id).await?,
                 connected.contains(&v.value.id),
                 counts.get(&v.value.id).copied().unwrap_or_default(),
                 with_tags,
@@ -427,6 +448,7 @@ pub async fn update_state(
             let connected = connected.contains(&v.value.id);
             out.push(wire::container_instance(
                 &v.value,
+                &held(c, &name, &v.value.id).await?,
                 connected,
                 Counts::default(),
                 false,

@@ -1,18 +1,19 @@
 use super::{active_cluster, cluster_name, taskdefs};
+use crate::cache::ByValue;
 use crate::error::{from_core, invalid, ApiResult};
 use crate::records::{self, commit, Versioned};
 use crate::wire;
 use crate::{Control, Ctx};
-use rand::SeedableRng;
-use std::collections::{BTreeMap, BTreeSet};
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use wharf_core::arn;
 use wharf_core::lifecycle::{request_stop, DesiredStatus, STOP_USER_INITIATED};
-use wharf_core::placement::{self, Constraint, Misfit, Strategy};
+use wharf_core::placement::{self, Constraint, Misfit, Strategy, ValueCounts};
 use wharf_core::query::HostView;
 use wharf_core::records::{
-    keys, tags_from_wire, ClusterRecord, ContainerRecord, InstanceRecord, TaskDefinitionRecord,
-    TaskRecord,
+    keys, tags_from_wire, ClusterRecord, ContainerRecord, InstanceRecord, Resources,
+    TaskDefinitionRecord, TaskRecord,
 };
 use wharf_core::taskdef::{effective_containers, validate_overrides};
 use wharf_model::ecs;
@@ -249,6 +250,8 @@ impl Rules {
 /// instances were refused (by instance ARN).
 pub(crate) struct Placed {
     pub tasks: Vec<TaskRecord>,
+    /// The slot each task was placed on.
+    slots: Vec<usize>,
     pub misfits: BTreeSet<(String, Misfit)>,
 }
 
@@ -265,25 +268,76 @@ impl Placed {
     }
 }
 
-/// Hosts considered per task on a large cluster: a random sample of about
-/// 2·log2(hosts) (at least 16), as Nomad does, rather than every host. The sample is drawn from the hosts
-/// that pass the static constraints (remembered by the cache per host
-/// generation, so a `memberOf` on attributes is evaluated once per host,
-/// not once per task); the strategies rank it (spread by attribute counts
-/// the sample's buckets). When nothing in the sample fits, every host is
-/// scanned with every constraint, so a refusal and its reasons are never a
+/// Up to this many hosts passing the static constraints, every one of them
+/// is ranked for every task: exact ECS semantics for every strategy, at
+/// tens of microseconds per task.
+const RANK_ALL_UP_TO: usize = 256;
+
+/// The hosts a task considers, widest last.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Considered {
+    /// A random sample of this many hosts that pass the static constraints.
+    Sample(usize),
+    /// Every host that passes the static constraints.
+    Feasible,
+    /// Every host, each checked against every constraint: what a refusal
+    /// (and its reasons) is judged on, and what a pinned task is placed by.
+    Everything,
+}
+
+/// On a large cluster a task looks at a random sample of log2(hosts) (at
+/// least 8) of the hosts that pass the static constraints (remembered by
+/// the cache per host generation, so a `memberOf` on attributes is
+/// evaluated once per host, not once per task), as Nomad scores
+/// log2(nodes) for a service job, rather than at every host. Spread by
+/// attribute still ranks by the cache's counts over the whole capacity. A
+/// binpack anywhere in the chain ranks every feasible host instead, as
+/// ECS's binpack fills the fullest host of the cluster, which a sample
+/// would rarely contain. When nothing considered fits, every host is
+/// checked with every constraint, so a refusal and its reasons are never a
 /// sampling artefact.
-fn sample_size(hosts: usize) -> usize {
-    (2 * (usize::BITS - hosts.leading_zeros()) as usize).max(16)
+fn considered(feasible: usize, strategies: &[Strategy]) -> Considered {
+    let binpack = strategies.iter().any(|s| matches!(s, Strategy::Binpack(_)));
+    if feasible <= RANK_ALL_UP_TO || binpack {
+        Considered::Feasible
+    } else {
+        Considered::Sample(((usize::BITS - feasible.leading_zeros()) as usize).max(8))
+    }
+}
+
+/// A random sample of up to `n` of the hosts in `split` whose value has
+/// the fewest tasks by `counts`.
+fn least_used(split: &ByValue, counts: &ValueCounts, n: usize, rng: &mut impl Rng) -> Vec<usize> {
+    let least = split.iter().map(|(v, _)| counts.get(v.as_deref())).min();
+    let pools: Vec<&[usize]> = split
+        .iter()
+        .filter(|(v, _)| Some(counts.get(v.as_deref())) == least)
+        .map(|(_, hosts)| hosts.as_slice())
+        .collect();
+    let total: usize = pools.iter().map(|p| p.len()).sum();
+    rand::seq::index::sample(rng, total, n.min(total))
+        .into_iter()
+        .map(|mut k| {
+            for p in &pools {
+                if k < p.len() {
+                    return p[k];
+                }
+                k -= p.len();
+            }
+            unreachable!("k < total")
+        })
+        .collect()
 }
 
 /// Places `count` tasks by the placement engine, reading instances, agent
 /// sessions and task groups from the watch-fed cache (no listing of the
 /// cluster per call), on any host of the launch's capacity or, with `only`
 /// (StartTask, a DAEMON's host), task n on the n-th named instance. Commits
-/// the tasks and the instances' new allocations in one transaction that
-/// compares every instance it touches: a concurrent placement on the same
-/// instance, or a stale cache, makes it retry, never over-commit.
+/// the tasks in one transaction that compares every instance record it
+/// placed on (a host drained or deregistered meanwhile makes it retry).
+/// What each host holds is the cache's sum over its live tasks plus the
+/// placements reserved in it and not yet seen committed, so concurrent
+/// placements never over-commit a host.
 pub(crate) async fn place(
     c: &Control,
     x: &Ctx,
@@ -296,15 +350,22 @@ pub(crate) async fn place(
     let need = placement::demand(&l.td.definition, &l.overrides);
     let cluster = l.cluster.value.name.clone();
     let none = wharf_core::query::GroupCounts::new();
+    let started = std::time::Instant::now();
     for _ in 0..records::MAX_ATTEMPTS {
         let mut placed = Placed {
             tasks: vec![],
+            slots: vec![],
             misfits: BTreeSet::new(),
         };
-        // Slots this call placed on: (record with the new allocation,
-        // groups, running tasks) and the cached read it compares against.
-        type Local = (InstanceRecord, wharf_core::query::GroupCounts, usize);
-        let mut touched: BTreeMap<usize, (Local, Arc<Versioned<InstanceRecord>>)> = BTreeMap::new();
+        // Slots this call placed on: what they hold with its tasks, how
+        // many it put there, and the record the commit compares against.
+        struct Touched {
+            held: Resources,
+            placed: usize,
+            instance: Arc<Versioned<InstanceRecord>>,
+        }
+        let mut touched: BTreeMap<usize, Touched> = BTreeMap::new();
+        let task_keys: Vec<String>;
         {
             let mut view = c
                 .cache
@@ -315,17 +376,37 @@ pub(crate) async fn place(
                 return Err(no_capacity(l));
             };
             let feasible = capacity.feasible(&rules.statics);
+            // The group's tasks per value of each attribute spread by, over
+            // the whole capacity (a sample alone would not see the zone a
+            // task went to a moment ago); this call adds its own as it goes.
+            let mut spread: HashMap<String, ValueCounts> = rules
+                .strategies
+                .iter()
+                .filter_map(Strategy::spread_attribute)
+                .map(|a| (a.to_string(), capacity.spread_counts(a, &cluster, &l.group)))
+                .collect();
+            // Sampling under spread by attribute first samples the hosts
+            // of the least-used values only: a sample of the whole set can
+            // miss the zone the spread asks for (nine hosts of three zones
+            // miss one of them 2.6% of the time).
+            let scope_of_any = considered(feasible.len(), &rules.strategies);
+            let directing = match (scope_of_any, rules.strategies.first()) {
+                (Considered::Sample(_), Some(s)) => s
+                    .spread_attribute()
+                    .map(|a| (a.to_string(), capacity.feasible_by_value(&rules.statics, a))),
+                _ => None,
+            };
             let slots = &capacity.slots;
+            // A host being deregistered is passed by.
+            let open = |i: usize| slots[i].instance.is_some() && slots[i].closing == 0;
             // Slots of the named instances (unknown ones are skipped).
             let named: Option<Vec<usize>> = only.map(|ids| {
                 ids.iter()
                     .filter_map(|id| capacity.slot(id))
-                    .filter(|&i| slots[i].instance.is_some())
+                    .filter(|&i| open(i))
                     .collect()
             });
-            if !slots.iter().any(|s| s.instance.is_some())
-                || named.as_ref().is_some_and(Vec::is_empty)
-            {
+            if !(0..slots.len()).any(open) || named.as_ref().is_some_and(Vec::is_empty) {
                 return Err(no_capacity(l));
             }
             let mut rng = rand::rngs::StdRng::from_entropy();
@@ -337,83 +418,83 @@ pub(crate) async fn place(
                     },
                     None => None,
                 };
-                // A small cluster is scanned whole; so is a large one whose
-                // sample had no fit.
-                let mut full = pinned.is_some() || feasible.len() <= sample_size(feasible.len());
+                let mut scope = match pinned {
+                    Some(_) => Considered::Everything,
+                    None => scope_of_any,
+                };
                 loop {
-                    let idxs: Vec<usize> = match pinned {
-                        Some(i) => vec![i],
-                        None if full => (0..slots.len())
-                            .filter(|&i| slots[i].instance.is_some())
-                            .collect(),
-                        None => sample(&mut rng, feasible.len(), sample_size(feasible.len()))
-                            .into_iter()
-                            .map(|k| feasible[k])
-                            .collect(),
+                    let idxs: Vec<usize> = match (pinned, scope) {
+                        (Some(i), _) => vec![i],
+                        (None, Considered::Everything) => {
+                            (0..slots.len()).filter(|&i| open(i)).collect()
+                        }
+                        (None, Considered::Feasible) => {
+                            feasible.iter().copied().filter(|&i| open(i)).collect()
+                        }
+                        (None, Considered::Sample(n)) => match &directing {
+                            Some((attr, split)) => least_used(split, &spread[attr], n, &mut rng)
+                                .into_iter()
+                                .filter(|&i| open(i))
+                                .collect(),
+                            None => sample(&mut rng, feasible.len(), n)
+                                .into_iter()
+                                .map(|k| feasible[k])
+                                .filter(|&i| open(i))
+                                .collect(),
+                        },
                     };
                     let views: Vec<HostView> = idxs
                         .iter()
                         .map(|&i| {
                             let slot = &slots[i];
-                            match touched.get(&i) {
-                                Some(((inst, groups, running), _)) => HostView {
-                                    instance: inst,
-                                    connected: slot.connected,
-                                    running_tasks: *running,
-                                    groups,
-                                },
-                                None => {
-                                    let h = slot.tasks(&cluster);
-                                    HostView {
-                                        instance: &slot.instance.as_ref().expect("has one").value,
-                                        connected: slot.connected,
-                                        running_tasks: h.map_or(0, |h| h.running),
-                                        groups: h.map_or(&none, |h| &h.groups),
-                                    }
-                                }
+                            let h = slot.tasks(&cluster);
+                            let t = touched.get(&i);
+                            HostView {
+                                instance: &slot.instance.as_ref().expect("has one").value,
+                                allocated: t.map_or(&slot.held, |t| &t.held),
+                                connected: slot.connected,
+                                running_tasks: h.map_or(0, |h| h.running)
+                                    + t.map_or(0, |t| t.placed),
+                                groups: h.map_or(&none, |h| &h.groups),
+                                placing: t.map(|t| (l.group.as_str(), t.placed)),
                             }
                         })
                         .collect();
-                    // A sample comes from hosts that pass the static
-                    // constraints; a full scan checks them all.
-                    let constraints = if full {
+                    // Feasible hosts pass the static constraints already.
+                    let constraints = if scope == Considered::Everything {
                         &rules.constraints
                     } else {
                         &rules.dynamics
                     };
-                    match placement::place(
+                    match placement::place_in(
                         &views,
                         &need,
                         &l.group,
                         constraints,
                         &rules.strategies,
+                        &spread,
                         &mut rng,
                     ) {
                         Ok(pos) => {
                             let idx = idxs[pos];
                             drop(views);
-                            let entry = touched.entry(idx).or_insert_with(|| {
-                                let slot = &slots[idx];
-                                let v = slot.instance.as_ref().expect("has one");
-                                let h = slot.tasks(&cluster);
-                                (
-                                    (
-                                        v.value.clone(),
-                                        h.map(|h| h.groups.clone()).unwrap_or_default(),
-                                        h.map_or(0, |h| h.running),
-                                    ),
-                                    Arc::clone(v),
-                                )
+                            let slot = &slots[idx];
+                            let t = touched.entry(idx).or_insert_with(|| Touched {
+                                held: slot.held.clone(),
+                                placed: 0,
+                                instance: Arc::clone(slot.instance.as_ref().expect("has one")),
                             });
-                            let (inst, groups, running) = &mut entry.0;
-                            inst.allocated.add(&need);
-                            inst.version += 1;
-                            *groups.entry(l.group.clone()).or_default() += 1;
-                            *running += 1;
-                            placed.tasks.push(new_task(x, l, inst, &need));
+                            t.held.add(&need);
+                            t.placed += 1;
+                            for (attr, counts) in &mut spread {
+                                counts.add(placement::attribute(&t.instance.value, attr), 1);
+                            }
+                            let task = new_task(x, l, &t.instance.value, &need);
+                            placed.slots.push(idx);
+                            placed.tasks.push(task);
                             break;
                         }
-                        Err(_) if !full => full = true,
+                        Err(_) if scope != Considered::Everything => scope = Considered::Everything,
                         Err(refusals) => {
                             for (pos, m) in refusals {
                                 let arn = &views[pos].instance.arn;
@@ -424,17 +505,47 @@ pub(crate) async fn place(
                     }
                 }
             }
+            task_keys = placed
+                .tasks
+                .iter()
+                .map(|t| keys::task(&cluster, &t.id))
+                .collect();
+            // Reserved before the lock is let go: the next placement counts
+            // these tasks whether or not the watch has brought them.
+            for (key, &slot) in task_keys.iter().zip(&placed.slots) {
+                view.reserve(&l.capacity, slot, key, &need);
+            }
         }
+        if placed.tasks.is_empty() {
+            return Ok(placed);
+        }
+        let decided = started.elapsed();
+        // The instance records are compared, not written: a host drained or
+        // deregistered meanwhile makes this retry.
         let mut txn = Txn::new().when(l.cluster.unchanged());
-        for ((inst, _, _), read) in touched.values() {
-            txn = txn
-                .when(read.unchanged())
-                .then(records::put(&read.key, inst));
+        for t in touched.values() {
+            txn = txn.when(t.instance.unchanged());
         }
-        for t in &placed.tasks {
-            txn = txn.then(records::put(&keys::task(&cluster, &t.id), t));
+        for (t, key) in placed.tasks.iter().zip(&task_keys) {
+            txn = txn.then(records::put(key, t));
         }
-        if placed.tasks.is_empty() || commit(c.store.as_ref(), txn).await? {
+        // Committed apart from this request, so that a caller who goes
+        // away cannot leave the reservations behind: they are released
+        // exactly when the commit did not happen.
+        let (store, cache) = (c.store.clone(), c.cache.clone());
+        let committed = tokio::spawn(async move {
+            let committed = commit(store.as_ref(), txn).await;
+            if !matches!(committed, Ok(true)) {
+                cache.release(&task_keys);
+            }
+            committed
+        })
+        .await
+        .map_err(|e| wharf_protocol::AwsError::internal(format!("placement commit failed: {e}")))?;
+        if committed? {
+            c.metrics
+                .placement_decision
+                .record(decided, placed.tasks.len() as u64);
             return Ok(placed);
         }
     }
@@ -706,4 +817,353 @@ pub async fn list(
         task_arns: Some(arns),
         next_token: next,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Control, Ctx};
+    use serde_json::{json, Value};
+    use std::sync::Arc;
+    use wharf_core::clock::ManualClock;
+    use wharf_core::records::keys;
+    use wharf_store::{
+        LeaseId, MemStore, Op, RangeRequest, RangeResponse, Revision, Store, StoreError, Txn,
+        TxnResponse, WatchEvent,
+    };
+
+    /// A store whose writes take 0-5 ms, so that concurrent placements
+    /// really overlap between deciding and committing, and a later write
+    /// may land first.
+    struct SlowWrites(MemStore);
+
+    #[async_trait::async_trait]
+    impl Store for SlowWrites {
+        async fn get(&self, key: &str) -> Result<Option<wharf_store::KeyValue>, StoreError> {
+            self.0.get(key).await
+        }
+        async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
+            self.0.range(req).await
+        }
+        async fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
+            let wait = rand::random::<u64>() % 5_000;
+            tokio::time::sleep(std::time::Duration::from_micros(wait)).await;
+            self.0.txn(txn).await
+        }
+        async fn watch(
+            &self,
+            prefix: &str,
+            from: Revision,
+        ) -> Result<tokio::sync::mpsc::Receiver<WatchEvent>, StoreError> {
+            self.0.watch(prefix, from).await
+        }
+        async fn current_revision(&self) -> Result<Revision, StoreError> {
+            self.0.current_revision().await
+        }
+        async fn grant_lease(&self, ttl: std::time::Duration) -> Result<LeaseId, StoreError> {
+            self.0.grant_lease(ttl).await
+        }
+        async fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError> {
+            self.0.keep_alive(lease).await
+        }
+        async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
+            self.0.revoke_lease(lease).await
+        }
+    }
+
+    async fn ecs(c: &Control, op: &str, body: Value) -> Result<Value, String> {
+        let body = serde_json::to_vec(&body).unwrap();
+        crate::ecs::dispatch(c, &Ctx::for_tests(), op, &body)
+            .await
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    fn remaining_cpu(instance: &Value) -> i64 {
+        instance["remainingResources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "CPU")
+            .unwrap()["integerValue"]
+            .as_i64()
+            .unwrap()
+    }
+
+    /// A host of `cluster_on`: CPU units, MiB, availability zone.
+    type Host = (i64, i64, Option<&'static str>);
+
+    /// Cluster `c` on `store` with connected instances `hosts` and task
+    /// definition `web` needing `need` (CPU units, MiB); the instance ARNs.
+    async fn cluster_on(
+        store: wharf_store::DynStore,
+        need: (i64, i64),
+        hosts: impl IntoIterator<Item = Host>,
+    ) -> (Control, Vec<String>) {
+        let c = Control::new(store, Arc::new(ManualClock::new(0)), Default::default());
+        ecs(&c, "CreateCluster", json!({"clusterName": "c"}))
+            .await
+            .unwrap();
+        ecs(
+            &c,
+            "RegisterTaskDefinition",
+            json!({"family": "web", "containerDefinitions": [
+                {"name": "app", "image": "x", "cpu": need.0, "memory": need.1}
+            ]}),
+        )
+        .await
+        .unwrap();
+        let mut arns = vec![];
+        for (cpu, memory, zone) in hosts {
+            let attributes: Vec<Value> = zone
+                .map(|z| json!({"name": "ecs.availability-zone", "value": z}))
+                .into_iter()
+                .collect();
+            let r = ecs(
+                &c,
+                "RegisterContainerInstance",
+                json!({"cluster": "c", "totalResources": [
+                    {"name": "CPU", "type": "INTEGER", "integerValue": cpu},
+                    {"name": "MEMORY", "type": "INTEGER", "integerValue": memory}
+                ], "attributes": attributes}),
+            )
+            .await
+            .unwrap();
+            let arn = r["containerInstance"]["containerInstanceArn"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let id = arn.rsplit('/').next().unwrap();
+            c.store
+                .txn(Txn::new().then(Op::put(keys::agent_session("c", id), b"1".to_vec())))
+                .await
+                .unwrap();
+            arns.push(arn);
+        }
+        (c, arns)
+    }
+
+    /// A store with slow writes, a cluster `c` of `hosts` connected
+    /// instances of 1024 CPU units, and task definition `web` needing 256;
+    /// the instance ARNs.
+    async fn cluster(hosts: usize) -> (Control, Vec<String>) {
+        let store = Arc::new(SlowWrites(MemStore::new()));
+        cluster_on(store, (256, 64), vec![(1024, 4096, None); hosts]).await
+    }
+
+    #[tokio::test]
+    async fn spread_by_zone_balances_the_whole_cluster_not_the_sample() {
+        // 300 hosts in 3 zones: more than are ranked whole, so each task
+        // sees a sample of them; the zone counts must still be the
+        // cluster's.
+        let zone = |n: usize| ["a", "b", "c"][n % 3];
+        let hosts = (0..300).map(|n| (1024, 4096, Some(zone(n))));
+        let (c, arns) = cluster_on(Arc::new(MemStore::new()), (1, 8), hosts).await;
+        let zone_of: std::collections::HashMap<String, &str> = arns
+            .into_iter()
+            .enumerate()
+            .map(|(n, arn)| (arn, zone(n)))
+            .collect();
+        let mut per_zone = std::collections::BTreeMap::new();
+        // One task per call, then ten per call.
+        for count in [1, 1, 1, 1, 1, 1, 10, 10, 10, 10] {
+            let r = ecs(
+                &c,
+                "RunTask",
+                json!({"cluster": "c", "taskDefinition": "web", "count": count,
+                       "placementStrategy": [
+                           {"type": "spread", "field": "attribute:ecs.availability-zone"}]}),
+            )
+            .await
+            .unwrap();
+            for t in r["tasks"].as_array().unwrap() {
+                let zone = zone_of[t["containerInstanceArn"].as_str().unwrap()];
+                *per_zone.entry(zone).or_insert(0) += 1;
+            }
+            let counts: Vec<i32> = per_zone.values().copied().collect();
+            let (lo, hi) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+            assert!(
+                hi - lo <= 1 && (counts.len() == 3 || *hi == 1),
+                "zones uneven after a call of {count}: {per_zone:?}"
+            );
+        }
+        assert_eq!(per_zone.values().sum::<i32>(), 46);
+    }
+
+    #[tokio::test]
+    async fn binpack_fills_the_fullest_host_first_on_a_cluster_larger_than_a_sample() {
+        let hosts = vec![(4096, 2048, None); 40];
+        let (c, _) = cluster_on(Arc::new(MemStore::new()), (100, 512), hosts).await;
+        // Four tasks fill a host's memory: eight tasks, one at a time, fill
+        // exactly two hosts, as ECS's binpack does.
+        let mut hosts = std::collections::BTreeMap::new();
+        for _ in 0..8 {
+            let r = ecs(
+                &c,
+                "RunTask",
+                json!({"cluster": "c", "taskDefinition": "web",
+                       "placementStrategy": [{"type": "binpack", "field": "memory"}]}),
+            )
+            .await
+            .unwrap();
+            let on = r["tasks"][0]["containerInstanceArn"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            *hosts.entry(on).or_insert(0) += 1;
+        }
+        assert_eq!(
+            hosts.values().copied().collect::<Vec<_>>(),
+            [4, 4],
+            "{hosts:?}"
+        );
+    }
+
+    async fn describe(c: &Control, arns: &[String]) -> Vec<Value> {
+        let r = ecs(
+            c,
+            "DescribeContainerInstances",
+            json!({"cluster": "c", "containerInstances": arns}),
+        )
+        .await
+        .unwrap();
+        r["containerInstances"].as_array().unwrap().clone()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_placements_fill_hosts_exactly_and_a_stop_gives_room_back() {
+        let (c, arns) = cluster(3).await;
+        let c = Arc::new(c);
+        // 16 callers want 48 tasks; 3 hosts have room for 4 each.
+        let calls: Vec<_> = (0..16)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    ecs(
+                        &c,
+                        "RunTask",
+                        json!({"cluster": "c", "taskDefinition": "web", "count": 3}),
+                    )
+                    .await
+                    .unwrap()
+                })
+            })
+            .collect();
+        let mut tasks = vec![];
+        for call in calls {
+            let r = call.await.unwrap();
+            tasks.extend(r["tasks"].as_array().unwrap().iter().cloned());
+        }
+        assert_eq!(tasks.len(), 12, "every slot taken once, none twice");
+        for arn in &arns {
+            let on = tasks
+                .iter()
+                .filter(|t| t["containerInstanceArn"] == arn.as_str())
+                .count();
+            assert_eq!(on, 4, "{arn} runs {on} tasks of 256 of its 1024 CPU");
+        }
+        for i in describe(&c, &arns).await {
+            assert_eq!(remaining_cpu(&i), 0);
+        }
+        let refused = ecs(
+            &c,
+            "RunTask",
+            json!({"cluster": "c", "taskDefinition": "web"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(refused["tasks"].as_array().unwrap().len(), 0);
+        assert_eq!(refused["failures"][0]["reason"], "RESOURCE:CPU");
+
+        // The agent reports one task STOPPED: its host has room again.
+        let stopped = &tasks[0];
+        let report = json!({
+            "cluster": "c",
+            "taskArn": stopped["taskArn"],
+            "status": "STOPPED",
+            "containers": [],
+        });
+        crate::agent_api::dispatch(
+            &c,
+            &Ctx::for_tests(),
+            wharf_core::agent_protocol::REPORT_TASK_STATE,
+            &serde_json::to_vec(&report).unwrap(),
+        )
+        .await
+        .unwrap();
+        let host = stopped["containerInstanceArn"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            remaining_cpu(&describe(&c, std::slice::from_ref(&host)).await[0]),
+            256
+        );
+        let again = ecs(
+            &c,
+            "RunTask",
+            json!({"cluster": "c", "taskDefinition": "web"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(again["tasks"][0]["containerInstanceArn"], host.as_str());
+    }
+
+    #[tokio::test]
+    async fn a_host_closed_for_deregistration_takes_no_task_until_reopened() {
+        let (c, arns) = cluster(1).await;
+        let id = arns[0].rsplit('/').next().unwrap();
+        let run = || {
+            ecs(
+                &c,
+                "RunTask",
+                json!({"cluster": "c", "taskDefinition": "web"}),
+            )
+        };
+        let closing = c.cache.close(&c.store, "c", id).await.unwrap();
+        let refused = run().await.unwrap_err();
+        assert!(refused.contains("No Container Instances"), "{refused}");
+        drop(closing);
+        let placed = run().await.unwrap();
+        assert_eq!(placed["tasks"][0]["containerInstanceArn"], arns[0].as_str());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deregistration_racing_placements_never_leaves_a_task_on_an_inactive_host() {
+        for _ in 0..5 {
+            let (c, arns) = cluster(1).await;
+            let c = Arc::new(c);
+            // A stream of placements, and a deregistration in its middle.
+            let runs: Vec<_> = (0..12u64)
+                .map(|n| {
+                    let c = c.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_micros(500 * n)).await;
+                        ecs(
+                            &c,
+                            "RunTask",
+                            json!({"cluster": "c", "taskDefinition": "web"}),
+                        )
+                        .await
+                    })
+                })
+                .collect();
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            let dereg = ecs(
+                &c,
+                "DeregisterContainerInstance",
+                json!({"cluster": "c", "containerInstance": arns[0]}),
+            )
+            .await;
+            for r in runs {
+                let _ = r.await.unwrap();
+            }
+            let listed = ecs(&c, "ListTasks", json!({"cluster": "c"})).await.unwrap();
+            let live = listed["taskArns"].as_array().unwrap().len();
+            // Refused while it had tasks; once deregistered, it never gets one.
+            match dereg {
+                Ok(_) => assert_eq!(live, 0, "a task was placed on a deregistered host"),
+                Err(e) => assert!(e.contains("Found running tasks") && live > 0, "{e}"),
+            }
+        }
+    }
 }

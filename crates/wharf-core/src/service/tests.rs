@@ -356,3 +356,35 @@ fn breaker_threshold_is_half_at_least_three_at_most_two_hundred() {
     assert_eq!(failure_threshold(11), 6);
     assert_eq!(failure_threshold(1000), 200);
 }
+
+#[test]
+fn at_rest_only_once_steady_settled_and_unthrottled() {
+    let s = Settings::default();
+    let mut w = World::new(service(3, 100, 200));
+    // Starting: tasks not yet RUNNING, then not yet settled.
+    w.step();
+    assert!(!at_rest(&w.svc, &w.tasks, w.now, &s));
+    w.run(6);
+    assert!(w.svc.steady);
+    assert!(at_rest(&w.svc, &w.tasks, w.now, &s));
+    // A replacement that has just started is inside the settle window.
+    let t = w
+        .tasks
+        .iter_mut()
+        .find(|t| t.last_status == TaskStatus::Running)
+        .unwrap();
+    t.started_at = Some(w.now - 1);
+    assert!(!at_rest(&w.svc, &w.tasks, w.now, &s));
+    assert!(at_rest(&w.svc, &w.tasks, w.now + s.settle, &s));
+    // A health-check grace period longer than the settle time counts too.
+    w.svc.health_check_grace_period_seconds = Some(60);
+    assert!(!at_rest(&w.svc, &w.tasks, w.now + s.settle, &s));
+    assert!(at_rest(&w.svc, &w.tasks, w.now + 60_000, &s));
+    // A throttled launch waits on the clock.
+    w.svc.throttle.until = w.now + 120_000;
+    assert!(!at_rest(&w.svc, &w.tasks, w.now + 60_000, &s));
+    // A task asked to stop is not at rest.
+    w.svc.throttle.until = 0;
+    w.tasks[0].desired_status = DesiredStatus::Stopped;
+    assert!(!at_rest(&w.svc, &w.tasks, w.now + 60_000, &s));
+}
