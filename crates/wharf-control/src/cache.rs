@@ -293,20 +293,15 @@ fn capacity_mut<'a>(all: &'a mut HashMap<String, Capacity>, name: &str) -> &'a m
     all.get_mut(name).expect("just inserted")
 }
 
-/// Where a live task is counted: its capacity, host, cluster and group
-/// (interned: many tasks share each), and what it holds there.
+/// Where a live task, or a placement decided and not yet seen committed,
+/// is counted: its capacity, host, cluster and group (interned: many tasks
+/// share each), and what it holds there.
+#[derive(Clone)]
 struct Live {
     capacity: Arc<str>,
     instance: Arc<str>,
     cluster: Arc<str>,
     group: Arc<str>,
-    reservation: Resources,
-}
-
-/// A placement decided and not yet seen committed.
-struct Pending {
-    capacity: Arc<str>,
-    instance: Arc<str>,
     reservation: Resources,
 }
 
@@ -316,8 +311,9 @@ pub struct View {
     pub capacities: HashMap<String, Capacity>,
     /// Task key -> where it is counted, for tasks not STOPPED.
     live: HashMap<Box<str>, Live>,
-    /// Task key -> what a placement under way reserved for it.
-    pending: HashMap<Box<str>, Pending>,
+    /// Task key -> what a placement under way reserved for it (counted as
+    /// its live task will be, groups and spread included).
+    pending: HashMap<Box<str>, Live>,
     /// Capacity and cluster names and groups, shared by the tasks that name them.
     names: HashSet<Arc<str>>,
 }
@@ -413,35 +409,50 @@ impl View {
             });
             let cluster = self.intern(&t.cluster);
             let group = self.intern(&t.group);
-            let cap = capacity_mut(&mut self.capacities, &capacity);
-            let at = cap.slot_or_new(&iid);
-            cap.count_spread(at, &cluster, &group, 1);
-            let slot = &mut cap.slots[at];
-            slot.held.add(&t.reservation);
-            let live = Live {
-                capacity,
-                instance: slot.id.clone(),
-                cluster,
-                group,
-                reservation: t.reservation,
-            };
-            let h = match slot.tasks.iter().position(|(c, _)| *c == live.cluster) {
-                Some(i) => &mut slot.tasks[i].1,
-                None => {
-                    slot.tasks
-                        .push((live.cluster.clone(), HostTasks::default()));
-                    &mut slot.tasks.last_mut().expect("just pushed").1
-                }
-            };
-            h.running += 1;
-            match h.groups.get_mut(&*live.group) {
-                Some(n) => *n += 1,
-                None => {
-                    h.groups.insert(live.group.to_string(), 1);
-                }
-            }
+            let live = self.count(capacity, &iid, cluster, group, t.reservation);
             self.live.insert(key.into(), live);
         }
+    }
+
+    /// Counts a task of `group` of `cluster` holding `reservation` on host
+    /// `instance` of `capacity`: what the host holds, its groups, the
+    /// spread counts; where it is counted, for [`Self::uncount`].
+    fn count(
+        &mut self,
+        capacity: Arc<str>,
+        instance: &str,
+        cluster: Arc<str>,
+        group: Arc<str>,
+        reservation: Resources,
+    ) -> Live {
+        let cap = capacity_mut(&mut self.capacities, &capacity);
+        let at = cap.slot_or_new(instance);
+        cap.count_spread(at, &cluster, &group, 1);
+        let slot = &mut cap.slots[at];
+        slot.held.add(&reservation);
+        let live = Live {
+            capacity,
+            instance: slot.id.clone(),
+            cluster,
+            group,
+            reservation,
+        };
+        let h = match slot.tasks.iter().position(|(c, _)| *c == live.cluster) {
+            Some(i) => &mut slot.tasks[i].1,
+            None => {
+                slot.tasks
+                    .push((live.cluster.clone(), HostTasks::default()));
+                &mut slot.tasks.last_mut().expect("just pushed").1
+            }
+        };
+        h.running += 1;
+        match h.groups.get_mut(&*live.group) {
+            Some(n) => *n += 1,
+            None => {
+                h.groups.insert(live.group.to_string(), 1);
+            }
+        }
+        live
     }
 
     fn uncount(&mut self, old: &Live) {
@@ -471,9 +482,19 @@ impl View {
     }
 
     /// Counts a placement decided on slot `slot` of `capacity` for the task
-    /// at `task_key` before it commits: until the task arrives through the
-    /// watch (or [`Cache::release`]), the host holds its reservation.
-    pub fn reserve(&mut self, capacity: &str, slot: usize, task_key: &str, need: &Resources) {
+    /// at `task_key` (of `group` of `cluster`) before it commits: until the
+    /// task arrives through the watch (or [`Cache::release`]), the host
+    /// holds its reservation and counts it in its groups and spread, as it
+    /// will the task.
+    pub fn reserve(
+        &mut self,
+        capacity: &str,
+        slot: usize,
+        task_key: &str,
+        cluster: &str,
+        group: &str,
+        need: &Resources,
+    ) {
         let Some(id) = self
             .capacities
             .get(capacity)
@@ -481,37 +502,33 @@ impl View {
         else {
             return;
         };
-        self.hold(capacity, &id, task_key.into(), need.clone());
+        let (capacity, cluster, group) = (
+            self.intern(capacity),
+            self.intern(cluster),
+            self.intern(group),
+        );
+        let p = self.count(capacity, &id, cluster, group, need.clone());
+        self.hold(task_key.into(), p);
     }
 
-    /// Holds `reservation` on host `instance` of `capacity` for the task at
-    /// `task_key` (replacing what was held for it) until [`Self::unreserve`].
-    fn hold(&mut self, capacity: &str, instance: &str, task_key: Box<str>, reservation: Resources) {
-        let capacity = self.intern(capacity);
-        let slot = capacity_mut(&mut self.capacities, &capacity).slot_mut(instance);
-        slot.held.add(&reservation);
-        slot.pending += 1;
-        let p = Pending {
-            capacity,
-            instance: slot.id.clone(),
-            reservation,
-        };
+    /// Keeps `p`, counted, as the reservation of the task at `task_key`
+    /// (replacing what was held for it) until [`Self::unreserve`].
+    fn hold(&mut self, task_key: Box<str>, p: Live) {
+        if let Some(cap) = self.capacities.get_mut(&*p.capacity) {
+            cap.slot_mut(&p.instance).pending += 1;
+        }
         if let Some(old) = self.pending.insert(task_key, p) {
             self.unreserve(&old);
         }
     }
 
-    fn unreserve(&mut self, p: &Pending) {
-        let Some(capacity) = self.capacities.get_mut(&*p.capacity) else {
-            return;
-        };
-        let Some(i) = capacity.slot(&p.instance) else {
-            return;
-        };
-        let slot = &mut capacity.slots[i];
-        slot.held.remove(&p.reservation);
-        slot.pending -= 1;
-        capacity.forget_if_unused(&p.instance);
+    fn unreserve(&mut self, p: &Live) {
+        if let Some(cap) = self.capacities.get_mut(&*p.capacity) {
+            if let Some(i) = cap.slot(&p.instance) {
+                cap.slots[i].pending -= 1;
+            }
+        }
+        self.uncount(p);
     }
 
     /// What only this process knows, from `old` (a view being replaced by
@@ -532,7 +549,8 @@ impl View {
             if self.live.contains_key(&key) || committed.contains(&*key) {
                 continue;
             }
-            self.hold(&p.capacity, &p.instance, key, p.reservation);
+            let p = self.count(p.capacity, &p.instance, p.cluster, p.group, p.reservation);
+            self.hold(key, p);
         }
     }
 }
@@ -811,19 +829,36 @@ mod tests {
         assert_eq!(held(&view, "c", "h"), 0);
 
         // A reserved placement is held before its task arrives, and once
-        // (not twice) after.
+        // (not twice) after; so is it counted in the host's groups and in
+        // the spread counts, which concurrent placements rank by.
+        let web = |view: &mut View| {
+            let cap = view.capacities.get_mut("c").unwrap();
+            let spread = cap
+                .spread_counts("kind", "c", "family:web")
+                .get(Some("big"));
+            let h = &cap.slots[cap.slot("h").unwrap()];
+            let tasks = h.tasks("c");
+            let group = tasks.and_then(|t| t.groups.get("family:web").copied());
+            (
+                h.held.cpu,
+                group.unwrap_or(0),
+                tasks.map_or(0, |t| t.running),
+                spread,
+            )
+        };
+        assert_eq!(web(&mut view), (0, 0, 0, 0));
         let slot = view.capacities["c"].slot("h").unwrap();
-        view.reserve("c", slot, "/tasks/c/t3", &cpu(100));
-        view.reserve("c", slot, "/tasks/c/t4", &cpu(100));
-        assert_eq!(held(&view, "c", "h"), 200);
+        view.reserve("c", slot, "/tasks/c/t3", "c", "family:web", &cpu(100));
+        view.reserve("c", slot, "/tasks/c/t4", "c", "family:web", &cpu(100));
+        assert_eq!(web(&mut view), (200, 2, 2, 2));
         put_task(&mut view, "c/t3/h/family:web", TaskStatus::Provisioning);
-        assert_eq!(held(&view, "c", "h"), 200);
+        assert_eq!(web(&mut view), (200, 2, 2, 2));
         // One that never commits is given back by `release`.
         let cache = Cache::default();
         *cache.view.lock().unwrap() = view;
         cache.release(&["/tasks/c/t4".to_string(), "/tasks/c/t3".to_string()]);
-        let view = cache.view.lock().unwrap();
-        assert_eq!(held(&view, "c", "h"), 100);
+        let mut view = cache.view.lock().unwrap();
+        assert_eq!(web(&mut view), (100, 1, 1, 1));
         let cap = &view.capacities["c"];
         assert_eq!(cap.slots[cap.slot("h").unwrap()].pending, 0);
     }
@@ -880,7 +915,7 @@ mod tests {
         {
             let mut view = cache.fresh(&store).await.unwrap();
             let slot = view.capacities["c"].slot("h").unwrap();
-            view.reserve("c", slot, "/tasks/c/t1", &cpu(100));
+            view.reserve("c", slot, "/tasks/c/t1", "c", "family:web", &cpu(100));
         }
         let closing = {
             let (cache, store) = (cache.clone(), store.clone());
@@ -916,7 +951,14 @@ mod tests {
         old.capacities.get_mut("c").unwrap().slots[at].closing = 1;
         let slot = old.capacities["c"].slot("h").unwrap();
         for t in ["t1", "t2", "t3"] {
-            old.reserve("c", slot, &format!("/tasks/c/{t}"), &cpu(100));
+            old.reserve(
+                "c",
+                slot,
+                &format!("/tasks/c/{t}"),
+                "c",
+                "family:web",
+                &cpu(100),
+            );
         }
         // The reloaded view has t1 live; t3 was committed and has stopped
         // since (the store holds it); t2 is still under way.

@@ -513,7 +513,7 @@ pub(crate) async fn place(
             // Reserved before the lock is let go: the next placement counts
             // these tasks whether or not the watch has brought them.
             for (key, &slot) in task_keys.iter().zip(&placed.slots) {
-                view.reserve(&l.capacity, slot, key, &need);
+                view.reserve(&l.capacity, slot, key, &cluster, &l.group, &need);
             }
         }
         if placed.tasks.is_empty() {
@@ -1027,6 +1027,42 @@ mod tests {
         .await
         .unwrap();
         r["containerInstances"].as_array().unwrap().clone()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_placements_spread_by_instance_count_each_others_tasks() {
+        // Commits take 0-5 ms, so most of these calls decide while others'
+        // tasks are reserved and not yet committed: the spread must count
+        // them, or calls that tie pile onto the same hosts.
+        let store = Arc::new(SlowWrites(MemStore::new()));
+        let (c, arns) = cluster_on(store, (16, 64), vec![(1024, 4096, None); 4]).await;
+        let c = Arc::new(c);
+        let calls: Vec<_> = (0..16)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    ecs(
+                        &c,
+                        "RunTask",
+                        json!({"cluster": "c", "taskDefinition": "web",
+                               "placementStrategy": [{"type": "spread", "field": "instanceId"}]}),
+                    )
+                    .await
+                    .unwrap()
+                })
+            })
+            .collect();
+        let mut per_host = std::collections::HashMap::new();
+        for call in calls {
+            let r = call.await.unwrap();
+            for t in r["tasks"].as_array().unwrap() {
+                let on = t["containerInstanceArn"].as_str().unwrap().to_string();
+                *per_host.entry(on).or_insert(0) += 1;
+            }
+        }
+        for arn in &arns {
+            assert_eq!(per_host.get(arn), Some(&4), "{per_host:?}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
