@@ -56,7 +56,12 @@ async fn keep_session(c: &Control, cluster: &str, id: &str) -> ApiResult<()> {
 /// Keeps the session lease `name` alive, or grants a new one and puts the
 /// session keys of `ids` under it: one keep-alive per poll, one write when
 /// the lease has to be (re)granted.
-async fn keep_lease(c: &Control, name: String, cluster: &str, ids: &[String]) -> ApiResult<()> {
+async fn keep_lease<S: AsRef<str>>(
+    c: &Control,
+    name: String,
+    cluster: &str,
+    ids: &[S],
+) -> ApiResult<()> {
     let existing = c
         .sessions
         .0
@@ -77,7 +82,7 @@ async fn keep_lease(c: &Control, name: String, cluster: &str, ids: &[String]) ->
     let mut txn = Txn::new();
     for id in ids {
         txn = txn.then(Op::put_with_lease(
-            keys::agent_session(cluster, id),
+            keys::agent_session(cluster, id.as_ref()),
             b"1".to_vec(),
             lease,
         ));
@@ -212,7 +217,7 @@ async fn disconnect(c: &Control, _x: &Ctx, r: DisconnectRequest) -> ApiResult<Em
 }
 
 /// One lease for the sessions of every instance of a many-host poll.
-async fn keep_sessions(c: &Control, cluster: &str, ids: &[String]) -> ApiResult<()> {
+async fn keep_sessions(c: &Control, cluster: &str, ids: &[&str]) -> ApiResult<()> {
     let Some(first) = ids.first() else {
         return Ok(());
     };
@@ -272,13 +277,13 @@ async fn poll_instances(
     let mut owned = vec![];
     for a in &r.container_instance_arns {
         owned.push(
-            arn::container_instance_id(a)
+            arn::container_instance_id_ref(a)
                 .map_err(crate::error::from_core)?
                 .1,
         );
     }
     keep_sessions(c, &r.cluster, &owned).await?;
-    let ids: HashSet<&str> = owned.iter().map(String::as_str).collect();
+    let ids: HashSet<&str> = owned.into_iter().collect();
     let prefix = if r.cluster == MANAGED_CLUSTER {
         keys::TASKS.to_string()
     } else {

@@ -334,6 +334,15 @@ struct TaskBrief<'a> {
     reservation: Resources,
 }
 
+/// The capacity a task runs on: the managed one for FARGATE.
+fn capacity_of<'a>(t: &'a TaskBrief) -> &'a str {
+    if t.launch_type == "FARGATE" {
+        MANAGED_CLUSTER
+    } else {
+        &t.cluster
+    }
+}
+
 impl View {
     fn intern(&mut self, s: &str) -> Arc<str> {
         if let Some(a) = self.names.get(s) {
@@ -384,6 +393,24 @@ impl View {
                 capacity.forget_if_unused(id);
             }
         } else if key.starts_with("/tasks/") {
+            let t = put
+                .then(|| serde_json::from_slice::<TaskBrief>(&kv.value).ok())
+                .flatten()
+                .filter(|t| t.instance_id.is_some() && t.last_status != TaskStatus::Stopped);
+            // Counted where it is already (a status update, or a reserved
+            // placement arriving): nothing to count again.
+            let same = |l: &Live| {
+                t.as_ref().is_some_and(|t| {
+                    *l.capacity == *capacity_of(t)
+                        && Some(&*l.instance) == t.instance_id.as_deref()
+                        && *l.cluster == *t.cluster
+                        && *l.group == *t.group
+                        && l.reservation == t.reservation
+                })
+            };
+            if self.live.get(key).is_some_and(same) {
+                return;
+            }
             if let Some(old) = self.live.remove(key) {
                 self.uncount(&old);
             }
@@ -391,25 +418,21 @@ impl View {
             // the reservation did (in this same step, so a placement never
             // sees the host without it).
             if let Some(p) = self.pending.remove(key) {
-                self.unreserve(&p);
+                self.settle(&p);
+                if same(&p) {
+                    self.live.insert(key.into(), p);
+                    return;
+                }
+                self.uncount(&p);
             }
-            let Some(t) = put
-                .then(|| serde_json::from_slice::<TaskBrief>(&kv.value).ok())
-                .flatten()
-            else {
+            let Some(t) = t else {
                 return;
             };
-            let (Some(iid), true) = (t.instance_id, t.last_status != TaskStatus::Stopped) else {
-                return;
-            };
-            let capacity = self.intern(if t.launch_type == "FARGATE" {
-                MANAGED_CLUSTER
-            } else {
-                &t.cluster
-            });
+            let capacity = self.intern(capacity_of(&t));
             let cluster = self.intern(&t.cluster);
             let group = self.intern(&t.group);
-            let live = self.count(capacity, &iid, cluster, group, t.reservation);
+            let iid = t.instance_id.as_deref().expect("filtered");
+            let live = self.count(capacity, iid, cluster, group, t.reservation);
             self.live.insert(key.into(), live);
         }
     }
@@ -522,13 +545,19 @@ impl View {
         }
     }
 
+    /// Gives back reservation `p` (its placement did not commit).
     fn unreserve(&mut self, p: &Live) {
+        self.settle(p);
+        self.uncount(p);
+    }
+
+    /// Marks reservation `p` no longer pending (still counted).
+    fn settle(&mut self, p: &Live) {
         if let Some(cap) = self.capacities.get_mut(&*p.capacity) {
             if let Some(i) = cap.slot(&p.instance) {
                 cap.slots[i].pending -= 1;
             }
         }
-        self.uncount(p);
     }
 
     /// What only this process knows, from `old` (a view being replaced by
@@ -859,6 +888,18 @@ mod tests {
         cache.release(&["/tasks/c/t4".to_string(), "/tasks/c/t3".to_string()]);
         let mut view = cache.view.lock().unwrap();
         assert_eq!(web(&mut view), (100, 1, 1, 1));
+        let cap = &view.capacities["c"];
+        assert_eq!(cap.slots[cap.slot("h").unwrap()].pending, 0);
+
+        // A task that arrives unlike its reservation (another host) is
+        // counted where it is, and the reservation given back.
+        put_instance(&mut view, &instance("c", "h2", "small"));
+        let slot = view.capacities["c"].slot("h").unwrap();
+        view.reserve("c", slot, "/tasks/c/t5", "c", "family:web", &cpu(100));
+        assert_eq!(web(&mut view), (200, 2, 2, 2));
+        put_task(&mut view, "c/t5/h2/family:web", TaskStatus::Pending);
+        assert_eq!(web(&mut view), (100, 1, 1, 1));
+        assert_eq!(held(&view, "c", "h2"), 100);
         let cap = &view.capacities["c"];
         assert_eq!(cap.slots[cap.slot("h").unwrap()].pending, 0);
     }

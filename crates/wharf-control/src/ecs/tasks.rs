@@ -466,12 +466,18 @@ pub(crate) async fn place(
                     } else {
                         &rules.dynamics
                     };
+                    // A sample of the least-used values' hosts ties on the
+                    // spread that chose them: the rest of the chain ranks.
+                    let strategies = match (scope, &directing) {
+                        (Considered::Sample(_), Some(_)) => &rules.strategies[1..],
+                        _ => &rules.strategies[..],
+                    };
                     match placement::place_in(
                         &views,
                         &need,
                         &l.group,
                         constraints,
-                        &rules.strategies,
+                        strategies,
                         &spread,
                         &mut rng,
                     ) {
