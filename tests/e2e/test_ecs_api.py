@@ -179,6 +179,14 @@ def test_task_lifecycle_with_waiters_through_agent_protocol(wharf, ecs):
     task = run["tasks"][0]
     assert task["lastStatus"] == "PROVISIONING" and task["desiredStatus"] == "RUNNING"
     assert task["taskArn"].startswith("arn:aws:ecs:eu-west-1:000000000000:task/default/")
+    # Counted as pending, on the instance and in the cluster, until it runs.
+    def counts():
+        cl = ecs.describe_clusters(clusters=["default"])["clusters"][0]
+        ci = ecs.describe_container_instances(containerInstances=[inst["containerInstanceArn"]])
+        ci = ci["containerInstances"][0]
+        return (cl["registeredContainerInstancesCount"], cl["pendingTasksCount"], cl["runningTasksCount"],
+                ci["pendingTasksCount"], ci["runningTasksCount"])
+    assert counts() == (1, 1, 0, 1, 0)
     thread = threading.Thread(target=agent.run, daemon=True)
     thread.start()
     try:
@@ -189,6 +197,7 @@ def test_task_lifecycle_with_waiters_through_agent_protocol(wharf, ecs):
         assert ecs.list_tasks(startedBy="tester")["taskArns"] == [task["taskArn"]]
         ci = ecs.describe_container_instances(containerInstances=[inst["containerInstanceArn"]])["containerInstances"][0]
         assert ci["runningTasksCount"] == 1
+        assert counts() == (1, 0, 1, 0, 1)
         assert {r["name"]: r for r in ci["remainingResources"]}["MEMORY"]["integerValue"] == 4096 - 32
         # the aws CLI's waiter too
         env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_DEFAULT_REGION=REGION)
@@ -204,6 +213,7 @@ def test_task_lifecycle_with_waiters_through_agent_protocol(wharf, ecs):
         # the reservation is given back: the port is free again
         ci = ecs.describe_container_instances(containerInstances=[inst["containerInstanceArn"]])["containerInstances"][0]
         assert {r["name"]: r for r in ci["remainingResources"]}["MEMORY"]["integerValue"] == 4096
+        assert counts() == (1, 0, 0, 0, 0)
         assert ecs.list_tasks(desiredStatus="STOPPED")["taskArns"] == [task["taskArn"]]
     finally:
         agent.stop.set()

@@ -733,6 +733,36 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    // Cluster-wide reads at this scale: their counts come from the
+    // placement cache, not from listing every task of the cluster.
+    let some = b
+        .call(
+            "ListContainerInstances",
+            json!({"cluster": CLUSTER, "maxResults": 10}),
+        )
+        .await?;
+    for (name, body) in [
+        ("DescribeClusters", json!({"clusters": [CLUSTER]})),
+        (
+            "DescribeContainerInstances",
+            json!({"cluster": CLUSTER, "containerInstances": some["containerInstanceArns"]}),
+        ),
+    ] {
+        let mut took = vec![];
+        for _ in 0..20 {
+            let t = Instant::now();
+            b.call(name, body.clone()).await?;
+            took.push(t.elapsed());
+        }
+        took.sort();
+        line(
+            &format!("{name} p50 / max (20 calls, 1 caller)"),
+            format!("{} / {}", ms(pct(&took, 0.5)), ms(pct(&took, 1.0))),
+            "",
+            None,
+        );
+    }
+
     // Check the simulated hosts really ran what was placed.
     let sample: Vec<&String> = arns.iter().take(100).collect();
     if !sample.is_empty() {

@@ -16,11 +16,12 @@
 //! drained or deregistered meanwhile makes it retry.
 
 use crate::records::Versioned;
+use crate::wire::Counts;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{watch, OnceCell};
-use wharf_core::lifecycle::TaskStatus;
+use wharf_core::lifecycle::{DesiredStatus, TaskStatus};
 use wharf_core::placement::{self, Constraint, ValueCounts};
 use wharf_core::query::{self, GroupCounts};
 use wharf_core::records::{InstanceRecord, Resources, MANAGED_CLUSTER};
@@ -30,7 +31,51 @@ use wharf_store::{scan, DynStore, EventKind, KeyValue, Revision, StoreError};
 #[derive(Default)]
 pub struct HostTasks {
     pub groups: GroupCounts,
+    /// Tasks not STOPPED (what `runningTasksCount` in a query reads).
     pub running: usize,
+    /// Committed tasks RUNNING, and PENDING on their way to it (what
+    /// DescribeClusters and DescribeContainerInstances report).
+    pub counts: Counts,
+}
+
+/// What the API reports of an instance beside its record.
+#[derive(Default)]
+pub struct OnInstance {
+    /// What its tasks hold.
+    pub held: Resources,
+    pub counts: Counts,
+    /// Its agent holds a session.
+    pub connected: bool,
+}
+
+/// Which of the API's task counts a live task is in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    Running,
+    Pending,
+    /// Neither (stopping, or a reservation not yet committed).
+    Neither,
+}
+
+impl Counted {
+    fn of(last: TaskStatus, desired: DesiredStatus) -> Self {
+        if last == TaskStatus::Running {
+            Counted::Running
+        } else if last.is_pending() && desired == DesiredStatus::Running {
+            Counted::Pending
+        } else {
+            Counted::Neither
+        }
+    }
+
+    /// Adds `n` (1 or -1) to the count this is.
+    fn add_to(self, counts: &mut Counts, n: i32) {
+        match self {
+            Counted::Running => counts.running += n,
+            Counted::Pending => counts.pending += n,
+            Counted::Neither => {}
+        }
+    }
 }
 
 /// One container instance as placement reads it. Slots are addressed by
@@ -296,13 +341,13 @@ fn capacity_mut<'a>(all: &'a mut HashMap<String, Capacity>, name: &str) -> &'a m
 /// Where a live task, or a placement decided and not yet seen committed,
 /// is counted: its capacity, host, cluster and group (interned: many tasks
 /// share each), and what it holds there.
-#[derive(Clone)]
 struct Live {
     capacity: Arc<str>,
     instance: Arc<str>,
     cluster: Arc<str>,
     group: Arc<str>,
     reservation: Resources,
+    counted: Counted,
 }
 
 #[derive(Default)]
@@ -331,6 +376,7 @@ struct TaskBrief<'a> {
     #[serde(borrow)]
     launch_type: Cow<'a, str>,
     last_status: TaskStatus,
+    desired_status: DesiredStatus,
     reservation: Resources,
 }
 
@@ -408,7 +454,12 @@ impl View {
                         && l.reservation == t.reservation
                 })
             };
-            if self.live.get(key).is_some_and(same) {
+            let counted = t.as_ref().map_or(Counted::Neither, |t| {
+                Counted::of(t.last_status, t.desired_status)
+            });
+            if let Some(old) = self.live.get(key).filter(|l| same(l)) {
+                let was = old.counted;
+                self.recount(key, was, counted);
                 return;
             }
             if let Some(old) = self.live.remove(key) {
@@ -420,7 +471,9 @@ impl View {
             if let Some(p) = self.pending.remove(key) {
                 self.settle(&p);
                 if same(&p) {
+                    let was = p.counted;
                     self.live.insert(key.into(), p);
+                    self.recount(key, was, counted);
                     return;
                 }
                 self.uncount(&p);
@@ -432,8 +485,28 @@ impl View {
             let cluster = self.intern(&t.cluster);
             let group = self.intern(&t.group);
             let iid = t.instance_id.as_deref().expect("filtered");
-            let live = self.count(capacity, iid, cluster, group, t.reservation);
+            let live = self.count(capacity, iid, cluster, group, t.reservation, counted);
             self.live.insert(key.into(), live);
+        }
+    }
+
+    /// Moves the live task at `key` from the API count `was` to `now`.
+    fn recount(&mut self, key: &str, was: Counted, now: Counted) {
+        if was == now {
+            return;
+        }
+        let Some(live) = self.live.get_mut(key) else {
+            return;
+        };
+        live.counted = now;
+        let h = self
+            .capacities
+            .get_mut(&*live.capacity)
+            .and_then(|cap| cap.slot(&live.instance).map(|i| &mut cap.slots[i]))
+            .and_then(|slot| slot.tasks.iter_mut().find(|(c, _)| *c == live.cluster));
+        if let Some((_, h)) = h {
+            was.add_to(&mut h.counts, -1);
+            now.add_to(&mut h.counts, 1);
         }
     }
 
@@ -447,6 +520,7 @@ impl View {
         cluster: Arc<str>,
         group: Arc<str>,
         reservation: Resources,
+        counted: Counted,
     ) -> Live {
         let cap = capacity_mut(&mut self.capacities, &capacity);
         let at = cap.slot_or_new(instance);
@@ -459,6 +533,7 @@ impl View {
             cluster,
             group,
             reservation,
+            counted,
         };
         let h = match slot.tasks.iter().position(|(c, _)| *c == live.cluster) {
             Some(i) => &mut slot.tasks[i].1,
@@ -469,6 +544,7 @@ impl View {
             }
         };
         h.running += 1;
+        counted.add_to(&mut h.counts, 1);
         match h.groups.get_mut(&*live.group) {
             Some(n) => *n += 1,
             None => {
@@ -491,6 +567,7 @@ impl View {
         if let Some(at) = slot.tasks.iter().position(|(c, _)| *c == old.cluster) {
             let h = &mut slot.tasks[at].1;
             h.running = h.running.saturating_sub(1);
+            old.counted.add_to(&mut h.counts, -1);
             if let Some(n) = h.groups.get_mut(&*old.group) {
                 *n -= 1;
                 if *n == 0 {
@@ -530,7 +607,15 @@ impl View {
             self.intern(cluster),
             self.intern(group),
         );
-        let p = self.count(capacity, &id, cluster, group, need.clone());
+        // Not in the API's counts until committed.
+        let p = self.count(
+            capacity,
+            &id,
+            cluster,
+            group,
+            need.clone(),
+            Counted::Neither,
+        );
         self.hold(task_key.into(), p);
     }
 
@@ -560,6 +645,51 @@ impl View {
         }
     }
 
+    /// Instance `id` of `capacity` as the API reports it, with the counts
+    /// of `cluster`'s tasks on it.
+    pub fn on_instance(&self, capacity: &str, cluster: &str, id: &str) -> OnInstance {
+        let Some(slot) = self
+            .capacities
+            .get(capacity)
+            .and_then(|cap| cap.slot(id).map(|i| &cap.slots[i]))
+        else {
+            return OnInstance::default();
+        };
+        OnInstance {
+            held: slot.held.clone(),
+            counts: slot.tasks(cluster).map_or(Counts::default(), |t| t.counts),
+            connected: slot.connected,
+        }
+    }
+
+    /// The API's counts of `cluster`'s tasks, on its own instances and on
+    /// the managed capacity; and how many of its instances are not
+    /// INACTIVE.
+    pub fn cluster_counts(&self, cluster: &str) -> (i32, Counts) {
+        let mut total = Counts::default();
+        let mut registered = 0;
+        for name in [cluster, MANAGED_CLUSTER] {
+            let Some(cap) = self.capacities.get(name) else {
+                continue;
+            };
+            for slot in &cap.slots {
+                if name == cluster
+                    && slot
+                        .instance
+                        .as_ref()
+                        .is_some_and(|v| v.value.status != "INACTIVE")
+                {
+                    registered += 1;
+                }
+                if let Some(t) = slot.tasks(cluster) {
+                    total.running += t.counts.running;
+                    total.pending += t.counts.pending;
+                }
+            }
+        }
+        (registered, total)
+    }
+
     /// What only this process knows, from `old` (a view being replaced by
     /// a reload): hosts closed for deregistration, and the reservations
     /// still pending, except those whose tasks this view has seen or the
@@ -578,7 +708,14 @@ impl View {
             if self.live.contains_key(&key) || committed.contains(&*key) {
                 continue;
             }
-            let p = self.count(p.capacity, &p.instance, p.cluster, p.group, p.reservation);
+            let p = self.count(
+                p.capacity,
+                &p.instance,
+                p.cluster,
+                p.group,
+                p.reservation,
+                p.counted,
+            );
             self.hold(key, p);
         }
     }
@@ -902,6 +1039,36 @@ mod tests {
         assert_eq!(held(&view, "c", "h2"), 100);
         let cap = &view.capacities["c"];
         assert_eq!(cap.slots[cap.slot("h").unwrap()].pending, 0);
+    }
+
+    #[test]
+    fn api_counts_follow_task_status_and_leave_out_uncommitted_placements() {
+        let mut view = View::default();
+        put_instance(&mut view, &instance("c", "h", "big"));
+        let mut gone = instance("c", "gone", "big");
+        gone.status = "INACTIVE".into();
+        put_instance(&mut view, &gone);
+        // (instances registered, cluster pending, running, host pending, running)
+        let counts = |view: &View, cluster: &str| {
+            let (n, c) = view.cluster_counts(cluster);
+            let h = view.on_instance(cluster, cluster, "h").counts;
+            (n, c.pending, c.running, h.pending, h.running)
+        };
+        let slot = view.capacities["c"].slot("h").unwrap();
+        view.reserve("c", slot, "/tasks/c/t1", "c", "family:web", &cpu(100));
+        assert_eq!(counts(&view, "c"), (1, 0, 0, 0, 0));
+        put_task(&mut view, "c/t1/h/family:web", TaskStatus::Pending);
+        assert_eq!(counts(&view, "c"), (1, 1, 0, 1, 0));
+        put_task(&mut view, "c/t2/h/family:web", TaskStatus::Pending);
+        put_task(&mut view, "c/t1/h/family:web", TaskStatus::Running);
+        assert_eq!(counts(&view, "c"), (1, 1, 1, 1, 1));
+        put_task(&mut view, "c/t1/h/family:web", TaskStatus::Stopped);
+        delete(&mut view, "/tasks/c/t2".into());
+        assert_eq!(counts(&view, "c"), (1, 0, 0, 0, 0));
+        // A FARGATE task of cluster x runs on the managed capacity.
+        put_task(&mut view, "x/f1/m1/family:web", TaskStatus::Running);
+        assert_eq!(view.cluster_counts("x").1.running, 1);
+        assert_eq!(view.cluster_counts("c").1.running, 0);
     }
 
     #[test]

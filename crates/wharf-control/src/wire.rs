@@ -1,11 +1,12 @@
 //! Domain records → ECS wire shapes, and the pagination tokens ECS's List
 //! operations use.
 
+use crate::cache::OnInstance;
 use crate::error::{invalid, ApiResult};
 use base64::Engine;
 use std::collections::BTreeMap;
 use wharf_core::clock::to_epoch_seconds;
-use wharf_core::lifecycle::{DesiredStatus, TaskStatus};
+use wharf_core::lifecycle::TaskStatus;
 use wharf_core::records::{tags_to_wire, ClusterRecord, InstanceRecord, Resources, TaskRecord};
 use wharf_model::ecs;
 
@@ -118,21 +119,12 @@ fn eni_attachment(t: &TaskRecord, e: &wharf_core::records::Eni) -> ecs::Attachme
     }
 }
 
-/// Task counts for cluster and instance statistics.
+/// Task counts for cluster and instance statistics: tasks RUNNING, and
+/// tasks PENDING that are to run (kept by the placement cache).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Counts {
     pub running: i32,
     pub pending: i32,
-}
-
-impl Counts {
-    pub fn add(&mut self, t: &TaskRecord) {
-        if t.last_status == TaskStatus::Running {
-            self.running += 1;
-        } else if t.last_status.is_pending() && t.desired_status == DesiredStatus::Running {
-            self.pending += 1;
-        }
-    }
 }
 
 pub fn cluster(
@@ -218,11 +210,14 @@ pub fn attributes(attrs: &BTreeMap<String, Option<String>>) -> Vec<ecs::Attribut
 /// An instance as ECS shows it, with what its tasks hold.
 pub fn container_instance(
     i: &InstanceRecord,
-    held: &Resources,
-    connected: bool,
-    counts: Counts,
+    now: &OnInstance,
     with_tags: bool,
 ) -> ecs::ContainerInstance {
+    let OnInstance {
+        held,
+        counts,
+        connected,
+    } = now;
     ecs::ContainerInstance {
         container_instance_arn: Some(i.arn.clone()),
         ec2_instance_id: i.hostname.clone(),
@@ -240,7 +235,7 @@ pub fn container_instance(
         })),
         remaining_resources: Some(i.remaining(held).to_wire()),
         status: Some(i.status.clone()),
-        agent_connected: Some(connected),
+        agent_connected: Some(*connected),
         running_tasks_count: Some(counts.running),
         pending_tasks_count: Some(counts.pending),
         attributes: Some(attributes(&i.attributes)),

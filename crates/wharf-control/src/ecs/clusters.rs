@@ -76,17 +76,14 @@ pub(crate) async fn describe_one(
     rec: &ClusterRecord,
     with_tags: bool,
 ) -> ApiResult<ecs::Cluster> {
-    let (instances, _) =
-        records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(&rec.name)).await?;
-    let registered = instances
-        .iter()
-        .filter(|i| i.value.status != "INACTIVE")
-        .count() as i32;
-    let (tasks, _) = records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(&rec.name)).await?;
-    let mut counts = Counts::default();
-    for t in &tasks {
-        counts.add(&t.value);
-    }
+    // Counted by the placement cache: a cluster of a million tasks is not
+    // listed per call.
+    let (registered, counts) = c
+        .cache
+        .fresh(&c.store)
+        .await
+        .map_err(crate::error::from_store)?
+        .cluster_counts(&rec.name);
     let (services, _) = records::list::<wharf_core::service::ServiceRecord>(
         c.store.as_ref(),
         &keys::services(&rec.name),

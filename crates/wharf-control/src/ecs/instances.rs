@@ -1,9 +1,10 @@
 use super::{active_cluster, cluster_name};
+use crate::cache::OnInstance;
 use crate::error::{cluster_not_found, from_core, from_store, invalid, ApiResult};
 use crate::records::{self, commit, Versioned};
-use crate::wire::{self, paginate, Counts};
+use crate::wire::{self, paginate};
 use crate::{Control, Ctx};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use wharf_core::arn;
 use wharf_core::lifecycle::{request_stop, TaskStatus};
 use wharf_core::records::{
@@ -12,14 +13,11 @@ use wharf_core::records::{
 use wharf_model::ecs;
 use wharf_store::{Compare, RangeRequest, Txn};
 
-/// What the tasks on instance `id` of `capacity` hold (see `cache`).
-pub(crate) async fn held(c: &Control, capacity: &str, id: &str) -> ApiResult<Resources> {
+/// Instance `id` of cluster `name` as the API reports it beside its record
+/// (kept by the placement cache).
+pub(crate) async fn on_instance(c: &Control, name: &str, id: &str) -> ApiResult<OnInstance> {
     let view = c.cache.fresh(&c.store).await.map_err(from_store)?;
-    Ok(view
-        .capacities
-        .get(capacity)
-        .and_then(|cap| cap.slot(id).map(|i| cap.slots[i].held.clone()))
-        .unwrap_or_default())
+    Ok(view.on_instance(name, name, id))
 }
 
 /// IDs of the cluster's instances whose agent holds a live session.
@@ -39,18 +37,6 @@ pub async fn connected_instances(c: &Control, cluster: &str) -> ApiResult<HashSe
         .into_iter()
         .filter_map(|kv| kv.key.strip_prefix(&prefix).map(str::to_string))
         .collect())
-}
-
-/// Running/pending counts per instance ID.
-async fn counts_by_instance(c: &Control, cluster: &str) -> ApiResult<HashMap<String, Counts>> {
-    let (tasks, _) = records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(cluster)).await?;
-    let mut out: HashMap<String, Counts> = HashMap::new();
-    for t in tasks {
-        if let Some(i) = &t.value.instance_id {
-            out.entry(i.clone()).or_default().add(&t.value);
-        }
-    }
-    Ok(out)
 }
 
 /// Identity the agent sends, in the shape of an EC2 instance identity document.
@@ -189,16 +175,9 @@ pub(crate) async fn register_in(
             .when(cmp)
             .then(records::put(&key, &record));
         if commit(c.store.as_ref(), txn).await? {
-            let connected = connected_instances(c, &name).await?.contains(&record.id);
-            let counts = counts_by_instance(c, &name)
-                .await?
-                .remove(&record.id)
-                .unwrap_or_default();
-            let held = held(c, &name, &record.id).await?;
+            let now = on_instance(c, &name, &record.id).await?;
             return Ok(ecs::RegisterContainerInstanceResponse {
-                container_instance: Some(wire::container_instance(
-                    &record, &held, connected, counts, true,
-                )),
+                container_instance: Some(wire::container_instance(&record, &now, true)),
             });
         }
     }
@@ -296,14 +275,13 @@ pub async fn deregister(
                     &inst.value.id,
                 ))))
                 .await;
+            // Its session is going: reported disconnected.
+            let now = OnInstance {
+                connected: false,
+                ..on_instance(c, &name, &inst.value.id).await?
+            };
             return Ok(ecs::DeregisterContainerInstanceResponse {
-                container_instance: Some(wire::container_instance(
-                    &inst.value,
-                    &held(c, &name, &inst.value.id).await?,
-                    false,
-                    Counts::default(),
-                    true,
-                )),
+                container_instance: Some(wire::container_instance(&inst.value, &now, true)),
             });
         }
     }
@@ -327,19 +305,11 @@ pub async fn describe(
         .iter()
         .flatten()
         .any(|f| *f == ecs::ContainerInstanceField::Tags);
-    let connected = connected_instances(c, &name).await?;
-    let counts = counts_by_instance(c, &name).await?;
-    let mut out = vec![];
+    let mut found = vec![];
     let mut failures = vec![];
     for given in &r.container_instances {
         match find(c, &name, given).await? {
-            Some(v) => out.push(wire::container_instance(
-                &v.value,
-                &held(c, &name, &v.value.id).await?,
-                connected.contains(&v.value.id),
-                counts.get(&v.value.id).copied().unwrap_or_default(),
-                with_tags,
-            )),
+            Some(v) => found.push(v.value),
             None => failures.push(ecs::Failure {
                 arn: Some(if given.starts_with("arn:") {
                     given.clone()
@@ -351,6 +321,13 @@ pub async fn describe(
             }),
         }
     }
+    // One look at the cache for them all.
+    let view = c.cache.fresh(&c.store).await.map_err(from_store)?;
+    let out = found
+        .iter()
+        .map(|i| wire::container_instance(i, &view.on_instance(&name, &name, &i.id), with_tags))
+        .collect();
+    drop(view);
     Ok(ecs::DescribeContainerInstancesResponse {
         container_instances: Some(out),
         failures: Some(failures),
@@ -413,7 +390,6 @@ pub async fn update_state(
             "containerInstances must name between 1 and 10 container instances.",
         ));
     }
-    let connected = connected_instances(c, &name).await?;
     let mut out = vec![];
     let mut failures = vec![];
     'each: for given in &r.container_instances {
@@ -445,14 +421,8 @@ pub async fn update_state(
                     continue;
                 }
             }
-            let connected = connected.contains(&v.value.id);
-            out.push(wire::container_instance(
-                &v.value,
-                &held(c, &name, &v.value.id).await?,
-                connected,
-                Counts::default(),
-                false,
-            ));
+            let now = on_instance(c, &name, &v.value.id).await?;
+            out.push(wire::container_instance(&v.value, &now, false));
             continue 'each;
         }
         return Err(records::contention());
