@@ -96,6 +96,17 @@ async fn keep_lease<S: AsRef<str>>(
     Ok(())
 }
 
+/// Whether the stored task `value` is on host `id` (an undecodable one
+/// might be), decoding only that field.
+fn on_host(value: &[u8], id: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Host<'a> {
+        #[serde(borrow)]
+        instance_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Host>(value).map_or(true, |h| h.instance_id.as_deref() == Some(id))
+}
+
 async fn poll(c: &Control, _x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
     let (_, id) =
         arn::container_instance_id(&r.container_instance_arn).map_err(crate::error::from_core)?;
@@ -127,10 +138,7 @@ async fn poll(c: &Control, _x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> 
         if let Some(rx) = rx.as_mut() {
             let _ = tokio::time::timeout(wait, async {
                 while let Some(ev) = rx.recv().await {
-                    let mine = serde_json::from_slice::<TaskRecord>(&ev.kv.value)
-                        .map(|t| t.instance_id.as_deref() == Some(id.as_str()))
-                        .unwrap_or(true);
-                    if mine {
+                    if on_host(&ev.kv.value, &id) {
                         return;
                     }
                 }
@@ -138,14 +146,25 @@ async fn poll(c: &Control, _x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> 
             .await;
         }
     }
-    let (tasks, revision) = records::list::<TaskRecord>(c.store.as_ref(), &tasks_prefix).await?;
+    // Every task of the cluster is read, but only this host's are decoded.
+    let mut tasks = vec![];
+    let mut corrupt = None;
+    let revision = wharf_store::scan(c.store.as_ref(), &tasks_prefix, 10_000, |kv| {
+        if on_host(&kv.value, &id) {
+            match serde_json::from_slice::<TaskRecord>(&kv.value) {
+                Ok(t) => tasks.push(t),
+                Err(e) => corrupt = Some(format!("Corrupt record at {}: {e}", kv.key)),
+            }
+        }
+    })
+    .await
+    .map_err(from_store)?;
+    if let Some(e) = corrupt {
+        return Err(wharf_protocol::AwsError::internal(e));
+    }
     let mut defs: HashMap<String, wharf_model::ecs::TaskDefinition> = HashMap::new();
     let mut out = vec![];
-    for t in tasks
-        .into_iter()
-        .map(|v| v.value)
-        .filter(|t| t.instance_id.as_deref() == Some(id.as_str()))
-    {
+    for t in tasks {
         if !defs.contains_key(&t.task_definition_arn) {
             let key = keys::task_definition(&t.family, t.revision);
             if let Some(td) = records::get::<TaskDefinitionRecord>(c.store.as_ref(), &key).await? {
