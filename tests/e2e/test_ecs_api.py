@@ -302,3 +302,20 @@ def test_start_task_on_named_instances(wharf, ecs):
     assert out["failures"] == [{"arn": idle, "reason": "AGENT"}]
     with pytest.raises(ecs.exceptions.InvalidParameterException):
         ecs.start_task(taskDefinition="pinned", containerInstances=[])
+
+
+def test_delete_cluster_waits_for_its_tasks_to_stop(wharf, ecs):
+    ecs.create_cluster(clusterName="busy")
+    inst = register_instance(ecs, "busy")
+    agent = ProtocolAgent(wharf, "busy", inst["containerInstanceArn"])
+    agent.poll_once()  # connects
+    ecs.register_task_definition(**WEB)
+    task = ecs.run_task(cluster="busy", taskDefinition="web")["tasks"][0]
+    # Forced: the instance goes, its task is told to stop but has not yet.
+    ecs.deregister_container_instance(cluster="busy", containerInstance=inst["containerInstanceArn"], force=True)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ecs.delete_cluster(cluster="busy")
+    assert code(e) == "ClusterContainsTasksException"
+    assert ecs.describe_clusters(clusters=["busy"])["clusters"][0]["status"] == "ACTIVE"
+    agent.report(task, "STOPPED", exit_code=0)
+    assert ecs.delete_cluster(cluster="busy")["cluster"]["status"] == "INACTIVE"

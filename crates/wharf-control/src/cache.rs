@@ -662,6 +662,18 @@ impl View {
         }
     }
 
+    /// Whether any task of `cluster` is not STOPPED (or being placed), on
+    /// its own instances or the managed capacity.
+    pub fn has_live_tasks(&self, cluster: &str) -> bool {
+        [cluster, MANAGED_CLUSTER].iter().any(|name| {
+            self.capacities.get(*name).is_some_and(|cap| {
+                cap.slots
+                    .iter()
+                    .any(|s| s.tasks(cluster).is_some_and(|t| t.running > 0))
+            })
+        })
+    }
+
     /// The API's counts of `cluster`'s tasks, on its own instances and on
     /// the managed capacity; and how many of its instances are not
     /// INACTIVE.
@@ -1057,6 +1069,7 @@ mod tests {
         let slot = view.capacities["c"].slot("h").unwrap();
         view.reserve("c", slot, "/tasks/c/t1", "c", "family:web", &cpu(100));
         assert_eq!(counts(&view, "c"), (1, 0, 0, 0, 0));
+        assert!(view.has_live_tasks("c"), "a placement under way is live");
         put_task(&mut view, "c/t1/h/family:web", TaskStatus::Pending);
         assert_eq!(counts(&view, "c"), (1, 1, 0, 1, 0));
         put_task(&mut view, "c/t2/h/family:web", TaskStatus::Pending);
@@ -1065,10 +1078,15 @@ mod tests {
         put_task(&mut view, "c/t1/h/family:web", TaskStatus::Stopped);
         delete(&mut view, "/tasks/c/t2".into());
         assert_eq!(counts(&view, "c"), (1, 0, 0, 0, 0));
+        assert!(!view.has_live_tasks("c"));
         // A FARGATE task of cluster x runs on the managed capacity.
         put_task(&mut view, "x/f1/m1/family:web", TaskStatus::Running);
         assert_eq!(view.cluster_counts("x").1.running, 1);
         assert_eq!(view.cluster_counts("c").1.running, 0);
+        assert!(view.has_live_tasks("x"));
+        assert!(!view.has_live_tasks("c"));
+        put_task(&mut view, "x/f1/m1/family:web", TaskStatus::Stopped);
+        assert!(!view.has_live_tasks("x"));
     }
 
     #[test]

@@ -3,10 +3,7 @@ use crate::error::{from_core, invalid, ApiResult};
 use crate::records::{self, commit, Versioned};
 use crate::wire::{self, paginate, Counts};
 use crate::{Control, Ctx};
-use wharf_core::lifecycle::TaskStatus;
-use wharf_core::records::{
-    keys, tags_from_wire, ClusterRecord, InstanceRecord, TaskRecord, MANAGED_CLUSTER,
-};
+use wharf_core::records::{keys, tags_from_wire, ClusterRecord, InstanceRecord, MANAGED_CLUSTER};
 use wharf_model::ecs;
 use wharf_protocol::AwsError;
 use wharf_store::{Compare, Txn};
@@ -216,11 +213,13 @@ pub async fn delete(
                 "The Cluster cannot be deleted while Services are active.",
             ));
         }
-        let (tasks, _) = records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(&name)).await?;
-        if tasks
-            .iter()
-            .any(|t| t.value.last_status != TaskStatus::Stopped)
-        {
+        let live = c
+            .cache
+            .fresh(&c.store)
+            .await
+            .map_err(crate::error::from_store)?
+            .has_live_tasks(&name);
+        if live {
             return Err(AwsError::client(
                 "ClusterContainsTasksException",
                 "The Cluster cannot be deleted while Tasks are active.",
