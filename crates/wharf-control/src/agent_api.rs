@@ -146,22 +146,22 @@ async fn poll(c: &Control, _x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> 
             .await;
         }
     }
-    // Every task of the cluster is read, but only this host's are decoded.
+    // This host's tasks, from the placement cache's index of them (not a
+    // listing of the cluster), each read as it is now.
+    let (keys, revision) = c
+        .cache
+        .tasks_on(&c.store, &cluster, &id)
+        .await
+        .map_err(from_store)?;
     let mut tasks = vec![];
-    let mut corrupt = None;
-    let revision = wharf_store::scan(c.store.as_ref(), &tasks_prefix, 10_000, |kv| {
-        if on_host(&kv.value, &id) {
-            match serde_json::from_slice::<TaskRecord>(&kv.value) {
-                Ok(t) => tasks.push(t),
-                Err(e) => corrupt = Some(format!("Corrupt record at {}: {e}", kv.key)),
+    for key in keys {
+        if let Some(t) = records::get::<TaskRecord>(c.store.as_ref(), &key).await? {
+            if t.value.instance_id.as_deref() == Some(id.as_str()) {
+                tasks.push(t.value);
             }
         }
-    })
-    .await
-    .map_err(from_store)?;
-    if let Some(e) = corrupt {
-        return Err(wharf_protocol::AwsError::internal(e));
     }
+    tasks.sort_by(|a, b| a.arn.cmp(&b.arn));
     let mut defs: HashMap<String, wharf_model::ecs::TaskDefinition> = HashMap::new();
     let mut out = vec![];
     for t in tasks {

@@ -96,6 +96,9 @@ pub struct Slot {
     pub connected: bool,
     /// Per task cluster (a managed host serves many clusters).
     tasks: Vec<(Arc<str>, HostTasks)>,
+    /// Keys of every task placed here, STOPPED ones too (until deleted):
+    /// what its agent's poll answers.
+    hosted: HashSet<Arc<str>>,
 }
 
 impl Slot {
@@ -191,6 +194,7 @@ impl Capacity {
                     closing: 0,
                     connected: false,
                     tasks: vec![],
+                    hosted: HashSet::new(),
                 });
                 self.index.insert(id, self.slots.len() - 1);
                 self.slots.len() - 1
@@ -247,6 +251,7 @@ impl Capacity {
             || s.closing > 0
             || s.connected
             || !s.tasks.is_empty()
+            || !s.hosted.is_empty()
         {
             return;
         }
@@ -356,6 +361,9 @@ pub struct View {
     pub capacities: HashMap<String, Capacity>,
     /// Task key -> where it is counted, for tasks not STOPPED.
     live: HashMap<Box<str>, Live>,
+    /// Task key -> the capacity and host it was placed on, for every task
+    /// stored (the key itself is shared with the host's `hosted`).
+    placed: HashMap<Arc<str>, (Arc<str>, Arc<str>)>,
     /// Task key -> what a placement under way reserved for it (counted as
     /// its live task will be, groups and spread included).
     pending: HashMap<Box<str>, Live>,
@@ -439,10 +447,15 @@ impl View {
                 capacity.forget_if_unused(id);
             }
         } else if key.starts_with("/tasks/") {
-            let t = put
+            let brief = put
                 .then(|| serde_json::from_slice::<TaskBrief>(&kv.value).ok())
-                .flatten()
-                .filter(|t| t.instance_id.is_some() && t.last_status != TaskStatus::Stopped);
+                .flatten();
+            let on = brief
+                .as_ref()
+                .and_then(|b| b.instance_id.as_deref().map(|i| (capacity_of(b), i)));
+            self.place(key, on);
+            let t =
+                brief.filter(|t| t.instance_id.is_some() && t.last_status != TaskStatus::Stopped);
             // Counted where it is already (a status update, or a reserved
             // placement arriving): nothing to count again.
             let same = |l: &Live| {
@@ -488,6 +501,42 @@ impl View {
             let live = self.count(capacity, iid, cluster, group, t.reservation, counted);
             self.live.insert(key.into(), live);
         }
+    }
+
+    /// Records the task at `key` as placed on host `on` (capacity, ID), or
+    /// on none (deleted, or not placed).
+    fn place(&mut self, key: &str, on: Option<(&str, &str)>) {
+        if let Some((cap, id)) = self.placed.get(key) {
+            if on == Some((&**cap, &**id)) {
+                return;
+            }
+        }
+        if let Some((key, (cap, id))) = self.placed.remove_entry(key) {
+            if let Some(capacity) = self.capacities.get_mut(&*cap) {
+                if let Some(i) = capacity.slot(&id) {
+                    capacity.slots[i].hosted.remove(&key);
+                }
+                capacity.forget_if_unused(&id);
+            }
+        }
+        if let Some((cap, id)) = on {
+            let cap = self.intern(cap);
+            let capacity = capacity_mut(&mut self.capacities, &cap);
+            let i = capacity.slot_or_new(id);
+            let key: Arc<str> = key.into();
+            capacity.slots[i].hosted.insert(key.clone());
+            let id = capacity.slots[i].id.clone();
+            self.placed.insert(key, (cap, id));
+        }
+    }
+
+    /// Keys of every task stored as placed on host `id` of `capacity`.
+    pub fn tasks_on(&self, capacity: &str, id: &str) -> Vec<String> {
+        self.capacities
+            .get(capacity)
+            .and_then(|cap| cap.slot(id).map(|i| &cap.slots[i]))
+            .map(|s| s.hosted.iter().map(|k| k.to_string()).collect())
+            .unwrap_or_default()
     }
 
     /// Moves the live task at `key` from the API count `was` to `now`.
@@ -844,6 +893,22 @@ impl Cache {
         Ok(self.view.lock().expect("cache lock"))
     }
 
+    /// Keys of every task stored as placed on host `id` of `capacity`, and
+    /// a revision they are complete at: a task placed there later changes a
+    /// key after it.
+    pub async fn tasks_on(
+        self: &Arc<Self>,
+        store: &DynStore,
+        capacity: &str,
+        id: &str,
+    ) -> Result<(Vec<String>, Revision), StoreError> {
+        let view = self.fresh(store).await?;
+        // Read under the view's lock: the follower cannot apply more
+        // meanwhile, so the view holds at least everything up to it.
+        let revision = *self.revision.borrow();
+        Ok((view.tasks_on(capacity, id), revision))
+    }
+
     /// Loads the view from scratch; the revision it was read at.
     async fn load(&self, store: &DynStore) -> Result<Revision, StoreError> {
         let mut view = View::default();
@@ -1087,6 +1152,33 @@ mod tests {
         assert!(!view.has_live_tasks("c"));
         put_task(&mut view, "x/f1/m1/family:web", TaskStatus::Stopped);
         assert!(!view.has_live_tasks("x"));
+    }
+
+    #[test]
+    fn each_host_lists_its_tasks_stopped_ones_too_until_deleted() {
+        let mut view = View::default();
+        put_instance(&mut view, &instance("c", "h", "big"));
+        put_task(&mut view, "c/t1/h/family:web", TaskStatus::Running);
+        put_task(&mut view, "c/t2/h/family:web", TaskStatus::Pending);
+        put_task(&mut view, "c/t3/h2/family:web", TaskStatus::Running);
+        put_task(&mut view, "x/f1/m1/family:web", TaskStatus::Running);
+        let on = |view: &View, cap: &str, id: &str| {
+            let mut keys = view.tasks_on(cap, id);
+            keys.sort();
+            keys
+        };
+        assert_eq!(on(&view, "c", "h"), ["/tasks/c/t1", "/tasks/c/t2"]);
+        put_task(&mut view, "c/t1/h/family:web", TaskStatus::Stopped);
+        assert_eq!(on(&view, "c", "h"), ["/tasks/c/t1", "/tasks/c/t2"]);
+        delete(&mut view, "/tasks/c/t1".into());
+        assert_eq!(on(&view, "c", "h"), ["/tasks/c/t2"]);
+        // A managed host lists the tasks of every cluster it runs.
+        assert_eq!(on(&view, MANAGED_CLUSTER, "m1"), ["/tasks/x/f1"]);
+        // A host known only by its tasks is forgotten with the last of them.
+        put_task(&mut view, "c/t3/h2/family:web", TaskStatus::Stopped);
+        assert_eq!(on(&view, "c", "h2"), ["/tasks/c/t3"]);
+        delete(&mut view, "/tasks/c/t3".into());
+        assert!(view.capacities["c"].slot("h2").is_none());
     }
 
     #[test]
@@ -1340,10 +1432,14 @@ mod tests {
         assert_eq!(tasks.groups.get("service:web"), Some(&1));
         assert_eq!(tasks.groups.get("family:batch"), None);
 
-        // A deregistered host is forgotten once its last task is gone.
+        // A deregistered host is forgotten once its last task is gone
+        // (deleted: a STOPPED task is still its agent's to clean up).
         delete(&mut view, "/instances/c/h".into());
         assert!(slot(&view, "c", "h").is_some());
         put_task(&mut view, "c/t2/h/service:web", TaskStatus::Stopped);
+        assert!(slot(&view, "c", "h").is_some());
+        delete(&mut view, "/tasks/c/t1".into());
+        delete(&mut view, "/tasks/c/t2".into());
         assert!(slot(&view, "c", "h").is_none());
     }
 }

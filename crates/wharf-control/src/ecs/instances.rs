@@ -242,14 +242,22 @@ pub async fn deregister(
         else {
             return Err(invalid("The referenced container instance was not found."));
         };
-        let (tasks, _) = records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(&name)).await?;
-        let mut live: Vec<Versioned<TaskRecord>> = tasks
-            .into_iter()
-            .filter(|t| {
-                t.value.instance_id.as_deref() == Some(&inst.value.id)
+        // Its tasks, from the placement cache's index of each host's tasks.
+        let (keys, _) = c
+            .cache
+            .tasks_on(&c.store, &name, &inst.value.id)
+            .await
+            .map_err(from_store)?;
+        let mut live: Vec<Versioned<TaskRecord>> = vec![];
+        for key in keys {
+            if let Some(t) = records::get::<TaskRecord>(c.store.as_ref(), &key).await? {
+                if t.value.instance_id.as_deref() == Some(&inst.value.id)
                     && t.value.last_status != TaskStatus::Stopped
-            })
-            .collect();
+                {
+                    live.push(t);
+                }
+            }
+        }
         if !live.is_empty() && !r.force.unwrap_or(false) {
             return Err(invalid("Found running tasks on the instance."));
         }
