@@ -146,25 +146,11 @@ async fn poll(c: &Control, _x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> 
             .await;
         }
     }
-    // This host's tasks, from the placement cache's index of them (not a
-    // listing of the cluster), each read as it is now.
-    let (keys, revision) = c
-        .cache
-        .tasks_on(&c.store, &cluster, &id)
-        .await
-        .map_err(from_store)?;
-    let mut tasks = vec![];
-    for key in keys {
-        if let Some(t) = records::get::<TaskRecord>(c.store.as_ref(), &key).await? {
-            if t.value.instance_id.as_deref() == Some(id.as_str()) {
-                tasks.push(t.value);
-            }
-        }
-    }
-    tasks.sort_by(|a, b| a.arn.cmp(&b.arn));
+    // This host's tasks (not a listing of the cluster).
+    let (tasks, revision) = crate::ecs::tasks_on(c, &cluster, &id).await?;
     let mut defs: HashMap<String, wharf_model::ecs::TaskDefinition> = HashMap::new();
     let mut out = vec![];
-    for t in tasks {
+    for t in tasks.into_iter().map(|v| v.value) {
         if !defs.contains_key(&t.task_definition_arn) {
             let key = keys::task_definition(&t.family, t.revision);
             if let Some(td) = records::get::<TaskDefinitionRecord>(c.store.as_ref(), &key).await? {

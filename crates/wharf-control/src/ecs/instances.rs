@@ -20,6 +20,32 @@ pub(crate) async fn on_instance(c: &Control, name: &str, id: &str) -> ApiResult<
     Ok(view.on_instance(name, name, id))
 }
 
+/// The tasks stored as placed on host `id` of `capacity` (STOPPED ones
+/// too, until deleted), by key from the placement cache's index of each
+/// host's tasks, each read as it is now; and a revision the set is
+/// complete at.
+pub(crate) async fn tasks_on(
+    c: &Control,
+    capacity: &str,
+    id: &str,
+) -> ApiResult<(Vec<Versioned<TaskRecord>>, wharf_store::Revision)> {
+    let (keys, revision) = c
+        .cache
+        .tasks_on(&c.store, capacity, id)
+        .await
+        .map_err(from_store)?;
+    let mut tasks = vec![];
+    for key in keys {
+        if let Some(t) = records::get::<TaskRecord>(c.store.as_ref(), &key).await? {
+            if t.value.instance_id.as_deref() == Some(id) {
+                tasks.push(t);
+            }
+        }
+    }
+    tasks.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok((tasks, revision))
+}
+
 /// IDs of the cluster's instances whose agent holds a live session.
 pub async fn connected_instances(c: &Control, cluster: &str) -> ApiResult<HashSet<String>> {
     let prefix = keys::agent_sessions(cluster);
@@ -242,22 +268,8 @@ pub async fn deregister(
         else {
             return Err(invalid("The referenced container instance was not found."));
         };
-        // Its tasks, from the placement cache's index of each host's tasks.
-        let (keys, _) = c
-            .cache
-            .tasks_on(&c.store, &name, &inst.value.id)
-            .await
-            .map_err(from_store)?;
-        let mut live: Vec<Versioned<TaskRecord>> = vec![];
-        for key in keys {
-            if let Some(t) = records::get::<TaskRecord>(c.store.as_ref(), &key).await? {
-                if t.value.instance_id.as_deref() == Some(&inst.value.id)
-                    && t.value.last_status != TaskStatus::Stopped
-                {
-                    live.push(t);
-                }
-            }
-        }
+        let (mut live, _) = tasks_on(c, &name, &inst.value.id).await?;
+        live.retain(|t| t.value.last_status != TaskStatus::Stopped);
         if !live.is_empty() && !r.force.unwrap_or(false) {
             return Err(invalid("Found running tasks on the instance."));
         }

@@ -16,7 +16,7 @@ use wharf_core::records::{keys, ClusterRecord};
 use wharf_protocol::AwsError;
 
 pub use instances::connected_instances;
-pub(crate) use instances::register_in;
+pub(crate) use instances::{register_in, tasks_on};
 
 pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<Vec<u8>> {
     match op {
