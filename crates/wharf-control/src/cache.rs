@@ -48,6 +48,16 @@ pub struct OnInstance {
     pub connected: bool,
 }
 
+/// What the API reports of a cluster beside its record.
+#[derive(Default)]
+pub struct OnCluster {
+    /// Its instances not INACTIVE.
+    pub registered: i32,
+    pub counts: Counts,
+    /// Its tasks not STOPPED, with placements under way.
+    pub live: usize,
+}
+
 /// Which of the API's task counts a live task is in.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Counted {
@@ -711,24 +721,10 @@ impl View {
         }
     }
 
-    /// Whether any task of `cluster` is not STOPPED (or being placed), on
-    /// its own instances or the managed capacity.
-    pub fn has_live_tasks(&self, cluster: &str) -> bool {
-        [cluster, MANAGED_CLUSTER].iter().any(|name| {
-            self.capacities.get(*name).is_some_and(|cap| {
-                cap.slots
-                    .iter()
-                    .any(|s| s.tasks(cluster).is_some_and(|t| t.running > 0))
-            })
-        })
-    }
-
-    /// The API's counts of `cluster`'s tasks, on its own instances and on
-    /// the managed capacity; and how many of its instances are not
-    /// INACTIVE.
-    pub fn cluster_counts(&self, cluster: &str) -> (i32, Counts) {
-        let mut total = Counts::default();
-        let mut registered = 0;
+    /// `cluster` as the API reports it beside its record: its tasks on its
+    /// own instances and on the managed capacity, and its instances.
+    pub fn on_cluster(&self, cluster: &str) -> OnCluster {
+        let mut out = OnCluster::default();
         for name in [cluster, MANAGED_CLUSTER] {
             let Some(cap) = self.capacities.get(name) else {
                 continue;
@@ -740,15 +736,16 @@ impl View {
                         .as_ref()
                         .is_some_and(|v| v.value.status != "INACTIVE")
                 {
-                    registered += 1;
+                    out.registered += 1;
                 }
                 if let Some(t) = slot.tasks(cluster) {
-                    total.running += t.counts.running;
-                    total.pending += t.counts.pending;
+                    out.counts.running += t.counts.running;
+                    out.counts.pending += t.counts.pending;
+                    out.live += t.running;
                 }
             }
         }
-        (registered, total)
+        out
     }
 
     /// What only this process knows, from `old` (a view being replaced by
@@ -1127,14 +1124,24 @@ mod tests {
         put_instance(&mut view, &gone);
         // (instances registered, cluster pending, running, host pending, running)
         let counts = |view: &View, cluster: &str| {
-            let (n, c) = view.cluster_counts(cluster);
+            let c = view.on_cluster(cluster);
             let h = view.on_instance(cluster, cluster, "h").counts;
-            (n, c.pending, c.running, h.pending, h.running)
+            (
+                c.registered,
+                c.counts.pending,
+                c.counts.running,
+                h.pending,
+                h.running,
+            )
         };
         let slot = view.capacities["c"].slot("h").unwrap();
         view.reserve("c", slot, "/tasks/c/t1", "c", "family:web", &cpu(100));
         assert_eq!(counts(&view, "c"), (1, 0, 0, 0, 0));
-        assert!(view.has_live_tasks("c"), "a placement under way is live");
+        assert_eq!(
+            view.on_cluster("c").live,
+            1,
+            "a placement under way is live"
+        );
         put_task(&mut view, "c/t1/h/family:web", TaskStatus::Pending);
         assert_eq!(counts(&view, "c"), (1, 1, 0, 1, 0));
         put_task(&mut view, "c/t2/h/family:web", TaskStatus::Pending);
@@ -1143,15 +1150,15 @@ mod tests {
         put_task(&mut view, "c/t1/h/family:web", TaskStatus::Stopped);
         delete(&mut view, "/tasks/c/t2".into());
         assert_eq!(counts(&view, "c"), (1, 0, 0, 0, 0));
-        assert!(!view.has_live_tasks("c"));
+        assert_eq!(view.on_cluster("c").live, 0);
         // A FARGATE task of cluster x runs on the managed capacity.
         put_task(&mut view, "x/f1/m1/family:web", TaskStatus::Running);
-        assert_eq!(view.cluster_counts("x").1.running, 1);
-        assert_eq!(view.cluster_counts("c").1.running, 0);
-        assert!(view.has_live_tasks("x"));
-        assert!(!view.has_live_tasks("c"));
+        assert_eq!(view.on_cluster("x").counts.running, 1);
+        assert_eq!(view.on_cluster("c").counts.running, 0);
+        assert_eq!(view.on_cluster("x").live, 1);
+        assert_eq!(view.on_cluster("c").live, 0);
         put_task(&mut view, "x/f1/m1/family:web", TaskStatus::Stopped);
-        assert!(!view.has_live_tasks("x"));
+        assert_eq!(view.on_cluster("x").live, 0);
     }
 
     #[test]

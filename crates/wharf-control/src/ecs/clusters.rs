@@ -75,18 +75,18 @@ pub(crate) async fn describe_one(
 ) -> ApiResult<ecs::Cluster> {
     // Counted by the placement cache: a cluster of a million tasks is not
     // listed per call.
-    let (registered, counts) = c
+    let now = c
         .cache
         .fresh(&c.store)
         .await
         .map_err(crate::error::from_store)?
-        .cluster_counts(&rec.name);
+        .on_cluster(&rec.name);
     let (services, _) = records::list::<wharf_core::service::ServiceRecord>(
         c.store.as_ref(),
         &keys::services(&rec.name),
     )
     .await?;
-    let mut cluster = wire::cluster(rec, registered, counts, with_tags, true);
+    let mut cluster = wire::cluster(rec, now.registered, now.counts, with_tags, true);
     cluster.active_services_count = Some(
         services
             .iter()
@@ -218,8 +218,9 @@ pub async fn delete(
             .fresh(&c.store)
             .await
             .map_err(crate::error::from_store)?
-            .has_live_tasks(&name);
-        if live {
+            .on_cluster(&name)
+            .live;
+        if live > 0 {
             return Err(AwsError::client(
                 "ClusterContainsTasksException",
                 "The Cluster cannot be deleted while Tasks are active.",
