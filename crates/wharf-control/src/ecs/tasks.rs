@@ -1035,6 +1035,22 @@ mod tests {
         r["containerInstances"].as_array().unwrap().clone()
     }
 
+    /// `callers` RunTask calls of `request` at once; every task they placed.
+    async fn run_at_once(c: &Arc<Control>, callers: usize, request: Value) -> Vec<Value> {
+        let calls: Vec<_> = (0..callers)
+            .map(|_| {
+                let (c, request) = (c.clone(), request.clone());
+                tokio::spawn(async move { ecs(&c, "RunTask", request).await.unwrap() })
+            })
+            .collect();
+        let mut tasks = vec![];
+        for call in calls {
+            let r = call.await.unwrap();
+            tasks.extend(r["tasks"].as_array().unwrap().iter().cloned());
+        }
+        tasks
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_placements_spread_by_instance_count_each_others_tasks() {
         // Commits take 0-5 ms, so most of these calls decide while others'
@@ -1042,29 +1058,13 @@ mod tests {
         // them, or calls that tie pile onto the same hosts.
         let store = Arc::new(SlowWrites(MemStore::new()));
         let (c, arns) = cluster_on(store, (16, 64), vec![(1024, 4096, None); 4]).await;
-        let c = Arc::new(c);
-        let calls: Vec<_> = (0..16)
-            .map(|_| {
-                let c = c.clone();
-                tokio::spawn(async move {
-                    ecs(
-                        &c,
-                        "RunTask",
-                        json!({"cluster": "c", "taskDefinition": "web",
-                               "placementStrategy": [{"type": "spread", "field": "instanceId"}]}),
-                    )
-                    .await
-                    .unwrap()
-                })
-            })
-            .collect();
+        let request = json!({"cluster": "c", "taskDefinition": "web",
+                             "placementStrategy": [{"type": "spread", "field": "instanceId"}]});
+        let tasks = run_at_once(&Arc::new(c), 16, request).await;
         let mut per_host = std::collections::HashMap::new();
-        for call in calls {
-            let r = call.await.unwrap();
-            for t in r["tasks"].as_array().unwrap() {
-                let on = t["containerInstanceArn"].as_str().unwrap().to_string();
-                *per_host.entry(on).or_insert(0) += 1;
-            }
+        for t in &tasks {
+            let on = t["containerInstanceArn"].as_str().unwrap().to_string();
+            *per_host.entry(on).or_insert(0) += 1;
         }
         for arn in &arns {
             assert_eq!(per_host.get(arn), Some(&4), "{per_host:?}");
@@ -1076,25 +1076,8 @@ mod tests {
         let (c, arns) = cluster(3).await;
         let c = Arc::new(c);
         // 16 callers want 48 tasks; 3 hosts have room for 4 each.
-        let calls: Vec<_> = (0..16)
-            .map(|_| {
-                let c = c.clone();
-                tokio::spawn(async move {
-                    ecs(
-                        &c,
-                        "RunTask",
-                        json!({"cluster": "c", "taskDefinition": "web", "count": 3}),
-                    )
-                    .await
-                    .unwrap()
-                })
-            })
-            .collect();
-        let mut tasks = vec![];
-        for call in calls {
-            let r = call.await.unwrap();
-            tasks.extend(r["tasks"].as_array().unwrap().iter().cloned());
-        }
+        let request = json!({"cluster": "c", "taskDefinition": "web", "count": 3});
+        let tasks = run_at_once(&c, 16, request).await;
         assert_eq!(tasks.len(), 12, "every slot taken once, none twice");
         for arn in &arns {
             let on = tasks
