@@ -1,7 +1,7 @@
 //! The AWS wire protocol, independent of any web framework: SigV4 request
 //! signing and verification, AWS JSON 1.1 bodies and its error envelope.
 //!
-//! The API server (`wharf-control`) verifies every request with [`sigv4::verify`];
+//! The API server (`wharf-control`) verifies every request with [`sigv4::Presented::verify`];
 //! the agent and test clients sign theirs with [`sigv4::sign`], so both sides
 //! share one canonicalisation and cannot drift apart.
 

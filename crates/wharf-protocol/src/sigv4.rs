@@ -1,6 +1,14 @@
-//! AWS Signature Version 4 (header form), as the aws CLI, boto3 and the AWS
-//! SDKs send it. One canonicalisation serves both [`verify`] (server) and
-//! [`sign`] (agent and test clients).
+//! AWS Signature Version 4, as the aws CLI, boto3 and the AWS SDKs send it:
+//! in the `Authorization` header, or presigned in the URL's query string.
+//! One canonicalisation serves both [`Presented::verify`] (server) and
+//! [`sign`]/[`presign`] (agent and test clients).
+//!
+//! Verification binds everything a signature can bind: the body (its hash is
+//! always computed from the bytes received; an `x-amz-content-sha256` that
+//! disagrees is refused), the service in the credential scope (the caller
+//! says which service the request is for), and the headers a service needs
+//! signed (`host`, `x-amz-date`, and whatever [`Expect::signed`] adds, such
+//! as `x-amz-target` for the JSON protocols).
 
 use crate::AwsError;
 use hmac::{Hmac, Mac};
@@ -13,10 +21,15 @@ use time::{
 };
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+/// What a presigned request puts in the canonical request instead of a body
+/// hash: the body was unknown when the URL was signed.
+pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 const AMZ_DATE: &[FormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second]Z");
 /// How far a request's clock may be from ours, as AWS allows.
 pub const MAX_SKEW: Duration = Duration::minutes(15);
+/// The longest a presigned URL may be valid, as AWS allows (a week).
+pub const MAX_PRESIGN_SECS: i64 = 604_800;
 
 /// Characters SigV4 leaves unencoded: A-Z a-z 0-9 - _ . ~
 const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
@@ -38,80 +51,342 @@ pub struct Verified {
     pub access_key_id: String,
     pub region: String,
     pub service: String,
+    /// Whether the signature covers the body: always for the header form; for
+    /// a presigned URL only when it signed `X-Amz-Content-Sha256`.
+    pub body_signed: bool,
 }
 
-/// Verifies the `Authorization` header of a request. `secret_for` maps an
-/// access key id to its secret (None: unknown key).
+/// What the service a request is for requires of its signature.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect<'a> {
+    /// The service the credential scope must name (`ecs`, `logs`, …).
+    pub service: &'a str,
+    /// Headers that must be signed besides `host` (and `x-amz-date` in the
+    /// header form), lower case.
+    pub signed: &'a [&'a str],
+}
+
+/// How the signature travels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Form {
+    Header,
+    /// Presigned: valid for `expires` seconds from the signing date; the
+    /// body hash it signed, if it signed one.
+    Query {
+        expires: i64,
+        content_sha256: Option<String>,
+    },
+}
+
+/// A signature as a request presents it, parsed but not yet verified: the
+/// server reads the access key from it, looks up the secret, then verifies.
+#[derive(Debug, Clone)]
+pub struct Presented {
+    access_key_id: String,
+    date: String,
+    region: String,
+    service: String,
+    signed_headers: Vec<String>,
+    signature: String,
+    amz_date: String,
+    when: OffsetDateTime,
+    form: Form,
+}
+
+fn incomplete(msg: impl Into<String>) -> AwsError {
+    AwsError::client("IncompleteSignatureException", msg)
+}
+
+/// The query string's parameters, decoded, in order.
+fn query_params(uri: &Uri) -> Vec<(String, String)> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode_query_part(k), decode_query_part(v))
+        })
+        .collect()
+}
+
+/// Finds the signature a request carries: the `Authorization` header or a
+/// presigned query string (never both, as AWS refuses).
+pub fn presented(uri: &Uri, headers: &HeaderMap) -> Result<Presented, AwsError> {
+    let params = query_params(uri);
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let auth = headers.get(http::header::AUTHORIZATION);
+    let query_form = param("X-Amz-Algorithm").is_some() || param("X-Amz-Signature").is_some();
+    match (auth, query_form) {
+        (Some(_), true) => Err(AwsError::client(
+            "InvalidRequest",
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or the Authorization header should be specified",
+        )),
+        (Some(auth), false) => {
+            let auth = auth.to_str().map_err(|_| {
+                incomplete("Authorization header is not valid ASCII.")
+            })?;
+            let (credential, signed, signature) = parse_authorization(auth)?;
+            let amz_date = headers
+                .get("x-amz-date")
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."))?;
+            Presented::new(credential, signed, signature, amz_date, Form::Header)
+        }
+        (None, true) => {
+            let need = |name: &str| {
+                param(name).ok_or_else(|| {
+                    incomplete(format!(
+                        "AWS query-string parameters must include '{name}'. Re-examine the query-string parameters."
+                    ))
+                })
+            };
+            if need("X-Amz-Algorithm")? != ALGORITHM {
+                return Err(incomplete(
+                    "X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\"",
+                ));
+            }
+            let expires: i64 = need("X-Amz-Expires")?
+                .parse()
+                .ok()
+                .filter(|s| (1..=MAX_PRESIGN_SECS).contains(s))
+                .ok_or_else(|| {
+                    incomplete(format!(
+                        "X-Amz-Expires must be a number of seconds from 1 to {MAX_PRESIGN_SECS} (a week)."
+                    ))
+                })?;
+            let form = Form::Query {
+                expires,
+                content_sha256: param("X-Amz-Content-Sha256").map(str::to_string),
+            };
+            Presented::new(
+                need("X-Amz-Credential")?,
+                need("X-Amz-SignedHeaders")?,
+                need("X-Amz-Signature")?,
+                need("X-Amz-Date")?,
+                form,
+            )
+        }
+        (None, false) => Err(AwsError::missing_authentication()),
+    }
+}
+
+impl Presented {
+    fn new(
+        credential: &str,
+        signed: &str,
+        signature: &str,
+        amz_date: &str,
+        form: Form,
+    ) -> Result<Self, AwsError> {
+        let scope: Vec<&str> = credential.split('/').collect();
+        if scope.len() != 5 || scope[4] != "aws4_request" || scope.iter().any(|s| s.is_empty()) {
+            return Err(incomplete(format!(
+                "Credential should be scoped correctly: 'KEY/DATE/REGION/SERVICE/aws4_request', not '{credential}'."
+            )));
+        }
+        let when = parse_amz_date(amz_date)?;
+        Ok(Presented {
+            access_key_id: scope[0].to_string(),
+            date: scope[1].to_string(),
+            region: scope[2].to_string(),
+            service: scope[3].to_string(),
+            signed_headers: signed
+                .split(';')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect(),
+            signature: signature.to_string(),
+            amz_date: amz_date.to_string(),
+            when,
+            form,
+        })
+    }
+
+    /// The access key the request claims to be signed with.
+    pub fn access_key_id(&self) -> &str {
+        &self.access_key_id
+    }
+
+    /// Checks everything that needs no secret: the date (within the clock
+    /// skew AWS allows, or the presigned URL's validity), the scope (its
+    /// date, and the service the request is for), and the headers that
+    /// must be signed.
+    pub fn check(&self, expect: &Expect, now: OffsetDateTime) -> Result<(), AwsError> {
+        match &self.form {
+            Form::Header => {
+                if self.when < now - MAX_SKEW {
+                    return Err(AwsError::invalid_signature(format!(
+                        "Signature expired: {} is now earlier than {} ({} - 15 min.)",
+                        self.amz_date,
+                        format_amz_date(now - MAX_SKEW),
+                        format_amz_date(now)
+                    )));
+                }
+            }
+            Form::Query { expires, .. } => {
+                // At the calendar's end, a week later is past any `now`.
+                let until = self
+                    .when
+                    .checked_add(Duration::seconds(*expires))
+                    .unwrap_or(self.when);
+                if until < now {
+                    return Err(AwsError::invalid_signature(format!(
+                        "Signature expired: {} (X-Amz-Date + X-Amz-Expires) is now earlier than {}",
+                        format_amz_date(until),
+                        format_amz_date(now)
+                    )));
+                }
+            }
+        }
+        if self.when > now + MAX_SKEW {
+            return Err(AwsError::invalid_signature(format!(
+                "Signature not yet current: {} is still later than {} ({} + 15 min.)",
+                self.amz_date,
+                format_amz_date(now + MAX_SKEW),
+                format_amz_date(now)
+            )));
+        }
+        if !self.amz_date.starts_with(&self.date) {
+            return Err(AwsError::invalid_signature(format!(
+                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}'",
+                self.date,
+                &self.amz_date[..8]
+            )));
+        }
+        if self.service != expect.service {
+            return Err(AwsError::invalid_signature(format!(
+                "Credential should be scoped to correct service: '{}'. ",
+                expect.service
+            )));
+        }
+        let mut required = vec!["host"];
+        if self.form == Form::Header {
+            required.push("x-amz-date");
+        }
+        required.extend_from_slice(expect.signed);
+        for name in required {
+            if !self.signed_headers.iter().any(|h| h == name) {
+                return Err(AwsError::invalid_signature(format!(
+                    "'{}' must be a 'SignedHeader' in the AWS Authorization.",
+                    display_header(name)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Verifies the signature with the secret of its access key, after
+    /// [`Presented::check`]ing the rest; the body's hash is computed here.
+    pub fn verify(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        secret: &str,
+        expect: &Expect,
+        now: OffsetDateTime,
+    ) -> Result<Verified, AwsError> {
+        self.check(expect, now)?;
+        let computed = hex::encode(Sha256::digest(body));
+        let mismatch = || {
+            AwsError::invalid_signature(
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            )
+        };
+        let (payload_hash, body_signed) = match &self.form {
+            Form::Header => {
+                if let Some(claimed) = headers.get("x-amz-content-sha256") {
+                    if claimed.as_bytes() != computed.as_bytes() {
+                        return Err(mismatch());
+                    }
+                }
+                (computed, true)
+            }
+            Form::Query {
+                content_sha256: Some(claimed),
+                ..
+            } => {
+                if *claimed != computed {
+                    return Err(mismatch());
+                }
+                (computed, true)
+            }
+            Form::Query {
+                content_sha256: None,
+                ..
+            } => (UNSIGNED_PAYLOAD.to_string(), false),
+        };
+        let query_form = matches!(self.form, Form::Query { .. });
+        let canonical = canonical_request(
+            method,
+            uri,
+            headers,
+            &self.signed_headers,
+            &payload_hash,
+            query_form,
+        )?;
+        let scope = format!(
+            "{}/{}/{}/aws4_request",
+            self.date, self.region, self.service
+        );
+        let expected = signature(
+            secret,
+            &self.date,
+            &self.region,
+            &self.service,
+            &self.amz_date,
+            &scope,
+            &canonical,
+        );
+        if !constant_time_eq(expected.as_bytes(), self.signature.as_bytes()) {
+            return Err(AwsError::invalid_signature(
+                "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
+            ));
+        }
+        Ok(Verified {
+            access_key_id: self.access_key_id.clone(),
+            region: self.region.clone(),
+            service: self.service.clone(),
+            body_signed,
+        })
+    }
+}
+
+/// `x-amz-target` as AWS spells it in messages: `X-Amz-Target`.
+fn display_header(name: &str) -> String {
+    name.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Verifies a request in one step: `secret_for` maps an access key id to
+/// its secret (None: unknown key).
 pub fn verify(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
+    expect: &Expect,
     secret_for: impl Fn(&str) -> Option<String>,
     now: OffsetDateTime,
 ) -> Result<Verified, AwsError> {
-    let auth = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(AwsError::missing_authentication)?;
-    let parsed = parse_authorization(auth)?;
-    let amz_date = headers
-        .get("x-amz-date")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| AwsError::client("IncompleteSignatureException", "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."))?;
-    let when = parse_amz_date(amz_date)?;
-    if when < now - MAX_SKEW {
-        return Err(AwsError::invalid_signature(format!(
-            "Signature expired: {amz_date} is now earlier than {} ({} - 15 min.)",
-            format_amz_date(now - MAX_SKEW),
-            format_amz_date(now)
-        )));
-    }
-    if when > now + MAX_SKEW {
-        return Err(AwsError::invalid_signature(format!(
-            "Signature not yet current: {amz_date} is still later than {} ({} + 15 min.)",
-            format_amz_date(now + MAX_SKEW),
-            format_amz_date(now)
-        )));
-    }
-    if !amz_date.starts_with(&parsed.date) {
-        return Err(AwsError::invalid_signature(format!(
-            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}'",
-            parsed.date,
-            &amz_date[..8.min(amz_date.len())]
-        )));
-    }
-    if !parsed.signed_headers.iter().any(|h| h == "host") {
-        return Err(AwsError::invalid_signature(
-            "'Host' must be a 'SignedHeader' in the AWS Authorization.",
-        ));
-    }
-    let secret = secret_for(&parsed.access_key_id).ok_or_else(AwsError::unrecognized_client)?;
-    let payload_hash = payload_hash(headers, body);
-    let canonical = canonical_request(method, uri, headers, &parsed.signed_headers, &payload_hash)?;
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        parsed.date, parsed.region, parsed.service
-    );
-    let expected = signature(
-        &secret,
-        &parsed.date,
-        &parsed.region,
-        &parsed.service,
-        amz_date,
-        &scope,
-        &canonical,
-    );
-    if !constant_time_eq(expected.as_bytes(), parsed.signature.as_bytes()) {
-        return Err(AwsError::invalid_signature(
-            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
-        ));
-    }
-    Ok(Verified {
-        access_key_id: parsed.access_key_id,
-        region: parsed.region,
-        service: parsed.service,
-    })
+    let p = presented(uri, headers)?;
+    p.check(expect, now)?;
+    let secret = secret_for(p.access_key_id()).ok_or_else(AwsError::unrecognized_client)?;
+    p.verify(method, uri, headers, body, &secret, expect, now)
 }
 
 /// Signs a request in place: sets `host` (from the URI) if absent,
@@ -127,28 +402,15 @@ pub fn sign(
     service: &str,
     now: OffsetDateTime,
 ) {
-    if !headers.contains_key(http::header::HOST) {
-        if let Some(authority) = uri.authority() {
-            headers.insert(
-                http::header::HOST,
-                HeaderValue::from_str(authority.as_str()).expect("authority is a valid header"),
-            );
-        }
-    }
+    set_host(uri, headers);
     let amz_date = format_amz_date(now);
     headers.insert(
         "x-amz-date",
         HeaderValue::from_str(&amz_date).expect("date is ascii"),
     );
-    let mut signed: Vec<String> = headers
-        .keys()
-        .map(|k| k.as_str().to_ascii_lowercase())
-        .filter(|k| k != "authorization" && k != "user-agent")
-        .collect();
-    signed.sort();
-    signed.dedup();
-    let payload_hash = payload_hash(headers, body);
-    let canonical = canonical_request(method, uri, headers, &signed, &payload_hash)
+    let signed = signed_names(headers);
+    let payload_hash = hex::encode(Sha256::digest(body));
+    let canonical = canonical_request(method, uri, headers, &signed, &payload_hash, false)
         .expect("signed headers are present");
     let date = &amz_date[..8];
     let scope = format!("{date}/{region}/{service}/aws4_request");
@@ -172,6 +434,89 @@ pub fn sign(
     );
 }
 
+/// A presigned form of a request: the URI with the signature in its query
+/// string, valid for `expires` seconds. Every header present (and `host`)
+/// is signed; the body is not (`UNSIGNED-PAYLOAD`), as botocore presigns.
+#[allow(clippy::too_many_arguments)]
+pub fn presign(
+    method: &Method,
+    uri: &Uri,
+    headers: &mut HeaderMap,
+    creds: &Credentials,
+    region: &str,
+    service: &str,
+    now: OffsetDateTime,
+    expires: i64,
+) -> Uri {
+    set_host(uri, headers);
+    let amz_date = format_amz_date(now);
+    let date = &amz_date[..8];
+    let scope = format!("{date}/{region}/{service}/aws4_request");
+    let signed = signed_names(headers);
+    let mut query = uri.query().map(str::to_string).unwrap_or_default();
+    for (k, v) in [
+        ("X-Amz-Algorithm", ALGORITHM.to_string()),
+        (
+            "X-Amz-Credential",
+            format!("{}/{scope}", creds.access_key_id),
+        ),
+        ("X-Amz-Date", amz_date.clone()),
+        ("X-Amz-Expires", expires.to_string()),
+        ("X-Amz-SignedHeaders", signed.join(";")),
+    ] {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str(&format!("{k}={}", utf8_percent_encode(&v, UNRESERVED)));
+    }
+    let unsigned: Uri = with_query(uri, &query);
+    let canonical = canonical_request(method, &unsigned, headers, &signed, UNSIGNED_PAYLOAD, true)
+        .expect("signed headers are present");
+    let sig = signature(
+        &creds.secret_access_key,
+        date,
+        region,
+        service,
+        &amz_date,
+        &scope,
+        &canonical,
+    );
+    with_query(uri, &format!("{query}&X-Amz-Signature={sig}"))
+}
+
+fn with_query(uri: &Uri, query: &str) -> Uri {
+    let mut parts = uri.clone().into_parts();
+    let path = uri.path();
+    parts.path_and_query = Some(
+        format!("{path}?{query}")
+            .parse()
+            .expect("an encoded query is a valid URI part"),
+    );
+    Uri::from_parts(parts).expect("same URI with another query")
+}
+
+fn set_host(uri: &Uri, headers: &mut HeaderMap) {
+    if !headers.contains_key(http::header::HOST) {
+        if let Some(authority) = uri.authority() {
+            headers.insert(
+                http::header::HOST,
+                HeaderValue::from_str(authority.as_str()).expect("authority is a valid header"),
+            );
+        }
+    }
+}
+
+fn signed_names(headers: &HeaderMap) -> Vec<String> {
+    let mut signed: Vec<String> = headers
+        .keys()
+        .map(|k| k.as_str().to_ascii_lowercase())
+        .filter(|k| k != "authorization" && k != "user-agent")
+        .collect();
+    signed.sort();
+    signed.dedup();
+    signed
+}
+
 pub fn format_amz_date(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC)
         .format(AMZ_DATE)
@@ -181,28 +526,11 @@ pub fn format_amz_date(t: OffsetDateTime) -> String {
 fn parse_amz_date(s: &str) -> Result<OffsetDateTime, AwsError> {
     PrimitiveDateTime::parse(s, AMZ_DATE)
         .map(|t| t.assume_utc())
-        .map_err(|_| {
-            AwsError::client(
-                "IncompleteSignatureException",
-                format!("Date must be in ISO-8601 'basic format'. Got '{s}'."),
-            )
-        })
+        .map_err(|_| incomplete(format!("Date must be in ISO-8601 'basic format'. Got '{s}'.")))
 }
 
-struct Authorization {
-    access_key_id: String,
-    date: String,
-    region: String,
-    service: String,
-    signed_headers: Vec<String>,
-    signature: String,
-}
-
-fn incomplete(msg: &str) -> AwsError {
-    AwsError::client("IncompleteSignatureException", msg.to_string())
-}
-
-fn parse_authorization(value: &str) -> Result<Authorization, AwsError> {
+/// The Credential, SignedHeaders and Signature of an `Authorization` header.
+fn parse_authorization(value: &str) -> Result<(&str, &str, &str), AwsError> {
     let rest = value.strip_prefix(ALGORITHM).ok_or_else(|| {
         incomplete("Authorization header requires the AWS4-HMAC-SHA256 algorithm.")
     })?;
@@ -217,39 +545,12 @@ fn parse_authorization(value: &str) -> Result<Authorization, AwsError> {
             sig = Some(v);
         }
     }
-    let (credential, signed, sig) = match (credential, signed, sig) {
-        (Some(c), Some(h), Some(s)) => (c, h, s),
-        _ => {
-            return Err(incomplete(
-                "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters.",
-            ))
-        }
-    };
-    let scope: Vec<&str> = credential.split('/').collect();
-    if scope.len() != 5 || scope[4] != "aws4_request" {
-        return Err(incomplete(
-            "Credential should be scoped to a valid region, not ''. Credential should be scoped correctly: 'KEY/DATE/REGION/SERVICE/aws4_request'.",
-        ));
+    match (credential, signed, sig) {
+        (Some(c), Some(h), Some(s)) => Ok((c, h, s)),
+        _ => Err(incomplete(
+            "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters.",
+        )),
     }
-    Ok(Authorization {
-        access_key_id: scope[0].to_string(),
-        date: scope[1].to_string(),
-        region: scope[2].to_string(),
-        service: scope[3].to_string(),
-        signed_headers: signed
-            .split(';')
-            .map(|h| h.trim().to_ascii_lowercase())
-            .collect(),
-        signature: sig.to_string(),
-    })
-}
-
-fn payload_hash(headers: &HeaderMap, body: &[u8]) -> String {
-    headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .unwrap_or_else(|| hex::encode(Sha256::digest(body)))
 }
 
 fn canonical_request(
@@ -258,6 +559,7 @@ fn canonical_request(
     headers: &HeaderMap,
     signed_headers: &[String],
     payload_hash: &str,
+    presigned: bool,
 ) -> Result<String, AwsError> {
     let path = if uri.path().is_empty() {
         "/"
@@ -265,14 +567,15 @@ fn canonical_request(
         uri.path()
     };
     let canonical_uri = utf8_percent_encode(path, UNRESERVED_AND_SLASH).to_string();
-    let mut query: Vec<(String, String)> = uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (encode_query_part(k), encode_query_part(v))
+    let mut query: Vec<(String, String)> = query_params(uri)
+        .into_iter()
+        // A presigned URL's signature is not part of what it signs.
+        .filter(|(k, _)| !(presigned && k == "X-Amz-Signature"))
+        .map(|(k, v)| {
+            (
+                utf8_percent_encode(&k, UNRESERVED).to_string(),
+                utf8_percent_encode(&v, UNRESERVED).to_string(),
+            )
         })
         .collect();
     query.sort();
@@ -304,11 +607,10 @@ fn canonical_request(
     ))
 }
 
-fn encode_query_part(s: &str) -> String {
-    let decoded = percent_decode_str(&s.replace('+', " "))
+fn decode_query_part(s: &str) -> String {
+    percent_decode_str(&s.replace('+', " "))
         .decode_utf8_lossy()
-        .into_owned();
-    utf8_percent_encode(&decoded, UNRESERVED).to_string()
+        .into_owned()
 }
 
 fn collapse_whitespace(s: &str) -> String {
@@ -357,6 +659,11 @@ mod tests {
         }
     }
 
+    const ECS: Expect = Expect {
+        service: "ecs",
+        signed: &["x-amz-target"],
+    };
+
     /// The "get-vanilla" case of AWS's published SigV4 test suite.
     #[test]
     fn matches_aws_test_vector() {
@@ -380,7 +687,7 @@ mod tests {
         );
     }
 
-    fn signed_post(now: OffsetDateTime) -> (Uri, HeaderMap, Vec<u8>) {
+    fn signed_post_for(service: &str, now: OffsetDateTime) -> (Uri, HeaderMap, Vec<u8>) {
         let uri: Uri = "http://127.0.0.1:9070/".parse().unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -398,48 +705,296 @@ mod tests {
             &body,
             &creds(),
             "eu-west-1",
-            "ecs",
+            service,
             now,
         );
         (uri, headers, body)
+    }
+
+    fn signed_post(now: OffsetDateTime) -> (Uri, HeaderMap, Vec<u8>) {
+        signed_post_for("ecs", now)
     }
 
     fn lookup(k: &str) -> Option<String> {
         (k == "AKIDEXAMPLE").then(|| creds().secret_access_key)
     }
 
+    fn check(
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Verified, AwsError> {
+        verify(&Method::POST, uri, headers, body, &ECS, lookup, now)
+    }
+
     #[test]
     fn verify_accepts_own_signature_and_reports_region() {
         let now = OffsetDateTime::now_utc();
         let (uri, headers, body) = signed_post(now);
-        let v = verify(&Method::POST, &uri, &headers, &body, lookup, now).unwrap();
+        let v = check(&uri, &headers, &body, now).unwrap();
         assert_eq!(v.region, "eu-west-1");
         assert_eq!(v.service, "ecs");
+        assert!(v.body_signed);
     }
 
     #[test]
     fn verify_rejects_tampered_body_unknown_key_and_stale_date() {
         let now = OffsetDateTime::now_utc();
         let (uri, headers, _) = signed_post(now);
-        let e = verify(&Method::POST, &uri, &headers, b"{\"a\":1}", lookup, now).unwrap_err();
+        let e = check(&uri, &headers, b"{\"a\":1}", now).unwrap_err();
         assert_eq!(e.code, "InvalidSignatureException");
 
-        let e = verify(&Method::POST, &uri, &headers, b"{}", |_| None, now).unwrap_err();
+        let e = verify(&Method::POST, &uri, &headers, b"{}", &ECS, |_| None, now).unwrap_err();
         assert_eq!(e.code, "UnrecognizedClientException");
 
-        let e = verify(
-            &Method::POST,
-            &uri,
-            &headers,
-            b"{}",
-            lookup,
-            now + Duration::minutes(20),
-        )
-        .unwrap_err();
+        let e = check(&uri, &headers, b"{}", now + Duration::minutes(20)).unwrap_err();
         assert_eq!(e.code, "InvalidSignatureException");
         assert!(e.message.starts_with("Signature expired"), "{}", e.message);
 
-        let e = verify(&Method::POST, &uri, &HeaderMap::new(), b"{}", lookup, now).unwrap_err();
+        let e = check(&uri, &HeaderMap::new(), b"{}", now).unwrap_err();
         assert_eq!(e.code, "MissingAuthenticationTokenException");
+    }
+
+    /// The attack the header used to allow: a request signed with the
+    /// original body's hash in `x-amz-content-sha256`, sent with another body.
+    #[test]
+    fn content_sha256_header_cannot_vouch_for_another_body() {
+        let now = OffsetDateTime::now_utc();
+        let uri: Uri = "http://127.0.0.1:9070/".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amz-target", "T.ListClusters".parse().unwrap());
+        let original = b"{}";
+        headers.insert(
+            "x-amz-content-sha256",
+            hex::encode(Sha256::digest(original)).parse().unwrap(),
+        );
+        sign(
+            &Method::POST,
+            &uri,
+            &mut headers,
+            original,
+            &creds(),
+            "us-east-1",
+            "ecs",
+            now,
+        );
+        assert!(check(&uri, &headers, original, now).is_ok());
+        let e = check(&uri, &headers, b"{\"cluster\":\"evil\"}", now).unwrap_err();
+        assert_eq!(e.code, "InvalidSignatureException");
+        assert!(e.message.contains("x-amz-content-sha256"), "{}", e.message);
+        // UNSIGNED-PAYLOAD is S3's and presigned URLs' alone.
+        headers.insert("x-amz-content-sha256", UNSIGNED_PAYLOAD.parse().unwrap());
+        assert!(check(&uri, &headers, original, now).is_err());
+    }
+
+    #[test]
+    fn scope_must_name_the_service_the_request_is_for() {
+        let now = OffsetDateTime::now_utc();
+        let (uri, headers, body) = signed_post_for("s3", now);
+        let e = check(&uri, &headers, &body, now).unwrap_err();
+        assert_eq!(e.code, "InvalidSignatureException");
+        assert_eq!(
+            e.message,
+            "Credential should be scoped to correct service: 'ecs'. "
+        );
+        let logs = Expect {
+            service: "logs",
+            signed: &[],
+        };
+        let (uri, headers, body) = signed_post_for("logs", now);
+        assert!(verify(&Method::POST, &uri, &headers, &body, &logs, lookup, now).is_ok());
+        assert!(check(&uri, &headers, &body, now).is_err());
+    }
+
+    /// Re-signs `headers` with only `names` in SignedHeaders.
+    fn sign_only(names: &[&str], now: OffsetDateTime) -> (Uri, HeaderMap) {
+        let uri: Uri = "http://127.0.0.1:9070/".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("host", "127.0.0.1:9070".parse().unwrap());
+        headers.insert("x-amz-target", "T.ListClusters".parse().unwrap());
+        headers.insert("x-amz-date", format_amz_date(now).parse().unwrap());
+        let signed: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let hash = hex::encode(Sha256::digest(b"{}"));
+        let canonical = canonical_request(&Method::POST, &uri, &headers, &signed, &hash, false)
+            .unwrap();
+        let amz_date = format_amz_date(now);
+        let date = &amz_date[..8];
+        let scope = format!("{date}/us-east-1/ecs/aws4_request");
+        let sig = signature(
+            &creds().secret_access_key,
+            date,
+            "us-east-1",
+            "ecs",
+            &amz_date,
+            &scope,
+            &canonical,
+        );
+        let auth = format!(
+            "{ALGORITHM} Credential=AKIDEXAMPLE/{scope}, SignedHeaders={}, Signature={sig}",
+            signed.join(";")
+        );
+        headers.insert("authorization", auth.parse().unwrap());
+        (uri, headers)
+    }
+
+    #[test]
+    fn host_date_and_target_must_be_signed() {
+        let now = OffsetDateTime::now_utc();
+        let (uri, h) = sign_only(&["host", "x-amz-date", "x-amz-target"], now);
+        assert!(check(&uri, &h, b"{}", now).is_ok());
+        for (names, missing) in [
+            (&["x-amz-date", "x-amz-target"][..], "'Host'"),
+            (&["host", "x-amz-target"][..], "'X-Amz-Date'"),
+            (&["host", "x-amz-date"][..], "'X-Amz-Target'"),
+        ] {
+            let (uri, h) = sign_only(names, now);
+            let e = check(&uri, &h, b"{}", now).unwrap_err();
+            assert!(e.message.starts_with(missing), "{names:?}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn a_signed_header_changed_in_flight_is_refused() {
+        let now = OffsetDateTime::now_utc();
+        let (uri, mut headers, body) = signed_post(now);
+        headers.insert(
+            "x-amz-target",
+            "AmazonEC2ContainerServiceV20141113.DeleteCluster"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            check(&uri, &headers, &body, now).unwrap_err().code,
+            "InvalidSignatureException"
+        );
+        // The date is in the string to sign: moving it breaks the signature.
+        let (uri, mut headers, body) = signed_post(now);
+        headers.insert(
+            "x-amz-date",
+            format_amz_date(now + Duration::minutes(1)).parse().unwrap(),
+        );
+        assert!(check(&uri, &headers, &body, now).is_err());
+        // As does a query string added to a header-signed request.
+        let (_, headers, body) = signed_post(now);
+        let other: Uri = "http://127.0.0.1:9070/?x=1".parse().unwrap();
+        assert!(check(&other, &headers, &body, now).is_err());
+    }
+
+    /// SigV4 has no nonce: AWS accepts a replay until the clock skew window
+    /// closes, and not after.
+    #[test]
+    fn a_replay_is_refused_once_the_window_closes() {
+        let signed_at = OffsetDateTime::now_utc();
+        let (uri, headers, body) = signed_post(signed_at);
+        assert!(check(&uri, &headers, &body, signed_at + Duration::minutes(14)).is_ok());
+        let e = check(&uri, &headers, &body, signed_at + Duration::minutes(16)).unwrap_err();
+        assert!(e.message.starts_with("Signature expired"), "{}", e.message);
+        let e = check(&uri, &headers, &body, signed_at - Duration::minutes(16)).unwrap_err();
+        assert!(e.message.starts_with("Signature not yet current"), "{}", e.message);
+    }
+
+    #[test]
+    fn malformed_authorization_is_incomplete_not_a_panic() {
+        let now = OffsetDateTime::now_utc();
+        let uri: Uri = "http://h/".parse().unwrap();
+        for auth in [
+            "AWS4-HMAC-SHA256",
+            "AWS4-HMAC-SHA256 Credential=a/b, SignedHeaders=host, Signature=x",
+            "AWS4-HMAC-SHA256 Credential=////, SignedHeaders=host, Signature=x",
+            "Basic Zm9vOmJhcg==",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("authorization", auth.parse().unwrap());
+            h.insert("x-amz-date", format_amz_date(now).parse().unwrap());
+            let e = check(&uri, &h, b"", now).unwrap_err();
+            assert_eq!(e.code, "IncompleteSignatureException", "{auth}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/ecs/aws4_request, SignedHeaders=host, Signature=x"
+                .parse()
+                .unwrap(),
+        );
+        h.insert("x-amz-date", "99999999T999999Z".parse().unwrap());
+        assert_eq!(
+            check(&uri, &h, b"", now).unwrap_err().code,
+            "IncompleteSignatureException"
+        );
+    }
+
+    fn presigned(now: OffsetDateTime, expires: i64) -> (Uri, HeaderMap) {
+        let uri: Uri = "http://127.0.0.1:9070/v2/?foo=a%20b".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amz-target", "T.ListClusters".parse().unwrap());
+        let uri = presign(
+            &Method::GET,
+            &uri,
+            &mut headers,
+            &creds(),
+            "us-east-1",
+            "ecs",
+            now,
+            expires,
+        );
+        (uri, headers)
+    }
+
+    fn check_get(uri: &Uri, h: &HeaderMap, now: OffsetDateTime) -> Result<Verified, AwsError> {
+        verify(&Method::GET, uri, h, b"", &ECS, lookup, now)
+    }
+
+    #[test]
+    fn presigned_urls_verify_until_they_expire() {
+        let now = OffsetDateTime::now_utc();
+        let (uri, h) = presigned(now, 3600);
+        let v = check_get(&uri, &h, now + Duration::minutes(59)).unwrap();
+        assert!(!v.body_signed, "a presigned URL does not sign the body");
+        let e = check_get(&uri, &h, now + Duration::minutes(61)).unwrap_err();
+        assert!(e.message.starts_with("Signature expired"), "{}", e.message);
+        // Tampering with any parameter, the path or a signed header fails.
+        let s = uri.to_string();
+        for bad in [
+            s.replace("foo=a%20b", "foo=evil"),
+            s.replace("X-Amz-Expires=3600", "X-Amz-Expires=7200"),
+            s.replace("/v2/", "/v3/"),
+        ] {
+            let bad: Uri = bad.parse().unwrap();
+            assert!(check_get(&bad, &h, now).is_err(), "{bad}");
+        }
+        let mut other = h.clone();
+        other.insert("x-amz-target", "T.DeleteCluster".parse().unwrap());
+        assert!(check_get(&uri, &other, now).is_err());
+        // Presigned for another service, or both forms at once.
+        let mut both = h.clone();
+        both.insert("authorization", "AWS4-HMAC-SHA256 x".parse().unwrap());
+        assert_eq!(check_get(&uri, &both, now).unwrap_err().code, "InvalidRequest");
+    }
+
+    #[test]
+    fn presigned_expiry_is_bounded_and_checked_without_overflow() {
+        let now = OffsetDateTime::now_utc();
+        for expires in ["0", "604801", "-1", "99999999999999999999", "x"] {
+            let (uri, h) = presigned(now, 60);
+            let bad: Uri = uri
+                .to_string()
+                .replace("X-Amz-Expires=60", &format!("X-Amz-Expires={expires}"))
+                .parse()
+                .unwrap();
+            assert_eq!(
+                check_get(&bad, &h, now).unwrap_err().code,
+                "IncompleteSignatureException",
+                "{expires}"
+            );
+        }
+        // A date at the end of the calendar plus a week cannot overflow.
+        let (uri, h) = presigned(now, 604_800);
+        let end: Uri = uri
+            .to_string()
+            .replace(&format_amz_date(now), "99991231T235959Z")
+            .parse()
+            .unwrap();
+        assert!(check_get(&end, &h, now).is_err());
     }
 }
