@@ -521,11 +521,25 @@ async fn main() -> anyhow::Result<()> {
     );
     b.setup().await?;
 
+    // The simulated hosts join as agents do: with a join token.
+    let token: wharf_core::admin_protocol::CreateJoinTokenResponse = b
+        .client
+        .call(
+            "WharfAdmin_v1.CreateJoinToken",
+            &wharf_core::admin_protocol::CreateJoinTokenRequest {
+                cluster: CLUSTER.into(),
+                description: Some("wharf-bench".into()),
+                expires_in_seconds: None,
+            },
+        )
+        .await?;
     let t = Instant::now();
     let _agent = Proc(
         Command::new(&bin)
             .args(["agent", "--simulate", &args.hosts.to_string()])
-            .args(["--server", &url, "--cluster", CLUSTER])
+            .args(["--server", &url, "--token", &token.token])
+            .arg("--data-dir")
+            .arg(dir.path().join("agent"))
             .env("WHARF_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("agent.log"))?)

@@ -3,6 +3,7 @@
 //! a store key under a lease that each poll keeps alive, so
 //! `agentConnected` is true exactly while the agent keeps polling.
 
+use crate::auth::{access_denied, owns, Caller};
 use crate::error::{from_store, invalid, ApiResult};
 use crate::http::call;
 use crate::records::{self, commit};
@@ -20,9 +21,85 @@ use wharf_core::records::{
 use wharf_protocol::AwsError;
 use wharf_store::{LeaseId, Op, StoreError, Txn, WatchEvent};
 
-/// Lease of each connected agent's session key, by instance ID.
+/// Lease of each connected agent's session key, by instance ID (or by a
+/// many-host poll's name), with the agent credentials that hold it.
 #[derive(Default)]
-pub struct Sessions(Mutex<HashMap<String, LeaseId>>);
+pub struct Sessions(Mutex<HashMap<String, Session>>);
+
+#[derive(Clone)]
+struct Session {
+    lease: LeaseId,
+    agent: Option<String>,
+}
+
+fn agent_key(x: &Ctx) -> Option<String> {
+    match &x.caller {
+        Caller::Agent(a) => Some(a.access_key_id.clone()),
+        Caller::Root => None,
+    }
+}
+
+/// The revision after `r`, refused rather than overflowing.
+fn next_revision(r: i64) -> ApiResult<i64> {
+    r.checked_add(1)
+        .filter(|_| r >= 0)
+        .ok_or_else(|| invalid("afterRevision must be from 0 to 9223372036854775806."))
+}
+
+/// Refuses an agent an instance it did not register.
+fn check_owner(x: &Ctx, op: &str, owner: Option<&str>, instance_arn: &str) -> ApiResult<()> {
+    if owns(x, owner) {
+        Ok(())
+    } else {
+        Err(access_denied(x, &format!("wharf-agent:{op}"), instance_arn))
+    }
+}
+
+/// The agent credentials that registered host `id` of `capacity`, from the
+/// placement cache (which holds every host a task was placed on), else the
+/// store. Err if there is no such instance.
+async fn owner_of(c: &Control, capacity: &str, id: &str) -> ApiResult<Option<String>> {
+    let cached = {
+        let view = c.cache.fresh(&c.store).await.map_err(from_store)?;
+        view.owner(capacity, id).map(|o| o.map(str::to_string))
+    };
+    if let Some(owner) = cached {
+        return Ok(owner);
+    }
+    records::get::<InstanceRecord>(c.store.as_ref(), &keys::instance(capacity, id))
+        .await?
+        .map(|v| v.value.agent)
+        .ok_or_else(|| invalid("The referenced container instance was not found."))
+}
+
+/// Disconnects every instance registered by `agents` (credentials just
+/// revoked): their session leases end and their session keys go. How many
+/// instances that was.
+pub(crate) async fn disconnect_agents(c: &Control, agents: &HashSet<String>) -> ApiResult<usize> {
+    let leases: Vec<LeaseId> = {
+        let mut sessions = c.sessions.0.lock().expect("sessions lock");
+        let mut out = vec![];
+        sessions.retain(|_, s| {
+            let revoked = s.agent.as_ref().is_some_and(|a| agents.contains(a));
+            if revoked {
+                out.push(s.lease);
+            }
+            !revoked
+        });
+        out
+    };
+    for lease in leases {
+        let _ = c.store.revoke_lease(lease).await;
+    }
+    // Sessions another server holds end with their lease; their keys go now.
+    let owned = c.cache.fresh(&c.store).await.map_err(from_store)?.owned_by(agents);
+    let mut txn = Txn::new();
+    for (cluster, id) in &owned {
+        txn = txn.then(Op::delete(keys::agent_session(cluster, id)));
+    }
+    c.store.txn(txn).await.map_err(from_store)?;
+    Ok(owned.len())
+}
 
 pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<Vec<u8>> {
     match op {
@@ -43,9 +120,10 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
     }
 }
 
-async fn keep_session(c: &Control, cluster: &str, id: &str) -> ApiResult<()> {
+async fn keep_session(c: &Control, x: &Ctx, cluster: &str, id: &str) -> ApiResult<()> {
     keep_lease(
         c,
+        x,
         id.to_string(),
         cluster,
         std::slice::from_ref(&id.to_string()),
@@ -58,6 +136,7 @@ async fn keep_session(c: &Control, cluster: &str, id: &str) -> ApiResult<()> {
 /// the lease has to be (re)granted.
 async fn keep_lease<S: AsRef<str>>(
     c: &Control,
+    x: &Ctx,
     name: String,
     cluster: &str,
     ids: &[S],
@@ -68,9 +147,10 @@ async fn keep_lease<S: AsRef<str>>(
         .lock()
         .expect("sessions lock")
         .get(&name)
-        .copied();
-    if let Some(lease) = existing {
-        if c.store.keep_alive(lease).await.is_ok() {
+        .cloned();
+    let agent = agent_key(x);
+    if let Some(s) = existing {
+        if s.agent == agent && c.store.keep_alive(s.lease).await.is_ok() {
             return Ok(());
         }
     }
@@ -92,7 +172,7 @@ async fn keep_lease<S: AsRef<str>>(
         .0
         .lock()
         .expect("sessions lock")
-        .insert(name, lease);
+        .insert(name, Session { lease, agent });
     Ok(())
 }
 
@@ -107,33 +187,34 @@ fn on_host(value: &[u8], id: &str) -> bool {
     serde_json::from_slice::<Host>(value).map_or(true, |h| h.instance_id.as_deref() == Some(id))
 }
 
-async fn poll(c: &Control, _x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
+async fn poll(c: &Control, x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
     let (_, id) =
         arn::container_instance_id(&r.container_instance_arn).map_err(crate::error::from_core)?;
     let cluster = r.cluster.clone();
+    let after = match r.after_revision {
+        0 => 0,
+        n => next_revision(n)?,
+    };
     let instance =
         records::get::<InstanceRecord>(c.store.as_ref(), &keys::instance(&cluster, &id)).await?;
-    if instance.is_none_or(|v| v.value.status == "INACTIVE") {
+    let Some(instance) = instance.filter(|v| v.value.status != "INACTIVE") else {
         return Ok(PollResponse {
             revision: 0,
             registered: false,
             tasks: vec![],
         });
-    }
-    keep_session(c, &cluster, &id).await?;
+    };
+    check_owner(x, POLL, instance.value.agent.as_deref(), &instance.value.arn)?;
+    keep_session(c, x, &cluster, &id).await?;
     // Managed capacity runs the FARGATE tasks of every cluster.
     let tasks_prefix = if cluster == MANAGED_CLUSTER {
         keys::TASKS.to_string()
     } else {
         keys::tasks(&cluster)
     };
-    if r.after_revision > 0 {
+    if after > 0 {
         // Wait for a change to this cluster's tasks, or the timeout.
-        let mut rx = c
-            .store
-            .watch(&tasks_prefix, r.after_revision + 1)
-            .await
-            .ok();
+        let mut rx = c.store.watch(&tasks_prefix, after).await.ok();
         let wait = Duration::from_millis(r.wait_millis.min(30_000));
         if let Some(rx) = rx.as_mut() {
             let _ = tokio::time::timeout(wait, async {
@@ -192,6 +273,19 @@ async fn report(c: &Control, x: &Ctx, r: TaskStateReport) -> ApiResult<Empty> {
         else {
             return Err(invalid("The referenced task was not found."));
         };
+        if let Caller::Agent(_) = &x.caller {
+            // Only the agent of the host the task was placed on reports it.
+            let capacity = if task.value.launch_type == "FARGATE" {
+                MANAGED_CLUSTER
+            } else {
+                task.value.cluster.as_str()
+            };
+            let owner = match &task.value.instance_id {
+                Some(host) => owner_of(c, capacity, host).await.ok().flatten(),
+                None => None,
+            };
+            check_owner(x, REPORT_TASK_STATE, owner.as_deref(), &task.value.arn)?;
+        }
         let applied = apply_report(&mut task.value, &r, x.now);
         if !applied.changed {
             return Ok(Empty {});
@@ -206,13 +300,15 @@ async fn report(c: &Control, x: &Ctx, r: TaskStateReport) -> ApiResult<Empty> {
     Err(records::contention())
 }
 
-async fn disconnect(c: &Control, _x: &Ctx, r: DisconnectRequest) -> ApiResult<Empty> {
+async fn disconnect(c: &Control, x: &Ctx, r: DisconnectRequest) -> ApiResult<Empty> {
     let (_, id) =
         arn::container_instance_id(&r.container_instance_arn).map_err(crate::error::from_core)?;
+    let owner = owner_of(c, &r.cluster, &id).await?;
+    check_owner(x, DISCONNECT, owner.as_deref(), &r.container_instance_arn)?;
     tracing::info!(instance = %id, reason = %r.reason, "agent disconnected");
-    let lease = c.sessions.0.lock().expect("sessions lock").remove(&id);
-    if let Some(lease) = lease {
-        let _ = c.store.revoke_lease(lease).await;
+    let session = c.sessions.0.lock().expect("sessions lock").remove(&id);
+    if let Some(s) = session {
+        let _ = c.store.revoke_lease(s.lease).await;
     }
     c.store
         .txn(Txn::new().then(Op::delete(keys::agent_session(&r.cluster, &id))))
@@ -222,12 +318,13 @@ async fn disconnect(c: &Control, _x: &Ctx, r: DisconnectRequest) -> ApiResult<Em
 }
 
 /// One lease for the sessions of every instance of a many-host poll.
-async fn keep_sessions(c: &Control, cluster: &str, ids: &[&str]) -> ApiResult<()> {
+async fn keep_sessions(c: &Control, x: &Ctx, cluster: &str, ids: &[&str]) -> ApiResult<()> {
     let Some(first) = ids.first() else {
         return Ok(());
     };
     keep_lease(
         c,
+        x,
         format!("many:{cluster}:{first}:{}", ids.len()),
         cluster,
         ids,
@@ -276,9 +373,13 @@ fn brief(value: &[u8], ids: &HashSet<&str>) -> Option<InstanceTask> {
 /// than what exists.
 async fn poll_instances(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: PollInstancesRequest,
 ) -> ApiResult<PollInstancesResponse> {
+    let after = match r.after_revision {
+        0 => 0,
+        n => next_revision(n)?,
+    };
     let mut owned = vec![];
     for a in &r.container_instance_arns {
         owned.push(
@@ -287,15 +388,22 @@ async fn poll_instances(
                 .1,
         );
     }
-    keep_sessions(c, &r.cluster, &owned).await?;
+    if let Caller::Agent(_) = &x.caller {
+        // Only instances this caller registered, each already known.
+        let view = c.cache.fresh(&c.store).await.map_err(from_store)?;
+        for (arn, id) in r.container_instance_arns.iter().zip(&owned) {
+            check_owner(x, POLL_INSTANCES, view.owner(&r.cluster, id).flatten(), arn)?;
+        }
+    }
+    keep_sessions(c, x, &r.cluster, &owned).await?;
     let ids: HashSet<&str> = owned.into_iter().collect();
     let prefix = if r.cluster == MANAGED_CLUSTER {
         keys::TASKS.to_string()
     } else {
         keys::tasks(&r.cluster)
     };
-    if r.after_revision > 0 {
-        match c.store.watch(&prefix, r.after_revision + 1).await {
+    if after > 0 {
+        match c.store.watch(&prefix, after).await {
             Ok(mut rx) => {
                 let deadline =
                     tokio::time::Instant::now() + Duration::from_millis(r.wait_millis.min(30_000));

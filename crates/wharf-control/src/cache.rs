@@ -541,6 +541,28 @@ impl View {
     }
 
     /// Keys of every task stored as placed on host `id` of `capacity`.
+    /// The agent credentials that registered host `id` of `capacity`
+    /// (`Some(None)`: registered with an API key; None: no such host known).
+    pub fn owner(&self, capacity: &str, id: &str) -> Option<Option<&str>> {
+        let cap = self.capacities.get(capacity)?;
+        let slot = &cap.slots[cap.slot(id)?];
+        Some(slot.instance.as_ref()?.value.agent.as_deref())
+    }
+
+    /// Hosts registered by any of `agents`: (capacity, instance ID).
+    pub fn owned_by(&self, agents: &HashSet<String>) -> Vec<(String, String)> {
+        let mut out = vec![];
+        for (name, cap) in &self.capacities {
+            for slot in &cap.slots {
+                let owner = slot.instance.as_ref().and_then(|i| i.value.agent.as_ref());
+                if owner.is_some_and(|o| agents.contains(o)) {
+                    out.push((name.clone(), slot.id.to_string()));
+                }
+            }
+        }
+        out
+    }
+
     pub fn tasks_on(&self, capacity: &str, id: &str) -> Vec<String> {
         self.capacities
             .get(capacity)

@@ -262,6 +262,7 @@ async fn launch(
     let x = Ctx {
         scope: scope_of(&svc.arn),
         now,
+        caller: crate::auth::Caller::Root,
     };
     let only = s.instance.clone().map(|i| vec![i]);
     let unplaceable = |why: String| {

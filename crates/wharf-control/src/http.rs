@@ -1,7 +1,9 @@
 //! The HTTP face of the control plane: AWS JSON 1.1 on `POST /`, dispatched
-//! by `X-Amz-Target` after the SigV4 signature is verified.
+//! by `X-Amz-Target` after the SigV4 signature is verified and the caller
+//! is allowed the operation (see [`crate::auth`]).
 
 use crate::error::ApiResult;
+use crate::auth::{self, Api};
 use crate::{agent_api, ecs, Control, Ctx};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -13,7 +15,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use std::future::Future;
 use wharf_core::arn::Scope;
 use wharf_core::clock::Millis;
-use wharf_protocol::{sigv4, AwsError, JSON_1_1};
+use wharf_protocol::{AwsError, JSON_1_1};
 
 /// Largest request body accepted (RegisterTaskDefinition documents are the largest).
 const MAX_BODY: usize = 4 << 20;
@@ -44,28 +46,40 @@ async fn handle(
         .unwrap_or("")
         .to_string();
     let result = dispatch(&control, &method, &uri, &headers, &body, &target).await;
-    let (status, body) = match result {
-        Ok(body) => (StatusCode::OK, body),
+    match result {
+        Ok(body) => {
+            let mut resp = (StatusCode::OK, body).into_response();
+            set_headers(&mut resp, &request_id);
+            resp
+        }
         Err(e) => {
             if e.status >= 500 {
                 tracing::error!(target = %target, code = %e.code, message = %e.message, "request failed");
             } else {
                 tracing::debug!(target = %target, code = %e.code, message = %e.message, "request refused");
             }
-            let mut resp = (
-                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
-                e.body(),
-            )
-                .into_response();
+            let mut resp = error_response(&e);
             set_headers(&mut resp, &request_id);
-            if let Ok(v) = HeaderValue::from_str(&e.error_type_header()) {
-                resp.headers_mut().insert("x-amzn-errortype", v);
-            }
-            return resp;
+            resp
         }
-    };
-    let mut resp = (status, body).into_response();
-    set_headers(&mut resp, &request_id);
+    }
+}
+
+/// An AWS JSON error as a response: status, `__type`/`message` body and
+/// the `X-Amzn-Errortype` header.
+pub fn error_response(e: &AwsError) -> Response {
+    let mut resp = (
+        StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+        e.body(),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static(JSON_1_1),
+    );
+    if let Ok(v) = HeaderValue::from_str(&e.error_type_header()) {
+        resp.headers_mut().insert("x-amzn-errortype", v);
+    }
     resp
 }
 
@@ -91,27 +105,6 @@ async fn dispatch(
     let now_ms: Millis = control.clock.now();
     let now = time::OffsetDateTime::from_unix_timestamp_nanos(now_ms as i128 * 1_000_000)
         .map_err(|e| AwsError::internal(e.to_string()))?;
-    let creds = &control.config.credentials;
-    let verified = sigv4::verify(
-        method,
-        uri,
-        headers,
-        body,
-        |akid| {
-            creds
-                .iter()
-                .find(|c| c.access_key_id == akid)
-                .map(|c| c.secret_access_key.clone())
-        },
-        now,
-    )?;
-    let ctx = Ctx {
-        scope: Scope {
-            region: verified.region,
-            account: control.config.account_id.clone(),
-        },
-        now: now_ms,
-    };
     let (prefix, op) = target.split_once('.').ok_or_else(|| {
         if target.is_empty() {
             AwsError::client("UnknownOperationException", "Missing X-Amz-Target header.")
@@ -119,19 +112,34 @@ async fn dispatch(
             AwsError::unknown_operation(target)
         }
     })?;
-    if prefix == wharf_model::ecs::TARGET_PREFIX {
-        ecs::dispatch(control, &ctx, op, body).await
-    } else if prefix == wharf_core::agent_protocol::TARGET_PREFIX {
-        agent_api::dispatch(control, &ctx, op, body).await
-    } else if prefix == wharf_model::logs::TARGET_PREFIX {
-        // Signed for service "logs"; verification accepts any service name.
-        let scope = wharf_logs::Scope {
-            region: ctx.scope.region,
-            account: ctx.scope.account,
-        };
-        wharf_logs::dispatch(&control.logs, &scope, ctx.now, op, body).await
-    } else {
-        Err(AwsError::unknown_operation(target))
+    let api = Api::from_prefix(prefix).ok_or_else(|| AwsError::unknown_operation(target))?;
+    // Joining is the one call a token in the body authenticates: the agent
+    // has no credentials yet.
+    if api == Api::Agent && op == wharf_core::agent_protocol::JOIN {
+        return crate::tokens::join(control, now_ms, body).await;
+    }
+    let (caller, verified) =
+        auth::authenticate(control, method, uri, headers, body, api, now).await?;
+    let ctx = Ctx {
+        scope: Scope {
+            region: verified.region,
+            account: control.config.account_id.clone(),
+        },
+        now: now_ms,
+        caller,
+    };
+    auth::authorize(&ctx, api, op)?;
+    match api {
+        Api::Ecs => ecs::dispatch(control, &ctx, op, body).await,
+        Api::Agent => agent_api::dispatch(control, &ctx, op, body).await,
+        Api::Admin => crate::tokens::dispatch(control, &ctx, op, body).await,
+        Api::Logs => {
+            let scope = wharf_logs::Scope {
+                region: ctx.scope.region,
+                account: ctx.scope.account,
+            };
+            wharf_logs::dispatch(&control.logs, &scope, ctx.now, op, body).await
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! then revisioned compare-and-swap writes through [`records`]) → the store.
 
 pub mod agent_api;
+pub mod auth;
 pub mod cache;
 pub mod controller;
 pub mod ecs;
@@ -14,6 +15,9 @@ pub mod http;
 pub mod metrics;
 pub mod reaper;
 pub mod records;
+pub mod serve;
+pub mod tls;
+pub mod tokens;
 pub mod wire;
 
 use std::sync::Arc;
@@ -28,7 +32,8 @@ use wharf_store::DynStore;
 pub struct ControlConfig {
     /// The account ID that appears in ARNs.
     pub account_id: String,
-    /// Access keys the API accepts.
+    /// Access keys the API accepts: the account's root. Agents sign with
+    /// credentials of their own (see [`tokens`]).
     pub credentials: Vec<Credentials>,
     /// How long STOPPED tasks stay visible (ECS: about an hour).
     pub stopped_task_retention: Duration,
@@ -89,6 +94,7 @@ impl Control {
 pub struct Ctx {
     pub scope: Scope,
     pub now: wharf_core::clock::Millis,
+    pub caller: auth::Caller,
 }
 
 #[cfg(test)]
@@ -101,6 +107,7 @@ impl Ctx {
                 account: "000000000000".into(),
             },
             now: 0,
+            caller: auth::Caller::Root,
         }
     }
 }

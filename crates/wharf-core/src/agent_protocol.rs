@@ -192,3 +192,39 @@ pub struct InstanceTask {
 pub struct TaskStateReports {
     pub reports: Vec<TaskStateReport>,
 }
+
+/// An agent's first call: it presents a join token (`wharf token create`)
+/// and receives credentials of its own. The only operation not signed with
+/// SigV4: the token in the body is what authenticates it. Body
+/// [`JoinRequest`], answer [`JoinResponse`].
+pub const JOIN: &str = "Join";
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinRequest {
+    pub token: String,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinResponse {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// The cluster the credentials may register instances in.
+    pub cluster: String,
+}
+
+impl std::fmt::Debug for JoinRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JoinRequest { token: <redacted> }")
+    }
+}
+
+impl std::fmt::Debug for JoinResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinResponse")
+            .field("access_key_id", &self.access_key_id)
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}

@@ -4,6 +4,7 @@
 //! wall clock: time comes in as an argument (see [`clock`]), randomness
 //! through `rand::Rng`, so controllers can be driven by a simulation.
 
+pub mod admin_protocol;
 pub mod agent_protocol;
 pub mod arn;
 pub mod clock;

@@ -58,6 +58,45 @@ pub mod keys {
         format!("/services/{cluster}/")
     }
     pub const SERVICES: &str = "/services/";
+    /// Agent join tokens (their secrets hashed), by token ID.
+    pub fn join_token(id: &str) -> String {
+        format!("/auth/tokens/{id}")
+    }
+    pub const JOIN_TOKENS: &str = "/auth/tokens/";
+    /// Agent credentials, by access key ID.
+    pub fn agent_credential(access_key_id: &str) -> String {
+        format!("/auth/agents/{access_key_id}")
+    }
+    pub const AGENT_CREDENTIALS: &str = "/auth/agents/";
+}
+
+/// A join token: an agent presents it once to receive credentials of its
+/// own, bound to the token's cluster. Only the secret's SHA-256 is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinTokenRecord {
+    pub id: String,
+    pub cluster: String,
+    #[serde(default)]
+    pub description: String,
+    /// Hex SHA-256 of the token's secret part.
+    pub secret_sha256: String,
+    pub created_at: Millis,
+    /// None: valid until revoked.
+    pub expires_at: Option<Millis>,
+}
+
+/// Credentials an agent signs with: distinct from API keys, good only for
+/// the agent protocol (and the few public operations an agent needs) in
+/// one cluster, for the container instances registered with them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentCredentialRecord {
+    pub access_key_id: String,
+    /// SigV4 needs the secret itself to check an HMAC, as AWS keeps it.
+    pub secret_access_key: String,
+    pub cluster: String,
+    /// The join token it was minted from (None: `wharf up`'s own agents).
+    pub token_id: Option<String>,
+    pub created_at: Millis,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,6 +212,10 @@ pub struct InstanceRecord {
     pub tags: Tags,
     /// ECS's per-object version, bumped on every change.
     pub version: i64,
+    /// Access key of the agent credentials it was registered with: only
+    /// they may poll and report for it (None: registered with an API key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 impl InstanceRecord {
@@ -200,6 +243,7 @@ impl InstanceRecord {
             registered_at,
             tags: Default::default(),
             version: 1,
+            agent: None,
         }
     }
 

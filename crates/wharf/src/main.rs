@@ -1,7 +1,9 @@
 //! `wharf`: the command-line entry point. `up` runs everything for one
 //! machine; `server` runs the control plane alone.
 
+mod keys;
 mod logs_cmd;
+mod token_cmd;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -15,6 +17,8 @@ use wharf_agent::sim::{SimConfig, Simulator};
 use wharf_control::{Control, ControlConfig};
 use wharf_core::clock::SystemClock;
 use wharf_logs::LogStore;
+use wharf_control::tls;
+use wharf_core::records::MANAGED_CLUSTER;
 use wharf_protocol::sigv4::Credentials;
 use wharf_store::{DynStore, MemStore, RedbStore};
 
@@ -51,6 +55,9 @@ enum Command {
     Agent(AgentArgs),
     /// Print a task's output (containers using the awslogs log driver).
     Logs(LogsArgs),
+    /// Create, list and revoke the join tokens agents register with.
+    #[command(subcommand)]
+    Token(token_cmd::TokenCommand),
 }
 
 #[derive(Args, Clone)]
@@ -66,16 +73,20 @@ struct LogsArgs {
     /// The task's cluster.
     #[arg(long, env = "WHARF_CLUSTER", default_value = "default")]
     cluster: String,
-    /// URL of the control plane.
-    #[arg(long, env = "WHARF_SERVER", default_value = "http://127.0.0.1:9070")]
-    server: String,
     #[command(flatten)]
     sign: SignArgs,
 }
 
-/// How a client of the control plane signs its calls.
+/// How a client of the control plane reaches it and signs its calls.
 #[derive(Args, Clone)]
-struct SignArgs {
+pub struct SignArgs {
+    /// URL of the control plane.
+    #[arg(long, env = "WHARF_SERVER", default_value = "http://127.0.0.1:9070")]
+    server: String,
+    /// CA certificates (PEM) to trust for an https:// server besides the
+    /// system's, e.g. the one `--tls self-signed` prints.
+    #[arg(long, env = "AWS_CA_BUNDLE")]
+    ca_bundle: Option<PathBuf>,
     /// Access key ID to sign with.
     #[arg(long, env = "WHARF_ACCESS_KEY_ID", default_value = DEV_ACCESS_KEY_ID)]
     access_key_id: String,
@@ -94,6 +105,15 @@ impl SignArgs {
             secret_access_key: self.secret_access_key.clone(),
         }
     }
+
+    pub fn client(&self) -> anyhow::Result<ControlClient> {
+        Ok(ControlClient::with_ca(
+            &self.server,
+            self.credentials(),
+            &self.region,
+            self.ca_bundle.as_deref(),
+        )?)
+    }
 }
 
 #[derive(Args, Clone)]
@@ -101,11 +121,17 @@ struct AgentArgs {
     /// URL of the control plane.
     #[arg(long, env = "WHARF_SERVER")]
     server: String,
-    /// Cluster to join.
-    #[arg(long, env = "WHARF_CLUSTER", default_value = "default")]
-    cluster: String,
-    #[command(flatten)]
-    sign: SignArgs,
+    /// A join token from `wharf token create` (needed the first time; the
+    /// credentials it buys are kept in --data-dir). It names the cluster.
+    #[arg(long, env = "WHARF_JOIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificates (PEM) to trust for an https:// server besides the
+    /// system's.
+    #[arg(long, env = "WHARF_CA_BUNDLE")]
+    ca_bundle: Option<PathBuf>,
+    /// Region to sign for.
+    #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+    region: String,
     /// Where the agent keeps its identity.
     #[arg(long, env = "WHARF_AGENT_DATA_DIR", default_value = ".wharf/agent")]
     data_dir: PathBuf,
@@ -136,7 +162,8 @@ struct ServerArgs {
     /// Keep state in memory only (lost at exit); for tests.
     #[arg(long)]
     ephemeral: bool,
-    /// Access key ID clients sign with (default: a development pair, printed at start).
+    /// Access key ID clients sign with (default: a development pair, printed
+    /// at start, served on loopback addresses only).
     #[arg(long, env = "WHARF_ACCESS_KEY_ID", requires = "secret_access_key")]
     access_key_id: Option<String>,
     /// Secret access key for --access-key-id.
@@ -147,6 +174,23 @@ struct ServerArgs {
         requires = "access_key_id"
     )]
     secret_access_key: Option<String>,
+    /// Access keys from a file: TOML (`[[credentials]]` tables with
+    /// `access_key_id` and `secret_access_key`) or one `KEY SECRET` per line.
+    #[arg(long, env = "WHARF_CREDENTIALS_FILE")]
+    credentials_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "WHARF_TLS_CERT", requires = "tls_key", conflicts_with = "tls")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "WHARF_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// `self-signed`: serve HTTPS with a certificate signed by a local CA
+    /// generated into the data directory (its path is printed).
+    #[arg(long, env = "WHARF_TLS", value_parser = ["self-signed"])]
+    tls: Option<String>,
+    /// (`up` with --tls-cert) CA certificates the local agents trust for it.
+    #[arg(long)]
+    ca_bundle: Option<PathBuf>,
     /// Account ID shown in ARNs.
     #[arg(long, env = "WHARF_ACCOUNT_ID", default_value = "000000000000")]
     account_id: String,
@@ -173,8 +217,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Server(args) => serve(args, false).await,
         Command::Up(args) => serve(args, true).await,
         Command::Logs(args) => {
-            let client =
-                ControlClient::new(&args.server, args.sign.credentials(), &args.sign.region)?;
+            let client = args.sign.client()?;
             logs_cmd::run(
                 &client,
                 &args.cluster,
@@ -184,12 +227,23 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Token(cmd) => token_cmd::run(cmd).await,
         Command::Agent(args) => {
+            let client = ControlClient::for_agent(
+                &args.server,
+                args.token.clone(),
+                &args.data_dir.join("credentials.json"),
+                &args.region,
+                args.ca_bundle.as_deref(),
+            )
+            .await
+            .context("the agent cannot authenticate to the control plane")?;
+            let cluster = client
+                .agent_cluster()
+                .context("agent credentials name no cluster")?;
             if let Some(hosts) = args.simulate {
-                let client =
-                    ControlClient::new(&args.server, args.sign.credentials(), &args.sign.region)?;
                 let config = SimConfig {
-                    cluster: args.cluster,
+                    cluster,
                     hosts,
                     cpu: args.sim_cpu * 1024,
                     memory: args.sim_memory,
@@ -198,20 +252,17 @@ async fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             let runtime = connect_docker().await?;
-            agent(
+            let agent = Agent::new(
+                client,
                 runtime,
-                &args.server,
-                args.sign.credentials(),
-                &args.sign.region,
                 AgentConfig {
-                    cluster: args.cluster,
+                    cluster,
                     state_dir: args.data_dir,
                     pull_behavior: args.image_pull_behavior,
                     managed: false,
                 },
-            )?
-            .run()
-            .await;
+            );
+            Arc::new(agent).run().await;
             Ok(())
         }
     }
@@ -224,18 +275,29 @@ async fn connect_docker() -> anyhow::Result<Arc<dyn Runtime>> {
     Ok(Arc::new(docker))
 }
 
-fn agent(
-    runtime: Arc<dyn Runtime>,
-    server: &str,
-    creds: Credentials,
-    region: &str,
-    config: AgentConfig,
-) -> anyhow::Result<Arc<Agent>> {
-    let client = ControlClient::new(server, creds, region)?;
-    Ok(Arc::new(Agent::new(client, runtime, config)))
+/// Creates `dir` readable by its owner only: it holds the store, with
+/// agents' credentials, and TLS keys.
+fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))
 }
 
 async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
+    let listen = keys::resolve_listen(&args.listen)?;
+    let (root_keys, dev) = keys::root_keys(
+        args.access_key_id.clone(),
+        args.secret_access_key.clone(),
+        args.credentials_file.as_deref(),
+        DEV_ACCESS_KEY_ID,
+        DEV_SECRET_ACCESS_KEY,
+    )?;
+    if dev {
+        keys::refuse_dev_keys_off_loopback(&args.listen, &listen)?;
+    }
     // Docker first: `up` without Docker fails at once, before serving anything.
     let runtime = if with_agent {
         Some(connect_docker().await?)
@@ -245,8 +307,7 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     let (store, logs): (DynStore, LogStore) = if args.ephemeral {
         (Arc::new(MemStore::new()), LogStore::in_memory()?)
     } else {
-        std::fs::create_dir_all(&args.data_dir)
-            .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+        private_dir(&args.data_dir)?;
         let path = args.data_dir.join("store.redb");
         let store = RedbStore::open(&path)
             .with_context(|| format!("cannot open store {}", path.display()))?;
@@ -256,18 +317,29 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
             .with_context(|| format!("cannot open log store {}", logs_path.display()))?;
         (Arc::new(store), logs)
     };
-    let dev = args.access_key_id.is_none();
-    let creds = Credentials {
-        access_key_id: args
-            .access_key_id
-            .unwrap_or_else(|| DEV_ACCESS_KEY_ID.into()),
-        secret_access_key: args
-            .secret_access_key
-            .unwrap_or_else(|| DEV_SECRET_ACCESS_KEY.into()),
+    let listener = tokio::net::TcpListener::bind(&listen[..])
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // TLS: the operator's certificate, or one from a local CA.
+    let mut agent_ca = args.ca_bundle.clone();
+    let (tls_config, self_signed_ca) = match (&args.tls_cert, &args.tls_key, args.tls.as_deref()) {
+        (Some(cert), Some(key), _) => (Some(tls::server_config(cert, key)?), None),
+        (_, _, Some("self-signed")) => {
+            private_dir(&args.data_dir)?;
+            let files = tls::self_signed(&args.data_dir.join("tls"), addr)?;
+            agent_ca = Some(files.ca.clone());
+            (
+                Some(tls::server_config(&files.cert, &files.key)?),
+                Some(files.ca),
+            )
+        }
+        _ => (None, None),
     };
+    let scheme = if tls_config.is_some() { "https" } else { "http" };
     let config = ControlConfig {
         account_id: args.account_id,
-        credentials: vec![creds.clone()],
+        credentials: root_keys.clone(),
         stopped_task_retention: Duration::from_secs(args.stopped_task_retention),
         ..Default::default()
     };
@@ -286,46 +358,73 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         control.clone(),
         Default::default(),
     ));
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
     // The one place the binary talks to a person rather than a log.
-    eprintln!("Wharf is serving the ECS API on http://{addr}");
+    eprintln!("Wharf is serving the ECS API on {scheme}://{addr}");
+    if let Some(ca) = &self_signed_ca {
+        eprintln!(
+            "  TLS certificate signed by the local CA {} (aws --ca-bundle {})",
+            ca.display(),
+            ca.display()
+        );
+    }
+    let ca_flag = self_signed_ca
+        .as_ref()
+        .map(|ca| format!(" --ca-bundle {}", ca.display()))
+        .unwrap_or_default();
     if dev {
-        eprintln!("  development credentials (set WHARF_ACCESS_KEY_ID/WHARF_SECRET_ACCESS_KEY to change):");
-        eprintln!("    export AWS_ACCESS_KEY_ID={}", creds.access_key_id);
+        eprintln!("  development credentials, for loopback only (set WHARF_ACCESS_KEY_ID/WHARF_SECRET_ACCESS_KEY or --credentials-file to change):");
+        eprintln!("    export AWS_ACCESS_KEY_ID={}", root_keys[0].access_key_id);
         eprintln!(
             "    export AWS_SECRET_ACCESS_KEY={}",
-            creds.secret_access_key
+            root_keys[0].secret_access_key
         );
         eprintln!("    export AWS_DEFAULT_REGION=us-east-1");
     }
-    eprintln!("  aws --endpoint-url http://{addr} ecs list-clusters");
+    eprintln!("  aws --endpoint-url {scheme}://{addr}{ca_flag} ecs list-clusters");
     if let Some(runtime) = runtime {
-        let url = format!("http://{addr}");
+        // Local agents dial the loopback address the certificate names.
+        let host = match addr.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        let url = format!("{scheme}://{host}:{}", addr.port());
         // The local host serves twice: as an EC2 container instance of
-        // `default`, and as the managed capacity FARGATE tasks run on.
+        // `default`, and as the managed capacity FARGATE tasks run on. Each
+        // signs with agent credentials of its own, made here, not API keys.
         for managed in [false, true] {
-            let local = agent(
+            let cluster = if managed { MANAGED_CLUSTER } else { "default" };
+            let creds = wharf_control::tokens::local_agent_credentials(
+                &control,
+                cluster,
+                control.clock.now(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot make the local agents' credentials: {e}"))?;
+            let client = ControlClient::with_ca(&url, creds, "us-east-1", agent_ca.as_deref())?;
+            let local = Agent::new(
+                client,
                 runtime.clone(),
-                &url,
-                creds.clone(),
-                "us-east-1",
                 AgentConfig {
                     cluster: "default".into(),
                     state_dir: args.data_dir.join("agent"),
                     pull_behavior: args.image_pull_behavior,
                     managed,
                 },
-            )?;
-            tokio::spawn(local.run());
+            );
+            tokio::spawn(Arc::new(local).run());
         }
     }
-    axum::serve(listener, wharf_control::http::router(control))
-        .with_graceful_shutdown(async {
+    wharf_control::serve::serve(
+        listener,
+        wharf_control::http::router(control),
+        tls_config,
+        Default::default(),
+        async {
             let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+        },
+    )
+    .await?;
     Ok(())
 }

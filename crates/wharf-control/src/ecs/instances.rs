@@ -92,6 +92,11 @@ pub(crate) async fn register_in(
     r: ecs::RegisterContainerInstanceRequest,
     name: String,
 ) -> ApiResult<ecs::RegisterContainerInstanceResponse> {
+    crate::tokens::may_register_in(x, &name)?;
+    let agent = match &x.caller {
+        crate::auth::Caller::Agent(a) => Some(a.access_key_id.clone()),
+        crate::auth::Caller::Root => None,
+    };
     // Like ECS, the default cluster comes into being when an instance joins
     // it; so does the managed capacity's hidden one.
     if (name == "default" || name == MANAGED_CLUSTER)
@@ -146,6 +151,19 @@ pub(crate) async fn register_in(
         let (record, cmp) = match existing {
             // The same agent coming back: keep its identity and what its tasks hold.
             Some(mut v) => {
+                if agent.is_some() && v.value.agent != agent {
+                    // Another agent's instance, unless its credentials are gone.
+                    if let Some(other) = &v.value.agent {
+                        if crate::auth::credential_exists(c, other).await? {
+                            return Err(crate::auth::access_denied(
+                                x,
+                                "ecs:RegisterContainerInstance",
+                                &v.value.arn,
+                            ));
+                        }
+                    }
+                    v.value.agent = agent.clone();
+                }
                 v.value.registered = Resources {
                     tcp_ports: Default::default(),
                     udp_ports: Default::default(),
@@ -190,6 +208,7 @@ pub(crate) async fn register_in(
                     docker_version: versions.and_then(|i| i.docker_version.clone()),
                     hostname: identity.instance_id.clone(),
                     tags: tags_from_wire(r.tags.as_deref().unwrap_or_default()),
+                    agent: agent.clone(),
                     ..InstanceRecord::new(&id, &arn, &name, registered, x.now)
                 };
                 (record, Compare::NotExists(keys::instance(&name, &id)))

@@ -1,0 +1,213 @@
+//! Who is calling, and what they may call. Two kinds of caller sign
+//! requests: the account's root (the API keys given at start) and agents
+//! (credentials minted from a join token, see [`crate::tokens`]). Root may
+//! call every public operation but not the agent protocol; an agent may
+//! call the agent protocol and the few public operations an ECS agent's
+//! instance role allows (register its instance, ship logs), for its own
+//! cluster and instances only.
+
+use crate::error::{from_store, ApiResult};
+use crate::{records, Control, Ctx};
+use axum::http::{HeaderMap, Method, Uri};
+use wharf_core::records::{keys, AgentCredentialRecord};
+use wharf_protocol::sigv4::{self, Expect};
+use wharf_protocol::AwsError;
+
+/// A verified caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// Signed with one of the API's keys: the account's root.
+    Root,
+    /// Signed with agent credentials.
+    Agent(AgentCaller),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentCaller {
+    pub access_key_id: String,
+    /// The only cluster it may register instances in.
+    pub cluster: String,
+}
+
+impl Caller {
+    /// The principal as AWS names it in an AccessDenied message.
+    pub fn arn(&self, account: &str) -> String {
+        match self {
+            Caller::Root => format!("arn:aws:iam::{account}:root"),
+            Caller::Agent(a) => format!(
+                "arn:aws:sts::{account}:assumed-role/wharf-agent/{}",
+                a.access_key_id
+            ),
+        }
+    }
+}
+
+/// The API a request is for, from its `X-Amz-Target` prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Ecs,
+    Logs,
+    /// The agent protocol (`WharfAgent_v1`).
+    Agent,
+    /// Wharf's administration (`WharfAdmin_v1`).
+    Admin,
+}
+
+impl Api {
+    pub fn from_prefix(prefix: &str) -> Option<Api> {
+        match prefix {
+            wharf_model::ecs::TARGET_PREFIX => Some(Api::Ecs),
+            wharf_model::logs::TARGET_PREFIX => Some(Api::Logs),
+            wharf_core::agent_protocol::TARGET_PREFIX => Some(Api::Agent),
+            wharf_core::admin_protocol::TARGET_PREFIX => Some(Api::Admin),
+            _ => None,
+        }
+    }
+
+    /// What its requests' signatures must bind: the service in the scope
+    /// (agents and administration sign as ECS, as the ECS agent does), and
+    /// `x-amz-target`, which names the operation.
+    pub fn expect(self) -> Expect<'static> {
+        let service = match self {
+            Api::Logs => "logs",
+            Api::Ecs | Api::Agent | Api::Admin => "ecs",
+        };
+        Expect {
+            service,
+            signed: &["x-amz-target"],
+        }
+    }
+
+    /// The IAM action prefix of its operations, for messages.
+    fn action_prefix(self) -> &'static str {
+        match self {
+            Api::Ecs => "ecs",
+            Api::Logs => "logs",
+            Api::Agent => "wharf-agent",
+            Api::Admin => "wharf",
+        }
+    }
+}
+
+/// Verifies a request's signature against the API keys and the agents'
+/// credentials; who signed it.
+pub async fn authenticate(
+    c: &Control,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    api: Api,
+    now: time::OffsetDateTime,
+) -> ApiResult<(Caller, sigv4::Verified)> {
+    let expect = api.expect();
+    let presented = sigv4::presented(uri, headers)?;
+    presented.check(&expect, now)?;
+    let akid = presented.access_key_id();
+    let (secret, caller) = match c
+        .config
+        .credentials
+        .iter()
+        .find(|k| k.access_key_id == akid)
+    {
+        Some(k) => (k.secret_access_key.clone(), Caller::Root),
+        None => {
+            let Some(agent) = agent_credential(c, akid).await? else {
+                return Err(AwsError::unrecognized_client());
+            };
+            (
+                agent.secret_access_key,
+                Caller::Agent(AgentCaller {
+                    access_key_id: agent.access_key_id,
+                    cluster: agent.cluster,
+                }),
+            )
+        }
+    };
+    let verified = presented.verify(method, uri, headers, body, &secret, &expect, now)?;
+    // A presigned URL that did not sign the body's hash vouches for no body.
+    if !verified.body_signed && !body.iter().all(u8::is_ascii_whitespace) {
+        return Err(AwsError::invalid_signature(
+            "A presigned request that does not sign X-Amz-Content-Sha256 cannot carry a body.",
+        ));
+    }
+    Ok((caller, verified))
+}
+
+async fn agent_credential(c: &Control, akid: &str) -> ApiResult<Option<AgentCredentialRecord>> {
+    // Access key IDs are short and plain; anything else is no key of ours
+    // (and never becomes a store key).
+    if akid.is_empty() || akid.len() > 128 || !akid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Ok(None);
+    }
+    Ok(records::get::<AgentCredentialRecord>(
+        c.store.as_ref(),
+        &keys::agent_credential(akid),
+    )
+    .await?
+    .map(|v| v.value))
+}
+
+/// Public operations an agent's credentials may call, as the ECS agent's
+/// instance role (AmazonEC2ContainerServiceforEC2Role) allows them.
+const AGENT_ECS_OPERATIONS: &[&str] = &["RegisterContainerInstance"];
+const AGENT_LOGS_OPERATIONS: &[&str] = &[
+    "CreateLogGroup",
+    "CreateLogStream",
+    "PutLogEvents",
+    "DescribeLogStreams",
+];
+
+/// Whether the caller may call `op` of `api` at all (handlers then check
+/// which cluster, instance or task).
+pub fn authorize(x: &Ctx, api: Api, op: &str) -> ApiResult<()> {
+    let allowed = match (&x.caller, api) {
+        (Caller::Root, Api::Agent) => false,
+        (Caller::Root, _) => true,
+        (Caller::Agent(_), Api::Agent) => true,
+        (Caller::Agent(_), Api::Ecs) => AGENT_ECS_OPERATIONS.contains(&op),
+        (Caller::Agent(_), Api::Logs) => AGENT_LOGS_OPERATIONS.contains(&op),
+        (Caller::Agent(_), Api::Admin) => false,
+    };
+    if allowed {
+        return Ok(());
+    }
+    let mut e = access_denied(x, &format!("{}:{op}", api.action_prefix()), "*");
+    if api == Api::Agent {
+        e.message.push_str(
+            " (the agent protocol takes agent credentials: start the agent with a join token from `wharf token create`)",
+        );
+    }
+    Err(e)
+}
+
+/// ECS's AccessDeniedException: "User: … is not authorized to perform: …
+/// on resource: …".
+pub fn access_denied(x: &Ctx, action: &str, resource: &str) -> AwsError {
+    AwsError::client(
+        "AccessDeniedException",
+        format!(
+            "User: {} is not authorized to perform: {action} on resource: {resource}",
+            x.caller.arn(&x.scope.account)
+        ),
+    )
+}
+
+/// Whether an instance registered by `owner` (its agent credentials' key)
+/// is the caller's: root's always, an agent's only if it registered it.
+pub fn owns(x: &Ctx, owner: Option<&str>) -> bool {
+    match &x.caller {
+        Caller::Root => true,
+        Caller::Agent(a) => owner == Some(a.access_key_id.as_str()),
+    }
+}
+
+/// Whether agent credentials `akid` still exist (an instance whose
+/// registering credentials were revoked may be taken over).
+pub async fn credential_exists(c: &Control, akid: &str) -> ApiResult<bool> {
+    Ok(c.store
+        .get(&keys::agent_credential(akid))
+        .await
+        .map_err(from_store)?
+        .is_some())
+}
