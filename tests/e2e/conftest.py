@@ -2,6 +2,7 @@
 import json
 import os
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -25,28 +26,41 @@ def free_port():
 
 
 class Wharf:
-    def __init__(self, data_dir, mode="server", env=None):
+    def __init__(self, data_dir, mode="server", env=None, args=(), tls=False, keys=True):
         self.mode = mode
         self.extra_env = env or {}
+        self.args = list(args)
         self.data_dir = data_dir
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.keys = keys
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.proc = None
+        self.ca = None
 
     def start(self):
-        env = dict(os.environ, WHARF_ACCESS_KEY_ID=KEY, WHARF_SECRET_ACCESS_KEY=SECRET, WHARF_LOG="warn", **self.extra_env)
+        env = dict(os.environ, WHARF_LOG="warn", **self.extra_env)
+        if self.keys:
+            env.update(WHARF_ACCESS_KEY_ID=KEY, WHARF_SECRET_ACCESS_KEY=SECRET)
         # The server's log goes to a file beside its data (an unread pipe would
         # eventually block it); pytest shows where on failure.
         self.log = open(os.path.join(os.path.dirname(str(self.data_dir)), f"wharf-{self.mode}.log"), "ab")
         self.proc = subprocess.Popen(
-            [BINARY, self.mode, "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
+            [BINARY, self.mode, "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir), *self.args],
             env=env, stderr=self.log, stdout=subprocess.DEVNULL)
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=0.2)
+                context = None
+                if self.tls:
+                    # `--tls self-signed` writes its CA before serving.
+                    self.ca = self.ca or str(self.data_dir / "tls" / "ca.pem")
+                    context = ssl.create_default_context(cafile=self.ca)
+                urllib.request.urlopen(self.url + "/healthz", timeout=0.2, context=context)
                 return
-            except OSError:
+            except (OSError, ssl.SSLError):
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"wharf exited with {self.proc.returncode}")
                 time.sleep(0.02)
         raise RuntimeError("wharf did not start")
 
@@ -56,18 +70,46 @@ class Wharf:
 
     def client(self, service="ecs"):
         return boto3.client(service, endpoint_url=self.url, region_name=REGION,
-                            aws_access_key_id=KEY, aws_secret_access_key=SECRET)
+                            aws_access_key_id=KEY, aws_secret_access_key=SECRET,
+                            verify=self.ca if self.tls else None)
 
-    def agent_call(self, op, payload):
-        """A signed call of the agent protocol, as a host agent makes it."""
+    def signed_call(self, target, payload, key=KEY, secret=SECRET):
+        """A signed JSON 1.1 call, as the aws CLI makes it."""
         body = json.dumps(payload)
         req = botocore.awsrequest.AWSRequest(method="POST", url=self.url + "/", data=body, headers={
-            "X-Amz-Target": f"WharfAgent_v1.{op}", "Content-Type": "application/x-amz-json-1.1"})
-        botocore.auth.SigV4Auth(botocore.credentials.Credentials(KEY, SECRET), "ecs", REGION).add_auth(req)
+            "X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"})
+        botocore.auth.SigV4Auth(botocore.credentials.Credentials(key, secret), "ecs", REGION).add_auth(req)
         prepared = req.prepare()
         r = urllib.request.Request(prepared.url, data=body.encode(), headers=dict(prepared.headers), method="POST")
-        with urllib.request.urlopen(r, timeout=40) as resp:
+        with urllib.request.urlopen(r, timeout=40, context=self.ssl_context()) as resp:
             return json.loads(resp.read())
+
+    def ssl_context(self):
+        return ssl.create_default_context(cafile=self.ca) if self.tls else None
+
+    def create_token(self, cluster="default", **extra):
+        return self.signed_call("WharfAdmin_v1.CreateJoinToken", {"cluster": cluster, **extra})
+
+    def join(self, token):
+        """Presents a join token, as `wharf agent --token` does: agent credentials."""
+        body = json.dumps({"token": token}).encode()
+        r = urllib.request.Request(self.url + "/", data=body, method="POST", headers={
+            "X-Amz-Target": "WharfAgent_v1.Join", "Content-Type": "application/x-amz-json-1.1"})
+        with urllib.request.urlopen(r, timeout=10, context=self.ssl_context()) as resp:
+            out = json.loads(resp.read())
+        return out["accessKeyId"], out["secretAccessKey"]
+
+    def agent_credentials(self, cluster="default"):
+        return self.join(self.create_token(cluster)["token"])
+
+    def agent_call(self, op, payload, creds):
+        """A call of the agent protocol, signed with agent credentials as a host agent makes it."""
+        return self.signed_call(f"WharfAgent_v1.{op}", payload, *creds)
+
+    def client_with(self, creds, service="ecs"):
+        return boto3.client(service, endpoint_url=self.url, region_name=REGION,
+                            aws_access_key_id=creds[0], aws_secret_access_key=creds[1],
+                            verify=self.ca if self.tls else None)
 
 
 @pytest.fixture

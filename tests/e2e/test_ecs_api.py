@@ -135,16 +135,17 @@ def test_instances_attributes_and_tags(ecs):
 
 class ProtocolAgent:
     """Drives the agent protocol the way a host agent does, without Docker:
-    polls for its tasks and reports them RUNNING, then STOPPED when asked."""
+    with agent credentials (from a join token), polls for the tasks of the
+    instance it registered and reports them RUNNING, then STOPPED when asked."""
 
-    def __init__(self, wharf, cluster, instance_arn):
-        self.wharf, self.cluster, self.arn = wharf, cluster, instance_arn
+    def __init__(self, wharf, cluster, instance_arn, creds):
+        self.wharf, self.cluster, self.arn, self.creds = wharf, cluster, instance_arn, creds
         self.rev = 0
         self.stop = threading.Event()
 
     def poll_once(self, wait=0):
         out = self.wharf.agent_call("Poll", {"cluster": self.cluster, "containerInstanceArn": self.arn,
-                                             "afterRevision": self.rev, "waitMillis": wait})
+                                             "afterRevision": self.rev, "waitMillis": wait}, self.creds)
         self.rev = out["revision"]
         return out["tasks"]
 
@@ -154,7 +155,7 @@ class ProtocolAgent:
                            {"bindIP": "0.0.0.0", "containerPort": 80, "hostPort": 8080, "protocol": "tcp"}]}
                       for c in task["containers"]]
         self.wharf.agent_call("ReportTaskState", {"cluster": self.cluster, "taskArn": task["taskArn"],
-                                                  "status": status, "containers": containers})
+                                                  "status": status, "containers": containers}, self.creds)
 
     def run(self):
         while not self.stop.is_set():
@@ -166,8 +167,9 @@ class ProtocolAgent:
 
 
 def test_task_lifecycle_with_waiters_through_agent_protocol(wharf, ecs):
-    inst = register_instance(ecs)
-    agent = ProtocolAgent(wharf, "default", inst["containerInstanceArn"])
+    creds = wharf.agent_credentials()
+    inst = register_instance(wharf.client_with(creds))
+    agent = ProtocolAgent(wharf, "default", inst["containerInstanceArn"], creds)
     agent.poll_once()  # connects
     desc = ecs.describe_container_instances(containerInstances=[inst["containerInstanceArn"]])
     assert desc["containerInstances"][0]["agentConnected"] is True
@@ -275,8 +277,9 @@ def test_service_validation(ecs):
 
 def test_list_tasks_pages_without_repeats(wharf, ecs):
     ecs.create_cluster(clusterName="default")
-    inst = register_instance(ecs, cpu=8192, mem=65536)
-    ProtocolAgent(wharf, "default", inst["containerInstanceArn"]).poll_once()  # connects
+    creds = wharf.agent_credentials()
+    inst = register_instance(wharf.client_with(creds), cpu=8192, mem=65536)
+    ProtocolAgent(wharf, "default", inst["containerInstanceArn"], creds).poll_once()  # connects
     ecs.register_task_definition(family="many", containerDefinitions=[{"name": "a", "image": "x", "memory": 16}])
     ecs.register_task_definition(family="other", containerDefinitions=[{"name": "a", "image": "x", "memory": 16}])
     made = [t["taskArn"] for _ in range(3) for t in ecs.run_task(taskDefinition="many", count=10)["tasks"]]
@@ -293,9 +296,10 @@ def test_list_tasks_pages_without_repeats(wharf, ecs):
 
 def test_start_task_on_named_instances(wharf, ecs):
     ecs.create_cluster(clusterName="default")
-    a, b, idle = (register_instance(ecs)["containerInstanceArn"] for _ in range(3))
+    creds = wharf.agent_credentials()
+    a, b, idle = (register_instance(wharf.client_with(creds))["containerInstanceArn"] for _ in range(3))
     for arn in (a, b):
-        ProtocolAgent(wharf, "default", arn).poll_once()  # connects; `idle` never does
+        ProtocolAgent(wharf, "default", arn, creds).poll_once()  # connects; `idle` never does
     ecs.register_task_definition(family="pinned", containerDefinitions=[{"name": "a", "image": "x", "memory": 16}])
     out = ecs.start_task(taskDefinition="pinned", containerInstances=[b, a, idle], startedBy="pin")
     assert [t["containerInstanceArn"] for t in out["tasks"]] == [b, a]
@@ -306,8 +310,9 @@ def test_start_task_on_named_instances(wharf, ecs):
 
 def test_delete_cluster_waits_for_its_tasks_to_stop(wharf, ecs):
     ecs.create_cluster(clusterName="busy")
-    inst = register_instance(ecs, "busy")
-    agent = ProtocolAgent(wharf, "busy", inst["containerInstanceArn"])
+    creds = wharf.agent_credentials("busy")
+    inst = register_instance(wharf.client_with(creds), "busy")
+    agent = ProtocolAgent(wharf, "busy", inst["containerInstanceArn"], creds)
     agent.poll_once()  # connects
     ecs.register_task_definition(**WEB)
     task = ecs.run_task(cluster="busy", taskDefinition="web")["tasks"][0]

@@ -22,8 +22,9 @@ def host(ecs, zone):
 def fleet(wharf, ecs):
     """Four hosts in zones a, a, b, c, each with a protocol agent that runs what it is given."""
     ecs.create_cluster(clusterName="default")
-    arns = [host(ecs, z) for z in "aabc"]
-    agents = [ProtocolAgent(wharf, "default", a) for a in arns]
+    creds = wharf.agent_credentials()
+    arns = [host(wharf.client_with(creds), z) for z in "aabc"]
+    agents = [ProtocolAgent(wharf, "default", a, creds) for a in arns]
     threads = [threading.Thread(target=a.run, daemon=True) for a in agents]
     for t in threads:
         t.start()

@@ -125,10 +125,10 @@ pub async fn authenticate(
         }
     };
     let verified = presented.verify(method, uri, headers, body, &secret, &expect, now)?;
-    // A presigned URL that did not sign the body's hash vouches for no body.
-    if !verified.body_signed && !body.iter().all(u8::is_ascii_whitespace) {
+    // A presigned URL that left the body unsigned vouches for no body.
+    if !verified.body_signed && !body.is_empty() {
         return Err(AwsError::invalid_signature(
-            "A presigned request that does not sign X-Amz-Content-Sha256 cannot carry a body.",
+            "A presigned request with an UNSIGNED-PAYLOAD cannot carry a body.",
         ));
     }
     Ok((caller, verified))

@@ -21,8 +21,9 @@ use time::{
 };
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-/// What a presigned request puts in the canonical request instead of a body
-/// hash: the body was unknown when the URL was signed.
+/// What a presigned URL may put in the canonical request instead of a body
+/// hash (`X-Amz-Content-Sha256=UNSIGNED-PAYLOAD`, as S3's do) when the body
+/// was unknown at signing.
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 const AMZ_DATE: &[FormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second]Z");
@@ -51,8 +52,8 @@ pub struct Verified {
     pub access_key_id: String,
     pub region: String,
     pub service: String,
-    /// Whether the signature covers the body: always for the header form; for
-    /// a presigned URL only when it signed `X-Amz-Content-Sha256`.
+    /// Whether the signature covers the body: always, unless a presigned URL
+    /// said `X-Amz-Content-Sha256=UNSIGNED-PAYLOAD`.
     pub body_signed: bool,
 }
 
@@ -71,7 +72,7 @@ pub struct Expect<'a> {
 enum Form {
     Header,
     /// Presigned: valid for `expires` seconds from the signing date; the
-    /// body hash it signed, if it signed one.
+    /// body hash it names, if it names one.
     Query {
         expires: i64,
         content_sha256: Option<String>,
@@ -308,19 +309,14 @@ impl Presented {
                 }
                 (computed, true)
             }
-            Form::Query {
-                content_sha256: Some(claimed),
-                ..
-            } => {
-                if *claimed != computed {
-                    return Err(mismatch());
-                }
-                (computed, true)
-            }
-            Form::Query {
-                content_sha256: None,
-                ..
-            } => (UNSIGNED_PAYLOAD.to_string(), false),
+            // The AWS SDKs presign the hash of the body (empty, for a URL
+            // to be used as is); S3-style URLs may leave it unsigned.
+            Form::Query { content_sha256, .. } => match content_sha256.as_deref() {
+                None => (computed, true),
+                Some(UNSIGNED_PAYLOAD) => (UNSIGNED_PAYLOAD.to_string(), false),
+                Some(claimed) if claimed == computed => (computed, true),
+                Some(_) => return Err(mismatch()),
+            },
         };
         let query_form = matches!(self.form, Form::Query { .. });
         let canonical = canonical_request(
@@ -436,12 +432,13 @@ pub fn sign(
 
 /// A presigned form of a request: the URI with the signature in its query
 /// string, valid for `expires` seconds. Every header present (and `host`)
-/// is signed; the body is not (`UNSIGNED-PAYLOAD`), as botocore presigns.
+/// is signed, and the hash of `body`, as botocore presigns.
 #[allow(clippy::too_many_arguments)]
 pub fn presign(
     method: &Method,
     uri: &Uri,
     headers: &mut HeaderMap,
+    body: &[u8],
     creds: &Credentials,
     region: &str,
     service: &str,
@@ -470,7 +467,8 @@ pub fn presign(
         query.push_str(&format!("{k}={}", utf8_percent_encode(&v, UNRESERVED)));
     }
     let unsigned: Uri = with_query(uri, &query);
-    let canonical = canonical_request(method, &unsigned, headers, &signed, UNSIGNED_PAYLOAD, true)
+    let payload_hash = hex::encode(Sha256::digest(body));
+    let canonical = canonical_request(method, &unsigned, headers, &signed, &payload_hash, true)
         .expect("signed headers are present");
     let sig = signature(
         &creds.secret_access_key,
@@ -932,6 +930,7 @@ mod tests {
             &Method::GET,
             &uri,
             &mut headers,
+            b"",
             &creds(),
             "us-east-1",
             "ecs",
@@ -950,7 +949,9 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let (uri, h) = presigned(now, 3600);
         let v = check_get(&uri, &h, now + Duration::minutes(59)).unwrap();
-        assert!(!v.body_signed, "a presigned URL does not sign the body");
+        assert!(v.body_signed, "a presigned URL signs the (empty) body's hash");
+        let e = verify(&Method::GET, &uri, &h, b"{}", &ECS, lookup, now).unwrap_err();
+        assert_eq!(e.code, "InvalidSignatureException", "a body it did not sign");
         let e = check_get(&uri, &h, now + Duration::minutes(61)).unwrap_err();
         assert!(e.message.starts_with("Signature expired"), "{}", e.message);
         // Tampering with any parameter, the path or a signed header fails.
