@@ -120,10 +120,10 @@ def wharf(tmp_path):
     w.kill()
 
 
-@pytest.fixture
-def wharf_up(tmp_path):
-    """`wharf up`: control plane plus an agent on the local Docker Engine."""
-    w = Wharf(tmp_path / "data", mode="up")
+def run_up(tmp_path, env=None):
+    """`wharf up` with `env` added to its environment; a fixture yields from
+    it, so the test's containers are removed when it is done."""
+    w = Wharf(tmp_path / "data", mode="up", env=env)
     w.start()
     yield w
     w.kill()
@@ -132,6 +132,12 @@ def wharf_up(tmp_path):
                          capture_output=True, text=True).stdout.split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+
+
+@pytest.fixture
+def wharf_up(tmp_path):
+    """`wharf up`: control plane plus an agent on the local Docker Engine."""
+    yield from run_up(tmp_path)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@
 
 use crate::client::{ClientError, ControlClient};
 use crate::deps::{self, Gate};
+use crate::policy::HostPolicy;
 use crate::runtime::{ContainerState, ContainerStatus, Runtime, RuntimeEvent, TASK_ARN_LABEL};
 use crate::spec::{
     container_spec, task_volumes, TaskNames, AWSVPC_NETWORK, CAPACITY_LABEL, CLUSTER_LABEL,
@@ -33,6 +34,8 @@ pub struct AgentConfig {
     /// Managed (FARGATE) capacity: registers in the hidden cluster and runs
     /// the FARGATE tasks of every cluster.
     pub managed: bool,
+    /// What this host refuses to run (privileged containers, host paths).
+    pub policy: HostPolicy,
 }
 
 /// When to pull a task's image, as the ECS agent's `ECS_IMAGE_PULL_BEHAVIOR`.
@@ -200,6 +203,9 @@ impl Agent {
 
     /// Runs until the process ends, riding out control-plane and Docker outages.
     pub async fn run(self: Arc<Self>) {
+        if self.config.policy != HostPolicy::default() {
+            tracing::info!(policy = ?self.config.policy, cluster = %self.cluster(), "host policy");
+        }
         let events = self.clone();
         tokio::spawn(async move { events.follow_events().await });
         let mut arn = None;
@@ -560,6 +566,12 @@ impl Agent {
             .any(|n| !existing.iter().any(|c| &c.name_label() == n));
         let (sources, volumes) = task_volumes(&names);
         if missing {
+            // The host's policy, before anything of the task is created.
+            if let Err(refused) = self.config.policy.check(&t.task_definition, &defs) {
+                tracing::warn!(task = %t.task_arn, reason = %refused, "host policy refuses the task");
+                report.reason = Some(format!("CannotCreateContainerError: {refused}"));
+                return self.stop_task(&defs, existing, report).await.map(Some);
+            }
             for v in &volumes {
                 self.runtime
                     .ensure_volume(&v.docker_name, v.driver.as_deref(), &v.labels)

@@ -6,6 +6,7 @@ pub mod awslogs;
 pub mod client;
 pub mod deps;
 pub mod pause;
+pub mod policy;
 pub mod runtime;
 pub mod sim;
 pub mod spec;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use wharf_agent::agent::{Agent, AgentConfig, PullBehavior};
 use wharf_agent::client::ControlClient;
+use wharf_agent::policy::{parse_allowlist, HostPolicy};
 use wharf_agent::runtime::{DockerRuntime, Runtime};
 use wharf_agent::sim::{SimConfig, Simulator};
 use wharf_control::{Control, ControlConfig};
@@ -139,6 +140,8 @@ struct AgentArgs {
     /// image), always, once, prefer-cached; as the ECS agent's setting.
     #[arg(long, env = "ECS_IMAGE_PULL_BEHAVIOR", default_value = "default")]
     image_pull_behavior: PullBehavior,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// Simulate this many hosts instead of running Docker: each registers
     /// as a container instance and reports its tasks RUNNING/STOPPED.
     #[arg(long, value_name = "N")]
@@ -201,6 +204,31 @@ struct ServerArgs {
     /// back to a cached image), always, once, prefer-cached.
     #[arg(long, env = "ECS_IMAGE_PULL_BEHAVIOR", default_value = "default")]
     image_pull_behavior: PullBehavior,
+    #[command(flatten)]
+    policy: PolicyArgs,
+}
+
+/// What the agent refuses to run, so API users cannot become root on the
+/// host; a refused task stops with TaskFailedToStart and the reason.
+#[derive(Args, Clone)]
+struct PolicyArgs {
+    /// (agent, `up`) Refuse tasks with a privileged container, as the ECS
+    /// agent's setting (true/false, 1/0, yes/no).
+    #[arg(long, env = "ECS_DISABLE_PRIVILEGED", value_parser = clap::builder::BoolishValueParser::new())]
+    disable_privileged: bool,
+    /// (agent, `up`) The host directories task volumes may bind-mount (or
+    /// paths beneath them), comma-separated; empty: none. Unset: any.
+    #[arg(long, env = "WHARF_HOST_VOLUME_ALLOWLIST", value_name = "PATH[,PATH]", value_parser = parse_allowlist)]
+    host_volume_allowlist: Option<::std::vec::Vec<PathBuf>>,
+}
+
+impl PolicyArgs {
+    fn host_policy(&self) -> HostPolicy {
+        HostPolicy {
+            disable_privileged: self.disable_privileged,
+            host_volume_allowlist: self.host_volume_allowlist.clone(),
+        }
+    }
 }
 
 #[tokio::main]
@@ -260,6 +288,7 @@ async fn main() -> anyhow::Result<()> {
                     state_dir: args.data_dir,
                     pull_behavior: args.image_pull_behavior,
                     managed: false,
+                    policy: args.policy.host_policy(),
                 },
             );
             Arc::new(agent).run().await;
@@ -411,6 +440,7 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
                     state_dir: args.data_dir.join("agent"),
                     pull_behavior: args.image_pull_behavior,
                     managed,
+                    policy: args.policy.host_policy(),
                 },
             );
             tokio::spawn(Arc::new(local).run());
