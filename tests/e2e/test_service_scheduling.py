@@ -25,6 +25,8 @@ def fleet(wharf, ecs):
     creds = wharf.agent_credentials()
     arns = [host(wharf.client_with(creds), z) for z in "aabc"]
     agents = [ProtocolAgent(wharf, "default", a, creds) for a in arns]
+    for a in agents:
+        a.poll_once()  # every host connected before the test places anything
     threads = [threading.Thread(target=a.run, daemon=True) for a in agents]
     for t in threads:
         t.start()

@@ -42,6 +42,10 @@ impl Host {
             .await
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
+        // The agent signs with agent credentials of its own, as `wharf up`'s do.
+        let agent_creds = wharf_control::tokens::local_agent_credentials(&control, "default", 0)
+            .await
+            .expect("agent credentials");
         tokio::spawn(async move {
             axum::serve(listener, wharf_control::http::router(control))
                 .await
@@ -49,6 +53,7 @@ impl Host {
         });
         let runtime = FakeRuntime::with_images([IMAGE]);
         let client = ControlClient::new(&url, creds, "us-east-1").expect("client");
+        let agent_client = ControlClient::new(&url, agent_creds, "us-east-1").expect("client");
         let config = AgentConfig {
             cluster: "default".into(),
             state_dir,
@@ -57,7 +62,7 @@ impl Host {
             policy,
         };
         let agent = Arc::new(Agent::new(
-            client.clone(),
+            agent_client,
             Arc::new(runtime.clone()),
             config,
         ));

@@ -112,14 +112,24 @@ async fn dispatch(
             AwsError::unknown_operation(target)
         }
     })?;
-    let api = Api::from_prefix(prefix).ok_or_else(|| AwsError::unknown_operation(target))?;
+    let api = Api::from_prefix(prefix);
     // Joining is the one call a token in the body authenticates: the agent
     // has no credentials yet.
-    if api == Api::Agent && op == wharf_core::agent_protocol::JOIN {
+    if api == Some(Api::Agent) && op == wharf_core::agent_protocol::JOIN {
         return crate::tokens::join(control, now_ms, body).await;
     }
-    let (caller, verified) =
-        auth::authenticate(control, method, uri, headers, body, api, now).await?;
+    // As AWS: who is calling first, then whether the operation exists.
+    let (caller, verified) = auth::authenticate(
+        control,
+        method,
+        uri,
+        headers,
+        body,
+        api.unwrap_or(Api::Ecs),
+        now,
+    )
+    .await?;
+    let api = api.ok_or_else(|| AwsError::unknown_operation(target))?;
     let ctx = Ctx {
         scope: Scope {
             region: verified.region,
