@@ -61,11 +61,7 @@ impl Host {
             managed: false,
             policy,
         };
-        let agent = Arc::new(Agent::new(
-            agent_client,
-            Arc::new(runtime.clone()),
-            config,
-        ));
+        let agent = Arc::new(Agent::new(agent_client, Arc::new(runtime.clone()), config));
         tokio::spawn(agent.run());
         let host = Host {
             ecs: client,

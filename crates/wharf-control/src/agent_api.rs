@@ -56,14 +56,11 @@ fn check_owner(x: &Ctx, op: &str, owner: Option<&str>, instance_arn: &str) -> Ap
 }
 
 /// The agent credentials that registered host `id` of `capacity`, from the
-/// placement cache (which holds every host a task was placed on), else the
-/// store. Err if there is no such instance.
+/// placement cache (which holds every host a task was placed on; ownership
+/// changes only when the owner's credentials are gone), else the store. Err
+/// if there is no such instance.
 async fn owner_of(c: &Control, capacity: &str, id: &str) -> ApiResult<Option<String>> {
-    let cached = {
-        let view = c.cache.fresh(&c.store).await.map_err(from_store)?;
-        view.owner(capacity, id).map(|o| o.map(str::to_string))
-    };
-    if let Some(owner) = cached {
+    if let Some(owner) = c.cache.peek_owner(capacity, id) {
         return Ok(owner);
     }
     records::get::<InstanceRecord>(c.store.as_ref(), &keys::instance(capacity, id))
@@ -92,7 +89,12 @@ pub(crate) async fn disconnect_agents(c: &Control, agents: &HashSet<String>) -> 
         let _ = c.store.revoke_lease(lease).await;
     }
     // Sessions another server holds end with their lease; their keys go now.
-    let owned = c.cache.fresh(&c.store).await.map_err(from_store)?.owned_by(agents);
+    let owned = c
+        .cache
+        .fresh(&c.store)
+        .await
+        .map_err(from_store)?
+        .owned_by(agents);
     let mut txn = Txn::new();
     for (cluster, id) in &owned {
         txn = txn.then(Op::delete(keys::agent_session(cluster, id)));
@@ -204,7 +206,12 @@ async fn poll(c: &Control, x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
             tasks: vec![],
         });
     };
-    check_owner(x, POLL, instance.value.agent.as_deref(), &instance.value.arn)?;
+    check_owner(
+        x,
+        POLL,
+        instance.value.agent.as_deref(),
+        &instance.value.arn,
+    )?;
     keep_session(c, x, &cluster, &id).await?;
     // Managed capacity runs the FARGATE tasks of every cluster.
     let tasks_prefix = if cluster == MANAGED_CLUSTER {

@@ -140,12 +140,11 @@ async fn agent_credential(c: &Control, akid: &str) -> ApiResult<Option<AgentCred
     if akid.is_empty() || akid.len() > 128 || !akid.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Ok(None);
     }
-    Ok(records::get::<AgentCredentialRecord>(
-        c.store.as_ref(),
-        &keys::agent_credential(akid),
+    Ok(
+        records::get::<AgentCredentialRecord>(c.store.as_ref(), &keys::agent_credential(akid))
+            .await?
+            .map(|v| v.value),
     )
-    .await?
-    .map(|v| v.value))
 }
 
 /// Public operations an agent's credentials may call, as the ECS agent's

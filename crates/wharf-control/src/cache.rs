@@ -912,6 +912,14 @@ impl Cache {
         Ok(self.view.lock().expect("cache lock"))
     }
 
+    /// The agent credentials that registered host `id` of `capacity`, as
+    /// the view holds it now, without waiting for it to catch up (None: not
+    /// known to it). A host is known before any task is placed on it.
+    pub fn peek_owner(&self, capacity: &str, id: &str) -> Option<Option<String>> {
+        let view = self.view.lock().expect("cache lock");
+        view.owner(capacity, id).map(|o| o.map(str::to_string))
+    }
+
     /// Keys of every task stored as placed on host `id` of `capacity`, and
     /// a revision they are complete at: a task placed there later changes a
     /// key after it.

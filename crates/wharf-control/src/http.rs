@@ -2,8 +2,8 @@
 //! by `X-Amz-Target` after the SigV4 signature is verified and the caller
 //! is allowed the operation (see [`crate::auth`]).
 
-use crate::error::ApiResult;
 use crate::auth::{self, Api};
+use crate::error::ApiResult;
 use crate::{agent_api, ecs, Control, Ctx};
 use axum::body::Bytes;
 use axum::extract::State;

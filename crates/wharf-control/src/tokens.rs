@@ -16,9 +16,7 @@ use std::collections::HashSet;
 use wharf_core::admin_protocol::*;
 use wharf_core::agent_protocol::{JoinRequest, JoinResponse};
 use wharf_core::clock::Millis;
-use wharf_core::records::{
-    keys, AgentCredentialRecord, JoinTokenRecord, MANAGED_CLUSTER,
-};
+use wharf_core::records::{keys, AgentCredentialRecord, JoinTokenRecord, MANAGED_CLUSTER};
 use wharf_protocol::sigv4::Credentials;
 use wharf_protocol::AwsError;
 use wharf_store::{Compare, Op, Txn};
@@ -34,7 +32,9 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
         CREATE_JOIN_TOKEN => call(body, |r| create(c, x, r)).await,
         LIST_JOIN_TOKENS => call(body, |r| list(c, r)).await,
         REVOKE_JOIN_TOKEN => call(body, |r| revoke(c, r)).await,
-        _ => Err(AwsError::unknown_operation(&format!("{TARGET_PREFIX}.{op}"))),
+        _ => Err(AwsError::unknown_operation(&format!(
+            "{TARGET_PREFIX}.{op}"
+        ))),
     }
 }
 
@@ -138,8 +138,7 @@ async fn all_credentials(c: &Control) -> ApiResult<Vec<AgentCredentialRecord>> {
 }
 
 async fn list(c: &Control, r: ListJoinTokensRequest) -> ApiResult<ListJoinTokensResponse> {
-    let (tokens, _) =
-        records::list::<JoinTokenRecord>(c.store.as_ref(), keys::JOIN_TOKENS).await?;
+    let (tokens, _) = records::list::<JoinTokenRecord>(c.store.as_ref(), keys::JOIN_TOKENS).await?;
     let creds = all_credentials(c).await?;
     let join_tokens = tokens
         .into_iter()
@@ -250,7 +249,11 @@ pub async fn join(c: &Control, now: Millis, body: &[u8]) -> ApiResult<Vec<u8>> {
 /// Credentials for the agents `wharf up` runs in its own process, one set
 /// per cluster they serve: created once, the same after every restart (so
 /// the instances they registered stay theirs).
-pub async fn local_agent_credentials(c: &Control, cluster: &str, now: Millis) -> ApiResult<Credentials> {
+pub async fn local_agent_credentials(
+    c: &Control,
+    cluster: &str,
+    now: Millis,
+) -> ApiResult<Credentials> {
     let tag = if cluster == MANAGED_CLUSTER {
         "MANAGED".to_string()
     } else {

@@ -54,14 +54,20 @@ async fn a_slowloris_client_is_cut_off_and_blocks_no_one_meanwhile() {
     let mut slow = vec![];
     for _ in 0..50 {
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
         slow.push(s);
     }
     let t = Instant::now();
     for _ in 0..5 {
         assert_eq!(request(addr, "T.Op", "0").await.0, 200);
     }
-    assert!(t.elapsed() < Duration::from_millis(700), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(700),
+        "{:?}",
+        t.elapsed()
+    );
     // Dribbling a byte at a time does not extend the deadline.
     let t = Instant::now();
     let mut buf = [0u8; 256];
@@ -77,7 +83,11 @@ async fn a_slowloris_client_is_cut_off_and_blocks_no_one_meanwhile() {
         }
         assert!(t.elapsed() < Duration::from_secs(5), "never cut off");
     }
-    assert!(t.elapsed() >= Duration::from_millis(600), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -106,11 +116,19 @@ async fn requests_in_flight_are_capped_apart_from_long_polls() {
     // ...an agent's long-poll is not held up by it...
     let t = Instant::now();
     assert_eq!(request(addr, "WharfAgent_v1.Poll", "0").await.0, 200);
-    assert!(t.elapsed() < Duration::from_millis(300), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
     // ...and the next API request waits for the slot, then is served.
     let t = Instant::now();
     assert_eq!(request(addr, "T.Op", "0").await.0, 200);
-    assert!(t.elapsed() >= Duration::from_millis(300), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
     assert_eq!(busy.await.unwrap().0, 200);
 }
 
@@ -125,5 +143,9 @@ async fn an_oversized_head_is_refused() {
     let _ = s.write_all(head.as_bytes()).await;
     let mut out = String::new();
     let _ = s.read_to_string(&mut out).await;
-    assert!(out.starts_with("HTTP/1.1 431"), "{}", &out[..out.len().min(60)]);
+    assert!(
+        out.starts_with("HTTP/1.1 431"),
+        "{}",
+        &out[..out.len().min(60)]
+    );
 }

@@ -283,6 +283,7 @@ impl Presented {
 
     /// Verifies the signature with the secret of its access key, after
     /// [`Presented::check`]ing the rest; the body's hash is computed here.
+    #[allow(clippy::too_many_arguments)]
     pub fn verify(
         &self,
         method: &Method,
@@ -524,7 +525,11 @@ pub fn format_amz_date(t: OffsetDateTime) -> String {
 fn parse_amz_date(s: &str) -> Result<OffsetDateTime, AwsError> {
     PrimitiveDateTime::parse(s, AMZ_DATE)
         .map(|t| t.assume_utc())
-        .map_err(|_| incomplete(format!("Date must be in ISO-8601 'basic format'. Got '{s}'.")))
+        .map_err(|_| {
+            incomplete(format!(
+                "Date must be in ISO-8601 'basic format'. Got '{s}'."
+            ))
+        })
 }
 
 /// The Credential, SignedHeaders and Signature of an `Authorization` header.
@@ -814,8 +819,8 @@ mod tests {
         headers.insert("x-amz-date", format_amz_date(now).parse().unwrap());
         let signed: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let hash = hex::encode(Sha256::digest(b"{}"));
-        let canonical = canonical_request(&Method::POST, &uri, &headers, &signed, &hash, false)
-            .unwrap();
+        let canonical =
+            canonical_request(&Method::POST, &uri, &headers, &signed, &hash, false).unwrap();
         let amz_date = format_amz_date(now);
         let date = &amz_date[..8];
         let scope = format!("{date}/us-east-1/ecs/aws4_request");
@@ -889,7 +894,11 @@ mod tests {
         let e = check(&uri, &headers, &body, signed_at + Duration::minutes(16)).unwrap_err();
         assert!(e.message.starts_with("Signature expired"), "{}", e.message);
         let e = check(&uri, &headers, &body, signed_at - Duration::minutes(16)).unwrap_err();
-        assert!(e.message.starts_with("Signature not yet current"), "{}", e.message);
+        assert!(
+            e.message.starts_with("Signature not yet current"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -949,9 +958,15 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let (uri, h) = presigned(now, 3600);
         let v = check_get(&uri, &h, now + Duration::minutes(59)).unwrap();
-        assert!(v.body_signed, "a presigned URL signs the (empty) body's hash");
+        assert!(
+            v.body_signed,
+            "a presigned URL signs the (empty) body's hash"
+        );
         let e = verify(&Method::GET, &uri, &h, b"{}", &ECS, lookup, now).unwrap_err();
-        assert_eq!(e.code, "InvalidSignatureException", "a body it did not sign");
+        assert_eq!(
+            e.code, "InvalidSignatureException",
+            "a body it did not sign"
+        );
         let e = check_get(&uri, &h, now + Duration::minutes(61)).unwrap_err();
         assert!(e.message.starts_with("Signature expired"), "{}", e.message);
         // Tampering with any parameter, the path or a signed header fails.
@@ -970,7 +985,10 @@ mod tests {
         // Presigned for another service, or both forms at once.
         let mut both = h.clone();
         both.insert("authorization", "AWS4-HMAC-SHA256 x".parse().unwrap());
-        assert_eq!(check_get(&uri, &both, now).unwrap_err().code, "InvalidRequest");
+        assert_eq!(
+            check_get(&uri, &both, now).unwrap_err().code,
+            "InvalidRequest"
+        );
     }
 
     #[test]

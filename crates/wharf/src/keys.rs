@@ -137,7 +137,8 @@ mod tests {
 
     #[test]
     fn reads_lines_and_toml() {
-        let lines = parse_credentials("# admins\nAKIAONE secret1\nAKIATWO:secret2  # ci\n\n").unwrap();
+        let lines =
+            parse_credentials("# admins\nAKIAONE secret1\nAKIATWO:secret2  # ci\n\n").unwrap();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[1].access_key_id, "AKIATWO");
         assert_eq!(lines[1].secret_access_key, "secret2");
@@ -159,7 +160,10 @@ mod tests {
         assert!(refuse_dev_keys_off_loopback("[::1]:0", &v6).is_ok());
         for open in ["0.0.0.0:9070", "[::]:9070", "192.0.2.1:9070"] {
             let addrs = resolve_listen(open).unwrap();
-            assert!(refuse_dev_keys_off_loopback(open, &addrs).is_err(), "{open}");
+            assert!(
+                refuse_dev_keys_off_loopback(open, &addrs).is_err(),
+                "{open}"
+            );
         }
     }
 

@@ -15,11 +15,11 @@ use wharf_agent::client::ControlClient;
 use wharf_agent::policy::{parse_allowlist, HostPolicy};
 use wharf_agent::runtime::{DockerRuntime, Runtime};
 use wharf_agent::sim::{SimConfig, Simulator};
+use wharf_control::tls;
 use wharf_control::{Control, ControlConfig};
 use wharf_core::clock::SystemClock;
-use wharf_logs::LogStore;
-use wharf_control::tls;
 use wharf_core::records::MANAGED_CLUSTER;
+use wharf_logs::LogStore;
 use wharf_protocol::sigv4::Credentials;
 use wharf_store::{DynStore, MemStore, RedbStore};
 
@@ -182,7 +182,12 @@ struct ServerArgs {
     #[arg(long, env = "WHARF_CREDENTIALS_FILE")]
     credentials_file: Option<PathBuf>,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key).
-    #[arg(long, env = "WHARF_TLS_CERT", requires = "tls_key", conflicts_with = "tls")]
+    #[arg(
+        long,
+        env = "WHARF_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "tls"
+    )]
     tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "WHARF_TLS_KEY", requires = "tls_cert")]
@@ -365,7 +370,11 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         }
         _ => (None, None),
     };
-    let scheme = if tls_config.is_some() { "https" } else { "http" };
+    let scheme = if tls_config.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let config = ControlConfig {
         account_id: args.account_id,
         credentials: root_keys.clone(),
@@ -402,7 +411,10 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         .unwrap_or_default();
     if dev {
         eprintln!("  development credentials, for loopback only (set WHARF_ACCESS_KEY_ID/WHARF_SECRET_ACCESS_KEY or --credentials-file to change):");
-        eprintln!("    export AWS_ACCESS_KEY_ID={}", root_keys[0].access_key_id);
+        eprintln!(
+            "    export AWS_ACCESS_KEY_ID={}",
+            root_keys[0].access_key_id
+        );
         eprintln!(
             "    export AWS_SECRET_ACCESS_KEY={}",
             root_keys[0].secret_access_key

@@ -70,14 +70,20 @@ pub async fn run(cmd: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::List { cluster, sign } => {
             let resp: ListJoinTokensResponse = sign
                 .client()?
-                .call(&target(LIST_JOIN_TOKENS), &ListJoinTokensRequest { cluster })
+                .call(
+                    &target(LIST_JOIN_TOKENS),
+                    &ListJoinTokensRequest { cluster },
+                )
                 .await?;
             println!("{}", serde_json::to_string_pretty(&resp)?);
         }
         TokenCommand::Revoke { token_id, sign } => {
             let resp: RevokeJoinTokenResponse = sign
                 .client()?
-                .call(&target(REVOKE_JOIN_TOKEN), &RevokeJoinTokenRequest { token_id })
+                .call(
+                    &target(REVOKE_JOIN_TOKEN),
+                    &RevokeJoinTokenRequest { token_id },
+                )
                 .await?;
             println!("{}", serde_json::to_string_pretty(&resp)?);
         }
