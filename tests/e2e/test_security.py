@@ -375,7 +375,7 @@ def test_a_slowloris_client_does_not_block_other_callers(wharf, ecs):
 
 def test_bad_bytes_get_an_aws_error_and_write_nothing(wharf, ecs):
     for body in (b"\xff\xfe\xfd", b'{"clusterName": "\\ud800"}', b"[" * 100_000, b'{"clusterName": ' + b"9" * 5000 + b"}",
-                 b'{"clusterName": "' + b"a" * 300 + b'"}'):
+                 b'{"clusterName": "' + b"a" * 300 + b'"}', b'{"clusterName": "' + b"a" * (5 << 20) + b'"}'):
         req = botocore.awsrequest.AWSRequest(method="POST", url=wharf.url + "/", data=body, headers={
             "X-Amz-Target": f"{ECS}.CreateCluster", "Content-Type": "application/x-amz-json-1.1"})
         botocore.auth.SigV4Auth(botocore.credentials.Credentials(KEY, SECRET), "ecs", REGION).add_auth(req)

@@ -37,9 +37,22 @@ async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
+    // A body too large (or cut off) gets an AWS error, not a plain-text one.
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let mut resp = error_response(&AwsError::new(
+                e.status().as_u16(),
+                "SerializationException",
+                format!("Request body could not be read: {}", e.body_text()),
+            ));
+            set_headers(&mut resp, &request_id);
+            return resp;
+        }
+    };
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
