@@ -96,6 +96,14 @@ async fn keep_lease<S: AsRef<str>>(
     Ok(())
 }
 
+/// The revision a poll after `revision` watches from; checked before the
+/// poll writes its session, so a refused poll writes nothing.
+fn after(revision: i64) -> ApiResult<i64> {
+    revision
+        .checked_add(1)
+        .ok_or_else(|| invalid(format!("afterRevision {revision} is out of range.")))
+}
+
 /// Whether the stored task `value` is on host `id` (an undecodable one
 /// might be), decoding only that field.
 fn on_host(value: &[u8], id: &str) -> bool {
@@ -108,6 +116,7 @@ fn on_host(value: &[u8], id: &str) -> bool {
 }
 
 async fn poll(c: &Control, _x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
+    let watch_from = after(r.after_revision)?;
     let (_, id) =
         arn::container_instance_id(&r.container_instance_arn).map_err(crate::error::from_core)?;
     let cluster = r.cluster.clone();
@@ -129,11 +138,7 @@ async fn poll(c: &Control, _x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> 
     };
     if r.after_revision > 0 {
         // Wait for a change to this cluster's tasks, or the timeout.
-        let mut rx = c
-            .store
-            .watch(&tasks_prefix, r.after_revision + 1)
-            .await
-            .ok();
+        let mut rx = c.store.watch(&tasks_prefix, watch_from).await.ok();
         let wait = Duration::from_millis(r.wait_millis.min(30_000));
         if let Some(rx) = rx.as_mut() {
             let _ = tokio::time::timeout(wait, async {
@@ -279,6 +284,7 @@ async fn poll_instances(
     _x: &Ctx,
     r: PollInstancesRequest,
 ) -> ApiResult<PollInstancesResponse> {
+    let watch_from = after(r.after_revision)?;
     let mut owned = vec![];
     for a in &r.container_instance_arns {
         owned.push(
@@ -295,7 +301,7 @@ async fn poll_instances(
         keys::tasks(&r.cluster)
     };
     if r.after_revision > 0 {
-        match c.store.watch(&prefix, r.after_revision + 1).await {
+        match c.store.watch(&prefix, watch_from).await {
             Ok(mut rx) => {
                 let deadline =
                     tokio::time::Instant::now() + Duration::from_millis(r.wait_millis.min(30_000));
