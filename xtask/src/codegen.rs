@@ -361,6 +361,36 @@ fn render(file: &str, root: &Json) -> Result<(String, Notes)> {
     writeln!(o, "];")?;
     writeln!(o)?;
 
+    // Each operation with its input type, so code that must cover every
+    // operation (fuzzers, the operation fuzz test) can't miss a new one.
+    writeln!(
+        o,
+        "/// Calls `v.visit::<Input>(operation)` for every operation, in [`OPERATIONS`] order."
+    )?;
+    writeln!(
+        o,
+        "pub fn visit_operations(v: &mut impl crate::OperationVisitor) {{"
+    )?;
+    let mut inputs = BTreeMap::new();
+    for (k, op) in root.get("operations").entries() {
+        let name = op.get("name").as_str().unwrap_or(k);
+        let input = op
+            .get("input")
+            .get("shape")
+            .as_str()
+            .ok_or_else(|| anyhow!("{file}: operation `{name}` has no input shape"))?;
+        let ty = model
+            .type_names
+            .get(input)
+            .ok_or_else(|| anyhow!("{file}: input `{input}` of `{name}` is not a structure"))?;
+        inputs.insert(name, ty);
+    }
+    for (name, ty) in inputs {
+        writeln!(o, "    v.visit::<{ty}>({});", lit(name))?;
+    }
+    writeln!(o, "}}")?;
+    writeln!(o)?;
+
     writeln!(
         o,
         "/// The HTTP status AWS answers with for the error code (exception shape"

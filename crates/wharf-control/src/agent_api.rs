@@ -39,7 +39,9 @@ fn agent_key(x: &Ctx) -> Option<String> {
     }
 }
 
-/// The revision after `r`, refused rather than overflowing.
+/// The revision a poll after `r` watches from, refused rather than
+/// overflowing; checked before the poll writes its session, so a refused
+/// poll writes nothing.
 fn next_revision(r: i64) -> ApiResult<i64> {
     r.checked_add(1)
         .filter(|_| r >= 0)

@@ -168,12 +168,22 @@ pub fn resources_from_wire(list: &[ecs::Resource]) -> ApiResult<Resources> {
     let mut r = Resources::default();
     for res in list {
         let name = res.name.as_deref().unwrap_or("");
-        let int = || {
-            res.integer_value
+        // ECS carries CPU and MEMORY as integers (i32) and shows them so:
+        // a wider value could not be shown, and sums of them could overflow.
+        let int = || -> ApiResult<i64> {
+            let v = res
+                .integer_value
                 .map(i64::from)
                 .or(res.long_value)
                 .or(res.double_value.map(|d| d as i64))
-                .unwrap_or(0)
+                .unwrap_or(0);
+            if v > i64::from(i32::MAX) {
+                return Err(invalid(format!(
+                    "The {name} resource may be at most {}; {v} was given.",
+                    i32::MAX
+                )));
+            }
+            Ok(v)
         };
         let ports = || -> ApiResult<std::collections::BTreeSet<u16>> {
             res.string_set_value
@@ -186,8 +196,8 @@ pub fn resources_from_wire(list: &[ecs::Resource]) -> ApiResult<Resources> {
                 .collect()
         };
         match name {
-            "CPU" => r.cpu = int(),
-            "MEMORY" => r.memory = int(),
+            "CPU" => r.cpu = int()?,
+            "MEMORY" => r.memory = int()?,
             "PORTS" => r.tcp_ports = ports()?,
             "PORTS_UDP" => r.udp_ports = ports()?,
             _ => {}

@@ -78,3 +78,14 @@ pub struct RevokeJoinTokenResponse {
     /// Container instances whose agents were disconnected.
     pub instances_disconnected: usize,
 }
+
+/// Every operation under [`TARGET_PREFIX`], sorted by name.
+pub const OPERATIONS: &[&str] = &[CREATE_JOIN_TOKEN, LIST_JOIN_TOKENS, REVOKE_JOIN_TOKEN];
+
+/// Calls `v.visit::<Input>(operation)` for every operation, in [`OPERATIONS`]
+/// order, as `wharf_model::ecs::visit_operations` does for ECS.
+pub fn visit_operations(v: &mut impl wharf_model::OperationVisitor) {
+    v.visit::<CreateJoinTokenRequest>(CREATE_JOIN_TOKEN);
+    v.visit::<ListJoinTokensRequest>(LIST_JOIN_TOKENS);
+    v.visit::<RevokeJoinTokenRequest>(REVOKE_JOIN_TOKEN);
+}

@@ -228,3 +228,24 @@ impl std::fmt::Debug for JoinResponse {
             .finish_non_exhaustive()
     }
 }
+
+/// Every operation under [`TARGET_PREFIX`], sorted by name.
+pub const OPERATIONS: &[&str] = &[
+    DISCONNECT,
+    POLL,
+    POLL_INSTANCES,
+    REGISTER_MANAGED,
+    REPORT_TASK_STATE,
+    REPORT_TASK_STATES,
+];
+
+/// Calls `v.visit::<Input>(operation)` for every operation, in [`OPERATIONS`]
+/// order, as `wharf_model::ecs::visit_operations` does for ECS.
+pub fn visit_operations(v: &mut impl wharf_model::OperationVisitor) {
+    v.visit::<DisconnectRequest>(DISCONNECT);
+    v.visit::<PollRequest>(POLL);
+    v.visit::<PollInstancesRequest>(POLL_INSTANCES);
+    v.visit::<ecs::RegisterContainerInstanceRequest>(REGISTER_MANAGED);
+    v.visit::<TaskStateReport>(REPORT_TASK_STATE);
+    v.visit::<TaskStateReports>(REPORT_TASK_STATES);
+}

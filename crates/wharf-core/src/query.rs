@@ -176,7 +176,11 @@ pub fn parse(expr: &str) -> Result<Query, CoreError> {
     if tokens.is_empty() {
         return Err(bad("the expression is empty".into()));
     }
-    let mut p = Parser { tokens, pos: 0 };
+    let mut p = Parser {
+        tokens,
+        pos: 0,
+        depth: 0,
+    };
     let e = p.or().map_err(bad)?;
     match p.peek() {
         None => Ok(Query(e)),
@@ -289,7 +293,13 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
 struct Parser {
     tokens: Vec<Tok>,
     pos: usize,
+    /// Parentheses and `not`s around the current token.
+    depth: usize,
 }
+
+/// Deepest nesting (parentheses and `not`s) an expression may have: the
+/// parser recurses per level, and a request thread's stack is small.
+pub const MAX_NESTING: usize = 32;
 
 impl Parser {
     fn peek(&self) -> Option<&Tok> {
@@ -328,13 +338,29 @@ impl Parser {
         Ok(e)
     }
 
+    /// One level deeper, if that is allowed.
+    fn enter(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(format!(
+                "nested deeper than {MAX_NESTING} parentheses and nots"
+            ));
+        }
+        Ok(())
+    }
+
     fn unary(&mut self) -> Result<Expr, String> {
         if self.eat(&["not", "NOT"], "!") {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            self.enter()?;
+            let e = self.unary()?;
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(e)));
         }
         if self.peek() == Some(&Tok::Open) {
             self.pos += 1;
+            self.enter()?;
             let e = self.or()?;
+            self.depth -= 1;
             return match self.next() {
                 Some(Tok::Close) => Ok(e),
                 None => Err("unbalanced parentheses: missing ')'".into()),
@@ -666,7 +692,9 @@ fn parse_date(s: &str) -> Option<Millis> {
     let (date, time) = s.split_once('T').unwrap_or((s, ""));
     let mut d = date.splitn(3, '-');
     let (y, m, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+    // Four-digit years, as ISO 8601 writes them: the day arithmetic below
+    // overflowed on a year of nine digits.
+    if !(0..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
         return None;
     }
     let (clock, offset) = if time.is_empty() {
@@ -675,8 +703,12 @@ fn parse_date(s: &str) -> Option<Millis> {
         (c, 0)
     } else if let Some(at) = time.rfind(['+', '-']) {
         let (h, mi) = time[at + 1..].split_once(':')?;
+        let (h, mi) = (num(h)?, num(mi)?);
+        if h > 23 || mi > 59 {
+            return None;
+        }
         let sign = if time.as_bytes()[at] == b'-' { -1 } else { 1 };
-        (&time[..at], sign * (num(h)? * 60 + num(mi)?))
+        (&time[..at], sign * (h * 60 + mi))
     } else {
         (time, 0)
     };
@@ -941,5 +973,39 @@ mod tests {
         let just = format!("attribute:x == {}", "a".repeat(MAX_EXPRESSION_LEN - 15));
         assert_eq!(just.len(), MAX_EXPRESSION_LEN);
         assert!(parse(&just).is_ok());
+    }
+
+    #[test]
+    fn nesting_is_bounded_not_a_stack_overflow() {
+        let parens = |n: usize| format!("{}agentConnected == true{}", "(".repeat(n), ")".repeat(n));
+        assert!(parse(&parens(MAX_NESTING)).is_ok());
+        assert!(parse(&parens(MAX_NESTING + 1)).is_err());
+        let nots = |n: usize| format!("{}agentConnected == true", "not ".repeat(n));
+        assert!(parse(&nots(MAX_NESTING)).is_ok());
+        assert!(parse(&nots(MAX_NESTING + 1)).is_err());
+        // Within the length limit, these recursed once per level.
+        assert!(parse(&parens(990)).is_err());
+        assert!(parse(&"!".repeat(1_990)).is_err());
+    }
+
+    #[test]
+    fn dates_out_of_range_are_refused_not_overflowed() {
+        // Found by fuzz/cluster_query: a nine-digit year overflowed.
+        for d in [
+            "403699999-02-18T22:01:00",
+            "99999999999999999-01-01",
+            "2018-06-18T22:28:28+99999999999999:00",
+            "2018-06-18T22:28:28+24:00",
+        ] {
+            let e = parse(&format!("registeredAt >= {d}")).unwrap_err();
+            assert_eq!(e.code(), "InvalidParameterException", "{d}");
+        }
+        let h = inst();
+        assert!(parse("registeredAt >= 0000-01-01")
+            .unwrap()
+            .matches_instance(&h));
+        assert!(parse("registeredAt < 9999-12-31T23:59:59-23:59")
+            .unwrap()
+            .matches_instance(&h));
     }
 }

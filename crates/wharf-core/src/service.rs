@@ -457,7 +457,8 @@ pub fn healthy(t: &TaskRecord, now: Millis, s: &Settings) -> bool {
         && if has_checks(t) {
             t.health_status == "HEALTHY"
         } else {
-            t.started_at.is_some_and(|at| now >= at + s.settle)
+            t.started_at
+                .is_some_and(|at| now >= at.saturating_add(s.settle))
         }
 }
 
@@ -498,7 +499,7 @@ pub fn at_rest(svc: &ServiceRecord, tasks: &[TaskRecord], now: Millis, s: &Setti
             wanted(t)
                 && t.last_status == TaskStatus::Running
                 && t.started_at
-                    .is_some_and(|at| now >= at + s.settle.max(grace))
+                    .is_some_and(|at| now >= at.saturating_add(s.settle.max(grace)))
         })
 }
 
@@ -572,7 +573,10 @@ pub fn plan<R: Rng + ?Sized>(
     let grace = svc.health_check_grace_period_seconds.unwrap_or(0).max(0) as Millis * 1000;
     let mut stopping: BTreeSet<&str> = BTreeSet::new();
     for t in tasks.iter().filter(|t| wanted(t)) {
-        let past_grace = t.started_at.is_some_and(|at| now >= at + grace);
+        // startedAt is the agent's word: any i64.
+        let past_grace = t
+            .started_at
+            .is_some_and(|at| now >= at.saturating_add(grace));
         if t.health_status == "UNHEALTHY" && past_grace {
             stop.push(StopOrder {
                 task_id: t.id.clone(),

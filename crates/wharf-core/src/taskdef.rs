@@ -174,6 +174,9 @@ pub fn validate(
     })
 }
 
+const MAX_CONTAINER_CPU: i32 = 10240 * 1024;
+const MIN_CONTAINER_MEMORY: i32 = 6;
+
 fn validate_container_resources(
     def: &ecs::ContainerDefinition,
     name: &str,
@@ -189,9 +192,9 @@ fn validate_container_resources(
         ("memoryReservation", def.memory_reservation),
     ] {
         if let Some(v) = v {
-            if v < 6 {
+            if v < MIN_CONTAINER_MEMORY {
                 return Err(client(format!(
-                    "Invalid '{field}' setting for container '{name}'. The minimum amount of memory for a container is 6 MiB; {v} was given."
+                    "Invalid '{field}' setting for container '{name}'. The minimum amount of memory for a container is {MIN_CONTAINER_MEMORY} MiB; {v} was given."
                 )));
             }
         }
@@ -203,7 +206,10 @@ fn validate_container_resources(
             )));
         }
     }
-    if def.cpu.is_some_and(|c| !(0..=10240 * 1024).contains(&c)) {
+    if def
+        .cpu
+        .is_some_and(|c| !(0..=MAX_CONTAINER_CPU).contains(&c))
+    {
         return Err(client(format!(
             "Invalid 'cpu' setting for container '{name}'."
         )));
@@ -367,6 +373,11 @@ pub fn start_order(containers: &[ecs::ContainerDefinition]) -> Result<Vec<String
     Ok(done)
 }
 
+/// The largest task-level cpu (units) or memory (MiB): what ECS carries as
+/// an integer (a container's `cpu`, an instance's CPU resource), so sums of
+/// them stay far from overflow ("1e300 vcpu" parsed to i64::MAX).
+pub const MAX_TASK_SIZE: i64 = i32::MAX as i64;
+
 /// Task-level cpu: "256", "1024", "1 vCPU", "0.25 vcpu" → CPU units.
 pub fn parse_cpu(s: &str) -> Result<i64, CoreError> {
     let t = s.trim().to_ascii_lowercase();
@@ -378,7 +389,7 @@ pub fn parse_cpu(s: &str) -> Result<i64, CoreError> {
     } else {
         t.parse::<i64>().ok()
     };
-    v.filter(|v| *v > 0)
+    v.filter(|v| (1..=MAX_TASK_SIZE).contains(v))
         .ok_or_else(|| client(format!("Invalid 'cpu' setting for task: '{s}'.")))
 }
 
@@ -395,7 +406,7 @@ pub fn parse_memory(s: &str) -> Result<i64, CoreError> {
     } else {
         t.parse::<i64>().ok()
     };
-    v.filter(|v| *v >= 6)
+    v.filter(|v| (6..=MAX_TASK_SIZE).contains(v))
         .ok_or_else(|| client(format!("Invalid 'memory' setting for task: '{s}'.")))
 }
 
@@ -406,6 +417,26 @@ pub fn validate_overrides(
 ) -> Result<(), CoreError> {
     for co in o.container_overrides.iter().flatten() {
         let name = co.name.as_deref().unwrap_or("");
+        // As a registration's: a negative cpu or memory would be summed
+        // into what the task reserves on its host.
+        if co
+            .cpu
+            .is_some_and(|c| !(0..=MAX_CONTAINER_CPU).contains(&c))
+        {
+            return Err(invalid(format!(
+                "Invalid 'cpu' override for container '{name}'."
+            )));
+        }
+        for (field, v) in [
+            ("memory", co.memory),
+            ("memoryReservation", co.memory_reservation),
+        ] {
+            if v.is_some_and(|v| v < MIN_CONTAINER_MEMORY) {
+                return Err(invalid(format!(
+                    "Invalid '{field}' override for container '{name}': the minimum is {MIN_CONTAINER_MEMORY} MiB."
+                )));
+            }
+        }
         let known = td
             .container_definitions
             .iter()
@@ -549,5 +580,37 @@ mod tests {
         assert_eq!(parse_memory("1 GB").unwrap(), 1024);
         assert_eq!(parse_memory("512").unwrap(), 512);
         assert!(parse_memory("lots").is_err());
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_not_saturated() {
+        // These parsed to i64::MAX (a saturating float cast) and were summed.
+        for cpu in [
+            "1e300 vcpu",
+            "inf vcpu",
+            "9223372036854775807",
+            "2147483648",
+        ] {
+            assert!(parse_cpu(cpu).is_err(), "{cpu}");
+        }
+        for memory in ["1e30 GB", "9223372036854775807 MiB", "2147483648"] {
+            assert!(parse_memory(memory).is_err(), "{memory}");
+        }
+        assert_eq!(parse_cpu("2147483647").unwrap(), MAX_TASK_SIZE);
+        let td = validate(&req(web())).unwrap();
+        let overrides = |o: serde_json::Value| -> ecs::TaskOverride {
+            serde_json::from_value(serde_json::json!({"containerOverrides": [o]})).unwrap()
+        };
+        for o in [
+            serde_json::json!({"name": "app", "cpu": -1}),
+            serde_json::json!({"name": "app", "cpu": i32::MAX}),
+            serde_json::json!({"name": "app", "memory": i32::MIN}),
+            serde_json::json!({"name": "app", "memoryReservation": 0}),
+        ] {
+            let e = validate_overrides(&td, &overrides(o.clone())).unwrap_err();
+            assert_eq!(e.code(), "InvalidParameterException", "{o}");
+        }
+        let ok = overrides(serde_json::json!({"name": "app", "cpu": 0, "memory": 6}));
+        assert!(validate_overrides(&td, &ok).is_ok());
     }
 }

@@ -20,6 +20,8 @@ const MAX_LIST_PAGE: i32 = 50;
 /// returns a token (as CloudWatch Logs may return a page with few events).
 const FILTER_SCAN_BUDGET: usize = 2_000_000;
 const MAX_TAGS: usize = 50;
+/// CloudWatch Logs' longest filterPattern.
+const MAX_FILTER_PATTERN: usize = 1024;
 
 /// Who is calling: the region and account that appear in ARNs.
 #[derive(Debug, Clone)]
@@ -452,8 +454,14 @@ impl Api<'_> {
             (None, Some(p)) => StreamSelection::Prefix(p),
             (None, None) => StreamSelection::All,
         };
-        let pattern = Pattern::parse(r.filter_pattern.as_deref().unwrap_or(""))
-            .map_err(|e| LogError::InvalidParameter(e.to_string()))?;
+        let source = r.filter_pattern.as_deref().unwrap_or("");
+        if source.chars().count() > MAX_FILTER_PATTERN {
+            return Err(invalid(format!(
+                "1 validation error detected: Value at 'filterPattern' failed to satisfy constraint: Member must have length less than or equal to {MAX_FILTER_PATTERN}"
+            )));
+        }
+        let pattern =
+            Pattern::parse(source).map_err(|e| LogError::InvalidParameter(e.to_string()))?;
         let mut lo = r.start_time.map_or(0, at);
         // endTime is inclusive for FilterLogEvents.
         let hi = r.end_time.map_or(Pos::MAX, |e| at(e.saturating_add(1)));

@@ -46,7 +46,11 @@ impl Pattern {
                 .and_then(|s| s.strip_suffix('}'))
                 .ok_or(InvalidPattern)?;
             let tokens = lex(inner)?;
-            let mut p = Parser { tokens, pos: 0 };
+            let mut p = Parser {
+                tokens,
+                pos: 0,
+                depth: 0,
+            };
             let expr = p.or()?;
             if p.pos != p.tokens.len() {
                 return Err(InvalidPattern);
@@ -276,7 +280,13 @@ fn lex_selector(
 struct Parser {
     tokens: Vec<Tok>,
     pos: usize,
+    /// Parentheses open around the current token.
+    depth: usize,
 }
+
+/// Deepest nesting of parentheses a JSON pattern may have: the parser
+/// recurses per level, and a request thread's stack is small.
+pub const MAX_NESTING: usize = 32;
 
 impl Parser {
     fn next(&mut self) -> Option<Tok> {
@@ -310,7 +320,12 @@ impl Parser {
     fn unary(&mut self) -> Result<JsonExpr, InvalidPattern> {
         match self.next() {
             Some(Tok::Open) => {
+                self.depth += 1;
+                if self.depth > MAX_NESTING {
+                    return Err(InvalidPattern);
+                }
                 let e = self.or()?;
+                self.depth -= 1;
                 match self.next() {
                     Some(Tok::Close) => Ok(e),
                     _ => Err(InvalidPattern),
@@ -525,5 +540,14 @@ mod tests {
         assert!(glob("a*b*c", "a-b-c"));
         assert!(!glob("a*b*c", "a-c-b"));
         assert!(!glob("ab*ba", "aba"));
+    }
+
+    #[test]
+    fn nesting_is_bounded_not_a_stack_overflow() {
+        let nested = |n: usize| format!("{{ {}$.a = 1{} }}", "(".repeat(n), ")".repeat(n));
+        assert!(m(&nested(MAX_NESTING), r#"{"a": 1}"#));
+        assert!(Pattern::parse(&nested(MAX_NESTING + 1)).is_err());
+        // Recursed once per level, this overflowed the stack.
+        assert!(Pattern::parse(&nested(1_000_000)).is_err());
     }
 }

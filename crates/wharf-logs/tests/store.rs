@@ -562,3 +562,35 @@ fn listings_resume_after_the_token_within_the_prefix() {
         assert!(list(Some("c"), 10).is_empty());
     }
 }
+
+#[tokio::test]
+async fn filter_patterns_longer_or_deeper_than_allowed_are_refused() {
+    let s = store_with("g", &["a"]);
+    // A million nested parentheses once overflowed the request thread's stack.
+    for pattern in [
+        format!(
+            "{{ {}$.a = 1{} }}",
+            "(".repeat(1_000_000),
+            ")".repeat(1_000_000)
+        ),
+        "a".repeat(1025),
+        format!("{{ {}$.a = 1{} }}", "(".repeat(40), ")".repeat(40)),
+    ] {
+        let e = call(
+            &s,
+            "FilterLogEvents",
+            json!({"logGroupName": "g", "filterPattern": pattern}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code, "InvalidParameterException", "{e}");
+    }
+    let just = "a".repeat(1024);
+    call(
+        &s,
+        "FilterLogEvents",
+        json!({"logGroupName": "g", "filterPattern": just}),
+    )
+    .await
+    .unwrap();
+}

@@ -112,6 +112,98 @@ pub const OPERATIONS: &[&str] = &[
     "UpdateTaskSet",
 ];
 
+/// Calls `v.visit::<Input>(operation)` for every operation, in [`OPERATIONS`] order.
+pub fn visit_operations(v: &mut impl crate::OperationVisitor) {
+    v.visit::<AssociateGatewayWithClusterRequest>("AssociateGatewayWithCluster");
+    v.visit::<ContinueServiceDeploymentRequest>("ContinueServiceDeployment");
+    v.visit::<CreateCapacityProviderRequest>("CreateCapacityProvider");
+    v.visit::<CreateClusterRequest>("CreateCluster");
+    v.visit::<CreateDaemonRequest>("CreateDaemon");
+    v.visit::<CreateExpressGatewayServiceRequest>("CreateExpressGatewayService");
+    v.visit::<CreateGatewayRequest>("CreateGateway");
+    v.visit::<CreateServiceRequest>("CreateService");
+    v.visit::<CreateTaskSetRequest>("CreateTaskSet");
+    v.visit::<DeleteAccountSettingRequest>("DeleteAccountSetting");
+    v.visit::<DeleteAttributesRequest>("DeleteAttributes");
+    v.visit::<DeleteCapacityProviderRequest>("DeleteCapacityProvider");
+    v.visit::<DeleteClusterRequest>("DeleteCluster");
+    v.visit::<DeleteDaemonRequest>("DeleteDaemon");
+    v.visit::<DeleteDaemonTaskDefinitionRequest>("DeleteDaemonTaskDefinition");
+    v.visit::<DeleteExpressGatewayServiceRequest>("DeleteExpressGatewayService");
+    v.visit::<DeleteGatewayRequest>("DeleteGateway");
+    v.visit::<DeleteServiceRequest>("DeleteService");
+    v.visit::<DeleteTaskDefinitionsRequest>("DeleteTaskDefinitions");
+    v.visit::<DeleteTaskSetRequest>("DeleteTaskSet");
+    v.visit::<DeregisterContainerInstanceRequest>("DeregisterContainerInstance");
+    v.visit::<DeregisterTaskDefinitionRequest>("DeregisterTaskDefinition");
+    v.visit::<DescribeCapacityProvidersRequest>("DescribeCapacityProviders");
+    v.visit::<DescribeClustersRequest>("DescribeClusters");
+    v.visit::<DescribeContainerInstancesRequest>("DescribeContainerInstances");
+    v.visit::<DescribeDaemonRequest>("DescribeDaemon");
+    v.visit::<DescribeDaemonDeploymentsRequest>("DescribeDaemonDeployments");
+    v.visit::<DescribeDaemonRevisionsRequest>("DescribeDaemonRevisions");
+    v.visit::<DescribeDaemonTaskDefinitionRequest>("DescribeDaemonTaskDefinition");
+    v.visit::<DescribeExpressGatewayServiceRequest>("DescribeExpressGatewayService");
+    v.visit::<DescribeGatewayRequest>("DescribeGateway");
+    v.visit::<DescribeGatewayResourcesRequest>("DescribeGatewayResources");
+    v.visit::<DescribeGatewayRouteRequest>("DescribeGatewayRoute");
+    v.visit::<DescribeServiceDeploymentsRequest>("DescribeServiceDeployments");
+    v.visit::<DescribeServiceRevisionsRequest>("DescribeServiceRevisions");
+    v.visit::<DescribeServicesRequest>("DescribeServices");
+    v.visit::<DescribeTaskDefinitionRequest>("DescribeTaskDefinition");
+    v.visit::<DescribeTaskSetsRequest>("DescribeTaskSets");
+    v.visit::<DescribeTasksRequest>("DescribeTasks");
+    v.visit::<DisassociateGatewayFromClusterRequest>("DisassociateGatewayFromCluster");
+    v.visit::<DiscoverPollEndpointRequest>("DiscoverPollEndpoint");
+    v.visit::<ExecuteCommandRequest>("ExecuteCommand");
+    v.visit::<GetTaskProtectionRequest>("GetTaskProtection");
+    v.visit::<ListAccountSettingsRequest>("ListAccountSettings");
+    v.visit::<ListAttributesRequest>("ListAttributes");
+    v.visit::<ListClustersRequest>("ListClusters");
+    v.visit::<ListContainerInstancesRequest>("ListContainerInstances");
+    v.visit::<ListDaemonDeploymentsRequest>("ListDaemonDeployments");
+    v.visit::<ListDaemonTaskDefinitionsRequest>("ListDaemonTaskDefinitions");
+    v.visit::<ListDaemonsRequest>("ListDaemons");
+    v.visit::<ListGatewayClusterAssociationsRequest>("ListGatewayClusterAssociations");
+    v.visit::<ListGatewayRoutesRequest>("ListGatewayRoutes");
+    v.visit::<ListGatewaysRequest>("ListGateways");
+    v.visit::<ListServiceDeploymentsRequest>("ListServiceDeployments");
+    v.visit::<ListServicesRequest>("ListServices");
+    v.visit::<ListServicesByNamespaceRequest>("ListServicesByNamespace");
+    v.visit::<ListTagsForResourceRequest>("ListTagsForResource");
+    v.visit::<ListTaskDefinitionFamiliesRequest>("ListTaskDefinitionFamilies");
+    v.visit::<ListTaskDefinitionsRequest>("ListTaskDefinitions");
+    v.visit::<ListTasksRequest>("ListTasks");
+    v.visit::<PutAccountSettingRequest>("PutAccountSetting");
+    v.visit::<PutAccountSettingDefaultRequest>("PutAccountSettingDefault");
+    v.visit::<PutAttributesRequest>("PutAttributes");
+    v.visit::<PutClusterCapacityProvidersRequest>("PutClusterCapacityProviders");
+    v.visit::<RegisterContainerInstanceRequest>("RegisterContainerInstance");
+    v.visit::<RegisterDaemonTaskDefinitionRequest>("RegisterDaemonTaskDefinition");
+    v.visit::<RegisterTaskDefinitionRequest>("RegisterTaskDefinition");
+    v.visit::<RunTaskRequest>("RunTask");
+    v.visit::<StartTaskRequest>("StartTask");
+    v.visit::<StopServiceDeploymentRequest>("StopServiceDeployment");
+    v.visit::<StopTaskRequest>("StopTask");
+    v.visit::<SubmitAttachmentStateChangesRequest>("SubmitAttachmentStateChanges");
+    v.visit::<SubmitContainerStateChangeRequest>("SubmitContainerStateChange");
+    v.visit::<SubmitTaskStateChangeRequest>("SubmitTaskStateChange");
+    v.visit::<TagResourceRequest>("TagResource");
+    v.visit::<UntagResourceRequest>("UntagResource");
+    v.visit::<UpdateCapacityProviderRequest>("UpdateCapacityProvider");
+    v.visit::<UpdateClusterRequest>("UpdateCluster");
+    v.visit::<UpdateClusterSettingsRequest>("UpdateClusterSettings");
+    v.visit::<UpdateContainerAgentRequest>("UpdateContainerAgent");
+    v.visit::<UpdateContainerInstancesStateRequest>("UpdateContainerInstancesState");
+    v.visit::<UpdateDaemonRequest>("UpdateDaemon");
+    v.visit::<UpdateExpressGatewayServiceRequest>("UpdateExpressGatewayService");
+    v.visit::<UpdateGatewayRequest>("UpdateGateway");
+    v.visit::<UpdateServiceRequest>("UpdateService");
+    v.visit::<UpdateServicePrimaryTaskSetRequest>("UpdateServicePrimaryTaskSet");
+    v.visit::<UpdateTaskProtectionRequest>("UpdateTaskProtection");
+    v.visit::<UpdateTaskSetRequest>("UpdateTaskSet");
+}
+
 /// The HTTP status AWS answers with for the error code (exception shape
 /// name) `code`, or `None` if the model defines no such exception.
 pub fn error_http_status(code: &str) -> Option<u16> {

@@ -9,3 +9,12 @@
 
 pub mod ecs;
 pub mod logs;
+
+/// Something done once per operation with the operation's input type, for
+/// code that must cover every operation of an API (`<module>::visit_operations`).
+pub trait OperationVisitor {
+    fn visit<Input>(&mut self, operation: &'static str)
+    where
+        Input:
+            serde::de::DeserializeOwned + serde::Serialize + PartialEq + std::fmt::Debug + 'static;
+}

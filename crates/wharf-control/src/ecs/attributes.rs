@@ -5,6 +5,7 @@ use crate::error::{invalid, ApiResult};
 use crate::records::{self, commit};
 use crate::wire::{self, paginate};
 use crate::{Control, Ctx};
+use std::collections::BTreeMap;
 use wharf_core::records::{keys, InstanceRecord};
 use wharf_model::ecs;
 use wharf_protocol::AwsError;
@@ -17,6 +18,9 @@ fn target_not_found(id: &str) -> AwsError {
     )
 }
 
+/// Puts or removes `attrs` on their instances in one transaction: every
+/// target is found before anything is written, so a call refused for one
+/// attribute changes none.
 async fn edit(c: &Control, cluster: &str, attrs: &[ecs::Attribute], remove: bool) -> ApiResult<()> {
     for a in attrs {
         if a.target_type
@@ -27,37 +31,40 @@ async fn edit(c: &Control, cluster: &str, attrs: &[ecs::Attribute], remove: bool
         }
     }
     instances::validate_attributes(attrs)?;
+    let mut by_target: BTreeMap<&str, Vec<&ecs::Attribute>> = BTreeMap::new();
     for a in attrs {
         let target = a
             .target_id
             .as_deref()
             .ok_or_else(|| invalid("targetId is required."))?;
-        let mut done = false;
-        for _ in 0..records::MAX_ATTEMPTS {
-            let Some(mut v) = instances::find(c, cluster, target).await? else {
+        by_target.entry(target).or_default().push(a);
+    }
+    for _ in 0..records::MAX_ATTEMPTS {
+        // By key: an ARN and a bare ID may name the same instance.
+        let mut found = BTreeMap::new();
+        for (target, attrs) in &by_target {
+            let Some(v) = instances::find(c, cluster, target).await? else {
                 return Err(target_not_found(target));
             };
-            if remove {
-                v.value.attributes.remove(&a.name);
-            } else {
-                v.value.attributes.insert(a.name.clone(), a.value.clone());
-            }
-            v.value.version += 1;
-            if commit(
-                c.store.as_ref(),
-                Txn::new().when(v.unchanged()).then(v.put()),
-            )
-            .await?
-            {
-                done = true;
-                break;
+            let v = found.entry(v.key.clone()).or_insert(v);
+            for a in attrs {
+                if remove {
+                    v.value.attributes.remove(&a.name);
+                } else {
+                    v.value.attributes.insert(a.name.clone(), a.value.clone());
+                }
             }
         }
-        if !done {
-            return Err(records::contention());
+        let mut txn = Txn::new();
+        for v in found.values_mut() {
+            v.value.version += 1;
+            txn = txn.when(v.unchanged()).then(v.put());
+        }
+        if commit(c.store.as_ref(), txn).await? {
+            return Ok(());
         }
     }
-    Ok(())
+    Err(records::contention())
 }
 
 pub async fn put(

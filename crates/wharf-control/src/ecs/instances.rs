@@ -97,6 +97,25 @@ pub(crate) async fn register_in(
         crate::auth::Caller::Agent(a) => Some(a.access_key_id.clone()),
         crate::auth::Caller::Root => None,
     };
+    // Everything is checked before the default cluster is created: a
+    // refused registration writes nothing.
+    let total = wire::resources_from_wire(r.total_resources.as_deref().unwrap_or_default())?;
+    if total.cpu <= 0 || total.memory <= 0 {
+        return Err(invalid(
+            "totalResources must include positive CPU and MEMORY.",
+        ));
+    }
+    super::tags::check_tags(r.tags.as_deref().unwrap_or_default())?;
+    let identity: Identity = r
+        .instance_identity_document
+        .as_deref()
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or_default();
+    let attributes = validate_attributes(r.attributes.as_deref().unwrap_or_default())?;
+    let reregister_id = match &r.container_instance_arn {
+        Some(a) => Some(arn::container_instance_id(a).map_err(from_core)?.1),
+        None => None,
+    };
     // Like ECS, the default cluster comes into being when an instance joins
     // it; so does the managed capacity's hidden one.
     if (name == "default" || name == MANAGED_CLUSTER)
@@ -122,23 +141,6 @@ pub(crate) async fn register_in(
         .await?;
     }
     let cluster = active_cluster(c, &name).await?;
-    let total = wire::resources_from_wire(r.total_resources.as_deref().unwrap_or_default())?;
-    if total.cpu <= 0 || total.memory <= 0 {
-        return Err(invalid(
-            "totalResources must include positive CPU and MEMORY.",
-        ));
-    }
-    super::tags::check_tags(r.tags.as_deref().unwrap_or_default())?;
-    let identity: Identity = r
-        .instance_identity_document
-        .as_deref()
-        .and_then(|d| serde_json::from_str(d).ok())
-        .unwrap_or_default();
-    let attributes = validate_attributes(r.attributes.as_deref().unwrap_or_default())?;
-    let reregister_id = match &r.container_instance_arn {
-        Some(a) => Some(arn::container_instance_id(a).map_err(from_core)?.1),
-        None => None,
-    };
     for _ in 0..records::MAX_ATTEMPTS {
         let existing = match &reregister_id {
             Some(id) => {
@@ -428,6 +430,10 @@ pub async fn update_state(
         return Err(invalid(
             "containerInstances must name between 1 and 10 container instances.",
         ));
+    }
+    // Every ID parses before the first is changed: a refusal writes nothing.
+    for given in &r.container_instances {
+        arn::container_instance_id(given).map_err(from_core)?;
     }
     let mut out = vec![];
     let mut failures = vec![];

@@ -62,7 +62,8 @@ pub async fn register(
             .last()
             .and_then(|v| v.value.definition.revision)
             .unwrap_or(0)
-            + 1;
+            .checked_add(1)
+            .ok_or_else(|| client(format!("The family {} has no revision left.", r.family)))?;
         td.revision = Some(revision);
         td.task_definition_arn = Some(x.scope.task_definition(&r.family, revision));
         td.registered_at = Some(to_epoch_seconds(x.now));
@@ -220,10 +221,16 @@ pub async fn delete(
             "Between 1 and 10 task definitions can be deleted at a time.",
         ));
     }
+    // Every name parses before the first is deleted: a refusal writes nothing.
+    let refs = r
+        .task_definitions
+        .iter()
+        .map(|given| task_definition_ref(given).map(|parsed| (given, parsed)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(from_core)?;
     let mut deleted = vec![];
     let mut failures = vec![];
-    'each: for given in &r.task_definitions {
-        let parsed = task_definition_ref(given).map_err(from_core)?;
+    'each: for (given, parsed) in refs {
         let Some(rev) = parsed.revision else {
             failures.push(failure(given, "The specified task definition identifier is invalid. Specify a valid name or ARN and try again."));
             continue;

@@ -73,6 +73,19 @@ impl World {
         }
     }
 
+    /// The scheduler's plan for the world as it is now.
+    fn plan(&mut self) -> Plan {
+        plan(
+            &self.svc,
+            &self.tasks,
+            &self.instances,
+            &|_| true,
+            self.now,
+            &Settings::default(),
+            &mut self.rng,
+        )
+    }
+
     fn step(&mut self) {
         self.now += 3_000;
         // The "agents": pending tasks start (or fail), stopping ones stop.
@@ -91,15 +104,7 @@ impl World {
                 }
             }
         }
-        let p = plan(
-            &self.svc,
-            &self.tasks,
-            &self.instances,
-            &|_| true,
-            self.now,
-            &Settings::default(),
-            &mut self.rng,
-        );
+        let p = self.plan();
         self.svc = p.service;
         for o in &p.stop {
             let t = self.tasks.iter_mut().find(|t| t.id == o.task_id).unwrap();
@@ -334,15 +339,7 @@ fn daemon_waits_for_a_stopping_task_before_replacing_it() {
         .find(|t| t.last_status == TaskStatus::Running)
         .unwrap();
     crate::lifecycle::request_stop(t, w.now, STOP_ESSENTIAL_EXITED, "exited");
-    let p = plan(
-        &w.svc,
-        &w.tasks,
-        &w.instances,
-        &|_| true,
-        w.now,
-        &Settings::default(),
-        &mut w.rng,
-    );
+    let p = w.plan();
     assert!(p.start.is_empty(), "one slot per instance: {:?}", p.start);
     // Once it is STOPPED, the replacement starts.
     w.run(3);
@@ -387,4 +384,22 @@ fn at_rest_only_once_steady_settled_and_unthrottled() {
     w.svc.throttle.until = 0;
     w.tasks[0].desired_status = DesiredStatus::Stopped;
     assert!(!at_rest(&w.svc, &w.tasks, w.now + 60_000, &s));
+}
+
+#[test]
+fn a_start_time_at_the_end_of_time_is_not_past_any_window() {
+    // startedAt comes from the agent: i64::MAX once overflowed `at + settle`.
+    let s = Settings::default();
+    let mut w = World::new(service(2, 100, 200));
+    w.svc.health_check_grace_period_seconds = Some(i32::MAX);
+    w.run(4);
+    for t in &mut w.tasks {
+        t.started_at = Some(i64::MAX);
+        t.health_status = "UNHEALTHY".into();
+    }
+    assert!(!at_rest(&w.svc, &w.tasks, w.now, &s));
+    assert!(w.tasks.iter().all(|t| !healthy(t, w.now, &s)));
+    // Not past the grace period: no unhealthy task is replaced.
+    let p = w.plan();
+    assert!(p.stop.is_empty(), "{:?}", p.stop);
 }
