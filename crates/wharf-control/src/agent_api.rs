@@ -22,9 +22,45 @@ use wharf_protocol::AwsError;
 use wharf_store::{LeaseId, Op, StoreError, Txn, WatchEvent};
 
 /// Lease of each connected agent's session key, by instance ID (or by a
-/// many-host poll's name), with the agent credentials that hold it.
+/// many-host poll's name), with the agent credentials that hold it; and per
+/// agent the instances already found to be its own, so a poll or report
+/// checks ownership once per instance, not under the placement cache's
+/// lock on every call (ownership only changes once the owner's credentials
+/// are gone, and then they call nothing).
 #[derive(Default)]
-pub struct Sessions(Mutex<HashMap<String, Session>>);
+pub struct Sessions(Mutex<SessionState>);
+
+#[derive(Default)]
+struct SessionState {
+    leases: HashMap<String, Session>,
+    owned: HashMap<String, HashSet<String>>,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SessionState> {
+        self.0.lock().expect("sessions lock")
+    }
+
+    /// Whether every one of `ids` is already known to be the caller's.
+    fn known_own<S: AsRef<str>>(&self, x: &Ctx, ids: &[S]) -> bool {
+        match &x.caller {
+            Caller::Root => true,
+            Caller::Agent(a) => self
+                .lock()
+                .owned
+                .get(&a.access_key_id)
+                .is_some_and(|own| ids.iter().all(|id| own.contains(id.as_ref()))),
+        }
+    }
+
+    fn remember_own<S: AsRef<str>>(&self, x: &Ctx, ids: &[S]) {
+        if let Caller::Agent(a) = &x.caller {
+            let mut state = self.lock();
+            let own = state.owned.entry(a.access_key_id.clone()).or_default();
+            own.extend(ids.iter().map(|id| id.as_ref().to_string()));
+        }
+    }
+}
 
 #[derive(Clone)]
 struct Session {
@@ -76,9 +112,10 @@ async fn owner_of(c: &Control, capacity: &str, id: &str) -> ApiResult<Option<Str
 /// instances that was.
 pub(crate) async fn disconnect_agents(c: &Control, agents: &HashSet<String>) -> ApiResult<usize> {
     let leases: Vec<LeaseId> = {
-        let mut sessions = c.sessions.0.lock().expect("sessions lock");
+        let mut state = c.sessions.lock();
+        state.owned.retain(|a, _| !agents.contains(a));
         let mut out = vec![];
-        sessions.retain(|_, s| {
+        state.leases.retain(|_, s| {
             let revoked = s.agent.as_ref().is_some_and(|a| agents.contains(a));
             if revoked {
                 out.push(s.lease);
@@ -145,13 +182,7 @@ async fn keep_lease<S: AsRef<str>>(
     cluster: &str,
     ids: &[S],
 ) -> ApiResult<()> {
-    let existing = c
-        .sessions
-        .0
-        .lock()
-        .expect("sessions lock")
-        .get(&name)
-        .cloned();
+    let existing = c.sessions.lock().leases.get(&name).cloned();
     let agent = agent_key(x);
     if let Some(s) = existing {
         if s.agent == agent && c.store.keep_alive(s.lease).await.is_ok() {
@@ -173,9 +204,8 @@ async fn keep_lease<S: AsRef<str>>(
     }
     c.store.txn(txn).await.map_err(from_store)?;
     c.sessions
-        .0
         .lock()
-        .expect("sessions lock")
+        .leases
         .insert(name, Session { lease, agent });
     Ok(())
 }
@@ -214,6 +244,7 @@ async fn poll(c: &Control, x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
         instance.value.agent.as_deref(),
         &instance.value.arn,
     )?;
+    c.sessions.remember_own(x, &[&id]);
     keep_session(c, x, &cluster, &id).await?;
     // Managed capacity runs the FARGATE tasks of every cluster.
     let tasks_prefix = if cluster == MANAGED_CLUSTER {
@@ -282,8 +313,9 @@ async fn report(c: &Control, x: &Ctx, r: TaskStateReport) -> ApiResult<Empty> {
         else {
             return Err(invalid("The referenced task was not found."));
         };
-        if let Caller::Agent(_) = &x.caller {
-            // Only the agent of the host the task was placed on reports it.
+        // Only the agent of the host the task was placed on reports it.
+        let host = task.value.instance_id.as_deref().unwrap_or_default();
+        if !c.sessions.known_own(x, &[host]) {
             let capacity = if task.value.launch_type == "FARGATE" {
                 MANAGED_CLUSTER
             } else {
@@ -294,6 +326,7 @@ async fn report(c: &Control, x: &Ctx, r: TaskStateReport) -> ApiResult<Empty> {
                 None => None,
             };
             check_owner(x, REPORT_TASK_STATE, owner.as_deref(), &task.value.arn)?;
+            c.sessions.remember_own(x, &[host]);
         }
         let applied = apply_report(&mut task.value, &r, x.now);
         if !applied.changed {
@@ -315,7 +348,7 @@ async fn disconnect(c: &Control, x: &Ctx, r: DisconnectRequest) -> ApiResult<Emp
     let owner = owner_of(c, &r.cluster, &id).await?;
     check_owner(x, DISCONNECT, owner.as_deref(), &r.container_instance_arn)?;
     tracing::info!(instance = %id, reason = %r.reason, "agent disconnected");
-    let session = c.sessions.0.lock().expect("sessions lock").remove(&id);
+    let session = c.sessions.lock().leases.remove(&id);
     if let Some(s) = session {
         let _ = c.store.revoke_lease(s.lease).await;
     }
@@ -397,12 +430,15 @@ async fn poll_instances(
                 .1,
         );
     }
-    if let Caller::Agent(_) = &x.caller {
+    if !c.sessions.known_own(x, &owned) {
         // Only instances this caller registered, each already known.
-        let view = c.cache.fresh(&c.store).await.map_err(from_store)?;
-        for (arn, id) in r.container_instance_arns.iter().zip(&owned) {
-            check_owner(x, POLL_INSTANCES, view.owner(&r.cluster, id).flatten(), arn)?;
+        {
+            let view = c.cache.fresh(&c.store).await.map_err(from_store)?;
+            for (arn, id) in r.container_instance_arns.iter().zip(&owned) {
+                check_owner(x, POLL_INSTANCES, view.owner(&r.cluster, id).flatten(), arn)?;
+            }
         }
+        c.sessions.remember_own(x, &owned);
     }
     keep_sessions(c, x, &r.cluster, &owned).await?;
     let ids: HashSet<&str> = owned.into_iter().collect();
