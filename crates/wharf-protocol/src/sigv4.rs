@@ -328,17 +328,12 @@ impl Presented {
             &payload_hash,
             query_form,
         )?;
-        let scope = format!(
-            "{}/{}/{}/aws4_request",
-            self.date, self.region, self.service
-        );
+        // `check` made sure the scope's date is the request's.
         let expected = signature(
             secret,
-            &self.date,
+            &self.amz_date,
             &self.region,
             &self.service,
-            &self.amz_date,
-            &scope,
             &canonical,
         );
         if !constant_time_eq(expected.as_bytes(), self.signature.as_bytes()) {
@@ -409,15 +404,12 @@ pub fn sign(
     let payload_hash = hex::encode(Sha256::digest(body));
     let canonical = canonical_request(method, uri, headers, &signed, &payload_hash, false)
         .expect("signed headers are present");
-    let date = &amz_date[..8];
-    let scope = format!("{date}/{region}/{service}/aws4_request");
+    let scope = scope_of(&amz_date, region, service);
     let sig = signature(
         &creds.secret_access_key,
-        date,
+        &amz_date,
         region,
         service,
-        &amz_date,
-        &scope,
         &canonical,
     );
     let value = format!(
@@ -448,8 +440,7 @@ pub fn presign(
 ) -> Uri {
     set_host(uri, headers);
     let amz_date = format_amz_date(now);
-    let date = &amz_date[..8];
-    let scope = format!("{date}/{region}/{service}/aws4_request");
+    let scope = scope_of(&amz_date, region, service);
     let signed = signed_names(headers);
     let mut query = uri.query().map(str::to_string).unwrap_or_default();
     for (k, v) in [
@@ -473,11 +464,9 @@ pub fn presign(
         .expect("signed headers are present");
     let sig = signature(
         &creds.secret_access_key,
-        date,
+        &amz_date,
         region,
         service,
-        &amz_date,
-        &scope,
         &canonical,
     );
     with_query(uri, &format!("{query}&X-Amz-Signature={sig}"))
@@ -626,15 +615,22 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+/// The credential scope of a signature made at `amz_date`.
+fn scope_of(amz_date: &str, region: &str, service: &str) -> String {
+    format!("{}/{region}/{service}/aws4_request", &amz_date[..8])
+}
+
+/// The signature of `canonical_request` made at `amz_date` (already
+/// checked to be an ISO-8601 basic date) for `region` and `service`.
 fn signature(
     secret: &str,
-    date: &str,
+    amz_date: &str,
     region: &str,
     service: &str,
-    amz_date: &str,
-    scope: &str,
     canonical_request: &str,
 ) -> String {
+    let date = &amz_date[..8];
+    let scope = scope_of(amz_date, region, service);
     let string_to_sign = format!(
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical_request.as_bytes()))
@@ -822,15 +818,12 @@ mod tests {
         let canonical =
             canonical_request(&Method::POST, &uri, &headers, &signed, &hash, false).unwrap();
         let amz_date = format_amz_date(now);
-        let date = &amz_date[..8];
-        let scope = format!("{date}/us-east-1/ecs/aws4_request");
+        let scope = scope_of(&amz_date, "us-east-1", "ecs");
         let sig = signature(
             &creds().secret_access_key,
-            date,
+            &amz_date,
             "us-east-1",
             "ecs",
-            &amz_date,
-            &scope,
             &canonical,
         );
         let auth = format!(
