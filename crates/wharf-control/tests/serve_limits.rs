@@ -47,7 +47,7 @@ async fn request(addr: std::net::SocketAddr, target: &str, body: &str) -> (u16, 
 #[tokio::test]
 async fn a_slowloris_client_is_cut_off_and_blocks_no_one_meanwhile() {
     let limits = Limits {
-        header_read_timeout: Duration::from_millis(800),
+        header_read_timeout: Duration::from_millis(1500),
         ..Limits::default()
     };
     let addr = start(app(), limits).await;
@@ -64,7 +64,7 @@ async fn a_slowloris_client_is_cut_off_and_blocks_no_one_meanwhile() {
         assert_eq!(request(addr, "T.Op", "0").await.0, 200);
     }
     assert!(
-        t.elapsed() < Duration::from_millis(700),
+        t.elapsed() < Duration::from_millis(1200),
         "{:?}",
         t.elapsed()
     );
@@ -81,10 +81,10 @@ async fn a_slowloris_client_is_cut_off_and_blocks_no_one_meanwhile() {
             Ok(Ok(_)) => break, // an error response, then the close
             Err(_) => {}
         }
-        assert!(t.elapsed() < Duration::from_secs(5), "never cut off");
+        assert!(t.elapsed() < Duration::from_secs(6), "never cut off");
     }
     assert!(
-        t.elapsed() >= Duration::from_millis(600),
+        t.elapsed() >= Duration::from_millis(1000),
         "{:?}",
         t.elapsed()
     );
@@ -111,13 +111,13 @@ async fn requests_in_flight_are_capped_apart_from_long_polls() {
     };
     let addr = start(app(), limits).await;
     // One slow API request holds the only API slot...
-    let busy = tokio::spawn(request(addr, "T.Op", "600"));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = tokio::spawn(request(addr, "T.Op", "1200"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
     // ...an agent's long-poll is not held up by it...
     let t = Instant::now();
     assert_eq!(request(addr, "WharfAgent_v1.Poll", "0").await.0, 200);
     assert!(
-        t.elapsed() < Duration::from_millis(300),
+        t.elapsed() < Duration::from_millis(500),
         "{:?}",
         t.elapsed()
     );
@@ -125,7 +125,7 @@ async fn requests_in_flight_are_capped_apart_from_long_polls() {
     let t = Instant::now();
     assert_eq!(request(addr, "T.Op", "0").await.0, 200);
     assert!(
-        t.elapsed() >= Duration::from_millis(300),
+        t.elapsed() >= Duration::from_millis(400),
         "{:?}",
         t.elapsed()
     );
