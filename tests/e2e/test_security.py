@@ -12,7 +12,6 @@ import time
 import urllib.error
 import urllib.request
 
-import boto3
 import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
