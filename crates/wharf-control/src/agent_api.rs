@@ -3,7 +3,7 @@
 //! a store key under a lease that each poll keeps alive, so
 //! `agentConnected` is true exactly while the agent keeps polling.
 
-use crate::auth::{access_denied, owns, Caller};
+use crate::auth::{access_denied, owns};
 use crate::error::{from_store, invalid, ApiResult};
 use crate::http::call;
 use crate::records::{self, commit};
@@ -43,21 +43,25 @@ impl Sessions {
 
     /// Whether every one of `ids` is already known to be the caller's.
     fn known_own<S: AsRef<str>>(&self, x: &Ctx, ids: &[S]) -> bool {
-        match &x.caller {
-            Caller::Root => true,
-            Caller::Agent(a) => self
-                .lock()
-                .owned
-                .get(&a.access_key_id)
-                .is_some_and(|own| ids.iter().all(|id| own.contains(id.as_ref()))),
-        }
+        let Some(key) = x.caller.agent_key() else {
+            return true;
+        };
+        self.lock()
+            .owned
+            .get(key)
+            .is_some_and(|own| ids.iter().all(|id| own.contains(id.as_ref())))
     }
 
     fn remember_own<S: AsRef<str>>(&self, x: &Ctx, ids: &[S]) {
-        if let Caller::Agent(a) = &x.caller {
-            let mut state = self.lock();
-            let own = state.owned.entry(a.access_key_id.clone()).or_default();
-            own.extend(ids.iter().map(|id| id.as_ref().to_string()));
+        let Some(key) = x.caller.agent_key() else {
+            return;
+        };
+        let mut state = self.lock();
+        let own = state.owned.entry(key.to_string()).or_default();
+        for id in ids.iter().map(AsRef::as_ref) {
+            if !own.contains(id) {
+                own.insert(id.to_string());
+            }
         }
     }
 }
@@ -66,13 +70,6 @@ impl Sessions {
 struct Session {
     lease: LeaseId,
     agent: Option<String>,
-}
-
-fn agent_key(x: &Ctx) -> Option<String> {
-    match &x.caller {
-        Caller::Agent(a) => Some(a.access_key_id.clone()),
-        Caller::Root => None,
-    }
 }
 
 /// The revision a poll after `r` watches from, refused rather than
@@ -183,7 +180,7 @@ async fn keep_lease<S: AsRef<str>>(
     ids: &[S],
 ) -> ApiResult<()> {
     let existing = c.sessions.lock().leases.get(&name).cloned();
-    let agent = agent_key(x);
+    let agent = x.caller.agent_key().map(str::to_string);
     if let Some(s) = existing {
         if s.agent == agent && c.store.keep_alive(s.lease).await.is_ok() {
             return Ok(());

@@ -30,6 +30,14 @@ pub struct AgentCaller {
 }
 
 impl Caller {
+    /// The access key of an agent's credentials (None: root).
+    pub fn agent_key(&self) -> Option<&str> {
+        match self {
+            Caller::Root => None,
+            Caller::Agent(a) => Some(&a.access_key_id),
+        }
+    }
+
     /// The principal as AWS names it in an AccessDenied message.
     pub fn arn(&self, account: &str) -> String {
         match self {
@@ -195,9 +203,21 @@ pub fn access_denied(x: &Ctx, action: &str, resource: &str) -> AwsError {
 /// Whether an instance registered by `owner` (its agent credentials' key)
 /// is the caller's: root's always, an agent's only if it registered it.
 pub fn owns(x: &Ctx, owner: Option<&str>) -> bool {
+    match x.caller.agent_key() {
+        None => true,
+        Some(key) => owner == Some(key),
+    }
+}
+
+/// Whether the caller, if an agent, may register in `cluster`.
+pub fn may_register_in(x: &Ctx, cluster: &str) -> ApiResult<()> {
     match &x.caller {
-        Caller::Root => true,
-        Caller::Agent(a) => owner == Some(a.access_key_id.as_str()),
+        Caller::Agent(a) if a.cluster != cluster => Err(access_denied(
+            x,
+            "ecs:RegisterContainerInstance",
+            &x.scope.cluster(cluster),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -5,7 +5,6 @@
 //! and for the instances it registers with them. Revoking a token deletes
 //! every credential minted from it and disconnects their instances.
 
-use crate::auth::{self, Caller};
 use crate::error::{from_store, invalid, ApiResult};
 use crate::http::call;
 use crate::records::{self, commit};
@@ -17,7 +16,7 @@ use wharf_core::admin_protocol::*;
 use wharf_core::agent_protocol::{JoinRequest, JoinResponse};
 use wharf_core::clock::Millis;
 use wharf_core::records::{keys, AgentCredentialRecord, JoinTokenRecord, MANAGED_CLUSTER};
-use wharf_protocol::sigv4::Credentials;
+use wharf_protocol::sigv4::{constant_time_eq, Credentials};
 use wharf_protocol::AwsError;
 use wharf_store::{Compare, Op, Txn};
 
@@ -46,10 +45,6 @@ fn random_hex(bytes: usize) -> String {
 
 fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// An access key ID shaped like AWS's (20 upper-case letters and digits),
@@ -279,17 +274,5 @@ pub async fn local_agent_credentials(
             .when(Compare::NotExists(key.clone()))
             .then(records::put(&key, &cred));
         commit(c.store.as_ref(), txn).await?;
-    }
-}
-
-/// Whether the caller, if an agent, may register in `cluster`.
-pub fn may_register_in(x: &Ctx, cluster: &str) -> ApiResult<()> {
-    match &x.caller {
-        Caller::Agent(a) if a.cluster != cluster => Err(auth::access_denied(
-            x,
-            "ecs:RegisterContainerInstance",
-            &x.scope.cluster(cluster),
-        )),
-        _ => Ok(()),
     }
 }

@@ -92,11 +92,8 @@ pub(crate) async fn register_in(
     r: ecs::RegisterContainerInstanceRequest,
     name: String,
 ) -> ApiResult<ecs::RegisterContainerInstanceResponse> {
-    crate::tokens::may_register_in(x, &name)?;
-    let agent = match &x.caller {
-        crate::auth::Caller::Agent(a) => Some(a.access_key_id.clone()),
-        crate::auth::Caller::Root => None,
-    };
+    crate::auth::may_register_in(x, &name)?;
+    let agent = x.caller.agent_key().map(str::to_string);
     // Everything is checked before the default cluster is created: a
     // refused registration writes nothing.
     let total = wire::resources_from_wire(r.total_resources.as_deref().unwrap_or_default())?;
