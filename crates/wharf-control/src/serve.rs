@@ -68,10 +68,10 @@ fn is_long_poll(req: &Request) -> bool {
     req.headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.strip_prefix(wharf_core::agent_protocol::TARGET_PREFIX))
-        .is_some_and(|op| {
-            op == format!(".{}", wharf_core::agent_protocol::POLL)
-                || op == format!(".{}", wharf_core::agent_protocol::POLL_INSTANCES)
+        .and_then(|t| t.split_once('.'))
+        .is_some_and(|(prefix, op)| {
+            use wharf_core::agent_protocol::{POLL, POLL_INSTANCES, TARGET_PREFIX};
+            prefix == TARGET_PREFIX && (op == POLL || op == POLL_INSTANCES)
         })
 }
 
