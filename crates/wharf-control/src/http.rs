@@ -118,17 +118,13 @@ async fn dispatch(
     let now_ms: Millis = control.clock.now();
     let now = time::OffsetDateTime::from_unix_timestamp_nanos(now_ms as i128 * 1_000_000)
         .map_err(|e| AwsError::internal(e.to_string()))?;
-    let (prefix, op) = target.split_once('.').ok_or_else(|| {
-        if target.is_empty() {
-            AwsError::client("UnknownOperationException", "Missing X-Amz-Target header.")
-        } else {
-            AwsError::unknown_operation(target)
-        }
-    })?;
-    let api = Api::from_prefix(prefix);
+    let parts = target.split_once('.');
+    let api = parts.and_then(|(prefix, _)| Api::from_prefix(prefix));
     // Joining is the one call a token in the body authenticates: the agent
     // has no credentials yet.
-    if api == Some(Api::Agent) && op == wharf_core::agent_protocol::JOIN {
+    if api == Some(Api::Agent)
+        && parts.is_some_and(|(_, op)| op == wharf_core::agent_protocol::JOIN)
+    {
         return crate::tokens::join(control, now_ms, body).await;
     }
     // As AWS: who is calling first, then whether the operation exists.
@@ -142,6 +138,13 @@ async fn dispatch(
         now,
     )
     .await?;
+    let (_, op) = parts.ok_or_else(|| {
+        if target.is_empty() {
+            AwsError::client("UnknownOperationException", "Missing X-Amz-Target header.")
+        } else {
+            AwsError::unknown_operation(target)
+        }
+    })?;
     let api = api.ok_or_else(|| AwsError::unknown_operation(target))?;
     let ctx = Ctx {
         scope: Scope {
