@@ -196,7 +196,8 @@ struct ServerArgs {
     /// generated into the data directory (its path is printed).
     #[arg(long, env = "WHARF_TLS", value_parser = ["self-signed"])]
     tls: Option<String>,
-    /// (`up` with --tls-cert) CA certificates the local agents trust for it.
+    /// (`up` with --tls-cert) CA certificates the local agents trust for it
+    /// (refused otherwise).
     #[arg(long)]
     ca_bundle: Option<PathBuf>,
     /// Account ID shown in ARNs.
@@ -228,6 +229,11 @@ struct PolicyArgs {
 }
 
 impl PolicyArgs {
+    /// Whether either switch was given.
+    fn is_set(&self) -> bool {
+        self.disable_privileged || self.host_volume_allowlist.is_some()
+    }
+
     fn host_policy(&self) -> HostPolicy {
         HostPolicy {
             disable_privileged: self.disable_privileged,
@@ -275,6 +281,11 @@ async fn main() -> anyhow::Result<()> {
                 .agent_cluster()
                 .context("agent credentials name no cluster")?;
             if let Some(hosts) = args.simulate {
+                if args.policy.is_set() {
+                    anyhow::bail!(
+                        "simulated hosts run no containers: --disable-privileged and --host-volume-allowlist do not apply"
+                    );
+                }
                 let config = SimConfig {
                     cluster,
                     hosts,
@@ -321,6 +332,14 @@ fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
+    // Flags that only the local agents or their TLS use are refused where
+    // nothing would act on them.
+    if !with_agent && args.policy.is_set() {
+        anyhow::bail!("--disable-privileged and --host-volume-allowlist apply to agents: give them to `wharf up` or `wharf agent`");
+    }
+    if args.ca_bundle.is_some() && !(with_agent && args.tls_cert.is_some()) {
+        anyhow::bail!("--ca-bundle is what `wharf up --tls-cert` gives its local agents to trust; it has no use here");
+    }
     let listen = keys::resolve_listen(&args.listen)?;
     let (root_keys, dev) = keys::root_keys(
         args.access_key_id.clone(),
