@@ -44,6 +44,10 @@ pub const SERVICES: &[Service] = &[
         model: "logs-2014-03-28.service-2.json",
         module: "logs",
     },
+    Service {
+        model: "elbv2-2015-12-01.service-2.json",
+        module: "elbv2",
+    },
 ];
 
 /// Shape names that would shadow std/prelude names the generated code uses.
@@ -303,8 +307,11 @@ fn render(file: &str, root: &Json) -> Result<(String, Notes)> {
 
     let meta = root.get("metadata");
     let meta_str = |key: &str| meta.get(key).as_str();
-    let target_prefix =
-        meta_str("targetPrefix").ok_or_else(|| anyhow!("{file}: no metadata.targetPrefix"))?;
+    let protocol = meta_str("protocol").ok_or_else(|| anyhow!("{file}: no metadata.protocol"))?;
+    let target_prefix = meta_str("targetPrefix");
+    if protocol == "json" && target_prefix.is_none() {
+        bail!("{file}: a JSON protocol model without metadata.targetPrefix");
+    }
     let signing_name = meta_str("signingName")
         .or_else(|| meta_str("endpointPrefix"))
         .ok_or_else(|| anyhow!("{file}: no metadata.signingName or endpointPrefix"))?;
@@ -334,11 +341,13 @@ fn render(file: &str, root: &Json) -> Result<(String, Notes)> {
          clippy::enum_variant_names, clippy::upper_case_acronyms, non_camel_case_types)]"
     )?;
     writeln!(o)?;
-    writeln!(
-        o,
-        "/// The `X-Amz-Target` prefix: targets are `{{TARGET_PREFIX}}.{{Operation}}`."
-    )?;
-    writeln!(o, "pub const TARGET_PREFIX: &str = {};", lit(target_prefix))?;
+    if let Some(target_prefix) = target_prefix {
+        writeln!(
+            o,
+            "/// The `X-Amz-Target` prefix: targets are `{{TARGET_PREFIX}}.{{Operation}}`."
+        )?;
+        writeln!(o, "pub const TARGET_PREFIX: &str = {};", lit(target_prefix))?;
+    }
     writeln!(o, "/// The SigV4 signing name (service) of this API.")?;
     writeln!(o, "pub const SIGNING_NAME: &str = {};", lit(signing_name))?;
     writeln!(o, "/// The API version of the model these types come from.")?;
@@ -393,12 +402,13 @@ fn render(file: &str, root: &Json) -> Result<(String, Notes)> {
 
     writeln!(
         o,
-        "/// The HTTP status AWS answers with for the error code (exception shape"
+        "/// The HTTP status AWS answers with for the error code `code` (the"
     )?;
     writeln!(
         o,
-        "/// name) `code`, or `None` if the model defines no such exception."
+        "/// exception's `error.code`, else its shape name), or `None` if the model"
     )?;
+    writeln!(o, "/// defines no such exception.")?;
     writeln!(o, "pub fn error_http_status(code: &str) -> Option<u16> {{")?;
     writeln!(o, "    match code {{")?;
     for (&name, shape) in &model.shapes {
@@ -417,11 +427,16 @@ fn render(file: &str, root: &Json) -> Result<(String, Notes)> {
                 .and_then(|s| u16::try_from(s).ok())
                 .ok_or_else(|| anyhow!("{file}: `{name}` has a bad error.httpStatusCode"))?,
         };
-        writeln!(o, "        {} => Some({status}),", lit(name))?;
+        let code = shape.get("error").get("code").as_str().unwrap_or(name);
+        writeln!(o, "        {} => Some({status}),", lit(code))?;
     }
     writeln!(o, "        _ => None,")?;
     writeln!(o, "    }}")?;
     writeln!(o, "}}")?;
+
+    if protocol == "query" {
+        render_schema(o, &model, root)?;
+    }
 
     for (&name, rust) in &model.type_names {
         writeln!(o)?;
@@ -436,6 +451,121 @@ fn render(file: &str, root: &Json) -> Result<(String, Notes)> {
         }
     }
     Ok((out, notes))
+}
+
+/// `SCHEMA`: every shape as data, indexed in model (name) order, and every
+/// operation with its input, output and result wrapper, for the awsQuery
+/// codec.
+fn render_schema(o: &mut String, model: &Model<'_>, root: &Json) -> Result<()> {
+    let file = model.file;
+    let ids: BTreeMap<&str, usize> = model
+        .shapes
+        .keys()
+        .enumerate()
+        .map(|(i, &name)| (name, i))
+        .collect();
+    let id = |name: &str| -> Result<usize> {
+        ids.get(name)
+            .copied()
+            .ok_or_else(|| anyhow!("{file}: reference to undefined shape `{name}`"))
+    };
+    let namespace = root
+        .get("metadata")
+        .get("xmlNamespace")
+        .as_str()
+        .ok_or_else(|| anyhow!("{file}: a query model without metadata.xmlNamespace"))?;
+    writeln!(o)?;
+    writeln!(o, "/// The shape graph, for the awsQuery codec.")?;
+    writeln!(
+        o,
+        "pub static SCHEMA: crate::schema::Schema = crate::schema::Schema {{"
+    )?;
+    writeln!(o, "    xml_namespace: {},", lit(namespace))?;
+    writeln!(o, "    shapes: &SHAPES,")?;
+    writeln!(o, "    operations: &[")?;
+    let mut ops: Vec<(&str, &Json)> = root
+        .get("operations")
+        .entries()
+        .iter()
+        .map(|(k, op)| (op.get("name").as_str().unwrap_or(k), op))
+        .collect();
+    ops.sort_by_key(|(name, _)| *name);
+    for (name, op) in ops {
+        let input = id(op.get("input").get("shape").as_str().unwrap_or_default())?;
+        let output = match op.get("output").get("shape").as_str() {
+            Some(s) => format!("Some({})", id(s)?),
+            None => "None".into(),
+        };
+        let wrapper = match op.get("output").get("resultWrapper").as_str() {
+            Some(w) => format!("Some({})", lit(w)),
+            None => "None".into(),
+        };
+        writeln!(
+            o,
+            "        crate::schema::Operation {{ name: {}, input: {input}, output: {output}, \
+             result_wrapper: {wrapper} }},",
+            lit(name)
+        )?;
+    }
+    writeln!(o, "    ],")?;
+    writeln!(o, "}};")?;
+    writeln!(o)?;
+    writeln!(
+        o,
+        "static SHAPES: [crate::schema::Shape; {}] = [",
+        model.shapes.len()
+    )?;
+    for (&name, shape) in &model.shapes {
+        let kind = match model.kind(name)? {
+            Kind::Structure => {
+                let mut members = String::new();
+                for (member, def) in shape.get("members").entries() {
+                    for attr in ["locationName", "flattened", "xmlAttribute", "xmlNamespace"] {
+                        if !def.get(attr).is_null() {
+                            bail!("{file}: `{name}.{member}` uses `{attr}`, which the query codec does not support");
+                        }
+                    }
+                    let target = def.get("shape").as_str().unwrap_or_default();
+                    write!(
+                        members,
+                        "crate::schema::Member {{ name: {}, shape: {} }}, ",
+                        lit(member),
+                        id(target)?
+                    )?;
+                }
+                format!("Structure(&[{members}])")
+            }
+            Kind::Document => bail!("{file}: document shape `{name}` in a query model"),
+            Kind::List(member) => {
+                if !shape.get("flattened").is_null()
+                    || !shape.get("member").get("locationName").is_null()
+                {
+                    bail!(
+                        "{file}: list `{name}` has a wire layout the query codec does not support"
+                    );
+                }
+                format!("List({})", id(&member)?)
+            }
+            Kind::Map(value) => {
+                let key = shape.get("key").get("shape").as_str().unwrap_or_default();
+                format!("Map {{ key: {}, value: {} }}", id(key)?, id(&value)?)
+            }
+            Kind::Enum(_) | Kind::String => "String".into(),
+            Kind::Integer => "Integer".into(),
+            Kind::Long => "Long".into(),
+            Kind::Double => "Double".into(),
+            Kind::Boolean => "Boolean".into(),
+            Kind::Timestamp => "Timestamp".into(),
+            Kind::Blob => "Blob".into(),
+        };
+        writeln!(
+            o,
+            "    crate::schema::Shape {{ name: {}, kind: crate::schema::Kind::{kind} }},",
+            lit(name)
+        )?;
+    }
+    writeln!(o, "];")?;
+    Ok(())
 }
 
 fn render_struct(

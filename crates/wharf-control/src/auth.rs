@@ -59,6 +59,9 @@ pub enum Api {
     Agent,
     /// Wharf's administration (`WharfAdmin_v1`).
     Admin,
+    /// Elastic Load Balancing v2 (awsQuery: the operation is the form's
+    /// `Action`, not a header).
+    Elbv2,
 }
 
 impl Api {
@@ -78,11 +81,16 @@ impl Api {
     pub fn expect(self) -> Expect<'static> {
         let service = match self {
             Api::Logs => "logs",
+            Api::Elbv2 => wharf_model::elbv2::SIGNING_NAME,
             Api::Ecs | Api::Agent | Api::Admin => "ecs",
         };
         Expect {
             service,
-            signed: &["x-amz-target"],
+            signed: if self == Api::Elbv2 {
+                &[]
+            } else {
+                &["x-amz-target"]
+            },
         }
     }
 
@@ -93,6 +101,7 @@ impl Api {
             Api::Logs => "logs",
             Api::Agent => "wharf-agent",
             Api::Admin => "wharf",
+            Api::Elbv2 => "elasticloadbalancing",
         }
     }
 }
@@ -174,7 +183,7 @@ pub fn authorize(x: &Ctx, api: Api, op: &str) -> ApiResult<()> {
         (Caller::Agent(_), Api::Agent) => true,
         (Caller::Agent(_), Api::Ecs) => AGENT_ECS_OPERATIONS.contains(&op),
         (Caller::Agent(_), Api::Logs) => AGENT_LOGS_OPERATIONS.contains(&op),
-        (Caller::Agent(_), Api::Admin) => false,
+        (Caller::Agent(_), Api::Admin | Api::Elbv2) => false,
     };
     if allowed {
         return Ok(());

@@ -58,6 +58,13 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let form = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if target.is_empty() && form {
+        return handle_query(&control, &method, &uri, &headers, &body, &request_id).await;
+    }
     let result = dispatch(&control, &method, &uri, &headers, &body, &target).await;
     match result {
         Ok(body) => {
@@ -94,6 +101,120 @@ pub fn error_response(e: &AwsError) -> Response {
         resp.headers_mut().insert("x-amzn-errortype", v);
     }
     resp
+}
+
+/// An awsQuery request (ELBv2 today; IAM and STS next): routed by the
+/// service its signature is scoped to, answered in XML.
+async fn handle_query(
+    control: &Control,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    request_id: &str,
+) -> Response {
+    let namespace = wharf_model::elbv2::SCHEMA.xml_namespace;
+    let (status, body) = match dispatch_query(control, method, uri, headers, body, request_id).await
+    {
+        Ok(xml) => (StatusCode::OK, xml),
+        Err(e) => {
+            let e = query_error(e);
+            if e.status >= 500 {
+                tracing::error!(code = %e.code, message = %e.message, "query request failed");
+            } else {
+                tracing::debug!(code = %e.code, message = %e.message, "query request refused");
+            }
+            (
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+                wharf_protocol::query::error_body(&e, namespace, request_id),
+            )
+        }
+    };
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static(wharf_protocol::query::XML),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+async fn dispatch_query(
+    control: &Control,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    request_id: &str,
+) -> ApiResult<Vec<u8>> {
+    let now_ms: Millis = control.clock.now();
+    let now = time::OffsetDateTime::from_unix_timestamp_nanos(now_ms as i128 * 1_000_000)
+        .map_err(|e| AwsError::internal(e.to_string()))?;
+    let presented = wharf_protocol::sigv4::presented(uri, headers)?;
+    let api = match presented.service() {
+        wharf_model::elbv2::SIGNING_NAME => Api::Elbv2,
+        other => {
+            return Err(AwsError::client(
+                "InvalidAction",
+                format!("Wharf serves no awsQuery service '{other}'"),
+            ))
+        }
+    };
+    let (caller, verified) =
+        auth::authenticate(control, method, uri, headers, body, api, now).await?;
+    let request = wharf_protocol::query::parse(body)?;
+    if request.version != wharf_model::elbv2::API_VERSION {
+        return Err(AwsError::client(
+            "InvalidAction",
+            format!(
+                "Version '{}' is not supported; Elastic Load Balancing v2 is 2015-12-01",
+                request.version
+            ),
+        ));
+    }
+    let ctx = Ctx {
+        scope: Scope {
+            region: verified.region,
+            account: control.config.account_id.clone(),
+        },
+        now: now_ms,
+        caller,
+    };
+    auth::authorize(&ctx, api, &request.action)?;
+    let scope = wharf_lb::Scope {
+        region: ctx.scope.region,
+        account: ctx.scope.account,
+    };
+    wharf_lb::dispatch(
+        &control.lb,
+        &scope,
+        now_ms,
+        &request.action,
+        &request.params,
+        request_id,
+    )
+    .await
+}
+
+/// The awsQuery codes and statuses of the errors every API shares (AWS
+/// names them differently in its JSON and query services).
+fn query_error(mut e: AwsError) -> AwsError {
+    let (code, status) = match e.code.as_str() {
+        "InvalidSignatureException" => ("SignatureDoesNotMatch", 403),
+        "UnrecognizedClientException" => ("InvalidClientTokenId", 403),
+        "MissingAuthenticationTokenException" => ("MissingAuthenticationToken", 403),
+        "IncompleteSignatureException" => ("IncompleteSignature", 400),
+        "AccessDeniedException" => ("AccessDenied", 403),
+        "SerializationException" => ("ValidationError", 400),
+        "ServerException" => ("InternalFailure", 500),
+        _ => return e,
+    };
+    e.code = code.into();
+    e.status = status;
+    e
 }
 
 fn set_headers(resp: &mut Response, request_id: &str) {
@@ -159,6 +280,8 @@ async fn dispatch(
         Api::Ecs => ecs::dispatch(control, &ctx, op, body).await,
         Api::Agent => agent_api::dispatch(control, &ctx, op, body).await,
         Api::Admin => crate::tokens::dispatch(control, &ctx, op, body).await,
+        // Never from a target prefix: awsQuery requests go by `handle_query`.
+        Api::Elbv2 => Err(AwsError::unknown_operation(target)),
         Api::Logs => {
             let scope = wharf_logs::Scope {
                 region: ctx.scope.region,

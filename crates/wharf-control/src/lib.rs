@@ -65,13 +65,15 @@ pub struct Control {
     pub cache: Arc<cache::Cache>,
     /// Latency histograms served on `GET /metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// The ELBv2 API (its records live in `store`; the listeners are
+    /// served by `wharf_lb::dataplane`).
+    pub lb: wharf_lb::Lb,
 }
 
 impl Control {
     /// A control plane whose log store is in memory; see [`Control::with_logs`].
     pub fn new(store: DynStore, clock: Arc<dyn Clock>, config: ControlConfig) -> Self {
         Self {
-            store,
             clock,
             config: Arc::new(config),
             sessions: Arc::default(),
@@ -79,7 +81,18 @@ impl Control {
                 .expect("an empty in-memory log store can always be created"),
             cache: Arc::default(),
             metrics: Arc::default(),
+            lb: wharf_lb::Lb {
+                store: store.clone(),
+                config: wharf_lb::LbConfig::default(),
+            },
+            store,
         }
+    }
+
+    /// Where load balancer listeners bind and how their names read.
+    pub fn with_lb_config(mut self, config: wharf_lb::LbConfig) -> Self {
+        self.lb.config = config;
+        self
     }
 
     /// Serves the logs API from `logs` (a durable store for `wharf up`/`server`).

@@ -8,7 +8,9 @@
 //! logic live in `wharf-core` and the API handlers in `wharf-control`.
 
 pub mod ecs;
+pub mod elbv2;
 pub mod logs;
+pub mod schema;
 
 /// Something done once per operation with the operation's input type, for
 /// code that must cover every operation of an API (`<module>::visit_operations`).

@@ -266,8 +266,9 @@ pub fn visit_operations(v: &mut impl crate::OperationVisitor) {
     v.visit::<UpdateScheduledQueryRequest>("UpdateScheduledQuery");
 }
 
-/// The HTTP status AWS answers with for the error code (exception shape
-/// name) `code`, or `None` if the model defines no such exception.
+/// The HTTP status AWS answers with for the error code `code` (the
+/// exception's `error.code`, else its shape name), or `None` if the model
+/// defines no such exception.
 pub fn error_http_status(code: &str) -> Option<u16> {
     match code {
         "AccessDeniedException" => Some(400),

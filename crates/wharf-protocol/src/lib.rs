@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod json;
+pub mod query;
 pub mod sigv4;
 
 pub use error::AwsError;

@@ -213,6 +213,12 @@ impl Presented {
         &self.access_key_id
     }
 
+    /// The service the credential scope names (what an awsQuery request,
+    /// which has no target header, is routed by).
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
     /// Checks everything that needs no secret: the date (within the clock
     /// skew AWS allows, or the presigned URL's validity), the scope (its
     /// date, and the service the request is for), and the headers that

@@ -45,6 +45,7 @@
 
 mod codec;
 mod engine;
+pub mod typed;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -240,6 +241,8 @@ pub enum StoreError {
     LeaseNotFound(LeaseId),
     #[error("storage: {0}")]
     Storage(String),
+    #[error("corrupt record at {key}: {message}")]
+    Corrupt { key: String, message: String },
 }
 
 /// Reads every key under `prefix` in key order, `page` keys per read (so a

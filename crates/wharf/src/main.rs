@@ -206,6 +206,10 @@ struct ServerArgs {
     /// How long STOPPED tasks stay visible, in seconds.
     #[arg(long, default_value_t = 3600)]
     stopped_task_retention: u64,
+    /// The host address load balancer listeners bind (loopback unless
+    /// given; `0.0.0.0` serves every interface).
+    #[arg(long, env = "WHARF_LB_BIND", default_value = "127.0.0.1")]
+    lb_bind: std::net::IpAddr,
     /// (`up` only) When the local agent pulls images: default (pull, fall
     /// back to a cached image), always, once, prefer-cached.
     #[arg(long, env = "ECS_IMAGE_PULL_BEHAVIOR", default_value = "default")]
@@ -400,7 +404,14 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         stopped_task_retention: Duration::from_secs(args.stopped_task_retention),
         ..Default::default()
     };
-    let control = Control::new(store, Arc::new(SystemClock), config).with_logs(logs.clone());
+    let lb_config = wharf_lb::LbConfig {
+        bind: args.lb_bind,
+        ..Default::default()
+    };
+    let control = Control::new(store, Arc::new(SystemClock), config)
+        .with_logs(logs.clone())
+        .with_lb_config(lb_config.clone());
+    tokio::spawn(wharf_lb::dataplane::DataPlane::new(control.store.clone(), lb_config).run());
     let clock = control.clock.clone();
     tokio::spawn(wharf_logs::retention::run(
         logs,
