@@ -282,7 +282,12 @@ async fn poll(c: &Control, x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
             task_arn: t.arn.clone(),
             task_definition: td.clone(),
             overrides: t.overrides.clone(),
-            desired_status: t.desired_status.as_str().into(),
+            desired_status: wharf_core::lifecycle::desired_for_agent(
+                t.last_status,
+                t.desired_status,
+            )
+            .as_str()
+            .into(),
             last_status: t.last_status.as_str().into(),
             containers: t
                 .containers
@@ -394,7 +399,9 @@ fn brief(value: &[u8], ids: &HashSet<&str>) -> Option<InstanceTask> {
     Some(InstanceTask {
         container_instance_id: iid,
         task_arn: b.arn,
-        desired_status: b.desired_status.as_str().into(),
+        desired_status: wharf_core::lifecycle::desired_for_agent(b.last_status, b.desired_status)
+            .as_str()
+            .into(),
         last_status: b.last_status.as_str().into(),
         containers: b
             .containers

@@ -22,7 +22,9 @@ use wharf_core::arn::Scope;
 use wharf_core::lifecycle::request_stop;
 use wharf_core::placement::Misfit;
 use wharf_core::records::{keys, InstanceRecord, TaskRecord, MANAGED_CLUSTER};
-use wharf_core::service::{at_rest, plan, Plan, ServiceRecord, Settings, Start, STOP_SCHEDULER};
+use wharf_core::service::{
+    at_rest, plan, LbHealth, Plan, ServiceRecord, Settings, Start, STOP_SCHEDULER,
+};
 use wharf_store::Txn;
 
 /// Runs until the process ends.
@@ -54,10 +56,20 @@ pub async fn run(c: Control, settings: Settings) {
             tokio::select! {
                 ev = watch.recv() => {
                     let Some(ev) = ev else { break };
+                    let mut targets_changed = concerns_targets(&ev.kv.key);
                     dirty.extend(cluster_of(&ev.kv.key));
                     // Take whatever else is already queued: one pass per burst.
                     while let Ok(ev) = watch.try_recv() {
+                        targets_changed |= concerns_targets(&ev.kv.key);
                         dirty.extend(cluster_of(&ev.kv.key));
+                    }
+                    // A target's health or registration may concern any
+                    // cluster's load-balanced service.
+                    if targets_changed {
+                        match clusters_with_services(&c).await {
+                            Ok(all) => dirty.extend(all),
+                            Err(e) => tracing::warn!(error = %e.message, "controller cannot list services"),
+                        }
                     }
                     // FARGATE services of any cluster run on the managed
                     // capacity: a change there concerns them all.
@@ -89,6 +101,12 @@ pub async fn run(c: Control, settings: Settings) {
         }
         tracing::warn!("store watch ended; resubscribing");
     }
+}
+
+/// Whether a key is a load balancer target or its health.
+fn concerns_targets(key: &str) -> bool {
+    key.starts_with(wharf_lb::records::keys::TARGETS)
+        || key.starts_with(wharf_lb::records::keys::HEALTH)
 }
 
 /// The cluster a key belongs to, for the kinds the scheduler looks at.
@@ -133,6 +151,12 @@ pub async fn reconcile(
         instances.extend(found.into_iter().map(|v| v.value));
         connected.extend(connected_instances(c, capacity).await?);
     }
+    let lb_health = crate::lb_targets::sync(c, &tasks, &instances, c.clock.now()).await?;
+    let lb = |t: &TaskRecord| match lb_health.get(&t.id) {
+        Some(h) => h.clone(),
+        None if t.load_balancers.is_empty() => LbHealth::None,
+        None => LbHealth::Initial,
+    };
     let mut rest = true;
     for v in services
         .into_iter()
@@ -150,6 +174,7 @@ pub async fn reconcile(
             &mine,
             &instances,
             &|id| connected.contains(id),
+            &lb,
             now,
             settings,
             rng,
@@ -157,7 +182,7 @@ pub async fn reconcile(
         rest &= p.start.is_empty()
             && p.stop.is_empty()
             && p.service == v.value
-            && at_rest(&v.value, &mine, now, settings);
+            && at_rest(&v.value, &mine, &lb, now, settings);
         apply(c, v, p, now, rng).await?;
     }
     Ok(rest)
@@ -258,6 +283,7 @@ async fn launch(
         tags,
         enable_execute_command: svc.enable_execute_command,
         td,
+        load_balancers: svc.load_balancers.clone(),
     };
     let x = Ctx {
         scope: scope_of(&svc.arn),

@@ -12,6 +12,7 @@ pub mod controller;
 pub mod ecs;
 pub mod error;
 pub mod http;
+pub mod lb_targets;
 pub mod metrics;
 pub mod reaper;
 pub mod records;

@@ -82,12 +82,28 @@ pub fn request_stop(task: &mut TaskRecord, now: Millis, code: &str, reason: &str
     if task.desired_status == DesiredStatus::Stopped {
         return false;
     }
+    // A running task behind a load balancer first leaves it: DEACTIVATING
+    // until its targets have drained, and its containers run on meanwhile.
+    if !task.load_balancers.is_empty() && task.last_status == TaskStatus::Running {
+        task.last_status = TaskStatus::Deactivating;
+    }
     task.desired_status = DesiredStatus::Stopped;
     task.stop_code = Some(code.to_string());
     task.stopped_reason = Some(reason.to_string());
     task.stopping_at = Some(now);
     task.version += 1;
     true
+}
+
+/// The status the task's agent is told to bring about: RUNNING while the
+/// task is DEACTIVATING (its load balancer targets drain; requests still in
+/// flight must finish), else the desired status.
+pub fn desired_for_agent(task_last: TaskStatus, desired: DesiredStatus) -> DesiredStatus {
+    if task_last == TaskStatus::Deactivating {
+        DesiredStatus::Running
+    } else {
+        desired
+    }
 }
 
 /// What applying a report did.

@@ -350,6 +350,11 @@ pub struct TaskRecord {
     /// awsvpc: the task's network interface (attachment id, subnet, address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eni: Option<Eni>,
+    /// The target groups its service registers it with (from the service
+    /// at launch): the controller registers the task once RUNNING, and a
+    /// stop waits in DEACTIVATING until the targets have drained.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<ecs::LoadBalancer>,
     pub version: i64,
 }
 
@@ -427,6 +432,7 @@ impl TaskRecord {
             tags: Default::default(),
             enable_execute_command: false,
             eni: None,
+            load_balancers: vec![],
             version: 1,
         }
     }

@@ -25,6 +25,22 @@ use wharf_model::ecs;
 
 pub const STOP_SCHEDULER: &str = "ServiceSchedulerInitiated";
 pub const UNHEALTHY_REASON: &str = "Task failed container health checks";
+/// How ECS begins the reason of a task its load balancer's health checks
+/// failed (followed by ` in (target-group ARN)`).
+pub const ELB_UNHEALTHY_REASON: &str = "Task failed ELB health checks";
+
+/// A task's standing in its load balancers' target groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LbHealth {
+    /// Not behind a load balancer.
+    None,
+    /// Not yet registered, or not yet judged healthy by every group.
+    Initial,
+    /// Healthy in every target group it is registered with.
+    Healthy,
+    /// Failing the health checks of this target group (its ARN).
+    Unhealthy(String),
+}
 /// ECS keeps the newest 100 events of a service.
 pub const MAX_EVENTS: usize = 100;
 
@@ -467,18 +483,21 @@ pub fn healthy(t: &TaskRecord, now: Millis, s: &Settings) -> bool {
 fn failed(t: &TaskRecord) -> bool {
     match t.stop_code.as_deref() {
         Some(STOP_FAILED_TO_START) | Some(STOP_ESSENTIAL_EXITED) => true,
-        Some(STOP_SCHEDULER) => t.stopped_reason.as_deref() == Some(UNHEALTHY_REASON),
+        Some(STOP_SCHEDULER) => t
+            .stopped_reason
+            .as_deref()
+            .is_some_and(|r| r == UNHEALTHY_REASON || r.starts_with(ELB_UNHEALTHY_REASON)),
         _ => false,
     }
 }
 
 /// Pending tasks go first, then unhealthy ones, then the newest: what
 /// can be stopped at the least cost to the service.
-fn stop_preference(tasks: &mut [&TaskRecord], now: Millis, s: &Settings) {
+fn stop_preference(tasks: &mut [&TaskRecord], healthy: &dyn Fn(&TaskRecord) -> bool) {
     tasks.sort_by_key(|t| {
         (
             t.last_status == TaskStatus::Running,
-            healthy(t, now, s),
+            healthy(t),
             std::cmp::Reverse(t.created_at),
             t.id.clone(),
         )
@@ -491,12 +510,19 @@ fn stop_preference(tasks: &mut [&TaskRecord], now: Millis, s: &Settings) {
 /// is RUNNING, wanted, and past the windows `plan` reads of the clock (the
 /// settle time and the health-check grace period). A controller may skip
 /// such a service until something about it changes.
-pub fn at_rest(svc: &ServiceRecord, tasks: &[TaskRecord], now: Millis, s: &Settings) -> bool {
+pub fn at_rest(
+    svc: &ServiceRecord,
+    tasks: &[TaskRecord],
+    lb: &dyn Fn(&TaskRecord) -> LbHealth,
+    now: Millis,
+    s: &Settings,
+) -> bool {
     let grace = svc.health_check_grace_period_seconds.unwrap_or(0).max(0) as Millis * 1000;
     svc.steady
         && now >= svc.throttle.until
         && tasks.iter().filter(|t| live(t)).all(|t| {
             wanted(t)
+                && (t.load_balancers.is_empty() || lb(t) == LbHealth::Healthy)
                 && t.last_status == TaskStatus::Running
                 && t.started_at
                     .is_some_and(|at| now >= at.saturating_add(s.settle.max(grace)))
@@ -504,16 +530,22 @@ pub fn at_rest(svc: &ServiceRecord, tasks: &[TaskRecord], now: Millis, s: &Setti
 }
 
 /// One step of the service scheduler. `tasks` are the service's tasks (its
-/// group), `instances` the cluster's, with `connected` agents.
+/// group), `instances` the cluster's, with `connected` agents; `lb` says how
+/// a task stands in its target groups (a task behind a load balancer counts
+/// as healthy only once every group does).
+#[allow(clippy::too_many_arguments)]
 pub fn plan<R: Rng + ?Sized>(
     svc: &ServiceRecord,
     tasks: &[TaskRecord],
     instances: &[InstanceRecord],
     connected: &dyn Fn(&str) -> bool,
+    lb: &dyn Fn(&TaskRecord) -> LbHealth,
     now: Millis,
     s: &Settings,
     rng: &mut R,
 ) -> Plan {
+    let lb_ok = |t: &TaskRecord| t.load_balancers.is_empty() || lb(t) == LbHealth::Healthy;
+    let is_healthy = |t: &TaskRecord| healthy(t, now, s) && lb_ok(t);
     let mut svc = svc.clone();
     let mut stop: Vec<StopOrder> = vec![];
     let mut start: Vec<Start> = vec![];
@@ -581,6 +613,12 @@ pub fn plan<R: Rng + ?Sized>(
             stop.push(StopOrder {
                 task_id: t.id.clone(),
                 reason: UNHEALTHY_REASON.into(),
+            });
+            stopping.insert(&t.id);
+        } else if let (LbHealth::Unhealthy(group), true) = (lb(t), past_grace) {
+            stop.push(StopOrder {
+                task_id: t.id.clone(),
+                reason: format!("{ELB_UNHEALTHY_REASON} in (target-group {group})"),
             });
             stopping.insert(&t.id);
         }
@@ -719,7 +757,7 @@ pub fn plan<R: Rng + ?Sized>(
             remaining.into_iter().partition(|t| {
                 t.started_by.as_deref() == Some(primary.as_str()) && active_instance(&t.instance_id)
             });
-        stop_preference(&mut keep, now, s);
+        stop_preference(&mut keep, &is_healthy);
         // Scale in: extra PRIMARY tasks go, whatever the minimum.
         while keep.len() > desired {
             let t = keep.remove(0);
@@ -740,9 +778,9 @@ pub fn plan<R: Rng + ?Sized>(
         // not-healthy ones cost nothing, healthy ones only down to the minimum.
         let mut healthy_now = tasks
             .iter()
-            .filter(|t| !stopping.contains(t.id.as_str()) && healthy(t, now, s))
+            .filter(|t| !stopping.contains(t.id.as_str()) && is_healthy(t))
             .count();
-        stop_preference(&mut retire, now, s);
+        stop_preference(&mut retire, &is_healthy);
         // Older deployments drain first.
         retire.sort_by_key(|t| {
             svc.deployments
@@ -754,7 +792,9 @@ pub fn plan<R: Rng + ?Sized>(
             // A RUNNING task not failing its checks is treated as healthy
             // here even while it settles: it is about to serve, and the
             // minimum must hold for what users see running.
-            let serving = t.last_status == TaskStatus::Running && t.health_status != "UNHEALTHY";
+            // Behind a load balancer, serving means its targets are healthy.
+            let serving =
+                t.last_status == TaskStatus::Running && t.health_status != "UNHEALTHY" && lb_ok(t);
             if serving && healthy_now <= min_healthy {
                 continue;
             }
@@ -858,7 +898,7 @@ pub fn plan<R: Rng + ?Sized>(
         .filter(|t| {
             t.started_by.as_deref() == Some(p.id.as_str())
                 && !stopping_ids.contains(t.id.as_str())
-                && healthy(t, now, s)
+                && is_healthy(t)
         })
         .count() as i32;
     let settled = svc.deployments.len() == 1

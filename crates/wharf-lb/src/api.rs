@@ -392,29 +392,9 @@ impl Api<'_> {
     /// Which load balancers use each target group (by its ARN), from the
     /// listeners' default actions and the rules.
     async fn usage(&self) -> Result<BTreeMap<String, Vec<String>>, AwsError> {
-        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut note = |lb_arn: &str, actions: &[m::Action]| {
-            for a in actions {
-                for (tg, _) in validate::forward_groups(a).unwrap_or_default() {
-                    let lbs = out.entry(tg).or_default();
-                    if !lbs.iter().any(|l| l == lb_arn) {
-                        lbs.push(lb_arn.to_owned());
-                    }
-                }
-            }
-        };
-        let listeners = list::<ListenerRecord>(self.lb, keys::LISTENERS).await?;
-        let mut lb_of = BTreeMap::new();
-        for l in &listeners {
-            note(&l.value.load_balancer_arn, &l.value.default_actions);
-            lb_of.insert(l.value.arn.clone(), l.value.load_balancer_arn.clone());
-        }
-        for r in list::<RuleRecord>(self.lb, keys::RULES).await? {
-            if let Some(lb_arn) = lb_of.get(&r.value.listener_arn) {
-                note(lb_arn, &r.value.actions);
-            }
-        }
-        Ok(out)
+        crate::registry::load_usage(&*self.lb.store)
+            .await
+            .map_err(from_store)
     }
 
     // ---- load balancers ----

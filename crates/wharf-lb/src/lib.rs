@@ -18,6 +18,7 @@ pub mod arn;
 pub mod dataplane;
 pub mod health;
 pub mod records;
+pub mod registry;
 pub mod routing;
 pub mod validate;
 

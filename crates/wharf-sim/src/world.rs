@@ -510,6 +510,7 @@ impl World {
                     &s.tasks,
                     &self.instances,
                     &connected,
+                    &|_| service::LbHealth::None,
                     self.now,
                     &settings(),
                     &mut self.rng,
@@ -544,7 +545,15 @@ impl World {
     fn check_rest(&mut self, si: usize, now: &Plan, index: &BTreeMap<String, usize>) {
         let s = &self.services[si];
         let quiet_now = now.start.is_empty() && now.stop.is_empty() && now.service == s.rec;
-        if !quiet_now || !service::at_rest(&s.rec, &s.tasks, self.now, &settings()) {
+        if !quiet_now
+            || !service::at_rest(
+                &s.rec,
+                &s.tasks,
+                &|_| service::LbHealth::None,
+                self.now,
+                &settings(),
+            )
+        {
             return;
         }
         self.report.rests += 1;
@@ -555,6 +564,7 @@ impl World {
             &s.tasks,
             &self.instances,
             &connected,
+            &|_| service::LbHealth::None,
             self.now + 3_600_000,
             &settings(),
             &mut StdRng::seed_from_u64(0),

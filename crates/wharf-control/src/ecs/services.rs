@@ -114,6 +114,96 @@ fn check_placement(
     Ok(())
 }
 
+/// Checks a service's `loadBalancers` as ECS does: each names an existing
+/// target group that a load balancer uses, whose target type suits the
+/// task definition's network mode, and a container port the task
+/// definition maps.
+async fn check_load_balancers(
+    c: &Control,
+    lbs: &[ecs::LoadBalancer],
+    td: &ecs::TaskDefinition,
+) -> ApiResult<()> {
+    if lbs.len() > 5 {
+        return Err(invalid("A service can have at most 5 load balancers."));
+    }
+    let usage = wharf_lb::registry::load_usage(c.store.as_ref())
+        .await
+        .map_err(crate::error::from_store)?;
+    let mode = td
+        .network_mode
+        .as_ref()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "bridge".into());
+    let mut seen = std::collections::HashSet::new();
+    for lb in lbs {
+        if lb.load_balancer_name.is_some() {
+            return Err(unsupported("Classic Load Balancers (loadBalancerName)"));
+        }
+        if lb.advanced_configuration.is_some() {
+            return Err(unsupported(
+                "advancedConfiguration (blue/green deployments)",
+            ));
+        }
+        let arn = lb.target_group_arn.as_deref().ok_or_else(|| {
+            invalid("targetGroupArn must be specified for an Application or Network Load Balancer.")
+        })?;
+        let container = lb
+            .container_name
+            .as_deref()
+            .ok_or_else(|| invalid("containerName must be specified for a load balancer."))?;
+        let port = lb
+            .container_port
+            .ok_or_else(|| invalid("containerPort must be specified for a load balancer."))?;
+        let group = wharf_lb::registry::target_group(c.store.as_ref(), arn)
+            .await
+            .map_err(crate::error::from_store)?
+            .ok_or_else(|| {
+                invalid(format!(
+                    "The target group with targetGroupArn {arn} does not exist."
+                ))
+            })?;
+        if !usage.contains_key(arn) {
+            return Err(invalid(format!(
+                "The target group with targetGroupArn {arn} does not have an associated load balancer."
+            )));
+        }
+        match (group.target_type.as_str(), mode.as_str()) {
+            ("ip", "awsvpc") | ("instance", "bridge" | "host") => {}
+            (kind, mode) => {
+                return Err(invalid(format!(
+                    "The provided target group {arn} has target type {kind}, which is incompatible with the {mode} network mode specified in the task definition."
+                )))
+            }
+        }
+        let def = td
+            .container_definitions
+            .iter()
+            .flatten()
+            .find(|d| d.name.as_deref() == Some(container))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "The container {container} does not exist in the task definition."
+                ))
+            })?;
+        if !def
+            .port_mappings
+            .iter()
+            .flatten()
+            .any(|m| m.container_port == Some(port))
+        {
+            return Err(invalid(format!(
+                "The container {container} did not have a container port {port} defined."
+            )));
+        }
+        if !seen.insert((arn.to_owned(), container.to_owned(), port)) {
+            return Err(invalid(format!(
+                "The load balancer {arn} for container {container} port {port} is given twice."
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn launch_type(given: Option<&ecs::LaunchType>) -> ApiResult<String> {
     match given {
         None | Some(ecs::LaunchType::Ec2) => Ok("EC2".into()),
@@ -141,9 +231,6 @@ pub async fn create(
         .is_some_and(|d| d.r#type != ecs::DeploymentControllerType::Ecs)
     {
         return Err(unsupported("A deployment controller other than ECS"));
-    }
-    if r.load_balancers.as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(unsupported("loadBalancers"));
     }
     if r.service_registries.as_ref().is_some_and(|v| !v.is_empty()) {
         return Err(unsupported("serviceRegistries"));
@@ -179,6 +266,8 @@ pub async fn create(
     if r.health_check_grace_period_seconds.is_some_and(|g| g < 0) {
         return Err(invalid("healthCheckGracePeriodSeconds must be 0 or more."));
     }
+    let load_balancers = r.load_balancers.clone().unwrap_or_default();
+    check_load_balancers(c, &load_balancers, &td.definition).await?;
     let launch_type = launch_type(r.launch_type.as_ref())?;
     let name = cluster.value.name.clone();
     super::tasks::capacity_and_subnet(
@@ -212,6 +301,7 @@ pub async fn create(
         svc.placement_constraints = constraints.clone();
         svc.placement_strategy = strategies.clone();
         svc.health_check_grace_period_seconds = r.health_check_grace_period_seconds;
+        svc.load_balancers = load_balancers.clone();
         svc.created_by = Some(format!("arn:aws:iam::{}:root", x.scope.account));
         svc.tags = tags_from_wire(r.tags.as_deref().unwrap_or_default());
         svc.propagate_tags = r.propagate_tags.as_ref().map(|p| p.as_str().to_string());
@@ -245,9 +335,6 @@ pub async fn update(
     x: &Ctx,
     r: ecs::UpdateServiceRequest,
 ) -> ApiResult<ecs::UpdateServiceResponse> {
-    if r.load_balancers.as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(unsupported("loadBalancers"));
-    }
     if r.service_registries.as_ref().is_some_and(|v| !v.is_empty()) {
         return Err(unsupported("serviceRegistries"));
     }
@@ -288,13 +375,31 @@ pub async fn update(
                 Some(&svc.deployment_config),
             )?;
         }
+        let mut redeploy = r.force_new_deployment == Some(true);
+        if let Some(lbs) = &r.load_balancers {
+            // Checked against the revision the new deployment runs.
+            let def = match &td {
+                Some(td) => td.definition.clone(),
+                None => {
+                    taskdefs::resolve(c, &svc.task_definition)
+                        .await?
+                        .value
+                        .definition
+                }
+            };
+            check_load_balancers(c, lbs, &def).await?;
+            redeploy |= *lbs != svc.load_balancers;
+            svc.load_balancers = lbs.clone();
+        } else if let Some(td) = &td {
+            // A new revision must still serve the service's load balancers.
+            check_load_balancers(c, &svc.load_balancers, &td.definition).await?;
+        }
         if let Some(g) = r.health_check_grace_period_seconds {
             if g < 0 {
                 return Err(invalid("healthCheckGracePeriodSeconds must be 0 or more."));
             }
             svc.health_check_grace_period_seconds = Some(g);
         }
-        let mut redeploy = r.force_new_deployment == Some(true);
         if let Some(cs) = &r.placement_constraints {
             check_placement(cs, &svc.placement_strategy, daemon)?;
             redeploy |= *cs != svc.placement_constraints;

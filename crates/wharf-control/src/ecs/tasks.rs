@@ -34,6 +34,8 @@ pub(crate) struct Launch {
     pub capacity: String,
     /// awsvpc: the subnet the task's network interface is "in".
     pub subnet: Option<String>,
+    /// A service's target groups (RunTask and StartTask: none).
+    pub load_balancers: Vec<ecs::LoadBalancer>,
 }
 
 /// The capacity a launch type runs on, and the subnet an awsvpc task needs.
@@ -133,6 +135,7 @@ async fn prepare(
         tags: tags_from_wire(tags.unwrap_or_default()),
         enable_execute_command,
         td,
+        load_balancers: vec![],
     })
 }
 
@@ -197,6 +200,7 @@ fn new_task(
             subnet_id: subnet.clone(),
             private_ipv4: None,
         }),
+        load_balancers: l.load_balancers.clone(),
         ..TaskRecord::new(&id, &x.scope.task(cluster, &id), cluster, x.now)
     }
 }

@@ -31,6 +31,20 @@ fn service(desired: i32, min: i32, max: i32) -> ServiceRecord {
     s
 }
 
+fn lb_health(now: Millis, healthy_after: Millis, failing: &[String], t: &TaskRecord) -> LbHealth {
+    if t.load_balancers.is_empty() {
+        LbHealth::None
+    } else if failing.contains(&t.id) {
+        LbHealth::Unhealthy("arn:tg/web".into())
+    } else if t.last_status == TaskStatus::Running
+        && t.started_at.is_some_and(|at| now >= at + healthy_after)
+    {
+        LbHealth::Healthy
+    } else {
+        LbHealth::Initial
+    }
+}
+
 /// A world that runs the plan: tasks start RUNNING (or fail, for revisions
 /// in `broken`), stops complete on the next step.
 struct World {
@@ -43,6 +57,10 @@ struct World {
     broken: Vec<String>,
     /// Every step's (total live, healthy) after applying the plan.
     seen: Vec<(usize, usize)>,
+    /// Behind a load balancer: how long after starting a task's targets
+    /// turn healthy; tasks whose targets fail instead.
+    lb_healthy_after: Millis,
+    lb_failing: Vec<String>,
 }
 
 impl World {
@@ -56,7 +74,14 @@ impl World {
             next: 0,
             broken: vec![],
             seen: vec![],
+            lb_healthy_after: 0,
+            lb_failing: vec![],
         }
+    }
+
+    /// How the world's load balancer judges a task.
+    fn lb_health(&self, t: &TaskRecord) -> LbHealth {
+        lb_health(self.now, self.lb_healthy_after, &self.lb_failing, t)
     }
 
     fn task(&mut self, deployment: &str, td: &str, instance: &str) -> TaskRecord {
@@ -69,17 +94,21 @@ impl World {
             started_by: Some(deployment.into()),
             group: "service:web".into(),
             containers: vec![ContainerRecord::new("app", "", "img", true, false)],
+            load_balancers: self.svc.load_balancers.clone(),
             ..TaskRecord::new(&format!("t{:04}", self.next), "", "c", self.now)
         }
     }
 
     /// The scheduler's plan for the world as it is now.
     fn plan(&mut self) -> Plan {
+        let (now, after, failing) = (self.now, self.lb_healthy_after, self.lb_failing.clone());
+        let lb = move |t: &TaskRecord| lb_health(now, after, &failing, t);
         plan(
             &self.svc,
             &self.tasks,
             &self.instances,
             &|_| true,
+            &lb,
             self.now,
             &Settings::default(),
             &mut self.rng,
@@ -130,7 +159,10 @@ impl World {
         let healthy = self
             .tasks
             .iter()
-            .filter(|t| healthy(t, self.now, &Settings::default()))
+            .filter(|t| {
+                healthy(t, self.now, &Settings::default())
+                    && matches!(self.lb_health(t), LbHealth::None | LbHealth::Healthy)
+            })
             .count();
         self.seen.push((live, healthy));
     }
@@ -360,10 +392,10 @@ fn at_rest_only_once_steady_settled_and_unthrottled() {
     let mut w = World::new(service(3, 100, 200));
     // Starting: tasks not yet RUNNING, then not yet settled.
     w.step();
-    assert!(!at_rest(&w.svc, &w.tasks, w.now, &s));
+    assert!(!at_rest(&w.svc, &w.tasks, &|_| LbHealth::None, w.now, &s));
     w.run(6);
     assert!(w.svc.steady);
-    assert!(at_rest(&w.svc, &w.tasks, w.now, &s));
+    assert!(at_rest(&w.svc, &w.tasks, &|_| LbHealth::None, w.now, &s));
     // A replacement that has just started is inside the settle window.
     let t = w
         .tasks
@@ -371,19 +403,49 @@ fn at_rest_only_once_steady_settled_and_unthrottled() {
         .find(|t| t.last_status == TaskStatus::Running)
         .unwrap();
     t.started_at = Some(w.now - 1);
-    assert!(!at_rest(&w.svc, &w.tasks, w.now, &s));
-    assert!(at_rest(&w.svc, &w.tasks, w.now + s.settle, &s));
+    assert!(!at_rest(&w.svc, &w.tasks, &|_| LbHealth::None, w.now, &s));
+    assert!(at_rest(
+        &w.svc,
+        &w.tasks,
+        &|_| LbHealth::None,
+        w.now + s.settle,
+        &s
+    ));
     // A health-check grace period longer than the settle time counts too.
     w.svc.health_check_grace_period_seconds = Some(60);
-    assert!(!at_rest(&w.svc, &w.tasks, w.now + s.settle, &s));
-    assert!(at_rest(&w.svc, &w.tasks, w.now + 60_000, &s));
+    assert!(!at_rest(
+        &w.svc,
+        &w.tasks,
+        &|_| LbHealth::None,
+        w.now + s.settle,
+        &s
+    ));
+    assert!(at_rest(
+        &w.svc,
+        &w.tasks,
+        &|_| LbHealth::None,
+        w.now + 60_000,
+        &s
+    ));
     // A throttled launch waits on the clock.
     w.svc.throttle.until = w.now + 120_000;
-    assert!(!at_rest(&w.svc, &w.tasks, w.now + 60_000, &s));
+    assert!(!at_rest(
+        &w.svc,
+        &w.tasks,
+        &|_| LbHealth::None,
+        w.now + 60_000,
+        &s
+    ));
     // A task asked to stop is not at rest.
     w.svc.throttle.until = 0;
     w.tasks[0].desired_status = DesiredStatus::Stopped;
-    assert!(!at_rest(&w.svc, &w.tasks, w.now + 60_000, &s));
+    assert!(!at_rest(
+        &w.svc,
+        &w.tasks,
+        &|_| LbHealth::None,
+        w.now + 60_000,
+        &s
+    ));
 }
 
 #[test]
@@ -397,9 +459,84 @@ fn a_start_time_at_the_end_of_time_is_not_past_any_window() {
         t.started_at = Some(i64::MAX);
         t.health_status = "UNHEALTHY".into();
     }
-    assert!(!at_rest(&w.svc, &w.tasks, w.now, &s));
+    assert!(!at_rest(&w.svc, &w.tasks, &|_| LbHealth::None, w.now, &s));
     assert!(w.tasks.iter().all(|t| !healthy(t, w.now, &s)));
     // Not past the grace period: no unhealthy task is replaced.
     let p = w.plan();
     assert!(p.stop.is_empty(), "{:?}", p.stop);
+}
+
+fn behind_a_load_balancer(mut svc: ServiceRecord) -> ServiceRecord {
+    svc.load_balancers = vec![ecs::LoadBalancer {
+        target_group_arn: Some("arn:tg/web".into()),
+        container_name: Some("app".into()),
+        container_port: Some(80),
+        ..Default::default()
+    }];
+    svc
+}
+
+#[test]
+fn a_rolling_update_behind_a_load_balancer_waits_for_healthy_targets() {
+    for (min, max) in [(100, 200), (50, 100)] {
+        let mut w = World::new(behind_a_load_balancer(service(4, min, max)));
+        // Targets take four steps (12 s) to pass the health checks.
+        w.lb_healthy_after = 12_000;
+        w.run(10);
+        assert_eq!(w.running("td:1"), 4);
+        assert!(w.svc.steady, "steady once targets are healthy");
+        w.seen.clear();
+        w.svc.deploy(w.now, "td:2", &mut StdRng::seed_from_u64(3));
+        w.run(40);
+        assert_eq!(w.running("td:2"), 4, "min {min} max {max}");
+        assert_eq!(w.running("td:1"), 0, "min {min} max {max}");
+        for (live, healthy) in &w.seen {
+            assert!(*live <= 4 * max as usize / 100, "{:?}", w.seen);
+            assert!(
+                *healthy >= (4 * min as usize).div_ceil(100),
+                "min {min} max {max}: healthy by the load balancer fell below the minimum: {:?}",
+                w.seen
+            );
+        }
+    }
+}
+
+#[test]
+fn a_task_failing_elb_health_checks_is_replaced_after_the_grace_period() {
+    let mut svc = behind_a_load_balancer(service(2, 100, 200));
+    svc.health_check_grace_period_seconds = Some(30);
+    let mut w = World::new(svc);
+    w.run(6);
+    let victim = w.tasks[0].id.clone();
+    w.lb_failing.push(victim.clone());
+    // Inside the grace period (counted from the task's start) nothing happens.
+    w.tasks[0].started_at = Some(w.now);
+    w.run(5);
+    let t = w.tasks.iter().find(|t| t.id == victim).unwrap();
+    assert_eq!(t.desired_status, DesiredStatus::Running);
+    w.run(6);
+    let t = w.tasks.iter().find(|t| t.id == victim).unwrap();
+    assert_eq!(t.desired_status, DesiredStatus::Stopped);
+    assert_eq!(
+        t.stopped_reason.as_deref(),
+        Some("Task failed ELB health checks in (target-group arn:tg/web)")
+    );
+    w.run(4);
+    assert_eq!(w.running("td:1"), 2, "replaced");
+}
+
+#[test]
+fn not_at_rest_while_a_target_is_not_healthy() {
+    let s = Settings::default();
+    let mut w = World::new(behind_a_load_balancer(service(2, 100, 200)));
+    w.run(6);
+    let later = w.now + 60_000;
+    assert!(at_rest(&w.svc, &w.tasks, &|_| LbHealth::Healthy, later, &s));
+    assert!(!at_rest(
+        &w.svc,
+        &w.tasks,
+        &|_| LbHealth::Initial,
+        later,
+        &s
+    ));
 }

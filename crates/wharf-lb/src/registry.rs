@@ -1,0 +1,194 @@
+//! What other components (the ECS service controller) read and write of
+//! the load balancer's state: target groups, which load balancers use them,
+//! targets and their health, and the writes that register and deregister a
+//! target. The same records the API and the data plane use, so a target an
+//! ECS service registers is one DescribeTargetHealth shows.
+
+use crate::records::{
+    keys, HealthRecord, ListenerRecord, Millis, RuleRecord, TargetGroupRecord, TargetRecord,
+};
+use crate::validate;
+use std::collections::{BTreeMap, HashMap};
+use wharf_model::elbv2 as m;
+use wharf_store::typed::{self, Versioned};
+use wharf_store::{Compare, Op, Store, StoreError, Txn};
+
+/// Which load balancers (ARNs) each target group (by ARN) receives traffic
+/// from, through a listener's default actions or a rule.
+pub fn usage(listeners: &[ListenerRecord], rules: &[RuleRecord]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut note = |lb_arn: &str, actions: &[m::Action]| {
+        for a in actions {
+            for (tg, _) in validate::forward_groups(a).unwrap_or_default() {
+                let lbs = out.entry(tg).or_default();
+                if !lbs.iter().any(|l| l == lb_arn) {
+                    lbs.push(lb_arn.to_owned());
+                }
+            }
+        }
+    };
+    let lb_of: HashMap<&str, &str> = listeners
+        .iter()
+        .map(|l| (l.arn.as_str(), l.load_balancer_arn.as_str()))
+        .collect();
+    for l in listeners {
+        note(&l.load_balancer_arn, &l.default_actions);
+    }
+    for r in rules {
+        if let Some(lb_arn) = lb_of.get(r.listener_arn.as_str()) {
+            note(lb_arn, &r.actions);
+        }
+    }
+    out
+}
+
+/// Reads the usage map from the store.
+pub async fn load_usage(store: &dyn Store) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
+    let (listeners, _) = typed::list::<ListenerRecord>(store, keys::LISTENERS).await?;
+    let (rules, _) = typed::list::<RuleRecord>(store, keys::RULES).await?;
+    let listeners: Vec<ListenerRecord> = listeners.into_iter().map(|v| v.value).collect();
+    let rules: Vec<RuleRecord> = rules.into_iter().map(|v| v.value).collect();
+    Ok(usage(&listeners, &rules))
+}
+
+/// A target group by ARN.
+pub async fn target_group(
+    store: &dyn Store,
+    arn: &str,
+) -> Result<Option<TargetGroupRecord>, StoreError> {
+    let Some(name) = crate::arn::target_group_name(arn) else {
+        return Ok(None);
+    };
+    Ok(
+        typed::get::<TargetGroupRecord>(store, &keys::target_group(name))
+            .await?
+            .map(|v| v.value)
+            .filter(|g| g.arn == arn),
+    )
+}
+
+/// A target as the health checks judge it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// Not registered (or its deregistration completed).
+    Absent,
+    Draining,
+    Initial,
+    Healthy,
+    Unhealthy,
+}
+
+/// Every target group, target and verdict, read at once.
+#[derive(Debug, Default)]
+pub struct Registry {
+    groups: HashMap<String, TargetGroupRecord>,
+    targets: HashMap<String, Versioned<TargetRecord>>,
+    health: HashMap<String, HealthRecord>,
+}
+
+impl Registry {
+    pub async fn load(store: &dyn Store) -> Result<Registry, StoreError> {
+        let (groups, _) = typed::list::<TargetGroupRecord>(store, keys::TARGET_GROUPS).await?;
+        let (targets, _) = typed::list::<TargetRecord>(store, keys::TARGETS).await?;
+        let (health, _) = typed::list::<HealthRecord>(store, keys::HEALTH).await?;
+        Ok(Registry {
+            groups: groups
+                .into_iter()
+                .map(|g| (g.value.arn.clone(), g.value))
+                .collect(),
+            targets: targets.into_iter().map(|t| (t.key.clone(), t)).collect(),
+            health: health.into_iter().map(|h| (h.key, h.value)).collect(),
+        })
+    }
+
+    pub fn group(&self, arn: &str) -> Option<&TargetGroupRecord> {
+        self.groups.get(arn)
+    }
+
+    pub fn target(
+        &self,
+        group: &TargetGroupRecord,
+        id: &str,
+        port: i32,
+    ) -> Option<&Versioned<TargetRecord>> {
+        self.targets.get(&keys::target(&group.name, id, port))
+    }
+
+    pub fn standing(&self, group: &TargetGroupRecord, id: &str, port: i32) -> Standing {
+        let Some(t) = self.target(group, id, port) else {
+            return Standing::Absent;
+        };
+        if t.value.deregistered_at.is_some() {
+            return Standing::Draining;
+        }
+        if !group.health_check.enabled {
+            return Standing::Healthy;
+        }
+        match self
+            .health
+            .get(&keys::health(&group.name, id, port))
+            .filter(|h| h.registered_at == t.value.registered_at)
+            .map(|h| h.state.as_str())
+        {
+            Some("healthy") => Standing::Healthy,
+            Some("unhealthy") => Standing::Unhealthy,
+            _ => Standing::Initial,
+        }
+    }
+}
+
+/// Registers `id:port` with `group` (again, from initial health, if it was
+/// draining); nothing if it is registered already. Compared against what
+/// `registry` read.
+pub fn register(
+    registry: &Registry,
+    group: &TargetGroupRecord,
+    id: &str,
+    port: i32,
+    now: Millis,
+) -> Option<Txn> {
+    let key = keys::target(&group.name, id, port);
+    let record = TargetRecord {
+        id: id.to_owned(),
+        port,
+        availability_zone: None,
+        registered_at: now,
+        deregistered_at: None,
+    };
+    match registry.targets.get(&key) {
+        Some(t) if t.value.deregistered_at.is_none() => None,
+        Some(t) => Some(
+            Txn::new()
+                .when(t.unchanged())
+                .then(typed::put(&key, &record)),
+        ),
+        None => Some(
+            Txn::new()
+                .when(Compare::NotExists(key.clone()))
+                .then(typed::put(&key, &record)),
+        ),
+    }
+}
+
+/// Starts draining `id:port` in `group`; nothing if it is not registered
+/// or already draining.
+pub fn deregister(
+    registry: &Registry,
+    group: &TargetGroupRecord,
+    id: &str,
+    port: i32,
+    now: Millis,
+) -> Option<Txn> {
+    let key = keys::target(&group.name, id, port);
+    let t = registry.targets.get(&key)?;
+    if t.value.deregistered_at.is_some() {
+        return None;
+    }
+    let mut drained = t.value.clone();
+    drained.deregistered_at = Some(now);
+    Some(
+        Txn::new()
+            .when(t.unchanged())
+            .then(Op::put(key, typed::encode(&drained))),
+    )
+}
