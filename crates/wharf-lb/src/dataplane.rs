@@ -249,6 +249,11 @@ impl DataPlane {
                 }
             };
             let snap = self.snapshot();
+            tracing::trace!(
+                revision,
+                listeners = snap.listeners.len(),
+                "load balancer snapshot"
+            );
             self.reconcile_listeners(&snap, &mut listeners, &mut bind_failed);
             self.reconcile_checkers(&snap, &mut checkers);
             if let Err(e) = self.sweep_drained(&snap).await {
@@ -818,6 +823,15 @@ impl DataPlane {
         let client_version = parts.version;
         parts.version = http::Version::HTTP_11;
         let bodiless = body_is_empty(&parts.headers);
+        // Safe to send again elsewhere when nothing of it can have taken
+        // effect: it never reached the target, or it is an idempotent request
+        // without a body and no byte of an answer came back.
+        let replayable = bodiless
+            && !upgrade
+            && matches!(
+                parts.method,
+                http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+            );
         let idle = view.idle_timeout();
         let mut tried = Vec::new();
         let mut current = target;
@@ -842,9 +856,10 @@ impl DataPlane {
                 Err(_) => return elb_error(StatusCode::GATEWAY_TIMEOUT),
                 Ok(Err(e)) => {
                     drop(guard);
-                    // Nothing was sent: safe to try another target, once,
-                    // when the request had no body to lose.
-                    if e.is_connect() && bodiless && tried.len() < 2 {
+                    // Another target, at most twice: a connection refused
+                    // (nothing sent), or one lost before any answer to a
+                    // request that may be repeated.
+                    if ((e.is_connect() && bodiless) || replayable) && tried.len() < 2 {
                         tried.push(current.key.clone());
                         if let Some(next) = group
                             .candidates()

@@ -7,6 +7,9 @@ use serde_json::{json, Value};
 
 pub fn of(service: Service, op: &str, n: &Names) -> Vec<Value> {
     let (task, instance, deployment) = (&n.task, &n.instance, &n.deployment);
+    let (lb, tg, listener, rule) = (&n.load_balancer, &n.target_group, &n.listener, &n.rule);
+    let forward = json!([{"Type": "forward", "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": tg, "Weight": 3}],
+        "TargetGroupStickinessConfig": {"Enabled": true, "DurationSeconds": 60}}}]);
     let container = json!({
         "name": "app", "image": "busybox", "cpu": 128, "memory": 256, "memoryReservation": 128,
         "essential": true,
@@ -43,6 +46,62 @@ pub fn of(service: Service, op: &str, n: &Names) -> Vec<Value> {
                         {"timestamp": NOW, "message": "b ERROR"}]);
     let group = json!("/fuzz/group");
     match (service, op) {
+        (Service::Elbv2, "CreateLoadBalancer") => {
+            vec![json!({"Name": "lb2", "Subnets": ["s-1", "s-2"],
+            "SecurityGroups": ["sg-1"], "Scheme": "internal", "Type": "application",
+            "Tags": [{"Key": "k", "Value": "v"}]})]
+        }
+        (Service::Elbv2, "CreateTargetGroup") => {
+            vec![json!({"Name": "tg2", "Protocol": "HTTP", "Port": 8080,
+            "VpcId": "vpc-1", "TargetType": "instance", "HealthCheckPath": "/health",
+            "HealthCheckIntervalSeconds": 10, "HealthCheckTimeoutSeconds": 5, "HealthyThresholdCount": 3,
+            "UnhealthyThresholdCount": 2, "Matcher": {"HttpCode": "200-299"}})]
+        }
+        (Service::Elbv2, "ModifyTargetGroup") => vec![json!({"TargetGroupArn": tg,
+            "HealthCheckPath": "/h", "HealthCheckIntervalSeconds": 30, "Matcher": {"HttpCode": "200,202"}})],
+        (Service::Elbv2, "ModifyTargetGroupAttributes") => {
+            vec![json!({"TargetGroupArn": tg, "Attributes": [
+            {"Key": "deregistration_delay.timeout_seconds", "Value": "10"},
+            {"Key": "stickiness.enabled", "Value": "true"},
+            {"Key": "slow_start.duration_seconds", "Value": "30"},
+            {"Key": "load_balancing.algorithm.type", "Value": "least_outstanding_requests"}]})]
+        }
+        (Service::Elbv2, "ModifyLoadBalancerAttributes") => {
+            vec![json!({"LoadBalancerArn": lb, "Attributes": [
+            {"Key": "idle_timeout.timeout_seconds", "Value": "30"},
+            {"Key": "deletion_protection.enabled", "Value": "true"}]})]
+        }
+        (Service::Elbv2, "RegisterTargets" | "DeregisterTargets" | "DescribeTargetHealth") => {
+            vec![
+                json!({"TargetGroupArn": tg, "Targets": [{"Id": "10.0.0.1", "Port": 80}, {"Id": "10.0.0.2"}]}),
+            ]
+        }
+        (Service::Elbv2, "CreateListener") => {
+            vec![json!({"LoadBalancerArn": lb, "Protocol": "HTTP",
+            "Port": 18081, "DefaultActions": forward})]
+        }
+        (Service::Elbv2, "ModifyListener") => vec![json!({"ListenerArn": listener, "Port": 18082,
+            "DefaultActions": [{"Type": "fixed-response",
+                "FixedResponseConfig": {"StatusCode": "404", "ContentType": "text/plain", "MessageBody": "no"}}]})],
+        (Service::Elbv2, "CreateRule") => vec![
+            json!({"ListenerArn": listener, "Priority": 20, "Conditions": [
+            {"Field": "host-header", "HostHeaderConfig": {"Values": ["*.example.com"]}},
+            {"Field": "query-string", "QueryStringConfig": {"Values": [{"Key": "a", "Value": "b"}]}},
+            {"Field": "source-ip", "SourceIpConfig": {"Values": ["10.0.0.0/8"]}}],
+            "Actions": [{"Type": "redirect", "RedirectConfig": {"Protocol": "HTTPS", "Port": "443",
+                "Path": "/#{path}", "StatusCode": "HTTP_301"}}]}),
+        ],
+        (Service::Elbv2, "ModifyRule") => vec![json!({"RuleArn": rule, "Conditions": [
+            {"Field": "http-header", "HttpHeaderConfig": {"HttpHeaderName": "X-A", "Values": ["b*"]}}],
+            "Actions": forward})],
+        (Service::Elbv2, "SetRulePriorities") => {
+            vec![json!({"RulePriorities": [{"RuleArn": rule, "Priority": 5}]})]
+        }
+        (Service::Elbv2, "AddTags") => vec![json!({"ResourceArns": [lb, tg, listener, rule],
+            "Tags": [{"Key": "k", "Value": "v"}]})],
+        (Service::Elbv2, "DescribeRules") => vec![json!({"ListenerArn": listener, "PageSize": 1})],
+        (Service::Elbv2, "DeleteLoadBalancer") => vec![json!({"LoadBalancerArn": lb})],
+        (Service::Elbv2, "DeleteTargetGroup") => vec![json!({"TargetGroupArn": tg})],
         (Service::Ecs, "CreateCluster") => vec![json!({"clusterName": "c2",
             "tags": [{"key": "k", "value": "v"}],
             "settings": [{"name": "containerInsights", "value": "enabled"}]})],

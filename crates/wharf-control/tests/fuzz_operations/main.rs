@@ -44,6 +44,10 @@ enum Service {
     Admin,
     /// `WharfAgent_v1.Join`, which the server routes apart (no signature).
     Join,
+    /// Elastic Load Balancing v2 (awsQuery): the generated JSON bodies are
+    /// flattened into form parameters by the model's schema; a body that is
+    /// no JSON is sent as a raw form.
+    Elbv2,
 }
 
 struct Operation {
@@ -79,6 +83,8 @@ fn operations() -> Vec<Operation> {
     wharf_core::agent_protocol::visit_operations(&mut agent);
     let mut admin = Collect(Service::Admin, vec![]);
     wharf_core::admin_protocol::visit_operations(&mut admin);
+    let mut elbv2 = Collect(Service::Elbv2, vec![]);
+    wharf_model::elbv2::visit_operations(&mut elbv2);
     let mut join = Collect(Service::Join, vec![]);
     wharf_model::OperationVisitor::visit::<wharf_core::agent_protocol::JoinRequest>(
         &mut join,
@@ -89,6 +95,7 @@ fn operations() -> Vec<Operation> {
         (&logs, wharf_model::logs::OPERATIONS),
         (&agent, wharf_core::agent_protocol::OPERATIONS),
         (&admin, wharf_core::admin_protocol::OPERATIONS),
+        (&elbv2, wharf_model::elbv2::OPERATIONS),
     ] {
         let visited: Vec<&str> = c.1.iter().map(|o| o.name).collect();
         assert_eq!(
@@ -102,7 +109,68 @@ fn operations() -> Vec<Operation> {
     all.extend(agent.1);
     all.extend(admin.1);
     all.extend(join.1);
+    all.extend(elbv2.1);
     all
+}
+
+/// A JSON body as awsQuery parameters, laid out by the model's schema:
+/// members dotted, lists as `.member.N` (an empty one as `Name=`), maps as
+/// `.entry.N.key`/`.value`; a value of the wrong kind goes as its JSON text.
+fn form_params(
+    schema: &wharf_model::schema::Schema,
+    id: wharf_model::schema::ShapeId,
+    v: &Value,
+    prefix: &str,
+    out: &mut Vec<(String, String)>,
+) {
+    use wharf_model::schema::Kind;
+    let join = |name: &str| {
+        if prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{prefix}.{name}")
+        }
+    };
+    match (&schema.shape(id).kind, v) {
+        (Kind::Structure(members), Value::Object(map)) => {
+            for (k, val) in map {
+                match members.iter().find(|m| m.name == k) {
+                    Some(m) => form_params(schema, m.shape, val, &join(k), out),
+                    None => out.push((join(k), scalar(val))),
+                }
+            }
+        }
+        (Kind::List(member), Value::Array(items)) if !prefix.is_empty() => {
+            if items.is_empty() {
+                out.push((prefix.to_owned(), String::new()));
+            }
+            for (i, item) in items.iter().enumerate() {
+                form_params(
+                    schema,
+                    *member,
+                    item,
+                    &format!("{prefix}.member.{}", i + 1),
+                    out,
+                );
+            }
+        }
+        (Kind::Map { value, .. }, Value::Object(map)) if !prefix.is_empty() => {
+            for (i, (k, val)) in map.iter().enumerate() {
+                let entry = format!("{prefix}.entry.{}", i + 1);
+                out.push((format!("{entry}.key"), k.clone()));
+                form_params(schema, *value, val, &format!("{entry}.value"), out);
+            }
+        }
+        (_, Value::Null) => {}
+        (_, v) => out.push((prefix.to_owned(), scalar(v))),
+    }
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 fn ctx() -> Ctx {
@@ -128,6 +196,24 @@ async fn dispatch(
         Service::Agent => wharf_control::agent_api::dispatch(c, &x, op, body).await,
         Service::Admin => wharf_control::tokens::dispatch(c, &x, op, body).await,
         Service::Join => wharf_control::tokens::join(c, x.now, body).await,
+        Service::Elbv2 => {
+            let schema = &wharf_model::elbv2::SCHEMA;
+            let params = match (serde_json::from_slice::<Value>(body), schema.operation(op)) {
+                (Ok(v), Some(o)) => {
+                    let mut params = vec![];
+                    form_params(schema, o.input, &v, "", &mut params);
+                    params
+                }
+                _ => wharf_protocol::query::parse(&[b"Action=x&".as_slice(), body].concat())
+                    .map(|r| r.params)
+                    .unwrap_or_default(),
+            };
+            let scope = wharf_lb::Scope {
+                region: x.scope.region,
+                account: x.scope.account,
+            };
+            wharf_lb::dispatch(&c.lb, &scope, x.now, op, &params, "fuzz").await
+        }
         Service::Logs => {
             let scope = wharf_logs::Scope {
                 region: x.scope.region,
@@ -155,12 +241,39 @@ async fn seeded() -> (Control, Vec<String>) {
     (c, words)
 }
 
-/// The seeded state's task, instance and service deployment ARNs.
+/// The seeded state's task, instance and service deployment ARNs, and
+/// its load balancer's.
 #[derive(Clone)]
 struct Names {
     task: String,
     instance: String,
     deployment: String,
+    load_balancer: String,
+    target_group: String,
+    listener: String,
+    rule: String,
+}
+
+/// An ELBv2 call while seeding; its XML answer.
+async fn query(c: &Control, action: &str, params: &[(&str, &str)]) -> String {
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let scope = wharf_lb::Scope {
+        region: "us-east-1".into(),
+        account: "000000000000".into(),
+    };
+    let out = wharf_lb::dispatch(&c.lb, &scope, NOW, action, &params, "seed")
+        .await
+        .unwrap_or_else(|e| panic!("seeding {action}: {e}"));
+    String::from_utf8(out).unwrap()
+}
+
+fn between(xml: &str, open: &str, close: &str) -> String {
+    let start = xml.find(open).expect(open) + open.len();
+    let end = xml[start..].find(close).expect(close) + start;
+    xml[start..end].to_string()
 }
 
 async fn seeded_with_names() -> (Control, Vec<String>, Names) {
@@ -173,7 +286,12 @@ async fn seeded_with_names() -> (Control, Vec<String>, Names) {
         Arc::new(MemStore::new()),
         Arc::new(ManualClock::new(NOW)),
         config,
-    );
+    )
+    .with_lb_config(wharf_lb::LbConfig {
+        // What this host has bound is no concern of the fuzzer.
+        probe_ports: false,
+        ..Default::default()
+    });
     use Service::*;
     let mut words: Vec<String> = vec![];
     let cluster = call(&c, Ecs, "CreateCluster", json!({"clusterName": "fuzz"})).await;
@@ -280,6 +398,98 @@ async fn seeded_with_names() -> (Control, Vec<String>, Names) {
             {"timestamp": NOW, "message": "[127.0.0.1, GET, 200]"}]}),
     )
     .await;
+    let lb = query(
+        &c,
+        "CreateLoadBalancer",
+        &[("Name", "lb"), ("Subnets.member.1", "subnet-1")],
+    )
+    .await;
+    let lb_arn = between(&lb, "<LoadBalancerArn>", "</LoadBalancerArn>");
+    let tg = query(
+        &c,
+        "CreateTargetGroup",
+        &[
+            ("Name", "tg"),
+            ("Protocol", "HTTP"),
+            ("Port", "80"),
+            ("TargetType", "ip"),
+        ],
+    )
+    .await;
+    let tg_arn = between(&tg, "<TargetGroupArn>", "</TargetGroupArn>");
+    let listener = query(
+        &c,
+        "CreateListener",
+        &[
+            ("LoadBalancerArn", &lb_arn),
+            ("Protocol", "HTTP"),
+            ("Port", "18080"),
+            ("DefaultActions.member.1.Type", "forward"),
+            ("DefaultActions.member.1.TargetGroupArn", &tg_arn),
+        ],
+    )
+    .await;
+    let listener_arn = between(&listener, "<ListenerArn>", "</ListenerArn>");
+    let rule = query(
+        &c,
+        "CreateRule",
+        &[
+            ("ListenerArn", &listener_arn),
+            ("Priority", "10"),
+            ("Conditions.member.1.Field", "path-pattern"),
+            ("Conditions.member.1.Values.member.1", "/a/*"),
+            ("Actions.member.1.Type", "forward"),
+            ("Actions.member.1.TargetGroupArn", &tg_arn),
+        ],
+    )
+    .await;
+    let rule_arn = between(&rule, "<RuleArn>", "</RuleArn>");
+    query(
+        &c,
+        "RegisterTargets",
+        &[
+            ("TargetGroupArn", &tg_arn),
+            ("Targets.member.1.Id", "10.0.0.1"),
+        ],
+    )
+    .await;
+    words.extend([
+        lb_arn.clone(),
+        tg_arn.clone(),
+        listener_arn.clone(),
+        rule_arn.clone(),
+    ]);
+    words.extend(
+        [
+            "lb",
+            "tg",
+            "10.0.0.1",
+            "HTTP",
+            "HTTPS",
+            "TCP",
+            "forward",
+            "redirect",
+            "fixed-response",
+            "instance",
+            "ip",
+            "application",
+            "network",
+            "path-pattern",
+            "host-header",
+            "http-header",
+            "query-string",
+            "source-ip",
+            "http-request-method",
+            "deregistration_delay.timeout_seconds",
+            "stickiness.enabled",
+            "slow_start.duration_seconds",
+            "load_balancing.algorithm.type",
+            "idle_timeout.timeout_seconds",
+            "200-299",
+            "10.0.0.0/8",
+        ]
+        .map(String::from),
+    );
     words.extend(
         [
             instance_arn.as_str(),
@@ -367,6 +577,10 @@ async fn seeded_with_names() -> (Control, Vec<String>, Names) {
         task,
         instance: instance_arn,
         deployment,
+        load_balancer: lb_arn,
+        target_group: tg_arn,
+        listener: listener_arn,
+        rule: rule_arn,
     };
     (c, words, names)
 }
@@ -405,6 +619,7 @@ fn known_code(service: Service, code: &str) -> bool {
             wharf_model::ecs::error_http_status(code)
         }
         Service::Logs => wharf_model::logs::error_http_status(code),
+        Service::Elbv2 => wharf_model::elbv2::error_http_status(code),
     };
     modeled.is_some()
         || matches!(
@@ -415,6 +630,10 @@ fn known_code(service: Service, code: &str) -> bool {
                 // Join and token revocation, as AWS's auth and lookups answer.
                 | "UnrecognizedClientException"
                 | "ResourceNotFoundException"
+                // awsQuery's own: bad parameters, unknown actions.
+                | "ValidationError"
+                | "InvalidAction"
+                | "MissingAction"
         )
 }
 
@@ -439,6 +658,12 @@ async fn check(c: &Control, service: Service, op: &str, body: Vec<u8>) -> Option
         Ok(Ok(r)) => r,
     };
     match result {
+        Ok(out) if service == Service::Elbv2 => {
+            let xml = String::from_utf8_lossy(&out);
+            (!(xml.starts_with(&format!("<{op}Response"))
+                && xml.ends_with(&format!("</{op}Response>"))))
+            .then(|| format!("answered with a body that is not its XML response: {xml:?}"))
+        }
         Ok(out) => match serde_json::from_slice::<Value>(&out) {
             Ok(v) if v.is_object() => None,
             _ => Some(format!(
@@ -493,6 +718,11 @@ async fn no_body_crashes_hangs_or_writes_when_refused() {
                     e.code.as_str(),
                     "UnsupportedFeatureException" | "InvalidOperationException"
                 ) && e.message.contains("not")
+                    || (op.service == Service::Elbv2
+                        && e.code == "OperationNotPermitted"
+                        && e.message
+                            .ends_with("is not supported by Wharf's load balancer.")
+                        && e.message.starts_with(op.name))
             }
             Ok(_) => false,
         };
@@ -545,7 +775,7 @@ async fn no_body_crashes_hangs_or_writes_when_refused() {
     }
     // Names that are no operation at all.
     let (c, _) = seeded().await;
-    for service in [Service::Ecs, Service::Logs, Service::Agent] {
+    for service in [Service::Ecs, Service::Logs, Service::Agent, Service::Elbv2] {
         for op in [
             "",
             "Nonexistent",
