@@ -314,8 +314,38 @@ impl Agent {
 
     /// One pass: make Docker match `tasks`, and report each task's state.
     pub async fn converge(self: &Arc<Self>, tasks: &[AssignedTask]) -> Result<(), AgentError> {
+        // Each task converges in its own background job, at most one per task
+        // at a time: a slow stop (its stopTimeout) never holds back the poll
+        // loop or another task's start. A finished job wakes the loop so the
+        // next pass sees its result. Containers of tasks this instance no
+        // longer has are orphans, removed the same way.
+        //
+        // A task's job slot is taken before Docker is listed: a job of the
+        // task still running then could change its containers after the
+        // list was read (create and start one, stop one), and a job given
+        // that list would act on, and report, an outdated view. Once the
+        // slot is ours, the task's previous job has ended and the list shows
+        // all it did.
+        let claimed: HashSet<String> = {
+            let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+            tasks
+                .iter()
+                .filter(|t| in_flight.insert(t.task_arn.clone()))
+                .map(|t| t.task_arn.clone())
+                .collect()
+        };
+        let listed = match self.runtime.list_managed().await {
+            Ok(listed) => listed,
+            Err(e) => {
+                self.in_flight
+                    .lock()
+                    .expect("in-flight lock")
+                    .retain(|arn| !claimed.contains(arn));
+                return Err(e.into());
+            }
+        };
         let mut by_task: HashMap<String, Vec<ContainerStatus>> = HashMap::new();
-        for c in self.runtime.list_managed().await? {
+        for c in listed {
             if self.manages(&c) {
                 by_task
                     .entry(c.labels.get(TASK_ARN_LABEL).cloned().unwrap_or_default())
@@ -328,41 +358,34 @@ impl Agent {
             .lock()
             .expect("sent lock")
             .retain(|arn, _| assigned.contains(arn.as_str()));
-        // Each task converges in its own background job, at most one per task
-        // at a time: a slow stop (its stopTimeout) never holds back the poll
-        // loop or another task's start. A finished job wakes the loop so the
-        // next pass sees its result. Containers of tasks this instance no
-        // longer has are orphans, removed the same way.
         for t in tasks {
             if let Some(containers) = by_task.get(&t.task_arn) {
                 self.ship_logs(t, containers);
             }
         }
-        let jobs = tasks
-            .iter()
-            .map(|t| {
-                let existing = by_task.remove(&t.task_arn).unwrap_or_default();
-                (
+        let mut jobs = Vec::new();
+        for t in tasks {
+            // An assigned task's containers are never orphans, whether or
+            // not its job runs in this pass.
+            let existing = by_task.remove(&t.task_arn).unwrap_or_default();
+            if claimed.contains(&t.task_arn) {
+                jobs.push((
                     t.task_arn.clone(),
                     Job::Converge(Box::new(t.clone()), existing),
-                )
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .chain(
-                by_task
-                    .drain()
-                    .map(|(arn, containers)| (arn, Job::RemoveOrphan(containers))),
-            );
-        for (arn, job) in jobs {
-            if !self
+                ));
+            }
+        }
+        for (arn, containers) in by_task.drain() {
+            if self
                 .in_flight
                 .lock()
                 .expect("in-flight lock")
                 .insert(arn.clone())
             {
-                continue;
+                jobs.push((arn, Job::RemoveOrphan(containers)));
             }
+        }
+        for (arn, job) in jobs {
             let agent = self.clone();
             tokio::spawn(async move {
                 let acted = match agent.run_job(&arn, job).await {
@@ -695,22 +718,44 @@ impl Agent {
     }
 
     /// Stops the task's containers (dependents first) and reports it
-    /// STOPPED, with `report.reason` if it failed to start.
+    /// STOPPED, with `report.reason` if it failed to start. Only once none
+    /// of them runs, each with the exit code it stopped with.
     async fn stop_task(
         &self,
         defs: &[ecs::ContainerDefinition],
         existing: Vec<ContainerStatus>,
         mut report: TaskStateReport,
     ) -> Result<TaskStateReport, AgentError> {
-        self.stop_containers(defs, &existing).await?;
+        let exits = self.stop_containers(defs, &existing).await?;
         let mut final_states = vec![];
         for c in &existing {
-            final_states.push(
-                self.runtime
-                    .inspect_container(&c.id)
-                    .await?
-                    .unwrap_or_else(|| c.clone()),
-            );
+            let seen = self.runtime.inspect_container(&c.id).await?;
+            let exit = exits.get(&c.id).copied().flatten();
+            let state = match seen {
+                Some(s) if s.state == ContainerState::Running => {
+                    return Err(crate::runtime::RuntimeError::Other(format!(
+                        "container {} still runs after it was stopped",
+                        c.name
+                    ))
+                    .into());
+                }
+                Some(mut s) => {
+                    s.exit_code = s.exit_code.or(exit);
+                    s
+                }
+                // Removed meanwhile (by whoever): what it was, stopped, with
+                // the code its stop saw.
+                None => {
+                    let mut s = c.clone();
+                    if s.state == ContainerState::Running {
+                        s.state = ContainerState::Exited;
+                        s.exit_code = exit;
+                        s.ports.clear();
+                    }
+                    s
+                }
+            };
+            final_states.push(state);
         }
         report.status = "STOPPED".into();
         report.execution_stopped_at = Some(now_ms());
@@ -724,12 +769,13 @@ impl Agent {
 
     /// Stops running containers in waves, dependents before their
     /// dependencies, each wave concurrently and each container with its
-    /// own stopTimeout (SIGTERM, then SIGKILL).
+    /// own stopTimeout (SIGTERM, then SIGKILL). Returns the exit code each
+    /// stopped with, by container id.
     async fn stop_containers(
         &self,
         defs: &[ecs::ContainerDefinition],
         existing: &[ContainerStatus],
-    ) -> Result<(), AgentError> {
+    ) -> Result<HashMap<String, Option<i64>>, AgentError> {
         let running: Vec<&ContainerStatus> = existing
             .iter()
             .filter(|c| c.state == ContainerState::Running)
@@ -750,6 +796,7 @@ impl Agent {
         // Containers not in the definition (none expected) go last.
         waves.push(vec![]);
         let last = waves.len() - 1;
+        let mut exits = HashMap::new();
         for (i, wave) in waves.iter().enumerate() {
             let stops = running
                 .iter()
@@ -759,12 +806,19 @@ impl Agent {
                         || (i == last
                             && !defs.iter().any(|d| d.name.as_deref() == Some(n.as_str())))
                 })
-                .map(|c| self.runtime.stop_container(&c.id, timeout(&c.name_label())));
+                .map(|c| async move {
+                    let exit = self
+                        .runtime
+                        .stop_container(&c.id, timeout(&c.name_label()))
+                        .await?;
+                    Ok::<_, AgentError>((c.id.clone(), exit))
+                });
             for r in futures::future::join_all(stops).await {
-                r?;
+                let (id, exit) = r?;
+                exits.insert(id, exit);
             }
         }
-        Ok(())
+        Ok(exits)
     }
 }
 

@@ -423,6 +423,39 @@ async fn stop_kills_container_ignoring_sigterm() {
 }
 
 #[tokio::test]
+async fn stop_returns_the_exit_code_of_a_container_removed_as_it_exits() {
+    let ctx = TestCtx::new().await;
+    let spec = ctx.spec("reaped", &["sh", "-c", "trap \"\" TERM; sleep 60"]);
+    let id = ctx.rt.create_container(&spec).await.unwrap();
+    ctx.rt.start_container(&id).await.unwrap();
+    wait_status(&ctx.rt, &id, Duration::from_secs(5), |s| {
+        s.state == ContainerState::Running
+    })
+    .await;
+    // Someone else (`docker rm -f`, another agent taking it for an orphan)
+    // stops it too and removes it the moment it has exited.
+    let other = DockerRuntime::connect().await.unwrap();
+    let reaper = async {
+        other
+            .stop_container(&id, Duration::from_secs(1))
+            .await
+            .unwrap();
+        other.remove_container(&id).await.unwrap();
+    };
+    let (ours, ()) = tokio::join!(ctx.rt.stop_container(&id, Duration::from_secs(1)), reaper);
+    assert_eq!(ours.unwrap(), Some(137), "SIGKILLed, whoever removed it");
+    assert_eq!(ctx.rt.inspect_container(&id).await.unwrap(), None);
+    assert_eq!(
+        ctx.rt
+            .stop_container(&id, Duration::from_secs(1))
+            .await
+            .unwrap(),
+        None,
+        "gone"
+    );
+}
+
+#[tokio::test]
 async fn health_checks_report_healthy_and_unhealthy() {
     let ctx = TestCtx::new().await;
     let mut events = ctx.rt.events();

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::container::{
     Config, CreateContainerOptions, ListContainersOptions, LogOutput, LogsOptions,
-    RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+    RemoveContainerOptions, StartContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
 use bollard::errors::Error as BollardError;
 use bollard::image::CreateImageOptions;
@@ -310,6 +310,14 @@ fn status_from_inspect(c: ContainerInspectResponse) -> ContainerStatus {
         ContainerState::Exited | ContainerState::Dead => Some(code),
         // A failed start leaves the container "created" with an exit code and error.
         ContainerState::Created if code != 0 || error.is_some() => Some(code),
+        // "removing" (or "restarting") says nothing of the process: one that
+        // ran and ended has its exit code all the same.
+        ContainerState::Other(_)
+            if state.running == Some(false)
+                && parse_time(state.finished_at.as_deref()).is_some() =>
+        {
+            Some(code)
+        }
         _ => None,
     };
     let health = state.health.and_then(|h| h.status).and_then(|s| match s {
@@ -355,6 +363,26 @@ fn status_from_inspect(c: ContainerInspectResponse) -> ContainerStatus {
             .filter(|m| m.typ == Some(MountPointTypeEnum::VOLUME))
             .filter_map(|m| m.name.clone())
             .collect(),
+    }
+}
+
+/// How long a stopped container's wait may take to answer.
+const WAIT_AFTER_STOP: Duration = Duration::from_secs(10);
+
+/// Waits until the container no longer runs; its exit code, or `None` if
+/// it does not exist.
+async fn wait_not_running(docker: Docker, id: String) -> Result<Option<i64>, RuntimeError> {
+    let opts = WaitContainerOptions {
+        condition: "not-running",
+    };
+    let mut answers = docker.wait_container(&id, Some(opts));
+    match answers.next().await {
+        Some(Ok(r)) => Ok(Some(r.status_code)),
+        // bollard turns a non-zero exit into an error carrying the code.
+        Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(Some(code)),
+        Some(Err(e)) if is_status(&e, 404) => Ok(None),
+        Some(Err(e)) => Err(map_err(e)),
+        None => Ok(None),
     }
 }
 
@@ -559,7 +587,11 @@ impl Runtime for DockerRuntime {
             .map_err(map_err)
     }
 
-    async fn stop_container(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
+    async fn stop_container(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Option<i64>, RuntimeError> {
         let t = ceil_secs(timeout);
         // The request only returns once the container is stopped, which may take
         // the whole grace period: make sure the HTTP timeout outlasts it.
@@ -569,13 +601,43 @@ impl Runtime for DockerRuntime {
         } else {
             self.docker.clone()
         };
-        match docker
+        // Wait for the exit while stopping: Docker answers the wait as the
+        // container exits, so whoever removes it right after (`docker rm -f`,
+        // another agent) cannot take its exit code away. A wait that reaches a
+        // stopped container answers at once with its last code.
+        let waiter = tokio::spawn(wait_not_running(docker.clone(), id.to_string()));
+        let stopped = docker
             .stop_container(id, Some(StopContainerOptions { t }))
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if is_status(&e, 404) || is_status(&e, 304) => Ok(()),
-            Err(e) => Err(map_err(e)),
+            .await;
+        match stopped {
+            // Stopped, already stopped, or gone (the wait may still have
+            // seen it exit).
+            Ok(()) => {}
+            Err(e) if is_status(&e, 304) || is_status(&e, 404) => {}
+            Err(e) => {
+                waiter.abort();
+                return Err(map_err(e));
+            }
+        }
+        let waiting = waiter.abort_handle();
+        let waited = tokio::time::timeout(WAIT_AFTER_STOP, waiter).await;
+        waiting.abort();
+        let waited = match waited {
+            Ok(Ok(r)) => r,
+            Ok(Err(join)) => Err(RuntimeError::Other(format!("waiting for {id}: {join}"))),
+            Err(elapsed) => Err(RuntimeError::Other(format!("waiting for {id}: {elapsed}"))),
+        };
+        match waited {
+            Ok(Some(code)) => Ok(Some(code)),
+            // The wait did not get an answer: the container is gone (nothing
+            // more to learn), or what Docker shows now tells.
+            Ok(None) | Err(_) => match self.inspect_container(id).await? {
+                None => Ok(None),
+                Some(s) if s.state == ContainerState::Running => Err(RuntimeError::Other(format!(
+                    "container {id} still runs after it was stopped"
+                ))),
+                Some(s) => Ok(s.exit_code),
+            },
         }
     }
 
@@ -806,6 +868,34 @@ mod tests {
         let d = t.duration_since(UNIX_EPOCH).unwrap();
         assert_eq!(d.as_secs(), 1_704_164_645);
         assert_eq!(d.subsec_nanos(), 123_456_789);
+    }
+
+    #[test]
+    fn a_container_being_removed_keeps_its_exit_code() {
+        let inspected = |status, running| ContainerInspectResponse {
+            state: Some(bollard::models::ContainerState {
+                status: Some(status),
+                running: Some(running),
+                exit_code: Some(137),
+                started_at: Some("2024-01-02T03:04:05Z".into()),
+                finished_at: Some(
+                    if running {
+                        "0001-01-01T00:00:00Z"
+                    } else {
+                        "2024-01-02T03:04:09Z"
+                    }
+                    .into(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let s = status_from_inspect(inspected(ContainerStateStatusEnum::REMOVING, false));
+        assert_eq!(s.state, ContainerState::Other("removing".into()));
+        assert_eq!(s.exit_code, Some(137));
+        // Removed while it still ran: no exit yet.
+        let s = status_from_inspect(inspected(ContainerStateStatusEnum::REMOVING, true));
+        assert_eq!(s.exit_code, None);
     }
 
     #[test]

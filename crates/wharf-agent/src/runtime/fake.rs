@@ -508,17 +508,22 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
-    async fn stop_container(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError> {
+    async fn stop_container(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Option<i64>, RuntimeError> {
         let mut st = self.lock();
         st.calls.push(FakeCall::Stop(id.to_string(), timeout));
         self.check(&mut st, FakeOp::StopContainer)?;
         let Some(id) = st.resolve(id) else {
-            return Ok(());
+            return Ok(None);
         };
         let now = st.tick();
         let c = st.containers.get_mut(&id).expect("resolved");
         if c.status.state != ContainerState::Running {
-            return Ok(());
+            // As Docker's wait: a container that is not running has the last code.
+            return Ok(Some(c.status.exit_code.unwrap_or(0)));
         }
         mark_exited(c, 143, now);
         let labels = c.status.labels.clone();
@@ -528,7 +533,7 @@ impl Runtime for FakeRuntime {
             labels,
             exit_code: Some(143),
         });
-        Ok(())
+        Ok(Some(143))
     }
 
     async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {

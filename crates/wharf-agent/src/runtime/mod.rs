@@ -62,9 +62,17 @@ pub trait Runtime: Send + Sync + 'static {
     /// Start a created container. Starting a running container is Ok.
     async fn start_container(&self, id: &str) -> Result<(), RuntimeError>;
 
-    /// SIGTERM (or the image's StopSignal), then SIGKILL after `timeout`.
-    /// Already stopped/absent is Ok.
-    async fn stop_container(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError>;
+    /// SIGTERM (or the image's StopSignal), then SIGKILL after `timeout`;
+    /// returns once the container no longer runs, with the exit code it
+    /// stopped with (an already stopped container: its last one), read so
+    /// that a removal right after the exit (`docker rm`, another agent)
+    /// cannot lose it. Absent is `Ok(None)`, as is one removed before its
+    /// exit code could be read.
+    async fn stop_container(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Option<i64>, RuntimeError>;
 
     /// Force-remove the container and its anonymous volumes; absent is Ok.
     async fn remove_container(&self, id: &str) -> Result<(), RuntimeError>;
