@@ -39,7 +39,7 @@ class Wharf:
         self.ca = None
 
     def start(self):
-        env = dict(os.environ, WHARF_LOG="warn", **self.extra_env)
+        env = dict(os.environ, **{"WHARF_LOG": "warn", **self.extra_env})
         if self.keys:
             env.update(WHARF_ACCESS_KEY_ID=KEY, WHARF_SECRET_ACCESS_KEY=SECRET)
         # The server's log goes to a file beside its data (an unread pipe would
