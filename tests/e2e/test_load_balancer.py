@@ -294,6 +294,25 @@ def test_listener_routes_checks_health_and_speaks_http2_and_websocket(wharf):
                          capture_output=True, text=True, timeout=20).stdout
     assert out.startswith("HTTP/2 200"), out
 
+    # HTTPS with a certificate file (until Wharf has ACM), HTTP/2 by ALPN.
+    pem = str(wharf.data_dir.parent / "lb.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+                    "-days", "1", "-keyout", pem + ".key", "-out", pem + ".crt"], check=True, capture_output=True)
+    with open(pem, "w") as out:
+        out.write(open(pem + ".crt").read() + open(pem + ".key").read())
+    tls_port = free_port()
+    with pytest.raises(ClientError) as e:
+        elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTPS", Port=tls_port,
+                            Certificates=[{"CertificateArn": "file:///nonexistent.pem"}], DefaultActions=forward(tb))
+    assert code(e)[0] == "CertificateNotFound"
+    https = elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTPS", Port=tls_port,
+                                Certificates=[{"CertificateArn": f"file://{pem}"}], DefaultActions=forward(tb))
+    assert https["Listeners"][0]["SslPolicy"] == "ELBSecurityPolicy-2016-08"
+    out = wait_for(lambda: subprocess.run(["curl", "-sk", "-i", "--http2", f"https://127.0.0.1:{tls_port}/tls"],
+                                          capture_output=True, text=True, timeout=20).stdout, "the HTTPS listener", 10)
+    assert out.startswith("HTTP/2 200"), out
+    assert json.loads(out.split("\n\n", 1)[1])["headers"]["x-forwarded-proto"] == "https"
+
     # A WebSocket-style upgrade is passed through in both directions.
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")

@@ -1,0 +1,106 @@
+//! What the benchmarks share: starting the real `wharf` binary, percentiles,
+//! and the report line that prints each figure beside its target.
+
+use anyhow::{bail, Context};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The development keys `wharf` accepts on loopback.
+pub const ACCESS_KEY: &str = "AKIAWHARFDEVELOPMENT";
+pub const SECRET_KEY: &str = "wharf-development-secret-key-do-not-use-in-production";
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn wharf_bin(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    let release = !cfg!(debug_assertions);
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "-q", "-p", "wharf", "--bin", "wharf"]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().context("cannot run cargo to build wharf")?;
+    if !status.success() {
+        bail!("building wharf failed");
+    }
+    let exe = std::env::current_exe()?;
+    Ok(exe.with_file_name("wharf"))
+}
+
+/// Starts `wharf ARGS` and waits for its "serving ... on http://ADDR" line.
+pub fn start_server(bin: &Path, args: &[&str], log: &Path) -> anyhow::Result<(Proc, String)> {
+    let mut child = Command::new(bin)
+        .args(args)
+        .env("WHARF_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let stderr = child.stderr.take().expect("piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut url = None;
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some(at) = line.find("http://") {
+            url = Some(line[at..].trim().to_string());
+            break;
+        }
+    }
+    let Some(url) = url else {
+        bail!("wharf {} exited before serving", args.join(" "));
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    let mut out = std::fs::File::create(log)?;
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            use std::io::Write;
+            let _ = writeln!(out, "{line}");
+        }
+    });
+    Ok((Proc(child), url))
+}
+
+/// Resident memory of a process, bytes.
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+pub fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// One report line: figure, target, verdict.
+pub fn line(name: &str, figure: String, target: &str, met: Option<bool>) {
+    let verdict = match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "-",
+    };
+    println!("{name:<48} {figure:>22}   target {target:<14} {verdict}");
+}
