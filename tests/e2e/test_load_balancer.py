@@ -326,6 +326,29 @@ def test_listener_routes_checks_health_and_speaks_http2_and_websocket(wharf):
             got += s.recv(4096)
         assert got == b"ping through the load balancer"
 
+    # Two targets: round robin, then lb_cookie stickiness, then weights.
+    pair = fast_group(elb, "pair", a.port)
+    elb.register_targets(TargetGroupArn=pair, Targets=[{"Id": "127.0.0.1", "Port": a.port},
+                                                       {"Id": "127.0.0.1", "Port": b.port}])
+    elb.create_rule(ListenerArn=listener, Priority=80, Conditions=[{"Field": "path-pattern", "Values": ["/pair"]}],
+                    Actions=forward(pair))
+    elb.get_waiter("target_in_service").wait(TargetGroupArn=pair, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    names = [json.loads(get(port, "/pair")[2])["name"] for _ in range(6)]
+    assert sorted(set(names)) == ["a", "b"], names
+    elb.modify_target_group_attributes(TargetGroupArn=pair, Attributes=[
+        {"Key": "stickiness.enabled", "Value": "true"}, {"Key": "stickiness.lb_cookie.duration_seconds", "Value": "60"}])
+    time.sleep(0.3)
+    status, headers, body = get(port, "/pair")
+    cookie = headers["set-cookie"].split(";")[0]
+    assert cookie.startswith("AWSALB=") and "Max-Age=60" in headers["set-cookie"]
+    first = json.loads(body)["name"]
+    assert {json.loads(get(port, "/pair", headers={"Cookie": cookie})[2])["name"] for _ in range(6)} == {first}
+    elb.modify_rule(RuleArn=elb.describe_rules(ListenerArn=listener)["Rules"][-2]["RuleArn"], Actions=[
+        {"Type": "forward", "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": pair, "Weight": 0},
+                                                               {"TargetGroupArn": tb, "Weight": 5}]}}])
+    time.sleep(0.3)
+    assert {json.loads(get(port, "/pair")[2])["name"] for _ in range(6)} == {"b"}
+
     # A target that fails its checks turns unhealthy with ELB's reason.
     b.status = 500
     deadline = time.time() + 30
@@ -455,6 +478,8 @@ def test_services_behind_one_listener_deploy_heal_and_scale_without_failed_reque
         assert len(targets) == 2 and {t["TargetHealth"]["State"] for t in targets} == {"healthy"}
         assert all(t["Target"]["Port"] >= 1024 for t in targets), "bridge mode's dynamic host ports"
     service = ecs.describe_services(services=["front"])["services"][0]
+    assert any(e["message"] == f"(service front) registered 2 targets in (target-group {groups['front']})"
+               for e in service["events"]), service["events"]
     assert service["loadBalancers"] == [{"targetGroupArn": groups["front"], "containerName": "web", "containerPort": 80}]
 
     # Both services at the load balancer's DNS name, routed by path.

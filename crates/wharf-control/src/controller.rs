@@ -151,7 +151,8 @@ pub async fn reconcile(
         instances.extend(found.into_iter().map(|v| v.value));
         connected.extend(connected_instances(c, capacity).await?);
     }
-    let lb_health = crate::lb_targets::sync(c, &tasks, &instances, c.clock.now()).await?;
+    let mut synced = crate::lb_targets::sync(c, &tasks, &instances, c.clock.now()).await?;
+    let lb_health = std::mem::take(&mut synced.health);
     let lb = |t: &TaskRecord| match lb_health.get(&t.id) {
         Some(h) => h.clone(),
         None if t.load_balancers.is_empty() => LbHealth::None,
@@ -169,7 +170,7 @@ pub async fn reconcile(
             .map(|t| t.value.clone())
             .collect();
         let now = c.clock.now();
-        let p = plan(
+        let mut p = plan(
             &v.value,
             &mine,
             &instances,
@@ -179,6 +180,9 @@ pub async fn reconcile(
             settings,
             rng,
         );
+        for message in synced.events.remove(&group).unwrap_or_default() {
+            p.service.event(now, message, rng);
+        }
         rest &= p.start.is_empty()
             && p.stop.is_empty()
             && p.service == v.value

@@ -45,18 +45,29 @@ pub fn target_of(
     Some((id, host_port))
 }
 
-/// One pass for `tasks` (a cluster's, with their revisions); the standing
-/// of each load-balanced task by id.
+/// What a pass did and found.
+#[derive(Debug, Default)]
+pub struct Synced {
+    /// The standing of each load-balanced task, by task id.
+    pub health: HashMap<String, LbHealth>,
+    /// The service events ECS writes for it, by task group
+    /// (`service:NAME`): targets registered, deregistered.
+    pub events: HashMap<String, Vec<String>>,
+}
+
+/// One pass for `tasks` (a cluster's, with their revisions).
 pub async fn sync(
     c: &Control,
     tasks: &[Versioned<TaskRecord>],
     instances: &[InstanceRecord],
     now: i64,
-) -> ApiResult<HashMap<String, LbHealth>> {
-    let mut out = HashMap::new();
+) -> ApiResult<Synced> {
+    let mut out = Synced::default();
     if tasks.iter().all(|t| t.value.load_balancers.is_empty()) {
         return Ok(out);
     }
+    // (group, registered?, target group) -> targets, for the events.
+    let mut changed: std::collections::BTreeMap<(String, bool, String), usize> = Default::default();
     let reg = Registry::load(c.store.as_ref()).await.map_err(from_store)?;
     // Targets RUNNING tasks hold: a task that stopped must not deregister
     // the same host port a newer task now serves on.
@@ -118,6 +129,9 @@ pub async fn sync(
                 };
                 if commit(c.store.as_ref(), txn).await? {
                     tracing::info!(task = %t.id, target_group = %group.arn, %id, port, "{action} target");
+                    *changed
+                        .entry((t.group.clone(), serving, group.arn.clone()))
+                        .or_default() += 1;
                 }
             }
             if !matches!(standing, Standing::Absent)
@@ -139,7 +153,20 @@ pub async fn sync(
         if t.last_status == TaskStatus::Deactivating && drained {
             release(c, v).await?;
         }
-        out.insert(t.id.clone(), health);
+        out.health.insert(t.id.clone(), health);
+    }
+    for ((group, registered, arn), n) in changed {
+        let Some(service) = group.strip_prefix("service:") else {
+            continue;
+        };
+        let verb = if registered {
+            "registered"
+        } else {
+            "deregistered"
+        };
+        out.events.entry(group.clone()).or_default().push(format!(
+            "(service {service}) {verb} {n} targets in (target-group {arn})"
+        ));
     }
     Ok(out)
 }

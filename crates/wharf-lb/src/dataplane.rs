@@ -203,7 +203,14 @@ pub struct DataPlane {
         Body,
     >,
     requests: AtomicU64,
+    /// Instance targets' addresses by ID, and when they were looked up (a
+    /// failed lookup is remembered too, so an unknown ID does not hold up
+    /// every rebuild).
+    resolved: Mutex<HashMap<String, (Option<IpAddr>, std::time::Instant)>>,
 }
+
+/// How long a looked-up instance address is used before it is looked up again.
+const RESOLVE_TTL: Duration = Duration::from_secs(30);
 
 impl DataPlane {
     pub fn new(store: DynStore, config: LbConfig) -> Arc<DataPlane> {
@@ -221,6 +228,7 @@ impl DataPlane {
             in_flight: Mutex::new(HashMap::new()),
             client,
             requests: AtomicU64::new(0),
+            resolved: Mutex::new(HashMap::new()),
         })
     }
 
@@ -299,7 +307,6 @@ impl DataPlane {
             .iter()
             .map(|l| (l.value.arn.as_str(), &l.value))
             .collect();
-        let old = self.snapshot();
 
         let mut snap = Snapshot::default();
         let mut by_group: BTreeMap<&str, Vec<&Versioned<TargetRecord>>> = BTreeMap::new();
@@ -323,7 +330,9 @@ impl DataPlane {
                     h.map(|h| h.state.clone())
                         .unwrap_or_else(|| "initial".into())
                 };
-                let addr = resolve(&g.target_type, &t.value.id, t.value.port, &old, &key).await;
+                let addr = self
+                    .resolve(&g.target_type, &t.value.id, t.value.port)
+                    .await;
                 members.push(Arc::new(Target {
                     in_flight: self.counter(&key),
                     key,
@@ -410,6 +419,38 @@ impl DataPlane {
         }
         self.state.store(Arc::new(snap));
         Ok(revision)
+    }
+
+    /// Where an instance or IP target is reached: an `ip` target's ID is its
+    /// address; an `instance` target's ID is the container instance's
+    /// `ec2InstanceId` (the host name its agent reported), resolved on this
+    /// host.
+    async fn resolve(&self, target_type: &str, id: &str, port: i32) -> Option<SocketAddr> {
+        let port = u16::try_from(port).ok()?;
+        if let Ok(ip) = id.parse::<IpAddr>() {
+            return Some(SocketAddr::new(ip, port));
+        }
+        if target_type == "ip" {
+            return None;
+        }
+        if let Some((ip, at)) = self.resolved.lock().expect("resolved lock").get(id) {
+            if at.elapsed() < RESOLVE_TTL {
+                return ip.map(|ip| SocketAddr::new(ip, port));
+            }
+        }
+        let lookup = tokio::net::lookup_host((id, port));
+        let ip = match tokio::time::timeout(Duration::from_secs(2), lookup).await {
+            Ok(Ok(mut addrs)) => addrs.find(|a| a.is_ipv4()).map(|a| a.ip()),
+            _ => None,
+        };
+        if ip.is_none() {
+            tracing::warn!(id, "cannot resolve instance target");
+        }
+        self.resolved
+            .lock()
+            .expect("resolved lock")
+            .insert(id.to_owned(), (ip, std::time::Instant::now()));
+        ip.map(|ip| SocketAddr::new(ip, port))
     }
 
     fn counter(&self, key: &str) -> Arc<AtomicUsize> {
@@ -529,10 +570,11 @@ impl DataPlane {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            let Some(addr) = target.addr.map(|a| SocketAddr::new(a.ip(), port as u16)) else {
-                continue;
+            // An instance that cannot be found fails its checks.
+            let probe = match target.addr.map(|a| SocketAddr::new(a.ip(), port as u16)) {
+                Some(addr) => self.probe(&hc, addr, timeout).await,
+                None => Probe::Failed,
             };
-            let probe = self.probe(&hc, addr, timeout).await;
             let changed = tracker.observe(&probe, hc.healthy_threshold, hc.unhealthy_threshold);
             if changed {
                 tracing::info!(target = %target.key, state = tracker.state, reason = ?tracker.reason, "target health changed");
@@ -975,44 +1017,6 @@ fn choose_group(
     let g = Arc::clone(snap.groups.get(arn)?);
     let c = cookie(&g);
     Some((g, c))
-}
-
-/// Where an instance or IP target is reached: an `ip` target's ID is its
-/// address; an `instance` target's ID is the container instance's
-/// `ec2InstanceId` (the host name its agent reported), resolved on this host.
-async fn resolve(
-    target_type: &str,
-    id: &str,
-    port: i32,
-    old: &Snapshot,
-    key: &str,
-) -> Option<SocketAddr> {
-    let port = u16::try_from(port).ok()?;
-    if let Ok(ip) = id.parse::<IpAddr>() {
-        return Some(SocketAddr::new(ip, port));
-    }
-    if target_type == "ip" {
-        return None;
-    }
-    // A name resolved before keeps its address: a rebuild must not wait on
-    // the resolver for every target.
-    if let Some(addr) = old
-        .groups
-        .values()
-        .flat_map(|g| g.targets.iter())
-        .find(|t| t.key == key)
-        .and_then(|t| t.addr)
-    {
-        return Some(addr);
-    }
-    let lookup = tokio::net::lookup_host((id, port));
-    match tokio::time::timeout(Duration::from_secs(2), lookup).await {
-        Ok(Ok(mut addrs)) => addrs.find(|a| a.is_ipv4()),
-        _ => {
-            tracing::warn!(id, "cannot resolve instance target");
-            None
-        }
-    }
 }
 
 /// Counts a request in flight on a target while alive.

@@ -540,3 +540,32 @@ fn not_at_rest_while_a_target_is_not_healthy() {
         &s
     ));
 }
+
+#[test]
+fn draining_an_instance_behind_a_load_balancer_keeps_the_minimum_serving() {
+    let mut w = World::new(behind_a_load_balancer(service(2, 100, 200)));
+    w.lb_healthy_after = 9_000;
+    w.run(8);
+    assert_eq!(w.running("td:1"), 2);
+    w.seen.clear();
+    // Only i-2 takes new tasks; i-1 drains.
+    w.instances.retain(|i| i.id == "i-2");
+    let mut drained = instance("i-1");
+    drained.status = "DRAINING".into();
+    w.instances.push(drained);
+    w.run(20);
+    let live_on_drained = w
+        .tasks
+        .iter()
+        .filter(|t| t.instance_id.as_deref() == Some("i-1") && t.last_status != TaskStatus::Stopped)
+        .count();
+    assert_eq!(live_on_drained, 0, "every task left the draining instance");
+    assert_eq!(w.running("td:1"), 2);
+    for (_, healthy) in &w.seen {
+        assert!(
+            *healthy >= 2,
+            "serving tasks fell below the minimum: {:?}",
+            w.seen
+        );
+    }
+}
