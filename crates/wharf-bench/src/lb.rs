@@ -354,7 +354,7 @@ fn haproxy(dir: &Path, port: u16, backend: SocketAddr) -> anyhow::Result<Option<
 }
 
 /// nginx proxying `backend` on `port` with upstream keep-alive, if installed.
-fn nginx(dir: &Path, port: u16, backend: SocketAddr) -> anyhow::Result<Option<Proc>> {
+fn nginx(dir: &Path, port: u16, backend: SocketAddr) -> anyhow::Result<Option<Nginx>> {
     let bin = ["/usr/sbin/nginx", "nginx"]
         .into_iter()
         .find(|b| Command::new(b).arg("-v").output().is_ok());
@@ -383,7 +383,24 @@ fn nginx(dir: &Path, port: u16, backend: SocketAddr) -> anyhow::Result<Option<Pr
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    Ok(Some(Proc(child)))
+    Ok(Some(Nginx(Proc(child))))
+}
+
+/// nginx's master, asked to stop its workers before it is killed (a
+/// killed master leaves them serving).
+struct Nginx(Proc);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let pid = self.0 .0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.0 .0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 async fn wait_serving(addr: SocketAddr) -> anyhow::Result<()> {

@@ -524,7 +524,7 @@ impl Api<'_> {
                 subnets: subnets.clone(),
                 security_groups: security_groups.clone(),
                 created: self.now,
-                attributes: validate::default_attributes(lb_attribute_specs(&kind)),
+                attributes: validate::default_attributes(validate::LOAD_BALANCER_ATTRIBUTES),
                 tags: tags.clone(),
             };
             let txn = Txn::new()
@@ -664,7 +664,7 @@ impl Api<'_> {
             .collect();
         for _ in 0..MAX_ATTEMPTS {
             let mut lb = self.lb_by_arn(&r.load_balancer_arn).await?;
-            let specs = lb_attribute_specs(&lb.value.kind);
+            let specs = validate::LOAD_BALANCER_ATTRIBUTES;
             validate::apply_attributes("Load balancer", specs, &mut lb.value.attributes, &changes)?;
             if commit(self.lb, Txn::new().when(lb.unchanged()).then(lb.put())).await? {
                 return Ok(m::ModifyLoadBalancerAttributesOutput {
@@ -864,7 +864,7 @@ impl Api<'_> {
                 target_type: target_type.clone(),
                 ip_address_type: ip_address_type.clone(),
                 health_check: health.clone(),
-                attributes: validate::default_attributes(tg_attribute_specs(&protocol)),
+                attributes: validate::default_attributes(validate::TARGET_GROUP_ATTRIBUTES),
                 tags: tags.clone(),
             };
             let txn = Txn::new()
@@ -1015,10 +1015,9 @@ impl Api<'_> {
             {
                 txn = txn.then(Op::delete(t));
             }
-            // The usage read above is a read of listeners and rules: a
-            // listener created since would be compared by its key, which we
-            // cannot name; CreateListener/CreateRule re-read the target
-            // group with a compare, so one of the two writes fails.
+            // The usage read above cannot compare a listener or rule created
+            // since; but every write that starts forwarding to a target group
+            // also rewrites it, so this compare fails if one has.
             if commit(self.lb, txn).await? {
                 return Ok(m::DeleteTargetGroupOutput {});
             }
@@ -1047,7 +1046,7 @@ impl Api<'_> {
             .collect();
         for _ in 0..MAX_ATTEMPTS {
             let mut tg = self.tg_by_arn(&r.target_group_arn).await?;
-            let specs = tg_attribute_specs(&tg.value.protocol);
+            let specs = validate::TARGET_GROUP_ATTRIBUTES;
             validate::apply_attributes("Target group", specs, &mut tg.value.attributes, &changes)?;
             let a = &tg.value.attributes;
             if a.get("stickiness.enabled").map(String::as_str) == Some("true") {
@@ -1509,7 +1508,7 @@ impl Api<'_> {
                 .when(Compare::NotExists(key.clone()))
                 .then(typed::put(&key, &record));
             for tg in &tgs {
-                txn = txn.when(tg.unchanged());
+                txn = txn.when(tg.unchanged()).then(tg.put());
             }
             if commit(self.lb, txn).await? {
                 return Ok(m::CreateListenerOutput {
@@ -1607,7 +1606,7 @@ impl Api<'_> {
                 .when(lb.unchanged())
                 .then(l.put());
             for tg in &tgs {
-                txn = txn.when(tg.unchanged());
+                txn = txn.when(tg.unchanged()).then(tg.put());
             }
             if commit(self.lb, txn).await? {
                 return Ok(m::ModifyListenerOutput {
@@ -1742,7 +1741,7 @@ impl Api<'_> {
             }
             txn = txn.when(Compare::NotExists(key.clone()));
             for tg in &tgs {
-                txn = txn.when(tg.unchanged());
+                txn = txn.when(tg.unchanged()).then(tg.put());
             }
             if commit(self.lb, txn).await? {
                 return Ok(m::CreateRuleOutput {
@@ -1844,7 +1843,7 @@ impl Api<'_> {
                     let mut txn = Txn::new().when(l.unchanged()).when(lb.unchanged());
                     if let Some(actions) = &r.actions {
                         for tg in self.check_actions(&lb.value, actions).await? {
-                            txn = txn.when(tg.unchanged());
+                            txn = txn.when(tg.unchanged()).then(tg.put());
                         }
                         l.value.default_actions = actions.clone();
                     }
@@ -1860,7 +1859,7 @@ impl Api<'_> {
                     let mut txn = Txn::new().when(x.unchanged()).when(lb.unchanged());
                     if let Some(actions) = &r.actions {
                         for tg in self.check_actions(&lb.value, actions).await? {
-                            txn = txn.when(tg.unchanged());
+                            txn = txn.when(tg.unchanged()).then(tg.put());
                         }
                         x.value.actions = actions.clone();
                     }
@@ -2171,16 +2170,6 @@ fn check_ssl_policy(p: &str) -> Result<(), AwsError> {
             format!("SSL policy '{p}' not found"),
         ))
     }
-}
-
-fn lb_attribute_specs(kind: &str) -> &'static [validate::AttributeSpec] {
-    let _ = kind;
-    validate::LOAD_BALANCER_ATTRIBUTES
-}
-
-fn tg_attribute_specs(protocol: &str) -> &'static [validate::AttributeSpec] {
-    let _ = protocol;
-    validate::TARGET_GROUP_ATTRIBUTES
 }
 
 fn lb_attributes_wire(a: &crate::records::Attributes) -> Vec<m::LoadBalancerAttribute> {

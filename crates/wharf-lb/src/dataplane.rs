@@ -198,10 +198,11 @@ pub struct DataPlane {
     state: ArcSwap<Snapshot>,
     /// In-flight request counts per target key, kept across snapshots.
     in_flight: Mutex<HashMap<String, Arc<AtomicUsize>>>,
-    client: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        Body,
-    >,
+    /// Where client connections are served: one single-threaded runtime
+    /// per core, each with its own pool of connections to targets, so a
+    /// request and its upstream connection never hop between threads.
+    workers: Vec<Arc<Worker>>,
+    next_worker: AtomicUsize,
     requests: AtomicU64,
     /// Instance targets' addresses by ID, and when they were looked up (a
     /// failed lookup is remembered too, so an unknown ID does not hold up
@@ -212,8 +213,37 @@ pub struct DataPlane {
 /// How long a looked-up instance address is used before it is looked up again.
 const RESOLVE_TTL: Duration = Duration::from_secs(30);
 
-impl DataPlane {
-    pub fn new(store: DynStore, config: LbConfig) -> Arc<DataPlane> {
+type Client =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
+
+/// A thread serving client connections: its runtime and its target pool.
+struct Worker {
+    runtime: tokio::runtime::Handle,
+    client: Client,
+}
+
+impl Worker {
+    fn start(n: usize) -> std::io::Result<Arc<Worker>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("wharf-lb-{n}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = tx.send(Ok(runtime.handle().clone()));
+                runtime.block_on(std::future::pending::<()>());
+            })?;
+        let runtime = rx
+            .recv()
+            .map_err(|_| std::io::Error::other("load balancer worker did not start"))??;
         let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
@@ -221,15 +251,28 @@ impl DataPlane {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(256)
             .build(connector);
-        Arc::new(DataPlane {
+        Ok(Arc::new(Worker { runtime, client }))
+    }
+}
+
+impl DataPlane {
+    /// A data plane with one worker thread per core (it serves nothing until
+    /// [`DataPlane::run`]).
+    pub fn new(store: DynStore, config: LbConfig) -> std::io::Result<Arc<DataPlane>> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = (0..cores)
+            .map(Worker::start)
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Arc::new(DataPlane {
             store,
             config,
             state: ArcSwap::from_pointee(Snapshot::default()),
             in_flight: Mutex::new(HashMap::new()),
-            client,
+            workers,
+            next_worker: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             resolved: Mutex::new(HashMap::new()),
-        })
+        }))
     }
 
     /// The current snapshot (for tests and metrics).
@@ -688,7 +731,16 @@ impl DataPlane {
             };
             let _ = stream.set_nodelay(true);
             let me = Arc::clone(&self);
-            tokio::spawn(async move {
+            // Each connection is served on one worker thread, start to end.
+            let n = self.next_worker.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+            let worker = Arc::clone(&self.workers[n]);
+            let Ok(stream) = stream.into_std() else {
+                continue;
+            };
+            worker.runtime.clone().spawn(async move {
+                let Ok(stream) = TcpStream::from_std(stream) else {
+                    return;
+                };
                 let Some(view) = me.snapshot().listeners.get(&port).cloned() else {
                     return;
                 };
@@ -698,8 +750,11 @@ impl DataPlane {
                     let me = Arc::clone(&me);
                     hyper::service::service_fn(move |req| {
                         let me = Arc::clone(&me);
+                        let worker = Arc::clone(&worker);
                         async move {
-                            Ok::<_, std::convert::Infallible>(me.handle(req, port, peer, tls).await)
+                            Ok::<_, std::convert::Infallible>(
+                                me.handle(req, port, peer, tls, &worker.client).await,
+                            )
                         }
                     })
                 };
@@ -776,6 +831,7 @@ impl DataPlane {
         port: i32,
         peer: SocketAddr,
         tls: bool,
+        client: &Client,
     ) -> Response<Body> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let snap = self.snapshot();
@@ -804,15 +860,19 @@ impl DataPlane {
                 headers: req.headers(),
                 source: peer.ip(),
             };
-            view.table.route(&view_req).clone()
+            view.table.route(&view_req)
         };
         match action.r#type.as_str() {
-            "fixed-response" => fixed_response(&action),
-            "redirect" => redirect(&action, &req, &host, port, tls),
-            _ => self.forward(req, &action, &snap, &view, peer, tls).await,
+            "fixed-response" => fixed_response(action),
+            "redirect" => redirect(action, &req, &host, port, tls),
+            _ => {
+                self.forward(req, action, &snap, &view, peer, tls, client)
+                    .await
+            }
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
         mut req: Request<Incoming>,
@@ -821,6 +881,7 @@ impl DataPlane {
         view: &ListenerView,
         peer: SocketAddr,
         tls: bool,
+        client: &Client,
     ) -> Response<Body> {
         let cookies = cookies(req.headers());
         let Some((group, group_cookie)) = choose_group(
@@ -893,7 +954,7 @@ impl DataPlane {
             );
             *out.uri_mut() = uri;
             let guard = InFlight::new(&current.in_flight);
-            let result = tokio::time::timeout(idle, self.client.request(out)).await;
+            let result = tokio::time::timeout(idle, client.request(out)).await;
             match result {
                 Err(_) => return elb_error(StatusCode::GATEWAY_TIMEOUT),
                 Ok(Err(e)) => {

@@ -411,7 +411,9 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     let control = Control::new(store, Arc::new(SystemClock), config)
         .with_logs(logs.clone())
         .with_lb_config(lb_config.clone());
-    tokio::spawn(wharf_lb::dataplane::DataPlane::new(control.store.clone(), lb_config).run());
+    let data_plane = wharf_lb::dataplane::DataPlane::new(control.store.clone(), lb_config)
+        .context("cannot start the load balancer's worker threads")?;
+    tokio::spawn(data_plane.run());
     let clock = control.clock.clone();
     tokio::spawn(wharf_logs::retention::run(
         logs,
