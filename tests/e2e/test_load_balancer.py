@@ -294,6 +294,18 @@ def test_listener_routes_checks_health_and_speaks_http2_and_websocket(wharf):
                          capture_output=True, text=True, timeout=20).stdout
     assert out.startswith("HTTP/2 200"), out
 
+    # A kept-alive connection idle past the idle timeout is closed.
+    elb.modify_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"], Attributes=[
+        {"Key": "idle_timeout.timeout_seconds", "Value": "2"}])
+    time.sleep(0.3)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /b/idle HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        started = time.time()
+        while s.recv(4096):
+            pass
+        assert 1.5 < time.time() - started < 5, time.time() - started
+
     # HTTPS with a certificate file (until Wharf has ACM), HTTP/2 by ALPN.
     pem = str(wharf.data_dir.parent / "lb.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",

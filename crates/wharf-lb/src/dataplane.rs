@@ -760,10 +760,13 @@ impl DataPlane {
                 };
                 let mut builder =
                     hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                // A kept-alive connection idle past the load balancer's idle
+                // timeout is closed, as ELB closes it (hyper times the wait
+                // for each request's head).
                 builder
                     .http1()
                     .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(60));
+                    .header_read_timeout(view.idle_timeout());
                 if !http2 {
                     builder = builder.http1_only();
                 }
