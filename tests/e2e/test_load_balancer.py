@@ -489,9 +489,12 @@ def test_services_behind_one_listener_deploy_heal_and_scale_without_failed_reque
         targets = elb.describe_target_health(TargetGroupArn=groups[name])["TargetHealthDescriptions"]
         assert len(targets) == 2 and {t["TargetHealth"]["State"] for t in targets} == {"healthy"}
         assert all(t["Target"]["Port"] >= 1024 for t in targets), "bridge mode's dynamic host ports"
+    registered = f"targets in (target-group {groups['front']})"
+    events = wait_for(lambda: [e["message"] for e in ecs.describe_services(services=["front"])["services"][0]["events"]
+                               if e["message"].startswith("(service front) registered ") and registered in e["message"]],
+                      "the registration events", timeout=10)
+    assert sum(int(m.split()[3]) for m in events) == 2, events
     service = ecs.describe_services(services=["front"])["services"][0]
-    assert any(e["message"] == f"(service front) registered 2 targets in (target-group {groups['front']})"
-               for e in service["events"]), service["events"]
     assert service["loadBalancers"] == [{"targetGroupArn": groups["front"], "containerName": "web", "containerPort": 80}]
 
     # Both services at the load balancer's DNS name, routed by path.
@@ -522,6 +525,7 @@ def test_services_behind_one_listener_deploy_heal_and_scale_without_failed_reque
         subprocess.run(["docker", "kill", victim["containers"][0]["runtimeId"]], check=True, capture_output=True)
         wait_for(lambda: ecs.describe_tasks(tasks=[victim["taskArn"]])["tasks"][0]["lastStatus"] == "STOPPED",
                  "the killed task to stop")
+        load.mark("killed task stopped")
         stable(ecs, "api")
         wait_for(lambda: len([t for t in elb.describe_target_health(TargetGroupArn=groups["api"])["TargetHealthDescriptions"]
                               if t["TargetHealth"]["State"] == "healthy"]) == 2, "two healthy api targets")
@@ -536,7 +540,14 @@ def test_services_behind_one_listener_deploy_heal_and_scale_without_failed_reque
     finally:
         load.stop()
     assert load.ok > 200, load.ok
-    assert load.failures == [], (load.phases, len(load.failures), load.failures[:3], load.failures[-3:])
+    # A container killed mid-answer loses the requests it was answering (at
+    # most one per connection of the load); once its task has stopped (and
+    # its target left the group), and in every other phase, nothing fails.
+    phases = dict((name, at) for at, name in load.phases)
+    killed = [f for f in load.failures if phases["kill"] <= f[0] <= phases["killed task stopped"]]
+    others = [f for f in load.failures if f not in killed]
+    assert len(killed) <= load.workers, (load.phases, killed)
+    assert others == [], (load.phases, len(others), others[:3], others[-3:])
 
 
 def test_a_task_failing_elb_health_checks_is_replaced(wharf_up):
