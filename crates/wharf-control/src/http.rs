@@ -150,9 +150,7 @@ async fn dispatch_query(
     body: &[u8],
     request_id: &str,
 ) -> ApiResult<Vec<u8>> {
-    let now_ms: Millis = control.clock.now();
-    let now = time::OffsetDateTime::from_unix_timestamp_nanos(now_ms as i128 * 1_000_000)
-        .map_err(|e| AwsError::internal(e.to_string()))?;
+    let (now_ms, now) = now(control)?;
     let presented = wharf_protocol::sigv4::presented(uri, headers)?;
     let api = match presented.service() {
         wharf_model::elbv2::SIGNING_NAME => Api::Elbv2,
@@ -199,6 +197,14 @@ async fn dispatch_query(
     .await
 }
 
+/// The control plane's clock, as milliseconds and as the time SigV4 checks against.
+fn now(control: &Control) -> ApiResult<(Millis, time::OffsetDateTime)> {
+    let ms: Millis = control.clock.now();
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .map_err(|e| AwsError::internal(e.to_string()))?;
+    Ok((ms, t))
+}
+
 /// The awsQuery codes and statuses of the errors every API shares (AWS
 /// names them differently in its JSON and query services).
 fn query_error(mut e: AwsError) -> AwsError {
@@ -236,9 +242,7 @@ async fn dispatch(
     body: &[u8],
     target: &str,
 ) -> ApiResult<Vec<u8>> {
-    let now_ms: Millis = control.clock.now();
-    let now = time::OffsetDateTime::from_unix_timestamp_nanos(now_ms as i128 * 1_000_000)
-        .map_err(|e| AwsError::internal(e.to_string()))?;
+    let (now_ms, now) = now(control)?;
     let parts = target.split_once('.');
     let api = parts.and_then(|(prefix, _)| Api::from_prefix(prefix));
     // Joining is the one call a token in the body authenticates: the agent
