@@ -85,6 +85,8 @@ pub struct Target {
     /// When it last became healthy (slow start counts from here).
     pub healthy_since: Millis,
     pub in_flight: Arc<AtomicUsize>,
+    /// `addr` as a URI authority, made once per snapshot, not per request.
+    authority: Option<http::uri::Authority>,
 }
 
 #[derive(Debug)]
@@ -378,6 +380,7 @@ impl DataPlane {
                     .await;
                 members.push(Arc::new(Target {
                     in_flight: self.counter(&key),
+                    authority: addr.and_then(|a| a.to_string().parse().ok()),
                     key,
                     id: t.value.id.clone(),
                     port: t.value.port,
@@ -915,8 +918,8 @@ impl DataPlane {
         let path = parts
             .uri
             .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| "/".into());
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         if !parts.headers.contains_key(header::HOST) {
             if let Some(a) = parts.uri.authority() {
                 if let Ok(v) = HeaderValue::from_str(a.as_str()) {
@@ -943,12 +946,15 @@ impl DataPlane {
         let mut current = target;
         let mut body = Some(body.boxed());
         loop {
-            let Some(addr) = current.addr else {
+            let (Some(_), Some(authority)) = (current.addr, current.authority.clone()) else {
                 return elb_error(StatusCode::BAD_GATEWAY);
             };
-            let uri: http::Uri = match format!("http://{addr}{path}").parse() {
-                Ok(u) => u,
-                Err(_) => return elb_error(StatusCode::BAD_REQUEST),
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(http::uri::Scheme::HTTP);
+            uri.authority = Some(authority);
+            uri.path_and_query = Some(path.clone());
+            let Ok(uri) = http::Uri::from_parts(uri) else {
+                return elb_error(StatusCode::BAD_REQUEST);
             };
             let mut out = Request::from_parts(
                 parts.clone(),
@@ -1039,6 +1045,11 @@ fn choose_group(
     sticky_group: Option<&str>,
 ) -> Option<(Arc<Group>, Option<GroupCookie>)> {
     let action = actions.first()?;
+    // The common case: one target group, no weights, no group stickiness.
+    if action.forward_config.is_none() {
+        let arn = action.target_group_arn.as_deref()?;
+        return Some((Arc::clone(snap.groups.get(arn)?), None));
+    }
     let groups = validate::forward_groups(action).ok()?;
     let stickiness = action
         .forward_config
