@@ -140,7 +140,7 @@ impl Group {
             let t = if least {
                 let n = candidates.len();
                 (0..n)
-                    .map(|i| candidates[(start + i) % n])
+                    .map(|i| candidates[start.wrapping_add(i) % n])
                     .min_by_key(|t| t.in_flight.load(Ordering::Relaxed))
                     .expect("candidates is not empty")
             } else {
