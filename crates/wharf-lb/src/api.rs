@@ -540,11 +540,16 @@ impl Api<'_> {
     }
 
     /// A load balancer's VPC: its target groups', once it forwards to one.
-    async fn vpc_of(&self, lb_arn: &str) -> Result<Option<String>, AwsError> {
-        let usage = self.usage().await?;
+    /// Read from `usage` (see [`Api::usage`]), so a caller that has it
+    /// does not list every listener and rule again.
+    async fn vpc_of(
+        &self,
+        usage: &BTreeMap<String, Vec<String>>,
+        lb_arn: &str,
+    ) -> Result<Option<String>, AwsError> {
         for (tg_arn, lbs) in usage {
             if lbs.iter().any(|l| l == lb_arn) {
-                if let Ok(tg) = self.tg_by_arn(&tg_arn).await {
+                if let Ok(tg) = self.tg_by_arn(tg_arn).await {
                     return Ok(Some(tg.value.vpc_id));
                 }
             }
@@ -587,9 +592,10 @@ impl Api<'_> {
         }
         let items = picked.into_iter().map(|l| (l.name.clone(), l)).collect();
         let (items, next) = page(items, r.marker.as_deref(), r.page_size)?;
+        let usage = self.usage().await?;
         let mut out = Vec::with_capacity(items.len());
         for l in items {
-            let vpc = self.vpc_of(&l.arn).await?;
+            let vpc = self.vpc_of(&usage, &l.arn).await?;
             out.push(lb_to_wire(&l, vpc.as_deref()));
         }
         Ok(m::DescribeLoadBalancersOutput {
@@ -1299,7 +1305,7 @@ impl Api<'_> {
             Ok(())
         })?;
         let usage = self.usage().await?;
-        let mut vpc = self.vpc_of(&lb.arn).await?;
+        let mut vpc = self.vpc_of(&usage, &lb.arn).await?;
         let mut read = Vec::new();
         for a in arns {
             let tg = self.tg_by_arn(&a).await?;
