@@ -1148,31 +1148,19 @@ impl Api<'_> {
             for t in &r.targets {
                 let (id, port) = self.check_target(&tg.value, t)?;
                 let key = keys::target(&tg.value.name, &id, port);
-                match existing.iter().find(|e| e.key == key) {
-                    // Registering a registered target changes nothing.
-                    Some(e) if e.value.deregistered_at.is_none() => {
-                        txn = txn.when(e.unchanged());
-                    }
-                    // A draining target registered again serves again, from
-                    // initial health.
-                    prior => {
-                        if let Some(p) = prior {
-                            txn = txn.when(p.unchanged());
-                        } else {
-                            txn = txn.when(Compare::NotExists(key.clone()));
-                            added += 1;
-                        }
-                        txn = txn.then(typed::put(
-                            &key,
-                            &TargetRecord {
-                                id: id.clone(),
-                                port,
-                                availability_zone: t.availability_zone.clone(),
-                                registered_at: self.now,
-                                deregistered_at: None,
-                            },
-                        ));
-                    }
+                let prior = existing.iter().find(|e| e.key == key);
+                added += usize::from(prior.is_none());
+                let record = TargetRecord {
+                    id: id.clone(),
+                    port,
+                    availability_zone: t.availability_zone.clone(),
+                    registered_at: self.now,
+                    deregistered_at: None,
+                };
+                let (compare, write) = crate::registry::registration(&key, prior, &record);
+                txn = txn.when(compare);
+                if let Some(write) = write {
+                    txn = txn.then(write);
                 }
             }
             if existing.len() + added > limit("targets-per-target-group") {
@@ -1211,12 +1199,9 @@ impl Api<'_> {
                         ),
                     ));
                 };
-                if e.value.deregistered_at.is_some() {
-                    continue;
+                if let Some((compare, write)) = crate::registry::draining(e, self.now) {
+                    txn = txn.when(compare).then(write);
                 }
-                let mut drained = e.value.clone();
-                drained.deregistered_at = Some(self.now);
-                txn = txn.when(e.unchanged()).then(typed::put(&key, &drained));
             }
             if commit(self.lb, txn).await? {
                 return Ok(m::DeregisterTargetsOutput {});

@@ -137,9 +137,39 @@ impl Registry {
     }
 }
 
-/// Registers `id:port` with `group` (again, from initial health, if it was
-/// draining); nothing if it is registered already. Compared against what
-/// `registry` read.
+/// The compare and the write that register `record` at `key`, given the
+/// record there now (`prior`): a registered target is left as it is (the
+/// compare only), a draining one serves again from initial health, an
+/// absent one is added. The API (many targets in one transaction) and the
+/// ECS controller both register through this.
+pub fn registration(
+    key: &str,
+    prior: Option<&Versioned<TargetRecord>>,
+    record: &TargetRecord,
+) -> (Compare, Option<Op>) {
+    match prior {
+        Some(t) if t.value.deregistered_at.is_none() => (t.unchanged(), None),
+        Some(t) => (t.unchanged(), Some(typed::put(key, record))),
+        None => (
+            Compare::NotExists(key.to_owned()),
+            Some(typed::put(key, record)),
+        ),
+    }
+}
+
+/// The compare and the write that start draining `prior` at `now`; none if
+/// it drains already.
+pub fn draining(prior: &Versioned<TargetRecord>, now: Millis) -> Option<(Compare, Op)> {
+    if prior.value.deregistered_at.is_some() {
+        return None;
+    }
+    let mut drained = prior.value.clone();
+    drained.deregistered_at = Some(now);
+    Some((prior.unchanged(), typed::put(&prior.key, &drained)))
+}
+
+/// Registers `id:port` with `group`, as [`registration`]; nothing if it is
+/// registered already. Compared against what `registry` read.
 pub fn register(
     registry: &Registry,
     group: &TargetGroupRecord,
@@ -155,19 +185,8 @@ pub fn register(
         registered_at: now,
         deregistered_at: None,
     };
-    match registry.targets.get(&key) {
-        Some(t) if t.value.deregistered_at.is_none() => None,
-        Some(t) => Some(
-            Txn::new()
-                .when(t.unchanged())
-                .then(typed::put(&key, &record)),
-        ),
-        None => Some(
-            Txn::new()
-                .when(Compare::NotExists(key.clone()))
-                .then(typed::put(&key, &record)),
-        ),
-    }
+    let (compare, write) = registration(&key, registry.targets.get(&key), &record);
+    Some(Txn::new().when(compare).then(write?))
 }
 
 /// Starts draining `id:port` in `group`; nothing if it is not registered
@@ -179,16 +198,7 @@ pub fn deregister(
     port: i32,
     now: Millis,
 ) -> Option<Txn> {
-    let key = keys::target(&group.name, id, port);
-    let t = registry.targets.get(&key)?;
-    if t.value.deregistered_at.is_some() {
-        return None;
-    }
-    let mut drained = t.value.clone();
-    drained.deregistered_at = Some(now);
-    Some(
-        Txn::new()
-            .when(t.unchanged())
-            .then(Op::put(key, typed::encode(&drained))),
-    )
+    let t = registry.targets.get(&keys::target(&group.name, id, port))?;
+    let (compare, write) = draining(t, now)?;
+    Some(Txn::new().when(compare).then(write))
 }
