@@ -84,6 +84,10 @@ pub struct Target {
     pub state: String,
     /// When it last became healthy (slow start counts from here).
     pub healthy_since: Millis,
+    /// The registration `state` is about.
+    pub registered_at: Millis,
+    /// Whether a health checker has recorded a verdict on this registration.
+    pub judged: bool,
     pub in_flight: Arc<AtomicUsize>,
     /// `addr` as a URI authority, made once per snapshot, not per request.
     authority: Option<http::uri::Authority>,
@@ -387,6 +391,8 @@ impl DataPlane {
                     addr,
                     draining: t.value.deregistered_at.is_some(),
                     healthy_since: h.map(|h| h.since).unwrap_or(t.value.registered_at),
+                    registered_at: t.value.registered_at,
+                    judged: h.is_some(),
                     state,
                 }));
             }
@@ -561,8 +567,12 @@ impl DataPlane {
     ) {
         let mut wanted: HashMap<String, (Arc<Group>, Arc<Target>)> = HashMap::new();
         for (g, t) in &snap.checked {
-            // Restart a checker when its group's settings change.
-            let fingerprint = format!("{}|{:?}|{:?}", t.key, g.record.health_check, t.addr);
+            // Restart a checker when its group's settings change, and when
+            // the target is registered anew (a checker judges one registration).
+            let fingerprint = format!(
+                "{}|{}|{:?}|{:?}",
+                t.key, t.registered_at, g.record.health_check, t.addr
+            );
             wanted.insert(fingerprint, (Arc::clone(g), Arc::clone(t)));
         }
         running.retain(|k, task| {
@@ -587,21 +597,12 @@ impl DataPlane {
         let hc = group.record.health_check.clone();
         let key = keys::health(&group.record.name, &target.id, target.port);
         let target_key = keys::target(&group.record.name, &target.id, target.port);
-        let Ok(Some(reg)) = typed::get::<TargetRecord>(&*self.store, &target_key).await else {
-            return;
-        };
-        let registered_at = reg.value.registered_at;
-        let prior = typed::get::<HealthRecord>(&*self.store, &key)
-            .await
-            .ok()
-            .flatten()
-            .filter(|h| h.value.registered_at == registered_at);
-        let mut tracker = prior
-            .as_ref()
-            .map(|h| Tracker::resume(&h.value.state))
-            .unwrap_or_default();
-        if prior.is_none() {
-            self.record_health(&key, &target_key, &reg, &tracker).await;
+        // The snapshot holds the registration and its last verdict: resume
+        // from it, so a restart does not send healthy targets back to initial.
+        let mut tracker = Tracker::resume(&target.state);
+        if !target.judged {
+            self.record_health(&key, &target_key, target.registered_at, &tracker)
+                .await;
         }
         let interval = Duration::from_secs(hc.interval_seconds.max(1) as u64);
         let timeout = Duration::from_secs(hc.timeout_seconds.max(1) as u64);
@@ -624,7 +625,8 @@ impl DataPlane {
             let changed = tracker.observe(&probe, hc.healthy_threshold, hc.unhealthy_threshold);
             if changed {
                 tracing::info!(target = %target.key, state = tracker.state, reason = ?tracker.reason, "target health changed");
-                self.record_health(&key, &target_key, &reg, &tracker).await;
+                self.record_health(&key, &target_key, target.registered_at, &tracker)
+                    .await;
             }
         }
     }
@@ -633,7 +635,7 @@ impl DataPlane {
         &self,
         key: &str,
         target_key: &str,
-        reg: &Versioned<TargetRecord>,
+        registered_at: Millis,
         tracker: &Tracker,
     ) {
         let record = HealthRecord {
@@ -641,7 +643,7 @@ impl DataPlane {
             reason: tracker.reason.map(str::to_owned),
             description: None,
             since: now_ms(),
-            registered_at: reg.value.registered_at,
+            registered_at,
         };
         // Only while the registration it judges is the current one.
         let txn = Txn::new()
