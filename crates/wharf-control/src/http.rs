@@ -173,14 +173,7 @@ async fn dispatch_query(
             ),
         ));
     }
-    let ctx = Ctx {
-        scope: Scope {
-            region: verified.region,
-            account: control.config.account_id.clone(),
-        },
-        now: now_ms,
-        caller,
-    };
+    let ctx = ctx(control, verified.region, now_ms, caller);
     auth::authorize(&ctx, api, &request.action)?;
     let scope = wharf_lb::Scope {
         region: ctx.scope.region,
@@ -195,6 +188,19 @@ async fn dispatch_query(
         request_id,
     )
     .await
+}
+
+/// A verified request's context: its region (from the signature), the
+/// account, the time, who called.
+fn ctx(control: &Control, region: String, now: Millis, caller: auth::Caller) -> Ctx {
+    Ctx {
+        scope: Scope {
+            region,
+            account: control.config.account_id.clone(),
+        },
+        now,
+        caller,
+    }
 }
 
 /// The control plane's clock, as milliseconds and as the time SigV4 checks against.
@@ -271,14 +277,7 @@ async fn dispatch(
         }
     })?;
     let api = api.ok_or_else(|| AwsError::unknown_operation(target))?;
-    let ctx = Ctx {
-        scope: Scope {
-            region: verified.region,
-            account: control.config.account_id.clone(),
-        },
-        now: now_ms,
-        caller,
-    };
+    let ctx = ctx(control, verified.region, now_ms, caller);
     auth::authorize(&ctx, api, op)?;
     match api {
         Api::Ecs => ecs::dispatch(control, &ctx, op, body).await,
