@@ -324,6 +324,15 @@ def test_listener_routes_checks_health_and_speaks_http2_and_websocket(wharf):
                                           capture_output=True, text=True, timeout=20).stdout, "the HTTPS listener", 10)
     assert out.startswith("HTTP/2 200"), out
     assert json.loads(out.split("\n\n", 1)[1])["headers"]["x-forwarded-proto"] == "https"
+    # The listener's TLS policy decides the protocol versions it offers.
+    def curl_tls(*flags):
+        return subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", *flags,
+                               f"https://127.0.0.1:{tls_port}/tls"], capture_output=True, text=True, timeout=20)
+    assert curl_tls("--tls-max", "1.2").stdout == "200"
+    elb.modify_listener(ListenerArn=https["Listeners"][0]["ListenerArn"], SslPolicy="ELBSecurityPolicy-TLS13-1-3-2021-06")
+    time.sleep(0.5)
+    assert curl_tls("--tls-max", "1.2").returncode != 0, "TLS 1.2 refused by a TLS 1.3-only policy"
+    assert curl_tls("--tlsv1.3").stdout == "200"
 
     # A WebSocket-style upgrade is passed through in both directions.
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:

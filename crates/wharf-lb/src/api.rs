@@ -1370,7 +1370,7 @@ impl Api<'_> {
                         "Wharf takes certificates as file:///path/to/cert-and-key.pem until it has ACM",
                     )
                 })?;
-            crate::dataplane::load_certificate(std::path::Path::new(path)).map_err(|e| {
+            crate::dataplane::load_certificate(std::path::Path::new(path), None).map_err(|e| {
                 AwsError::client("CertificateNotFound", format!("Certificate '{path}': {e}"))
             })?;
         } else if !certificates.is_empty() {
@@ -2103,7 +2103,7 @@ impl Api<'_> {
         }
         let names = r.names.unwrap_or_default();
         let mut out = Vec::new();
-        for (name, protocols) in SSL_POLICIES {
+        for (name, protocols) in validate::SSL_POLICIES {
             if !names.is_empty() && !names.iter().any(|n| n == name) {
                 continue;
             }
@@ -2115,7 +2115,7 @@ impl Api<'_> {
             });
         }
         for n in &names {
-            if !SSL_POLICIES.iter().any(|(p, _)| p == n) {
+            if !validate::SSL_POLICIES.iter().any(|(p, _)| p == n) {
                 return Err(AwsError::client(
                     "SSLPolicyNotFound",
                     format!("SSL policy '{n}' not found"),
@@ -2139,21 +2139,8 @@ enum RuleRef {
     Default(Versioned<ListenerRecord>),
 }
 
-/// The TLS policies an HTTPS listener may name, by the protocol versions
-/// each allows (rustls offers TLS 1.2 and 1.3).
-const SSL_POLICIES: &[(&str, &[&str])] = &[
-    ("ELBSecurityPolicy-2016-08", &["TLSv1.2"]),
-    (
-        "ELBSecurityPolicy-TLS13-1-2-2021-06",
-        &["TLSv1.2", "TLSv1.3"],
-    ),
-    ("ELBSecurityPolicy-TLS13-1-3-2021-06", &["TLSv1.3"]),
-    ("ELBSecurityPolicy-TLS-1-2-2017-01", &["TLSv1.2"]),
-    ("ELBSecurityPolicy-FS-1-2-Res-2020-10", &["TLSv1.2"]),
-];
-
 fn check_ssl_policy(p: &str) -> Result<(), AwsError> {
-    if SSL_POLICIES.iter().any(|(n, _)| *n == p) {
+    if validate::SSL_POLICIES.iter().any(|(n, _)| *n == p) {
         Ok(())
     } else {
         Err(AwsError::client(

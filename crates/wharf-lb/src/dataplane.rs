@@ -46,8 +46,26 @@ fn now_ms() -> Millis {
 }
 
 /// Reads a PEM file holding a certificate chain and its private key, as a
-/// TLS server configuration offering HTTP/2 and HTTP/1.1.
-pub fn load_certificate(path: &std::path::Path) -> Result<Arc<rustls::ServerConfig>, String> {
+/// TLS server configuration offering HTTP/2 and HTTP/1.1 and the protocol
+/// versions of the listener's TLS `policy` (without one: TLS 1.2 and 1.3).
+pub fn load_certificate(
+    path: &std::path::Path,
+    policy: Option<&str>,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> = match policy {
+        None => vec![&rustls::version::TLS12, &rustls::version::TLS13],
+        Some(p) => crate::validate::ssl_policy_versions(p)
+            .ok_or_else(|| format!("unknown TLS policy {p}"))?
+            .iter()
+            .map(|v| {
+                if *v == "TLSv1.3" {
+                    &rustls::version::TLS13
+                } else {
+                    &rustls::version::TLS12
+                }
+            })
+            .collect(),
+    };
     let pem = std::fs::read(path).map_err(|e| e.to_string())?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<_, _>>()
@@ -61,7 +79,7 @@ pub fn load_certificate(path: &std::path::Path) -> Result<Arc<rustls::ServerConf
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
+    .with_protocol_versions(&versions)
     .map_err(|e| e.to_string())?
     .with_no_client_auth()
     .with_single_cert(certs, key)
@@ -430,7 +448,9 @@ impl DataPlane {
                     .first()
                     .and_then(|c| c.certificate_arn.as_deref())
                     .and_then(|a| a.strip_prefix("file://"));
-                match path.map(|p| load_certificate(std::path::Path::new(p))) {
+                match path
+                    .map(|p| load_certificate(std::path::Path::new(p), l.ssl_policy.as_deref()))
+                {
                     Some(Ok(c)) => Some(c),
                     other => {
                         tracing::warn!(listener = %l.arn, error = ?other.map(|r| r.err()), "HTTPS listener has no usable certificate");

@@ -531,6 +531,27 @@ pub fn forward_groups(a: &m::Action) -> Result<Vec<(String, u32)>, AwsError> {
     Ok(out)
 }
 
+/// The TLS policies an HTTPS listener may name, by the protocol versions
+/// each allows, which the listener then offers (rustls has TLS 1.2 and 1.3).
+pub const SSL_POLICIES: &[(&str, &[&str])] = &[
+    ("ELBSecurityPolicy-2016-08", &["TLSv1.2"]),
+    (
+        "ELBSecurityPolicy-TLS13-1-2-2021-06",
+        &["TLSv1.2", "TLSv1.3"],
+    ),
+    ("ELBSecurityPolicy-TLS13-1-3-2021-06", &["TLSv1.3"]),
+    ("ELBSecurityPolicy-TLS-1-2-2017-01", &["TLSv1.2"]),
+    ("ELBSecurityPolicy-FS-1-2-Res-2020-10", &["TLSv1.2"]),
+];
+
+/// The protocol versions of a TLS policy, if Wharf knows it.
+pub fn ssl_policy_versions(name: &str) -> Option<&'static [&'static str]> {
+    SSL_POLICIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+}
+
 /// An attribute Wharf knows: its default, and whether a value is one the
 /// data plane honours (`Err` says why not).
 pub struct AttributeSpec {
@@ -592,16 +613,14 @@ pub const TARGET_GROUP_ATTRIBUTES: &[AttributeSpec] = &[
     AttributeSpec {
         key: "stickiness.app_cookie.cookie_name",
         default: "",
-        check: |v| {
-            (v.len() <= 255 && !v.starts_with("AWSALB") && !v.starts_with("AWSELB"))
-                .then_some(())
-                .ok_or_else(|| "must be at most 255 characters and not start with AWSALB".into())
-        },
+        // app_cookie stickiness is refused (stickiness.type), so its
+        // settings can only keep their defaults.
+        check: |v| only("")(v),
     },
     AttributeSpec {
         key: "stickiness.app_cookie.duration_seconds",
         default: "86400",
-        check: |v| int_in(v, 1, 604_800),
+        check: |v| only("86400")(v),
     },
     AttributeSpec {
         key: "slow_start.duration_seconds",
@@ -737,7 +756,8 @@ pub const LOAD_BALANCER_ATTRIBUTES: &[AttributeSpec] = &[
     AttributeSpec {
         key: "client_keep_alive.seconds",
         default: "3600",
-        check: |v| int_in(v, 60, 604_800),
+        // Connections are closed only when idle (idle_timeout), never by age.
+        check: |v| only("3600")(v),
     },
 ];
 
