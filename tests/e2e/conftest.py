@@ -127,7 +127,11 @@ def run_up(tmp_path, env=None):
     w.start()
     yield w
     w.kill()
-    # Stopped tasks keep their containers (as ECS does until cleanup); remove the test's.
+    remove_test_containers()
+
+
+def remove_test_containers():
+    """Stopped tasks keep their containers (as ECS does until cleanup): removes the test's."""
     ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.amazonaws.ecs.cluster=default"],
                          capture_output=True, text=True).stdout.split()
     if ids:

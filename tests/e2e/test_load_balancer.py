@@ -17,7 +17,7 @@ import botocore.credentials
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import KEY, REGION, SECRET, Wharf, free_port
+from conftest import BINARY, KEY, REGION, SECRET, Wharf, free_port, remove_test_containers
 from test_docker import wait_instance
 
 IMAGE = "wharf-test/busybox:latest"
@@ -613,7 +613,80 @@ def test_load_balancer_survives_kill_9_of_the_server(tmp_path):
         assert states == [{"State": "healthy"}] * 2, f"health verdicts survive in the store: {states}"
     finally:
         w.kill()
-        ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.amazonaws.ecs.cluster=default"],
-                             capture_output=True, text=True).stdout.split()
-        if ids:
-            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+        remove_test_containers()
+
+
+def test_draining_an_instance_under_load_moves_its_tasks_without_failed_requests(wharf, tmp_path):
+    """`wharf server` and two `wharf agent` processes on one Docker daemon:
+    each agent keeps to its own containers, and draining one instance
+    moves its tasks to the other with the load balancer draining each
+    target before its task stops."""
+    ecs, elb = wharf.client(), wharf.client("elbv2")
+    ecs.create_cluster(clusterName="default")
+    env = dict(os.environ, WHARF_SERVER=wharf.url, WHARF_ACCESS_KEY_ID=KEY, WHARF_SECRET_ACCESS_KEY=SECRET)
+    agents = []
+    try:
+        for name in ("one", "two"):
+            token = subprocess.run([BINARY, "token", "create", "--cluster", "default"], env=env,
+                                   capture_output=True, text=True, check=True).stdout.strip()
+            log = open(tmp_path / f"agent-{name}.log", "ab")
+            agents.append(subprocess.Popen([BINARY, "agent", "--server", wharf.url, "--token", token,
+                                            "--data-dir", str(tmp_path / f"agent-{name}")],
+                                           env=dict(os.environ, WHARF_LOG="warn"), stderr=log))
+        instances = wait_for(lambda: (lambda a: a if len(a) == 2 else None)(
+            ecs.list_container_instances()["containerInstanceArns"]), "both agents to register", timeout=30)
+        lb = elb.create_load_balancer(Name="drain", Subnets=["subnet-a"])["LoadBalancers"][0]
+        tg = fast_group(elb, "drain", 80, target_type="instance", path="/d/")
+        elb.modify_target_group_attributes(TargetGroupArn=tg, Attributes=[
+            {"Key": "deregistration_delay.timeout_seconds", "Value": "3"}])
+        port = free_port()
+        elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=port,
+                            DefaultActions=forward(tg))
+        ecs.create_service(serviceName="drain", taskDefinition=web_task(ecs, "drain", "/d"), desiredCount=4,
+                           placementStrategy=[{"type": "spread", "field": "instanceId"}],
+                           loadBalancers=[{"targetGroupArn": tg, "containerName": "web", "containerPort": 80}],
+                           deploymentConfiguration={"minimumHealthyPercent": 100, "maximumPercent": 200})
+        stable(ecs, "drain")
+        wait_for(lambda: len([t for t in elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+                              if t["TargetHealth"]["State"] == "healthy"]) == 4, "four healthy targets")
+
+        def tasks_on(instance):
+            arns = ecs.list_tasks(containerInstance=instance, desiredStatus="RUNNING")["taskArns"]
+            return ecs.describe_tasks(tasks=arns)["tasks"] if arns else []
+        drained, kept = instances
+        assert len(tasks_on(drained)) == 2 and len(tasks_on(kept)) == 2, "spread over both instances"
+        leaving = {t["taskArn"] for t in tasks_on(drained)}
+        # Both agents have passed over each other's containers many times.
+        running = subprocess.run(["docker", "ps", "-q", "--filter", "label=com.amazonaws.ecs.cluster=default"],
+                                 capture_output=True, text=True).stdout.split()
+        assert len(running) == 4, running
+
+        load = Load(port, ["/d/"])
+        load.start()
+        try:
+            time.sleep(1)
+            load.mark("drain")
+            ecs.update_container_instances_state(containerInstances=[drained], status="DRAINING")
+            wait_for(lambda: not tasks_on(drained) and len(tasks_on(kept)) == 4,
+                     "the drained instance's tasks to move", timeout=120)
+            stable(ecs, "drain")
+            wait_for(lambda: {t["TargetHealth"]["State"] for t in elb.describe_target_health(
+                TargetGroupArn=tg)["TargetHealthDescriptions"]} == {"healthy"}, "only healthy targets")
+            time.sleep(1)
+        finally:
+            load.stop()
+        assert load.ok > 100, load.ok
+        assert load.failures == [], (load.phases, len(load.failures), load.failures[:3])
+        stopped = wait_for(lambda: (lambda ts: ts if {t["lastStatus"] for t in ts} == {"STOPPED"} else None)(
+            ecs.describe_tasks(tasks=list(leaving))["tasks"]), "the moved tasks to stop", timeout=30)
+        assert {(t["stopCode"], t["stoppedReason"]) for t in stopped} == {
+            ("ServiceSchedulerInitiated", "Container instance is not ACTIVE")}, stopped
+        described = ecs.describe_container_instances(containerInstances=[drained])["containerInstances"][0]
+        assert described["status"] == "DRAINING" and described["runningTasksCount"] == 0
+        targets = elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+        assert len(targets) == 4
+    finally:
+        for a in agents:
+            a.kill()
+            a.wait()
+        remove_test_containers()

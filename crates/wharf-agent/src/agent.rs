@@ -10,7 +10,7 @@ use crate::policy::HostPolicy;
 use crate::runtime::{ContainerState, ContainerStatus, Runtime, RuntimeEvent, TASK_ARN_LABEL};
 use crate::spec::{
     container_spec, task_volumes, TaskNames, AWSVPC_NETWORK, CAPACITY_LABEL, CLUSTER_LABEL,
-    CONTAINER_NAME_LABEL,
+    CONTAINER_NAME_LABEL, INSTANCE_LABEL,
 };
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -89,6 +89,25 @@ pub struct Agent {
     /// Containers whose output is being shipped (awslogs), and those done.
     shipping: Mutex<HashSet<String>>,
     shipped: Mutex<HashSet<String>>,
+    /// Who owns what on a Docker host other agents may share.
+    owners: Mutex<Owners>,
+}
+
+/// Several agents can share one Docker daemon (one per cluster, or two of
+/// the same cluster in a test rig): each container is labelled with the
+/// container instance that created it, and an agent manages only its own.
+/// A container of another instance of its cluster becomes its to remove
+/// once the control plane says that instance is gone (deregistered, or
+/// unknown after a reset): this is how a host that lost its state
+/// directory, and so registered anew, cleans up after its old self.
+#[derive(Default)]
+struct Owners {
+    /// This agent's container instance ARN, once registered.
+    me: Option<String>,
+    /// Other instances of the cluster seen on the host in the last pass.
+    others: HashSet<String>,
+    /// Of those, the ones the control plane reported gone.
+    gone: HashSet<String>,
 }
 
 fn now_ms() -> i64 {
@@ -107,6 +126,7 @@ impl Agent {
             pulled: Default::default(),
             shipping: Default::default(),
             shipped: Default::default(),
+            owners: Default::default(),
         }
     }
 
@@ -119,15 +139,40 @@ impl Agent {
         }
     }
 
-    /// Whether a container is this agent's to manage: the EC2 agent takes
-    /// its cluster's containers, the managed agent those it labelled.
-    fn manages(&self, c: &ContainerStatus) -> bool {
+    /// Whether a container is of this agent's kind: the EC2 agent's cluster's
+    /// containers, or the managed agent's.
+    fn of_my_kind(&self, c: &ContainerStatus) -> bool {
         let managed = c.labels.get(CAPACITY_LABEL).is_some_and(|v| v == "managed");
         if self.config.managed {
             managed
         } else {
             !managed && c.labels.get(CLUSTER_LABEL) == Some(&self.config.cluster)
         }
+    }
+
+    /// Sorts the host's containers of this agent's kind into its own (and
+    /// those of gone instances, which it removes), and notes the other
+    /// instances it saw for the next poll to ask about. A container without
+    /// an owner label was made by a Wharf before owner labels, when one
+    /// agent per cluster and host was the rule: it is adopted.
+    fn mine(&self, listed: Vec<ContainerStatus>) -> Vec<ContainerStatus> {
+        let mut owners = self.owners.lock().expect("owners lock");
+        let mut others = HashSet::new();
+        let mine = listed
+            .into_iter()
+            .filter(|c| self.of_my_kind(c))
+            .filter(|c| match c.labels.get(INSTANCE_LABEL) {
+                None => true,
+                Some(owner) if owners.me.as_ref() == Some(owner) => true,
+                Some(owner) => {
+                    others.insert(owner.clone());
+                    owners.gone.contains(owner)
+                }
+            })
+            .collect();
+        owners.gone.retain(|g| others.contains(g));
+        owners.others = others;
+        mine
     }
 
     /// Registers (or re-registers) this host; returns its container instance ARN.
@@ -214,7 +259,10 @@ impl Agent {
             let instance = match &arn {
                 Some(a) => a,
                 None => match self.register().await {
-                    Ok(a) => arn.insert(a),
+                    Ok(a) => {
+                        self.owners.lock().expect("owners lock").me = Some(a.clone());
+                        arn.insert(a)
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot register; retrying");
                         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -227,6 +275,18 @@ impl Agent {
                 container_instance_arn: instance.clone(),
                 after_revision: after,
                 wait_millis: 15_000,
+                other_instances: {
+                    let owners = self.owners.lock().expect("owners lock");
+                    let mut others: Vec<String> = owners
+                        .others
+                        .iter()
+                        .filter(|o| !owners.gone.contains(*o))
+                        .cloned()
+                        .collect();
+                    others.sort();
+                    others.truncate(MAX_OTHER_INSTANCES);
+                    others
+                },
             };
             let target = format!("{TARGET_PREFIX}.{POLL}");
             let resp: Result<PollResponse, _> = tokio::select! {
@@ -240,6 +300,14 @@ impl Agent {
                 }
                 Ok(r) => {
                     after = r.revision;
+                    if !r.gone_instances.is_empty() {
+                        tracing::info!(instances = ?r.gone_instances, "removing the containers of gone container instances");
+                        self.owners
+                            .lock()
+                            .expect("owners lock")
+                            .gone
+                            .extend(r.gone_instances);
+                    }
                     match self.converge(&r.tasks).await {
                         Ok(()) => {}
                         Err(AgentError::Runtime(e)) if e.is_unavailable() => {
@@ -345,13 +413,11 @@ impl Agent {
             }
         };
         let mut by_task: HashMap<String, Vec<ContainerStatus>> = HashMap::new();
-        for c in listed {
-            if self.manages(&c) {
-                by_task
-                    .entry(c.labels.get(TASK_ARN_LABEL).cloned().unwrap_or_default())
-                    .or_default()
-                    .push(c);
-            }
+        for c in self.mine(listed) {
+            by_task
+                .entry(c.labels.get(TASK_ARN_LABEL).cloned().unwrap_or_default())
+                .or_default()
+                .push(c);
         }
         let assigned: HashSet<&str> = tasks.iter().map(|t| t.task_arn.as_str()).collect();
         self.sent
@@ -582,7 +648,13 @@ impl Agent {
         // Desired RUNNING: create and start what is missing, in dependency
         // order; a container whose dependencies aren't met yet waits for a
         // later pass (a Docker event or the poll timeout brings one).
-        let names = TaskNames::new(t, &task_cluster, self.config.managed);
+        let me = self.owners.lock().expect("owners lock").me.clone();
+        let names = TaskNames::new(
+            t,
+            &task_cluster,
+            self.config.managed,
+            me.as_deref().unwrap_or_default(),
+        );
         let order = wharf_core::taskdef::start_order(&defs).unwrap_or_default();
         let missing = order
             .iter()

@@ -18,6 +18,9 @@ pub const VERSION_LABEL: &str = "com.amazonaws.ecs.task-definition-version";
 /// Marks containers run on managed (FARGATE) capacity, which the EC2 agent
 /// of the same cluster must leave alone.
 pub const CAPACITY_LABEL: &str = "wharf.capacity";
+/// The container instance whose agent created the container: agents
+/// sharing a Docker daemon leave each other's containers alone.
+pub const INSTANCE_LABEL: &str = "wharf.container-instance";
 /// The shared Docker network awsvpc tasks get their addresses on.
 pub const AWSVPC_NETWORK: &str = "wharf-awsvpc";
 
@@ -26,17 +29,20 @@ pub struct TaskNames<'a> {
     pub task: &'a AssignedTask,
     pub cluster: &'a str,
     pub managed: bool,
+    /// The creating agent's container instance ARN.
+    pub instance: &'a str,
     pub family: String,
     pub revision: i32,
     pub task_id: &'a str,
 }
 
 impl<'a> TaskNames<'a> {
-    pub fn new(task: &'a AssignedTask, cluster: &'a str, managed: bool) -> Self {
+    pub fn new(task: &'a AssignedTask, cluster: &'a str, managed: bool, instance: &'a str) -> Self {
         TaskNames {
             task,
             cluster,
             managed,
+            instance,
             family: task.task_definition.family.clone().unwrap_or_default(),
             revision: task.task_definition.revision.unwrap_or(0),
             task_id: task.task_arn.rsplit('/').next().unwrap_or_default(),
@@ -72,6 +78,7 @@ impl<'a> TaskNames<'a> {
             (CLUSTER_LABEL.into(), self.cluster.into()),
             (FAMILY_LABEL.into(), self.family.clone()),
             (VERSION_LABEL.into(), self.revision.to_string()),
+            (INSTANCE_LABEL.into(), self.instance.into()),
         ]);
         if self.managed {
             l.insert(CAPACITY_LABEL.into(), "managed".into());
@@ -309,7 +316,8 @@ mod tests {
                     {"sourceVolume": "cache", "containerPath": "/cache"}]}
             ]
         }));
-        let n = TaskNames::new(&t, "default", false);
+        let instance = "arn:aws:ecs:us-east-1:000000000000:container-instance/default/i1";
+        let n = TaskNames::new(&t, "default", false, instance);
         let (sources, create) = task_volumes(&n);
         let scratch = "ecs-web-3-scratch-0123456789abcdef0123456789abcdef";
         assert_eq!(sources["data"], MountSource::HostPath("/srv/data".into()));
@@ -342,5 +350,6 @@ mod tests {
         );
         assert_eq!(spec.labels[CONTAINER_NAME_LABEL], "app");
         assert_eq!(spec.labels[VERSION_LABEL], "3");
+        assert_eq!(spec.labels[INSTANCE_LABEL], instance);
     }
 }

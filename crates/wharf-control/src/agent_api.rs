@@ -233,6 +233,7 @@ async fn poll(c: &Control, x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
             revision: 0,
             registered: false,
             tasks: vec![],
+            gone_instances: vec![],
         });
     };
     check_owner(
@@ -249,7 +250,9 @@ async fn poll(c: &Control, x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
     } else {
         keys::tasks(&cluster)
     };
-    if after > 0 {
+    // Containers of gone instances are news: answered without waiting.
+    let gone = gone_instances(c, &cluster, &r.other_instances).await?;
+    if after > 0 && gone.is_empty() {
         // Wait for a change to this cluster's tasks, or the timeout.
         let mut rx = c.store.watch(&tasks_prefix, after).await.ok();
         let wait = Duration::from_millis(r.wait_millis.min(30_000));
@@ -303,7 +306,29 @@ async fn poll(c: &Control, x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
         revision,
         registered: true,
         tasks: out,
+        gone_instances: gone,
     })
+}
+
+/// Which of `others` (container instance ARNs an agent found on its Docker
+/// host) are of `cluster` and deregistered or unknown. Instances of another
+/// cluster are never reported: an agent only learns about its own cluster.
+async fn gone_instances(c: &Control, cluster: &str, others: &[String]) -> ApiResult<Vec<String>> {
+    let mut gone = vec![];
+    for other in others.iter().take(MAX_OTHER_INSTANCES) {
+        let Ok((Some(of), id)) = arn::container_instance_id(other) else {
+            continue;
+        };
+        if of != cluster {
+            continue;
+        }
+        let record =
+            records::get::<InstanceRecord>(c.store.as_ref(), &keys::instance(cluster, &id)).await?;
+        if record.is_none_or(|v| v.value.status == "INACTIVE" || v.value.arn != *other) {
+            gone.push(other.clone());
+        }
+    }
+    Ok(gone)
 }
 
 async fn report(c: &Control, x: &Ctx, r: TaskStateReport) -> ApiResult<Empty> {

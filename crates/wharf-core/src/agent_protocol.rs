@@ -28,7 +28,16 @@ pub struct PollRequest {
     /// revision (0: answer at once); otherwise wait up to `wait_millis`.
     pub after_revision: i64,
     pub wait_millis: u64,
+    /// Container instances of this cluster that own containers on the
+    /// agent's Docker host besides its own (another agent sharing the
+    /// daemon, or this host's earlier registration): the answer says which
+    /// of them are gone, so their containers can be removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_instances: Vec<String>,
 }
+
+/// At most this many [`PollRequest::other_instances`] are looked up per poll.
+pub const MAX_OTHER_INSTANCES: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -38,6 +47,10 @@ pub struct PollResponse {
     /// register again.
     pub registered: bool,
     pub tasks: Vec<AssignedTask>,
+    /// Of the request's `other_instances`, those deregistered or unknown:
+    /// nothing owns their containers any more.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gone_instances: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
