@@ -1,4 +1,6 @@
-"""Container dependencies, volumes, links and a Docker outage, on real Docker."""
+"""Container dependencies, volumes, links, Docker settings, restart policies and a
+Docker outage, on real Docker."""
+import json
 import os
 import socket
 import subprocess
@@ -275,3 +277,100 @@ def test_fargate_task_gets_its_own_network(wharf_up):
     t = ecs.describe_tasks(tasks=[arn])["tasks"][0]
     assert t["attachments"][0]["status"] == "DELETED"
     assert all(row[1] == "exited" for row in docker_ps(arn)), docker_ps(arn)
+
+
+def test_container_definition_members_reach_docker(wharf_up):
+    """Every Docker-facing member of a container definition is in `docker
+    inspect` of its container; what Wharf cannot honour is refused at
+    registration, naming the member."""
+    ecs = wharf_up.client()
+    wait_instance(ecs)
+    # The restart policy needs its container to run restartAttemptPeriod
+    # (at least 60 s) before it exits: started first, checked last.
+    ecs.register_task_definition(family="restarts", containerDefinitions=[
+        {"name": "app", "image": IMAGE, "memory": 16, "stopTimeout": 1,
+         "command": ["sh", "-c", "if [ -e /tmp/again ]; then exec sleep 600; fi; touch /tmp/again; sleep 61; exit 3"],
+         "restartPolicy": {"enabled": True, "ignoredExitCodes": [0], "restartAttemptPeriod": 60}}])
+    restarting, _, _ = run_and_wait(ecs, "restarts")
+    begun = time.time()
+    first_start = docker_inspect(container_ids(restarting)["app"], "{{.State.StartedAt}}")
+
+    ecs.register_task_definition(family="knobs", ipcMode="host", containerDefinitions=[{
+        "name": "app", "image": IMAGE, "memory": 64, "command": ["sleep", "600"], "stopTimeout": 1,
+        "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 2048}],
+        "linuxParameters": {
+            "capabilities": {"add": ["NET_ADMIN"], "drop": ["MKNOD"]},
+            "initProcessEnabled": True, "sharedMemorySize": 32,
+            "tmpfs": [{"containerPath": "/scratch", "size": 8, "mountOptions": ["noexec"]}],
+            "devices": [{"hostPath": "/dev/null", "containerPath": "/dev/nothing", "permissions": ["read"]}],
+            "maxSwap": 16, "swappiness": 10},
+        "dnsServers": ["10.9.8.7"], "dnsSearchDomains": ["wharf.internal"],
+        "dockerSecurityOptions": ["no-new-privileges"],
+        "systemControls": [{"namespace": "net.core.somaxconn", "value": "1000"}],
+        "interactive": True, "pseudoTerminal": True,
+        "logConfiguration": {"logDriver": "json-file", "options": {"max-size": "1m"}}}])
+    arn, _, _ = run_and_wait(ecs, "knobs")
+    cid = container_ids(arn)["app"]
+    c = json.loads(subprocess.run(["docker", "inspect", cid], capture_output=True, text=True, check=True).stdout)[0]
+    h = c["HostConfig"]
+    assert h["Ulimits"] == [{"Name": "nofile", "Soft": 1024, "Hard": 2048}]
+    assert h["CapAdd"] == ["NET_ADMIN"] and h["CapDrop"] == ["MKNOD"]
+    assert h["Init"] is True and h["ShmSize"] == 32 * 1024 * 1024
+    assert h["Tmpfs"] == {"/scratch": "size=8m,noexec"}
+    assert h["Devices"] == [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/nothing", "CgroupPermissions": "r"}]
+    assert h["Memory"] == 64 * 1024 * 1024 and h["MemorySwap"] == 80 * 1024 * 1024
+    assert h["MemorySwappiness"] == 10
+    assert h["Dns"] == ["10.9.8.7"] and h["DnsSearch"] == ["wharf.internal"]
+    assert "no-new-privileges" in h["SecurityOpt"], h["SecurityOpt"]  # Docker adds label=disable for ipc host
+    assert h["Sysctls"] == {"net.core.somaxconn": "1000"}
+    # (the daemon's own log-opts are merged in)
+    assert h["LogConfig"]["Type"] == "json-file" and h["LogConfig"]["Config"]["max-size"] == "1m", h["LogConfig"]
+    assert h["IpcMode"] == "host"
+    assert c["Config"]["OpenStdin"] is True and c["Config"]["Tty"] is True
+    inside = subprocess.run(["docker", "exec", cid, "sh", "-c", "ulimit -n; cat /etc/resolv.conf; "
+                             "cat /proc/sys/net/core/somaxconn; mount | grep ' /scratch '"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "1024" in inside and "nameserver 10.9.8.7" in inside and "search wharf.internal" in inside
+    assert "1000" in inside and "noexec" in inside, inside
+
+    refused = {
+        "secrets": {"secrets": [{"name": "DB", "valueFrom": "arn:aws:secretsmanager:eu-west-1:000000000000:secret:db"}]},
+        "environmentFiles": {"environmentFiles": [{"value": "arn:aws:s3:::bucket/app.env", "type": "s3"}]},
+        "log driver 'awsfirelens'": {"logConfiguration": {"logDriver": "awsfirelens"}},
+        "Invalid capability 'CAP_SYS_ADMIN'": {"linuxParameters": {"capabilities": {"add": ["CAP_SYS_ADMIN"]}}},
+    }
+    for expected, member in refused.items():
+        with pytest.raises(ecs.exceptions.ClientException) as e:
+            ecs.register_task_definition(family="refused", containerDefinitions=[
+                {"name": "app", "image": IMAGE, "memory": 16, **member}])
+        assert expected in str(e.value), e.value
+    with pytest.raises(ecs.exceptions.ClientException):
+        ecs.describe_task_definition(taskDefinition="refused")
+
+    # runtimePlatform's architecture is the host's to match.
+    arch = {"x86_64": ("X86_64", "ARM64"), "aarch64": ("ARM64", "X86_64")}[os.uname().machine]
+    for family, platform in (("native", arch[0]), ("foreign", arch[1])):
+        ecs.register_task_definition(family=family, runtimePlatform={"cpuArchitecture": platform},
+                                     containerDefinitions=[{"name": "app", "image": IMAGE, "memory": 16,
+                                                            "command": ["true"]}])
+    assert ecs.run_task(taskDefinition="native")["tasks"]
+    foreign = ecs.run_task(taskDefinition="foreign")
+    assert foreign["tasks"] == [] and foreign["failures"][0]["reason"] == "MemberOf placement constraint unsatisfied.", foreign
+
+    # The restart policy: the container exited with 3 after running 61 s and
+    # was started again in place; the task never stopped.
+    ids = container_ids(restarting)
+    assert len(ids) == 1
+    deadline = begun + 100
+    while time.time() < deadline:
+        t = ecs.describe_tasks(tasks=[restarting])["tasks"][0]
+        assert t["lastStatus"] == "RUNNING" and t["desiredStatus"] == "RUNNING", t
+        state = docker_inspect(ids["app"], "{{.State.Status}} {{.State.StartedAt}}").split()
+        if state[0] == "running" and state[1] != first_start:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError("the container was not restarted")
+    assert container_ids(restarting) == ids, "the same container, started again"
+    assert docker_inspect(ids["app"], "{{.State.ExitCode}}") == "0"
+    assert ecs.describe_tasks(tasks=[restarting])["tasks"][0]["lastStatus"] == "RUNNING"

@@ -110,6 +110,33 @@ struct Owners {
     gone: HashSet<String>,
 }
 
+/// Whether the exited container `c` is to be started again by its
+/// definition's restart policy: enabled, an exit code not ignored, and
+/// having run at least restartAttemptPeriod (300 s unless given), so a
+/// container that keeps failing at start is not restarted forever.
+fn restartable(d: &ecs::ContainerDefinition, c: &ContainerStatus) -> bool {
+    let Some(rp) = d.restart_policy.as_ref().filter(|p| p.enabled) else {
+        return false;
+    };
+    if c.state != ContainerState::Exited {
+        return false;
+    }
+    let (Some(code), Some(started), Some(finished)) = (c.exit_code, c.started_at, c.finished_at)
+    else {
+        return false;
+    };
+    if rp
+        .ignored_exit_codes
+        .iter()
+        .flatten()
+        .any(|i| i64::from(*i) == code)
+    {
+        return false;
+    }
+    let period = Duration::from_secs(rp.restart_attempt_period.unwrap_or(300).max(0) as u64);
+    finished.duration_since(started).unwrap_or_default() >= period
+}
+
 fn now_ms() -> i64 {
     wharf_core::clock::Clock::now(&wharf_core::clock::SystemClock)
 }
@@ -218,7 +245,14 @@ impl Agent {
             }),
             attributes: Some(vec![
                 attr("ecs.os-type", Some(&info.os_type)),
-                attr("ecs.cpu-architecture", Some(&info.architecture)),
+                // As the ECS agent names them (Docker says aarch64).
+                attr(
+                    "ecs.cpu-architecture",
+                    Some(match info.architecture.as_str() {
+                        "aarch64" => "arm64",
+                        other => other,
+                    }),
+                ),
                 attr("com.amazonaws.ecs.capability.docker-remote-api.1.41", None),
                 attr("ecs.capability.container-health-check", None),
                 attr("ecs.capability.container-ordering", None),
@@ -634,6 +668,22 @@ impl Agent {
             defs.iter()
                 .any(|d| d.name.as_deref() == Some(name) && d.essential != Some(false))
         };
+        // A container with a restart policy that exited after running its
+        // restartAttemptPeriod is started again in place, as the ECS agent
+        // does: the task goes on, essential container or not.
+        if t.desired_status != "STOPPED" {
+            for c in existing.iter_mut() {
+                let def = defs
+                    .iter()
+                    .find(|d| d.name.as_deref() == Some(c.name_label().as_str()));
+                if def.is_some_and(|d| restartable(d, c)) {
+                    tracing::info!(task = %t.task_arn, container = %c.name, exit_code = ?c.exit_code, "restarting the container, as its restart policy says");
+                    self.runtime.start_container(&c.id).await?;
+                    self.shipped.lock().expect("shipped lock").remove(&c.id);
+                    c.state = ContainerState::Running;
+                }
+            }
+        }
         // An awsvpc task whose pause container died has lost its network:
         // as good as an essential exit.
         let essential_exited = existing.iter().any(|c| {

@@ -3,8 +3,8 @@
 //! the ECS agent maps them.
 
 use crate::runtime::{
-    ContainerSpec, HealthCheck, Mount, MountSource, NetworkMode, PortBinding, Protocol,
-    TASK_ARN_LABEL,
+    ContainerSpec, DeviceSpec, HealthCheck, HostSettings, Mount, MountSource, NetworkMode,
+    PortBinding, Protocol, TASK_ARN_LABEL,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -97,12 +97,29 @@ impl<'a> TaskNames<'a> {
             CONTAINER_NAME_LABEL.into(),
             crate::pause::CONTAINER_NAME.into(),
         );
+        let td = &self.task.task_definition;
+        // The namespaces the task's containers share are the pause
+        // container's: its net.* sysctls are theirs (a later container's
+        // value wins, as in ECS), and its IPC namespace is shareable when
+        // the task shares one.
+        let mut sysctls: Vec<(String, String)> = vec![];
+        for c in td.container_definitions.iter().flatten() {
+            for (k, v) in net_sysctls(c) {
+                sysctls.retain(|(have, _)| *have != k);
+                sysctls.push((k, v));
+            }
+        }
         ContainerSpec {
             name: self.container("internalecspause"),
             image: crate::pause::IMAGE.into(),
             network_mode: NetworkMode::Named(AWSVPC_NETWORK.into()),
             labels,
             memory_bytes: Some(6 * 1024 * 1024),
+            host: HostSettings {
+                sysctls,
+                ipc_mode: (td.ipc_mode == Some(ecs::IpcMode::Task)).then(|| "shareable".into()),
+                ..Default::default()
+            },
             ..Default::default()
         }
     }
@@ -278,6 +295,121 @@ pub fn container_spec(
             .collect(),
         privileged: d.privileged == Some(true),
         readonly_rootfs: d.readonly_root_filesystem == Some(true),
+        host: host_settings(n, d, pause),
+    }
+}
+
+fn net_sysctls(d: &ecs::ContainerDefinition) -> impl Iterator<Item = (String, String)> + '_ {
+    d.system_controls.iter().flatten().filter_map(|s| {
+        let ns = s.namespace.clone()?;
+        ns.starts_with("net.")
+            .then(|| (ns, s.value.clone().unwrap_or_default()))
+    })
+}
+
+const MIB: i64 = 1024 * 1024;
+
+/// The definition's members Docker applies as they are (validated at
+/// registration, see `wharf_core::container_rules`).
+fn host_settings(n: &TaskNames, d: &ecs::ContainerDefinition, pause: Option<&str>) -> HostSettings {
+    let lp = d.linux_parameters.clone().unwrap_or_default();
+    let caps = lp.capabilities.clone().unwrap_or_default();
+    let td = &n.task.task_definition;
+    let share = |task_mode: bool, host: bool| match (host, task_mode, pause) {
+        (true, _, _) => Some("host".to_string()),
+        (false, true, Some(id)) => Some(format!("container:{id}")),
+        _ => None,
+    };
+    HostSettings {
+        ulimits: d
+            .ulimits
+            .iter()
+            .flatten()
+            .map(|u| {
+                (
+                    u.name.as_str().to_string(),
+                    i64::from(u.soft_limit),
+                    i64::from(u.hard_limit),
+                )
+            })
+            .collect(),
+        cap_add: caps.add.unwrap_or_default(),
+        cap_drop: caps.drop.unwrap_or_default(),
+        init: lp.init_process_enabled == Some(true),
+        shm_size_bytes: lp.shared_memory_size.map(|m| i64::from(m) * MIB),
+        tmpfs: lp
+            .tmpfs
+            .iter()
+            .flatten()
+            .map(|t| {
+                let mut opts = vec![format!("size={}m", t.size)];
+                opts.extend(t.mount_options.iter().flatten().cloned());
+                (t.container_path.clone(), opts.join(","))
+            })
+            .collect(),
+        devices: lp
+            .devices
+            .iter()
+            .flatten()
+            .map(|dev| DeviceSpec {
+                host_path: dev.host_path.clone(),
+                container_path: dev
+                    .container_path
+                    .clone()
+                    .unwrap_or_else(|| dev.host_path.clone()),
+                permissions: match dev.permissions.as_deref() {
+                    None | Some([]) => "rwm".into(),
+                    Some(p) => p
+                        .iter()
+                        .map(|p| match p {
+                            ecs::DeviceCgroupPermission::Read => 'r',
+                            ecs::DeviceCgroupPermission::Write => 'w',
+                            _ => 'm',
+                        })
+                        .collect(),
+                },
+            })
+            .collect(),
+        memory_swap_bytes: lp.max_swap.and_then(|swap| {
+            let memory = i64::from(d.memory?);
+            memory.checked_add(i64::from(swap))?.checked_mul(MIB)
+        }),
+        swappiness: lp.swappiness.map(i64::from),
+        dns: d.dns_servers.clone().unwrap_or_default(),
+        dns_search: d.dns_search_domains.clone().unwrap_or_default(),
+        security_opt: d.docker_security_options.clone().unwrap_or_default(),
+        // With awsvpc, net.* sysctls are the pause container's (above).
+        sysctls: d
+            .system_controls
+            .iter()
+            .flatten()
+            .filter_map(|s| Some((s.namespace.clone()?, s.value.clone()?)))
+            .filter(|(k, _)| pause.is_none() || !k.starts_with("net."))
+            .collect(),
+        open_stdin: d.interactive == Some(true),
+        tty: d.pseudo_terminal == Some(true),
+        network_disabled: d.disable_networking == Some(true),
+        log_driver: d.log_configuration.as_ref().map(|lc| {
+            if lc.log_driver == ecs::LogDriver::Awslogs {
+                // The agent ships awslogs output itself, reading it back
+                // from Docker: a driver Docker can read.
+                ("json-file".to_string(), vec![])
+            } else {
+                (
+                    lc.log_driver.as_str().to_string(),
+                    lc.options.clone().unwrap_or_default().into_iter().collect(),
+                )
+            }
+        }),
+        pid_mode: share(
+            td.pid_mode == Some(ecs::PidMode::Task),
+            td.pid_mode == Some(ecs::PidMode::Host),
+        ),
+        ipc_mode: match &td.ipc_mode {
+            Some(ecs::IpcMode::None) => Some("none".into()),
+            Some(m) => share(*m == ecs::IpcMode::Task, *m == ecs::IpcMode::Host),
+            None => None,
+        },
     }
 }
 

@@ -8,6 +8,7 @@ pub mod admin_protocol;
 pub mod agent_protocol;
 pub mod arn;
 pub mod clock;
+pub mod container_rules;
 pub mod error;
 pub mod lifecycle;
 pub mod placement;

@@ -47,6 +47,27 @@ pub fn validate(
     if fargate && network_mode != NetworkMode::Awsvpc {
         return Err(client("Fargate only supports network mode 'awsvpc'."));
     }
+    for (member, mode) in [
+        (
+            "pidMode",
+            req.pid_mode.as_ref().map(|m| (m.as_str(), m.is_known())),
+        ),
+        (
+            "ipcMode",
+            req.ipc_mode.as_ref().map(|m| (m.as_str(), m.is_known())),
+        ),
+    ] {
+        match mode {
+            Some((m, false)) => return Err(client(format!("Invalid {member} '{m}'."))),
+            Some(("task", _)) if network_mode != NetworkMode::Awsvpc => {
+                return Err(client(format!(
+                    "{member} 'task' is supported by Wharf with networkMode=awsvpc only: the task's pause container holds the namespace its containers share."
+                )))
+            }
+            _ => {}
+        }
+    }
+    refuse_task_members(req)?;
     let task_cpu = req.cpu.as_deref().map(parse_cpu).transpose()?;
     let task_memory = req.memory.as_deref().map(parse_memory).transpose()?;
     if fargate && (task_cpu.is_none() || task_memory.is_none()) {
@@ -98,6 +119,7 @@ pub fn validate(
         }
         validate_container_resources(def, name, task_memory)?;
         validate_ports(def, name, &network_mode)?;
+        crate::container_rules::validate(def, name, &network_mode)?;
         if def.links.as_ref().is_some_and(|l| !l.is_empty()) && network_mode != NetworkMode::Bridge
         {
             return Err(client(format!(
@@ -172,6 +194,63 @@ pub fn validate(
         requires_attributes: Some(vec![]),
         ..Default::default()
     })
+}
+
+/// The value of the `ecs.cpu-architecture` attribute of hosts that run
+/// `arch` (as the ECS agent reports it).
+pub fn ecs_architecture(arch: &ecs::CPUArchitecture) -> &'static str {
+    match arch {
+        ecs::CPUArchitecture::Arm64 => "arm64",
+        _ => "x86_64",
+    }
+}
+
+/// Task-level members Wharf has nothing to apply with, refused by name.
+fn refuse_task_members(req: &ecs::RegisterTaskDefinitionRequest) -> Result<(), CoreError> {
+    let refuse =
+        |member: &str, why: &str| Err(client(format!("{member} is not supported by Wharf{why}.")));
+    if req.proxy_configuration.is_some() {
+        return refuse(
+            "proxyConfiguration",
+            " (App Mesh is retired; Service Connect is planned)",
+        );
+    }
+    if req
+        .inference_accelerators
+        .as_ref()
+        .is_some_and(|a| !a.is_empty())
+    {
+        return refuse("inferenceAccelerators", "");
+    }
+    if req.trusted_execution_configuration.is_some() {
+        return refuse("trustedExecutionConfiguration", "");
+    }
+    if req.enable_fault_injection == Some(true) {
+        return refuse("enableFaultInjection", " yet");
+    }
+    if req.ephemeral_storage.is_some() {
+        return refuse(
+            "ephemeralStorage",
+            ": it sizes Fargate's task storage, and Wharf's tasks use their host's disk",
+        );
+    }
+    if let Some(p) = &req.runtime_platform {
+        if let Some(os) = &p.operating_system_family {
+            if os.as_str() != "LINUX" {
+                return refuse(
+                    &format!("operatingSystemFamily '{}'", os.as_str()),
+                    ", which runs Linux containers only",
+                );
+            }
+        }
+        if let Some(arch) = p.cpu_architecture.as_ref().filter(|a| !a.is_known()) {
+            return Err(client(format!(
+                "Invalid cpuArchitecture '{}'. Valid values: X86_64, ARM64.",
+                arch.as_str()
+            )));
+        }
+    }
+    Ok(())
 }
 
 const MAX_CONTAINER_CPU: i32 = 10240 * 1024;
@@ -415,8 +494,35 @@ pub fn validate_overrides(
     td: &ecs::TaskDefinition,
     o: &ecs::TaskOverride,
 ) -> Result<(), CoreError> {
+    if o.inference_accelerator_overrides
+        .as_ref()
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err(invalid(
+            "inferenceAcceleratorOverrides is not supported by Wharf.",
+        ));
+    }
+    if o.ephemeral_storage.is_some() {
+        return Err(invalid(
+            "The ephemeralStorage override is not supported by Wharf: it sizes Fargate's task storage, and Wharf's tasks use their host's disk.",
+        ));
+    }
     for co in o.container_overrides.iter().flatten() {
         let name = co.name.as_deref().unwrap_or("");
+        if co.environment_files.as_ref().is_some_and(|f| !f.is_empty()) {
+            return Err(invalid(format!(
+                "Override for container '{name}': environmentFiles is not supported by Wharf yet: there is no S3 to read them from; use environment."
+            )));
+        }
+        if co
+            .resource_requirements
+            .as_ref()
+            .is_some_and(|r| !r.is_empty())
+        {
+            return Err(invalid(format!(
+                "Override for container '{name}': resourceRequirements (GPUs, inference accelerators) is not supported by Wharf yet."
+            )));
+        }
         // As a registration's: a negative cpu or memory would be summed
         // into what the task reserves on its host.
         if co
@@ -554,6 +660,44 @@ mod tests {
         assert!(err(web(), |j| j["containerDefinitions"][0]["essential"] =
             false.into())
         .contains("essential"));
+        assert!(err(web(), |j| j["pidMode"] = "task".into()).contains("networkMode=awsvpc only"));
+        for (member, value, expected) in [
+            (
+                "proxyConfiguration",
+                serde_json::json!({"containerName": "web"}),
+                "proxyConfiguration is not supported",
+            ),
+            (
+                "inferenceAccelerators",
+                serde_json::json!([{"deviceName": "a", "deviceType": "eia2.medium"}]),
+                "inferenceAccelerators",
+            ),
+            (
+                "enableFaultInjection",
+                serde_json::json!(true),
+                "enableFaultInjection",
+            ),
+            (
+                "ephemeralStorage",
+                serde_json::json!({"sizeInGiB": 30}),
+                "ephemeralStorage",
+            ),
+            (
+                "runtimePlatform",
+                serde_json::json!({"operatingSystemFamily": "WINDOWS_SERVER_2022_CORE"}),
+                "Linux containers only",
+            ),
+            (
+                "runtimePlatform",
+                serde_json::json!({"cpuArchitecture": "RISCV"}),
+                "Invalid cpuArchitecture 'RISCV'",
+            ),
+        ] {
+            let got = err(web(), |j| j[member] = value.clone());
+            assert!(got.contains(expected), "{member}: {got}");
+        }
+        assert!(err(web(), |j| j["ipcMode"] = "task".into()).contains("networkMode=awsvpc only"));
+        assert!(err(web(), |j| j["ipcMode"] = "shared".into()).contains("Invalid ipcMode 'shared'"));
     }
 
     #[test]
@@ -612,5 +756,33 @@ mod tests {
         }
         let ok = overrides(serde_json::json!({"name": "app", "cpu": 0, "memory": 6}));
         assert!(validate_overrides(&td, &ok).is_ok());
+    }
+
+    #[test]
+    fn overrides_nothing_applies_are_refused_by_name() {
+        let td = validate(&req(web())).unwrap();
+        for (o, expected) in [
+            (
+                serde_json::json!({"containerOverrides": [{"name": "app", "environmentFiles": [{"value": "arn:aws:s3:::b/e", "type": "s3"}]}]}),
+                "environmentFiles",
+            ),
+            (
+                serde_json::json!({"containerOverrides": [{"name": "app", "resourceRequirements": [{"type": "GPU", "value": "1"}]}]}),
+                "resourceRequirements",
+            ),
+            (
+                serde_json::json!({"inferenceAcceleratorOverrides": [{"deviceName": "d", "deviceType": "t"}]}),
+                "inferenceAcceleratorOverrides",
+            ),
+            (
+                serde_json::json!({"ephemeralStorage": {"sizeInGiB": 40}}),
+                "ephemeralStorage",
+            ),
+        ] {
+            let o: ecs::TaskOverride = serde_json::from_value(o).unwrap();
+            let e = validate_overrides(&td, &o).unwrap_err();
+            assert!(e.to_string().contains(expected), "{e}");
+            assert_eq!(e.code(), "InvalidParameterException");
+        }
     }
 }

@@ -10,8 +10,9 @@ use bollard::container::{
 use bollard::errors::Error as BollardError;
 use bollard::image::CreateImageOptions;
 use bollard::models::{
-    ContainerInspectResponse, ContainerStateStatusEnum, EventMessage, HealthConfig,
-    HealthStatusEnum, HostConfig, MountPointTypeEnum, PortBinding as DockerPortBinding,
+    ContainerInspectResponse, ContainerStateStatusEnum, DeviceMapping, EventMessage, HealthConfig,
+    HealthStatusEnum, HostConfig, HostConfigLogConfig, MountPointTypeEnum,
+    PortBinding as DockerPortBinding, ResourcesUlimits,
 };
 use bollard::system::EventsOptions;
 use bollard::volume::CreateVolumeOptions;
@@ -19,8 +20,8 @@ use bollard::{Docker, API_DEFAULT_VERSION};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use super::{
-    BoundPort, ContainerSpec, ContainerState, ContainerStatus, Health, HostInfo, LogLine, Protocol,
-    Runtime, RuntimeError, RuntimeEvent, TASK_ARN_LABEL,
+    BoundPort, ContainerSpec, ContainerState, ContainerStatus, Health, HostInfo, HostSettings,
+    LogLine, Protocol, Runtime, RuntimeError, RuntimeEvent, TASK_ARN_LABEL,
 };
 
 /// Default socket when `DOCKER_HOST` is unset.
@@ -226,7 +227,7 @@ fn build_config(spec: &ContainerSpec) -> Config<String> {
         extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
         privileged: spec.privileged.then_some(true),
         readonly_rootfs: spec.readonly_rootfs.then_some(true),
-        ..Default::default()
+        ..host_settings(&spec.host)
     };
 
     Config {
@@ -243,6 +244,62 @@ fn build_config(spec: &ContainerSpec) -> Config<String> {
         healthcheck,
         stop_timeout: spec.stop_timeout.map(ceil_secs),
         host_config: Some(host_config),
+        open_stdin: spec.host.open_stdin.then_some(true),
+        tty: spec.host.tty.then_some(true),
+        network_disabled: spec.host.network_disabled.then_some(true),
+        ..Default::default()
+    }
+}
+
+/// The part of the host config taken from the definition as it is.
+fn host_settings(h: &HostSettings) -> HostConfig {
+    fn list(v: &[String]) -> Option<Vec<String>> {
+        (!v.is_empty()).then(|| v.to_vec())
+    }
+    fn map(v: &[(String, String)]) -> Option<HashMap<String, String>> {
+        (!v.is_empty()).then(|| v.iter().cloned().collect())
+    }
+    HostConfig {
+        ulimits: (!h.ulimits.is_empty()).then(|| {
+            h.ulimits
+                .iter()
+                .map(|(name, soft, hard)| ResourcesUlimits {
+                    name: Some(name.clone()),
+                    soft: Some(*soft),
+                    hard: Some(*hard),
+                })
+                .collect()
+        }),
+        cap_add: list(&h.cap_add),
+        cap_drop: list(&h.cap_drop),
+        init: h.init.then_some(true),
+        shm_size: h.shm_size_bytes,
+        tmpfs: map(&h.tmpfs),
+        devices: (!h.devices.is_empty()).then(|| {
+            h.devices
+                .iter()
+                .map(|d| DeviceMapping {
+                    path_on_host: Some(d.host_path.clone()),
+                    path_in_container: Some(d.container_path.clone()),
+                    cgroup_permissions: Some(d.permissions.clone()),
+                })
+                .collect()
+        }),
+        memory_swap: h.memory_swap_bytes,
+        memory_swappiness: h.swappiness,
+        dns: list(&h.dns),
+        dns_search: list(&h.dns_search),
+        security_opt: list(&h.security_opt),
+        sysctls: map(&h.sysctls),
+        log_config: h
+            .log_driver
+            .as_ref()
+            .map(|(driver, options)| HostConfigLogConfig {
+                typ: Some(driver.clone()),
+                config: Some(options.iter().cloned().collect()),
+            }),
+        pid_mode: h.pid_mode.clone(),
+        ipc_mode: h.ipc_mode.clone(),
         ..Default::default()
     }
 }

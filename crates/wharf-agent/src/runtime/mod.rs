@@ -293,6 +293,47 @@ pub struct ContainerSpec {
     pub extra_hosts: Vec<String>,
     pub privileged: bool,
     pub readonly_rootfs: bool,
+    /// The definition's `linuxParameters`, `ulimits`, DNS, security options,
+    /// sysctls, TTY and log driver, as Docker takes them.
+    pub host: HostSettings,
+}
+
+/// The container's settings that Docker applies as they are given.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HostSettings {
+    /// (name, soft, hard)
+    pub ulimits: Vec<(String, i64, i64)>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// Run an init process (tini) as PID 1.
+    pub init: bool,
+    pub shm_size_bytes: Option<i64>,
+    /// Mount path -> tmpfs options (`size=…` and the mount options).
+    pub tmpfs: Vec<(String, String)>,
+    pub devices: Vec<DeviceSpec>,
+    /// Memory plus swap, as Docker's `--memory-swap` (`memory` == no swap).
+    pub memory_swap_bytes: Option<i64>,
+    pub swappiness: Option<i64>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub security_opt: Vec<String>,
+    pub sysctls: Vec<(String, String)>,
+    pub open_stdin: bool,
+    pub tty: bool,
+    pub network_disabled: bool,
+    /// A Docker log driver and its options; `None` is the daemon's default.
+    pub log_driver: Option<(String, Vec<(String, String)>)>,
+    /// `host`, or `container:<id>` to share another container's namespace.
+    pub pid_mode: Option<String>,
+    pub ipc_mode: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeviceSpec {
+    pub host_path: String,
+    pub container_path: String,
+    /// Docker's cgroup permissions, e.g. `rwm`.
+    pub permissions: String,
 }
 
 /// Coarse container state.

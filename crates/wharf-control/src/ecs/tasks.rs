@@ -224,6 +224,20 @@ impl Rules {
         td: &ecs::TaskDefinition,
     ) -> ApiResult<Rules> {
         let mut all = constraints.to_vec();
+        // runtimePlatform's architecture is a constraint on the host's.
+        let arch = td
+            .runtime_platform
+            .as_ref()
+            .and_then(|p| p.cpu_architecture.as_ref());
+        if let Some(arch) = arch {
+            all.push(ecs::PlacementConstraint {
+                r#type: Some(ecs::PlacementConstraintType::MemberOf),
+                expression: Some(format!(
+                    "attribute:ecs.cpu-architecture == {}",
+                    wharf_core::taskdef::ecs_architecture(arch)
+                )),
+            });
+        }
         all.extend(td.placement_constraints.iter().flatten().map(|c| {
             ecs::PlacementConstraint {
                 r#type: c
