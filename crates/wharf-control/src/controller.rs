@@ -304,7 +304,7 @@ async fn launch(
     let mut left = s.count;
     while left > 0 {
         let batch = left.min(START_BATCH);
-        let placed = match tasks::place(c, &x, &l, batch, only.as_deref(), &rules).await {
+        let placed = match tasks::place(c, &x, &l, batch, only.as_deref(), &rules, None).await {
             Ok(placed) => placed,
             Err(e) if e.code == "InvalidParameterException" => {
                 svc.event_once(

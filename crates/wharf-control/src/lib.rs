@@ -12,6 +12,7 @@ pub mod controller;
 pub mod ecs;
 pub mod error;
 pub mod http;
+pub mod idempotency;
 pub mod lb_targets;
 pub mod metrics;
 pub mod reaper;
@@ -69,6 +70,8 @@ pub struct Control {
     /// The ELBv2 API (its records live in `store`; the listeners are
     /// served by `wharf_lb::dataplane`).
     pub lb: wharf_lb::Lb,
+    /// The lease clientToken records are written under.
+    pub tokens: Arc<idempotency::Leases>,
 }
 
 impl Control {
@@ -82,6 +85,7 @@ impl Control {
                 .expect("an empty in-memory log store can always be created"),
             cache: Arc::default(),
             metrics: Arc::default(),
+            tokens: Arc::default(),
             lb: wharf_lb::Lb {
                 store: store.clone(),
                 config: wharf_lb::LbConfig::default(),

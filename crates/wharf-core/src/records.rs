@@ -68,6 +68,11 @@ pub mod keys {
         format!("/auth/agents/{access_key_id}")
     }
     pub const AGENT_CREDENTIALS: &str = "/auth/agents/";
+    /// What a request with a client token did, by operation, scope and
+    /// the token's SHA-256 (a token may hold any character).
+    pub fn client_token(operation: &str, scope: &str, token_sha256: &str) -> String {
+        format!("/idempotency/{operation}/{scope}/{token_sha256}")
+    }
 }
 
 /// A join token: an agent presents it once to receive credentials of its

@@ -4,6 +4,7 @@
 
 use super::{active_cluster, cluster_name, taskdefs};
 use crate::error::{from_core, invalid, ApiResult};
+use crate::idempotency::Token;
 use crate::records::{self, commit, Versioned};
 use crate::wire::{self, paginate};
 use crate::{Control, Ctx};
@@ -15,6 +16,8 @@ use wharf_core::service::{DeploymentConfig, ServiceRecord};
 use wharf_model::ecs;
 use wharf_protocol::AwsError;
 use wharf_store::Txn;
+
+const CREATE_SERVICE: &str = "CreateService";
 
 fn not_found() -> AwsError {
     AwsError::client("ServiceNotFoundException", "Service not found.")
@@ -277,8 +280,24 @@ pub async fn create(
         r.network_configuration.as_ref(),
     )?;
     let key = keys::service(&name, &r.service_name);
+    // A retry with the first request's clientToken gets the service it made.
+    let token = Token::of(CREATE_SERVICE, &name, r.client_token.as_deref(), &r)?;
+    let lease = match &token {
+        Some(_) => Some(c.tokens.current(c).await?),
+        None => None,
+    };
     let mut rng = rand::rngs::StdRng::from_entropy();
     for _ in 0..records::MAX_ATTEMPTS {
+        if let Some(token) = &token {
+            if token.recall::<()>(c, CREATE_SERVICE).await?.is_some() {
+                let svc = records::get::<ServiceRecord>(c.store.as_ref(), &key)
+                    .await?
+                    .ok_or_else(not_found)?;
+                return Ok(ecs::CreateServiceResponse {
+                    service: Some(wire::service(&svc.value, true)),
+                });
+            }
+        }
         let existing: Option<Versioned<ServiceRecord>> =
             records::get(c.store.as_ref(), &key).await?;
         if existing
@@ -321,6 +340,11 @@ pub async fn create(
             Some(v) => txn.when(v.unchanged()),
             None => txn.when(wharf_store::Compare::NotExists(key.clone())),
         };
+        if let (Some(token), Some(lease)) = (&token, lease) {
+            txn = txn
+                .when(wharf_store::Compare::NotExists(token.key().to_string()))
+                .then(token.remember(lease, vec![svc.arn.clone()], ()));
+        }
         if commit(c.store.as_ref(), txn.then(records::put(&key, &svc))).await? {
             return Ok(ecs::CreateServiceResponse {
                 service: Some(wire::service(&svc, true)),

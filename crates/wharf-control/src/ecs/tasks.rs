@@ -1,6 +1,7 @@
 use super::{active_cluster, cluster_name, taskdefs};
 use crate::cache::ByValue;
-use crate::error::{from_core, invalid, ApiResult};
+use crate::error::{from_core, from_store, invalid, ApiResult};
+use crate::idempotency::{Token, TokenRecord};
 use crate::records::{self, commit, Versioned};
 use crate::wire;
 use crate::{Control, Ctx};
@@ -17,7 +18,7 @@ use wharf_core::records::{
 };
 use wharf_core::taskdef::{effective_containers, validate_overrides};
 use wharf_model::ecs;
-use wharf_store::Txn;
+use wharf_store::{Compare, LeaseId, Txn};
 
 /// What RunTask, StartTask and the service scheduler share.
 pub(crate) struct Launch {
@@ -363,6 +364,7 @@ pub(crate) async fn place(
     count: usize,
     only: Option<&[String]>,
     rules: &Rules,
+    token: Option<(&Token, LeaseId)>,
 ) -> ApiResult<Placed> {
     use rand::seq::index::sample;
     let need = placement::demand(&l.td.definition, &l.overrides);
@@ -553,6 +555,17 @@ pub(crate) async fn place(
         for (t, key) in placed.tasks.iter().zip(&task_keys) {
             txn = txn.then(records::put(key, t));
         }
+        // The token is taken in the same commit: of two requests racing
+        // with one token, one places and the other finds its record.
+        if let Some((token, lease)) = token {
+            txn = txn
+                .when(Compare::NotExists(token.key().to_string()))
+                .then(token.remember(
+                    lease,
+                    placed.tasks.iter().map(|t| t.arn.clone()).collect(),
+                    placed.failures(),
+                ));
+        }
         // Committed apart from this request, so that a caller who goes
         // away cannot leave the reservations behind: they are released
         // exactly when the commit did not happen.
@@ -571,6 +584,17 @@ pub(crate) async fn place(
                 .placement_decision
                 .record(decided, placed.tasks.len() as u64);
             return Ok(placed);
+        }
+        if let Some((token, _)) = token {
+            if c.store
+                .get(token.key())
+                .await
+                .map_err(from_store)?
+                .is_some()
+            {
+                // Another request with the token placed: the caller answers with it.
+                break;
+            }
         }
     }
     Err(records::contention())
@@ -607,10 +631,58 @@ pub async fn run(c: &Control, x: &Ctx, r: ecs::RunTaskRequest) -> ApiResult<ecs:
         r.placement_strategy.as_deref().unwrap_or_default(),
         &l.td.definition,
     )?;
-    let placed = place(c, x, &l, count as usize, None, &rules).await?;
+    // The token belongs to the cluster the request names.
+    let cluster = l.cluster.value.name.clone();
+    let token = Token::of(RUN_TASK, &cluster, r.client_token.as_deref(), &r)?;
+    if let Some(token) = &token {
+        if let Some(first) = token.recall(c, RUN_TASK).await? {
+            return run_again(c, &cluster, first).await;
+        }
+    }
+    let lease = match &token {
+        Some(_) => Some(c.tokens.current(c).await?),
+        None => None,
+    };
+    let guard = token.as_ref().zip(lease);
+    let placed = match place(c, x, &l, count as usize, None, &rules, guard).await {
+        Ok(placed) => placed,
+        Err(e) => {
+            // A request with the same token may have placed meanwhile.
+            if let Some(token) = &token {
+                if let Some(first) = token.recall(c, RUN_TASK).await? {
+                    return run_again(c, &cluster, first).await;
+                }
+            }
+            return Err(e);
+        }
+    };
     Ok(ecs::RunTaskResponse {
         tasks: Some(placed.tasks.iter().map(|t| wire::task(t, true)).collect()),
         failures: Some(placed.failures()),
+    })
+}
+
+const RUN_TASK: &str = "RunTask";
+
+/// The answer to a RunTask retried with its clientToken: the tasks the
+/// first request started, as they are now, and its failures.
+async fn run_again(
+    c: &Control,
+    cluster: &str,
+    first: TokenRecord<Vec<ecs::Failure>>,
+) -> ApiResult<ecs::RunTaskResponse> {
+    let mut tasks = vec![];
+    for task_arn in &first.resource_ids {
+        let (_, id) = arn::task_id(task_arn).map_err(from_core)?;
+        if let Some(t) =
+            records::get::<TaskRecord>(c.store.as_ref(), &keys::task(cluster, &id)).await?
+        {
+            tasks.push(wire::task(&t.value, true));
+        }
+    }
+    Ok(ecs::RunTaskResponse {
+        tasks: Some(tasks),
+        failures: Some(first.outcome),
     })
 }
 
@@ -645,7 +717,7 @@ pub async fn start(
     // StartTask names its instances: no strategy, but the task
     // definition's constraints still hold.
     let rules = Rules::parse(&[], &[], &l.td.definition)?;
-    let placed = place(c, x, &l, ids.len(), Some(&ids), &rules).await?;
+    let placed = place(c, x, &l, ids.len(), Some(&ids), &rules, None).await?;
     Ok(ecs::StartTaskResponse {
         tasks: Some(placed.tasks.iter().map(|t| wire::task(t, true)).collect()),
         failures: Some(placed.failures()),
