@@ -24,11 +24,65 @@ pub struct HostPolicy {
     pub host_volume_allowlist: Option<Vec<PathBuf>>,
 }
 
+/// The capabilities Docker gives every container: adding one is a no-op.
+const DOCKER_DEFAULT_CAPABILITIES: &[&str] = &[
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "NET_RAW",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
+
+/// What in `d` (of task `td`) would give it a privileged container's reach.
+fn escalation(td: &ecs::TaskDefinition, d: &ecs::ContainerDefinition) -> Option<String> {
+    let lp = d.linux_parameters.as_ref();
+    let added = lp
+        .and_then(|l| l.capabilities.as_ref())
+        .and_then(|c| c.add.as_ref())
+        .into_iter()
+        .flatten()
+        .find(|c| !DOCKER_DEFAULT_CAPABILITIES.contains(&c.trim_start_matches("CAP_")));
+    if let Some(cap) = added {
+        return Some(format!("the capability {cap}"));
+    }
+    if lp
+        .and_then(|l| l.devices.as_ref())
+        .is_some_and(|d| !d.is_empty())
+    {
+        return Some("a host device".into());
+    }
+    if td.pid_mode == Some(ecs::PidMode::Host) {
+        return Some("the host's PID namespace (pidMode host)".into());
+    }
+    if td.ipc_mode == Some(ecs::IpcMode::Host) {
+        return Some("the host's IPC namespace (ipcMode host)".into());
+    }
+    d.docker_security_options
+        .iter()
+        .flatten()
+        .find(|o| o.as_str() != "no-new-privileges")
+        .map(|o| format!("the security option {o}"))
+}
+
 /// Why the host refuses a task.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("container {container} is privileged, and this host refuses privileged containers ({PRIVILEGED_SWITCH})")]
     Privileged { container: String },
+    /// A setting that gives a container what `privileged` would (a
+    /// capability beyond Docker's defaults, a host device, the host's PID
+    /// or IPC namespace, confinement turned off).
+    #[error("container {container} asks for {what}, which this host refuses as it refuses privileged containers ({PRIVILEGED_SWITCH})")]
+    Escalates { container: String, what: String },
     #[error("volume {volume}: {origin} {path} {problem} ({ALLOWLIST_SWITCH})")]
     HostPath {
         volume: String,
@@ -150,6 +204,14 @@ impl HostPolicy {
                 return Err(Refusal::Privileged {
                     container: d.name.clone().unwrap_or_default(),
                 });
+            }
+            for d in containers {
+                if let Some(what) = escalation(td, d) {
+                    return Err(Refusal::Escalates {
+                        container: d.name.clone().unwrap_or_default(),
+                        what,
+                    });
+                }
             }
         }
         for v in td.volumes.iter().flatten() {
@@ -366,6 +428,65 @@ mod tests {
             refusal.to_string(),
             "container root is privileged, and this host refuses privileged containers (ECS_DISABLE_PRIVILEGED)"
         );
+    }
+
+    #[test]
+    fn refuses_what_privileged_would_give_when_switched_on() {
+        let strict = HostPolicy {
+            disable_privileged: true,
+            host_volume_allowlist: None,
+        };
+        let container = |extra: serde_json::Value| {
+            let mut d = serde_json::json!({"name": "app", "image": "x"});
+            d.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            d
+        };
+        for (td, what) in [
+            (
+                serde_json::json!({"containerDefinitions": [container(serde_json::json!(
+                {"linuxParameters": {"capabilities": {"add": ["SYS_ADMIN"]}}}))]}),
+                "the capability SYS_ADMIN",
+            ),
+            (
+                serde_json::json!({"containerDefinitions": [container(serde_json::json!(
+                {"linuxParameters": {"capabilities": {"add": ["ALL"]}}}))]}),
+                "the capability ALL",
+            ),
+            (
+                serde_json::json!({"containerDefinitions": [container(serde_json::json!(
+                {"linuxParameters": {"devices": [{"hostPath": "/dev/sda"}]}}))]}),
+                "a host device",
+            ),
+            (
+                serde_json::json!({"pidMode": "host", "containerDefinitions": [container(serde_json::json!({}))]}),
+                "the host's PID namespace (pidMode host)",
+            ),
+            (
+                serde_json::json!({"ipcMode": "host", "containerDefinitions": [container(serde_json::json!({}))]}),
+                "the host's IPC namespace (ipcMode host)",
+            ),
+            (
+                serde_json::json!({"containerDefinitions": [container(serde_json::json!(
+                {"dockerSecurityOptions": ["no-new-privileges", "seccomp:unconfined"]}))]}),
+                "the security option seccomp:unconfined",
+            ),
+        ] {
+            let (td, defs) = task(td);
+            assert_eq!(HostPolicy::default().check(&td, &defs), Ok(()), "{what}");
+            assert_eq!(
+                strict.check(&td, &defs).expect_err(what).to_string(),
+                format!("container app asks for {what}, which this host refuses as it refuses privileged containers (ECS_DISABLE_PRIVILEGED)")
+            );
+        }
+        // Docker's defaults, dropping, and no-new-privileges are no escalation.
+        let (td, defs) = task(
+            serde_json::json!({"containerDefinitions": [container(serde_json::json!({
+            "linuxParameters": {"capabilities": {"add": ["NET_BIND_SERVICE", "CAP_CHOWN"], "drop": ["ALL"]}},
+            "dockerSecurityOptions": ["no-new-privileges"]}))]}),
+        );
+        assert_eq!(strict.check(&td, &defs), Ok(()));
     }
 
     #[test]

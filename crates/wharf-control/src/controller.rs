@@ -260,11 +260,15 @@ async fn launch(
     let name = svc.name.clone();
     let cluster = active_cluster(c, &svc.cluster).await?;
     let td = taskdefs::resolve(c, &s.task_definition).await?.value;
-    let tags = match svc.propagate_tags.as_deref() {
-        Some("SERVICE") => svc.tags.clone(),
-        Some("TASK_DEFINITION") => td.tags.clone(),
-        _ => Default::default(),
+    let propagated = match svc.propagate_tags.as_deref() {
+        Some("SERVICE") => Some(&svc.tags),
+        Some("TASK_DEFINITION") => Some(&td.tags),
+        _ => None,
     };
+    let managed = svc
+        .enable_ecs_managed_tags
+        .then_some((svc.cluster.as_str(), Some(name.as_str())));
+    let tags = tasks::task_tags(Default::default(), propagated, managed);
     let rules = Rules::parse(
         &svc.placement_constraints,
         &svc.placement_strategy,

@@ -34,6 +34,110 @@ fn unsupported(what: &str) -> AwsError {
     )
 }
 
+/// The members CreateService and UpdateService share that Wharf does not
+/// act on (yet): each is refused by name when it asks for something, so
+/// none is stored and silently dropped.
+struct Members<'a> {
+    deployment_controller: Option<&'a ecs::DeploymentController>,
+    service_registries: Option<&'a [ecs::ServiceRegistry]>,
+    capacity_provider_strategy: Option<&'a [ecs::CapacityProviderStrategyItem]>,
+    deployment_configuration: Option<&'a ecs::DeploymentConfiguration>,
+    service_connect: Option<&'a ecs::ServiceConnectConfiguration>,
+    volume_configurations: Option<&'a [ecs::ServiceVolumeConfiguration]>,
+    vpc_lattice: Option<&'a [ecs::VpcLatticeConfiguration]>,
+    gateway_connectors: Option<&'a [ecs::GatewayConnector]>,
+    monitoring: bool,
+    availability_zone_rebalancing: Option<&'a ecs::AvailabilityZoneRebalancing>,
+    platform_version: Option<&'a str>,
+}
+
+fn refuse_unsupported(m: &Members) -> ApiResult<()> {
+    let given = |v: Option<usize>| v.is_some_and(|n| n > 0);
+    if m.deployment_controller
+        .is_some_and(|d| d.r#type != ecs::DeploymentControllerType::Ecs)
+    {
+        return Err(unsupported("A deployment controller other than ECS"));
+    }
+    if given(m.service_registries.map(<[_]>::len)) {
+        return Err(unsupported("serviceRegistries"));
+    }
+    if given(m.capacity_provider_strategy.map(<[_]>::len)) {
+        return Err(unsupported("capacityProviderStrategy"));
+    }
+    if m.service_connect.is_some_and(|s| s.enabled) {
+        return Err(unsupported("Service Connect (serviceConnectConfiguration)"));
+    }
+    if given(m.volume_configurations.map(<[_]>::len)) {
+        return Err(unsupported("volumeConfigurations (Amazon EBS volumes)"));
+    }
+    if given(m.vpc_lattice.map(<[_]>::len)) {
+        return Err(unsupported("vpcLatticeConfigurations"));
+    }
+    if given(m.gateway_connectors.map(<[_]>::len)) {
+        return Err(unsupported("gatewayConnectors"));
+    }
+    if m.monitoring {
+        return Err(unsupported("monitoring"));
+    }
+    if m.availability_zone_rebalancing == Some(&ecs::AvailabilityZoneRebalancing::Enabled) {
+        return Err(unsupported("availabilityZoneRebalancing ENABLED"));
+    }
+    super::tasks::platform_version(m.platform_version)?;
+    if let Some(d) = m.deployment_configuration {
+        if d.strategy
+            .as_ref()
+            .is_some_and(|s| *s != ecs::DeploymentStrategy::Rolling)
+        {
+            return Err(unsupported(
+                "A deployment strategy other than ROLLING (blue/green, linear, canary)",
+            ));
+        }
+        for (member, set) in [
+            (
+                "deploymentConfiguration.bakeTimeInMinutes",
+                d.bake_time_in_minutes.is_some_and(|b| b > 0),
+            ),
+            (
+                "deploymentConfiguration.lifecycleHooks",
+                given(d.lifecycle_hooks.as_ref().map(Vec::len)),
+            ),
+            (
+                "deploymentConfiguration.linearConfiguration",
+                d.linear_configuration.is_some(),
+            ),
+            (
+                "deploymentConfiguration.canaryConfiguration",
+                d.canary_configuration.is_some(),
+            ),
+            (
+                "deploymentConfiguration.earlySuccessCriteria",
+                d.early_success_criteria.is_some(),
+            ),
+            (
+                "deploymentConfiguration.alarms (CloudWatch alarms)",
+                d.alarms.as_ref().is_some_and(|a| a.enable),
+            ),
+            (
+                "deploymentCircuitBreaker.thresholdConfiguration",
+                d.deployment_circuit_breaker
+                    .as_ref()
+                    .is_some_and(|b| b.threshold_configuration.is_some()),
+            ),
+            (
+                "deploymentCircuitBreaker.resetOnHealthyTask",
+                d.deployment_circuit_breaker
+                    .as_ref()
+                    .is_some_and(|b| b.reset_on_healthy_task == Some(false)),
+            ),
+        ] {
+            if set {
+                return Err(unsupported(member));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The service a request names (by name or ARN) in the request's cluster.
 async fn find(
     c: &Control,
@@ -229,21 +333,19 @@ pub async fn create(
             "Service name may contain up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores.",
         ));
     }
-    if r.deployment_controller
-        .as_ref()
-        .is_some_and(|d| d.r#type != ecs::DeploymentControllerType::Ecs)
-    {
-        return Err(unsupported("A deployment controller other than ECS"));
-    }
-    if r.service_registries.as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(unsupported("serviceRegistries"));
-    }
-    if r.capacity_provider_strategy
-        .as_ref()
-        .is_some_and(|v| !v.is_empty())
-    {
-        return Err(unsupported("capacityProviderStrategy"));
-    }
+    refuse_unsupported(&Members {
+        deployment_controller: r.deployment_controller.as_ref(),
+        service_registries: r.service_registries.as_deref(),
+        capacity_provider_strategy: r.capacity_provider_strategy.as_deref(),
+        deployment_configuration: r.deployment_configuration.as_ref(),
+        service_connect: r.service_connect_configuration.as_ref(),
+        volume_configurations: r.volume_configurations.as_deref(),
+        vpc_lattice: r.vpc_lattice_configurations.as_deref(),
+        gateway_connectors: r.gateway_connectors.as_deref(),
+        monitoring: r.monitoring.is_some(),
+        availability_zone_rebalancing: r.availability_zone_rebalancing.as_ref(),
+        platform_version: r.platform_version.as_deref(),
+    })?;
     let daemon = r.scheduling_strategy == Some(ecs::SchedulingStrategy::Daemon);
     let Some(td_ref) = r.task_definition.as_deref() else {
         return Err(invalid("TaskDefinition must be specified."));
@@ -359,9 +461,19 @@ pub async fn update(
     x: &Ctx,
     r: ecs::UpdateServiceRequest,
 ) -> ApiResult<ecs::UpdateServiceResponse> {
-    if r.service_registries.as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(unsupported("serviceRegistries"));
-    }
+    refuse_unsupported(&Members {
+        deployment_controller: r.deployment_controller.as_ref(),
+        service_registries: r.service_registries.as_deref(),
+        capacity_provider_strategy: r.capacity_provider_strategy.as_deref(),
+        deployment_configuration: r.deployment_configuration.as_ref(),
+        service_connect: r.service_connect_configuration.as_ref(),
+        volume_configurations: r.volume_configurations.as_deref(),
+        vpc_lattice: r.vpc_lattice_configurations.as_deref(),
+        gateway_connectors: r.gateway_connectors.as_deref(),
+        monitoring: r.monitoring.is_some(),
+        availability_zone_rebalancing: r.availability_zone_rebalancing.as_ref(),
+        platform_version: r.platform_version.as_deref(),
+    })?;
     let td = match r.task_definition.as_deref() {
         Some(given) => {
             let td = taskdefs::resolve(c, given).await?.value;
@@ -440,6 +552,9 @@ pub async fn update(
         }
         if let Some(e) = r.enable_execute_command {
             svc.enable_execute_command = e;
+        }
+        if let Some(m) = r.enable_ecs_managed_tags {
+            svc.enable_ecs_managed_tags = m;
         }
         if let Some(p) = &r.propagate_tags {
             svc.propagate_tags = Some(p.as_str().to_string());
@@ -589,6 +704,8 @@ pub async fn list(
                 .as_ref()
                 .is_none_or(|l| l.as_str() == s.scheduling_strategy)
         })
+        // Every Wharf service is the customer's: none is managed by ECS.
+        .filter(|_| r.resource_management_type != Some(ecs::ResourceManagementType::Ecs))
         .map(|s| (s.name.clone(), s.arn))
         .collect();
     let (arns, next) = paginate(items, r.next_token.as_deref(), size)?;

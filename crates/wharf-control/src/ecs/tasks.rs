@@ -13,7 +13,7 @@ use wharf_core::lifecycle::{request_stop, DesiredStatus, STOP_USER_INITIATED};
 use wharf_core::placement::{self, Constraint, Misfit, Strategy, ValueCounts};
 use wharf_core::query::HostView;
 use wharf_core::records::{
-    keys, tags_from_wire, ClusterRecord, ContainerRecord, InstanceRecord, Resources,
+    keys, tags_from_wire, ClusterRecord, ContainerRecord, InstanceRecord, Resources, Tags,
     TaskDefinitionRecord, TaskRecord,
 };
 use wharf_core::taskdef::{effective_containers, validate_overrides};
@@ -66,6 +66,13 @@ pub(crate) fn capacity_and_subnet(
         let Some(first) = vpc.subnets.first() else {
             return Err(invalid("subnets can not be empty."));
         };
+        // Subnet and security-group IDs are taken as given until Wharf has
+        // a VPC API; a public IP is something an EC2 task never gets.
+        if launch_type == "EC2" && vpc.assign_public_ip == Some(ecs::AssignPublicIp::Enabled) {
+            return Err(invalid(
+                "Assign public IP is not supported for this launch type.",
+            ));
+        }
         Some(first.clone())
     } else {
         if network.is_some_and(|n| n.awsvpc_configuration.is_some()) {
@@ -613,7 +620,7 @@ pub async fn run(c: &Control, x: &Ctx, r: ecs::RunTaskRequest) -> ApiResult<ecs:
     if !(1..=10).contains(&count) {
         return Err(invalid("count must be between 1 and 10."));
     }
-    let l = prepare(
+    let mut l = prepare(
         c,
         r.cluster.as_deref(),
         &r.task_definition,
@@ -626,6 +633,22 @@ pub async fn run(c: &Control, x: &Ctx, r: ecs::RunTaskRequest) -> ApiResult<ecs:
         r.network_configuration.as_ref(),
     )
     .await?;
+    if r.capacity_provider_strategy
+        .as_ref()
+        .is_some_and(|v| !v.is_empty())
+    {
+        return Err(wharf_protocol::AwsError::client(
+            "UnsupportedFeatureException",
+            "capacityProviderStrategy is not supported by Wharf yet.",
+        ));
+    }
+    platform_version(r.platform_version.as_deref())?;
+    standalone_members(
+        &mut l,
+        r.propagate_tags.as_ref(),
+        r.enable_ecs_managed_tags,
+        r.volume_configurations.as_deref(),
+    )?;
     let rules = Rules::parse(
         r.placement_constraints.as_deref().unwrap_or_default(),
         r.placement_strategy.as_deref().unwrap_or_default(),
@@ -664,6 +687,73 @@ pub async fn run(c: &Control, x: &Ctx, r: ecs::RunTaskRequest) -> ApiResult<ecs:
 
 const RUN_TASK: &str = "RunTask";
 
+/// Wharf's managed capacity is one platform version, 1.4.0 (LATEST).
+pub(crate) fn platform_version(v: Option<&str>) -> ApiResult<()> {
+    match v {
+        None | Some("LATEST") | Some("1.4.0") => Ok(()),
+        Some(v) => Err(invalid(format!(
+            "The specified platform version ({v}) does not exist: Wharf's managed capacity is platform version 1.4.0 (LATEST)."
+        ))),
+    }
+}
+
+/// The tags a task starts with: its own, the ones `propagateTags` copies
+/// (its own win), and with `enableECSManagedTags` (cluster, service) ECS's
+/// `aws:ecs:clusterName` and `aws:ecs:serviceName`.
+pub(crate) fn task_tags(
+    own: Tags,
+    propagated: Option<&Tags>,
+    managed: Option<(&str, Option<&str>)>,
+) -> Tags {
+    let mut tags = propagated.cloned().unwrap_or_default();
+    tags.extend(own);
+    if let Some((cluster, service)) = managed {
+        tags.insert("aws:ecs:clusterName".into(), cluster.into());
+        if let Some(service) = service {
+            tags.insert("aws:ecs:serviceName".into(), service.into());
+        }
+    }
+    tags
+}
+
+/// RunTask's and StartTask's propagateTags and enableECSManagedTags, applied
+/// to what `prepare` made; the members neither can act on, refused.
+fn standalone_members(
+    l: &mut Launch,
+    propagate: Option<&ecs::PropagateTags>,
+    managed_tags: Option<bool>,
+    volume_configurations: Option<&[ecs::TaskVolumeConfiguration]>,
+) -> ApiResult<()> {
+    let propagated = match propagate {
+        None | Some(ecs::PropagateTags::None) => None,
+        Some(ecs::PropagateTags::TaskDefinition) => Some(&l.td.tags),
+        Some(ecs::PropagateTags::Service) => {
+            return Err(invalid(
+                "The SERVICE option of propagateTags is only for tasks of a service; a standalone task can propagate TASK_DEFINITION tags.",
+            ))
+        }
+        Some(other) => {
+            return Err(invalid(format!(
+                "Invalid propagateTags '{}'.",
+                other.as_str()
+            )))
+        }
+    };
+    let cluster = l.cluster.value.name.clone();
+    l.tags = task_tags(
+        std::mem::take(&mut l.tags),
+        propagated,
+        (managed_tags == Some(true)).then_some((cluster.as_str(), None)),
+    );
+    if volume_configurations.is_some_and(|v| !v.is_empty()) {
+        return Err(wharf_protocol::AwsError::client(
+            "UnsupportedFeatureException",
+            "volumeConfigurations (Amazon EBS volumes) is not supported by Wharf yet.",
+        ));
+    }
+    Ok(())
+}
+
 /// The answer to a RunTask retried with its clientToken: the tasks the
 /// first request started, as they are now, and its failures.
 async fn run_again(
@@ -696,7 +786,7 @@ pub async fn start(
             "containerInstances must name between 1 and 10 container instances.",
         ));
     }
-    let l = prepare(
+    let mut l = prepare(
         c,
         r.cluster.as_deref(),
         &r.task_definition,
@@ -709,6 +799,12 @@ pub async fn start(
         r.network_configuration.as_ref(),
     )
     .await?;
+    standalone_members(
+        &mut l,
+        r.propagate_tags.as_ref(),
+        r.enable_ecs_managed_tags,
+        r.volume_configurations.as_deref(),
+    )?;
     let mut ids = vec![];
     for given in &r.container_instances {
         let (_, id) = arn::container_instance_id(given).map_err(from_core)?;
@@ -840,6 +936,14 @@ pub async fn list(
             )))
         }
     };
+    if r.daemon_name.is_some() {
+        // Wharf has no daemons (the Daemon operations are unsupported), so
+        // no task is a daemon's.
+        return Ok(ecs::ListTasksResponse {
+            task_arns: Some(vec![]),
+            next_token: None,
+        });
+    }
     let group = r
         .service_name
         .as_deref()

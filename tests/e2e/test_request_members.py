@@ -1,0 +1,83 @@
+"""Request members Wharf cannot act on are refused by name (never stored and
+dropped); propagateTags and enableECSManagedTags tag the tasks they start."""
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+from test_docker import wait_instance
+
+IMAGE = "wharf-test/busybox:latest"
+
+
+def refused(call, code, text):
+    with pytest.raises(ClientError) as e:
+        call()
+    err = e.value.response["Error"]
+    assert err["Code"] == code and text in err["Message"], err
+
+
+def test_members_nothing_acts_on_are_refused(wharf, ecs):
+    ecs.create_cluster(clusterName="default")
+    ecs.register_task_definition(family="web", containerDefinitions=[
+        {"name": "app", "image": IMAGE, "memory": 16}])
+    ecs.register_task_definition(family="vpc", networkMode="awsvpc", containerDefinitions=[
+        {"name": "app", "image": IMAGE, "memory": 16}])
+    unsupported = "UnsupportedFeatureException"
+    for extra, text in [
+        ({"deploymentConfiguration": {"strategy": "BLUE_GREEN"}}, "A deployment strategy other than ROLLING"),
+        ({"deploymentConfiguration": {"alarms": {"alarmNames": ["a"], "enable": True, "rollback": True}}},
+         "deploymentConfiguration.alarms"),
+        ({"deploymentConfiguration": {"bakeTimeInMinutes": 5}}, "bakeTimeInMinutes"),
+        ({"serviceConnectConfiguration": {"enabled": True, "namespace": "ns"}}, "Service Connect"),
+        ({"availabilityZoneRebalancing": "ENABLED"}, "availabilityZoneRebalancing"),
+        ({"capacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1}]}, "capacityProviderStrategy"),
+    ]:
+        refused(lambda: ecs.create_service(serviceName="s", taskDefinition="web", **extra), unsupported, text)
+    refused(lambda: ecs.create_service(serviceName="s", taskDefinition="web", platformVersion="1.3.0"),
+            "InvalidParameterException", "platform version (1.3.0) does not exist")
+    # Nothing was written by the refused requests.
+    assert ecs.list_services()["serviceArns"] == []
+
+    ecs.create_service(serviceName="s", taskDefinition="web", desiredCount=0,
+                       serviceConnectConfiguration={"enabled": False})
+    for extra, text in [
+        ({"deploymentController": {"type": "EXTERNAL"}}, "A deployment controller other than ECS"),
+        ({"capacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1}]}, "capacityProviderStrategy"),
+        ({"deploymentConfiguration": {"strategy": "CANARY"}}, "A deployment strategy other than ROLLING"),
+    ]:
+        refused(lambda: ecs.update_service(service="s", **extra), unsupported, text)
+
+    refused(lambda: ecs.run_task(taskDefinition="web", capacityProviderStrategy=[
+        {"capacityProvider": "FARGATE_SPOT", "weight": 1}]), unsupported, "capacityProviderStrategy")
+    refused(lambda: ecs.run_task(taskDefinition="web", propagateTags="SERVICE"),
+            "InvalidParameterException", "SERVICE option of propagateTags")
+    refused(lambda: ecs.run_task(taskDefinition="vpc", networkConfiguration={"awsvpcConfiguration": {
+        "subnets": ["subnet-1"], "assignPublicIp": "ENABLED"}}),
+            "InvalidParameterException", "Assign public IP is not supported for this launch type.")
+
+    # Filters for what Wharf has none of return nothing, not everything.
+    assert ecs.list_tasks(daemonName="agent")["taskArns"] == []
+    assert ecs.list_services(resourceManagementType="ECS")["serviceArns"] == []
+    assert len(ecs.list_services(resourceManagementType="CUSTOMER")["serviceArns"]) == 1
+
+
+def test_propagated_and_managed_tags(wharf_up):
+    ecs = wharf_up.client()
+    wait_instance(ecs)
+    ecs.register_task_definition(family="tagged", tags=[{"key": "team", "value": "core"}],
+                                 containerDefinitions=[{"name": "app", "image": IMAGE, "memory": 16,
+                                                        "command": ["sleep", "600"], "stopTimeout": 1}])
+    arn = ecs.run_task(taskDefinition="tagged", propagateTags="TASK_DEFINITION", enableECSManagedTags=True,
+                       tags=[{"key": "team", "value": "mine"}])["tasks"][0]["taskArn"]
+    tags = {t["key"]: t["value"] for t in ecs.describe_tasks(tasks=[arn], include=["TAGS"])["tasks"][0]["tags"]}
+    assert tags == {"team": "mine", "aws:ecs:clusterName": "default"}, tags
+
+    ecs.create_service(serviceName="tagged", taskDefinition="tagged", desiredCount=1,
+                       tags=[{"key": "tier", "value": "web"}], propagateTags="SERVICE", enableECSManagedTags=True)
+    deadline = time.time() + 30
+    while not (tasks := ecs.list_tasks(serviceName="tagged")["taskArns"]):
+        assert time.time() < deadline, "the service started no task"
+        time.sleep(0.2)
+    tags = {t["key"]: t["value"] for t in ecs.describe_tasks(tasks=tasks, include=["TAGS"])["tasks"][0]["tags"]}
+    assert tags == {"tier": "web", "aws:ecs:clusterName": "default", "aws:ecs:serviceName": "tagged"}, tags
