@@ -81,3 +81,30 @@ def test_propagated_and_managed_tags(wharf_up):
         time.sleep(0.2)
     tags = {t["key"]: t["value"] for t in ecs.describe_tasks(tasks=tasks, include=["TAGS"])["tasks"][0]["tags"]}
     assert tags == {"tier": "web", "aws:ecs:clusterName": "default", "aws:ecs:serviceName": "tagged"}, tags
+
+
+def test_cluster_members_are_kept_and_include_decides_what_describe_shows(wharf, ecs):
+    made = ecs.create_cluster(
+        clusterName="prod", capacityProviders=["FARGATE", "FARGATE_SPOT"],
+        settings=[{"name": "containerInsights", "value": "enabled"}],
+        configuration={"executeCommandConfiguration": {"logging": "DEFAULT"}},
+        serviceConnectDefaults={"namespace": "prod.internal"})["cluster"]
+    assert made["capacityProviders"] == ["FARGATE", "FARGATE_SPOT"]
+    assert made["configuration"] == {"executeCommandConfiguration": {"logging": "DEFAULT"}}
+    assert made["serviceConnectDefaults"] == {"namespace": "prod.internal"}
+    plain = ecs.describe_clusters(clusters=["prod"])["clusters"][0]
+    assert "settings" not in plain and "configuration" not in plain and plain["tags"] == [], plain
+    assert plain["capacityProviders"] == ["FARGATE", "FARGATE_SPOT"]
+    full = ecs.describe_clusters(clusters=["prod"], include=["SETTINGS", "CONFIGURATIONS"])["clusters"][0]
+    assert full["settings"] == [{"name": "containerInsights", "value": "enabled"}]
+    assert full["configuration"]["executeCommandConfiguration"]["logging"] == "DEFAULT"
+    updated = ecs.update_cluster(cluster="prod", configuration={
+        "executeCommandConfiguration": {"logging": "NONE"}})["cluster"]
+    assert updated["configuration"] == {"executeCommandConfiguration": {"logging": "NONE"}}
+
+    refused(lambda: ecs.create_cluster(clusterName="x", capacityProviders=["my-asg"]),
+            "InvalidParameterException", "capacity provider 'my-asg' does not exist")
+    refused(lambda: ecs.create_cluster(clusterName="x", capacityProviders=["FARGATE"],
+                                       defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}]),
+            "UnsupportedFeatureException", "defaultCapacityProviderStrategy")
+    assert [a.rsplit("/", 1)[1] for a in ecs.list_clusters()["clusterArns"]] == ["prod"], "nothing refused was made"

@@ -157,8 +157,14 @@ pub fn cluster(
                 })
                 .collect()
         }),
-        capacity_providers: Some(vec![]),
+        capacity_providers: Some(c.capacity_providers.clone()),
         default_capacity_provider_strategy: Some(vec![]),
+        configuration: c.configuration.clone(),
+        service_connect_defaults: c.service_connect_namespace.as_ref().map(|n| {
+            ecs::ClusterServiceConnectDefaults {
+                namespace: Some(n.clone()),
+            }
+        }),
         ..Default::default()
     }
 }

@@ -114,6 +114,15 @@ pub struct ClusterRecord {
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
     pub created_at: Millis,
+    /// FARGATE and/or FARGATE_SPOT, as associated (the built-in providers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_providers: Vec<String>,
+    /// executeCommandConfiguration and managedStorageConfiguration, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<ecs::ClusterConfiguration>,
+    /// The Service Connect namespace new services default to, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_connect_namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -20,6 +20,17 @@ pub async fn create(
         ));
     }
     super::tags::check_tags(r.tags.as_deref().unwrap_or_default())?;
+    let capacity_providers =
+        builtin_providers(r.capacity_providers.as_deref().unwrap_or_default())?;
+    if r.default_capacity_provider_strategy
+        .as_ref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(AwsError::client(
+            "UnsupportedFeatureException",
+            "defaultCapacityProviderStrategy is not supported by Wharf yet: tasks are placed by their launchType.",
+        ));
+    }
     let mut settings = std::collections::BTreeMap::new();
     for s in r.settings.iter().flatten() {
         settings.insert(
@@ -48,6 +59,12 @@ pub async fn create(
             tags: tags_from_wire(r.tags.as_deref().unwrap_or_default()),
             settings: settings.clone(),
             created_at: x.now,
+            capacity_providers: capacity_providers.clone(),
+            configuration: r.configuration.clone(),
+            service_connect_namespace: r
+                .service_connect_defaults
+                .as_ref()
+                .map(|d| d.namespace.clone()),
         };
         let cmp = match &existing {
             Some(v) => v.unchanged(),
@@ -68,6 +85,20 @@ pub async fn create(
 }
 
 /// A cluster with its live counts.
+/// The capacity providers a cluster may name: Wharf's built-in ones.
+fn builtin_providers(given: &[String]) -> ApiResult<Vec<String>> {
+    for p in given {
+        if p != "FARGATE" && p != "FARGATE_SPOT" {
+            return Err(invalid(format!(
+                "The specified capacity provider '{p}' does not exist: Wharf has the built-in FARGATE and FARGATE_SPOT."
+            )));
+        }
+    }
+    let mut out = given.to_vec();
+    out.dedup();
+    Ok(out)
+}
+
 pub(crate) async fn describe_one(
     c: &Control,
     rec: &ClusterRecord,
@@ -109,18 +140,25 @@ pub async fn describe(
     if names.len() > 100 {
         return Err(invalid("Up to 100 clusters can be described at a time."));
     }
-    let with_tags = r
-        .include
-        .iter()
-        .flatten()
-        .any(|f| *f == ecs::ClusterField::Tags);
+    let included = |field: ecs::ClusterField| r.include.iter().flatten().any(|f| *f == field);
+    let with_tags = included(ecs::ClusterField::Tags);
+    let with_settings = included(ecs::ClusterField::Settings);
+    let with_configurations = included(ecs::ClusterField::Configurations);
     let mut clusters = vec![];
     let mut failures = vec![];
     for given in names {
         let name = wharf_core::arn::cluster_name(Some(&given)).map_err(from_core)?;
         match records::get::<ClusterRecord>(c.store.as_ref(), &keys::cluster(&name)).await? {
             Some(v) if name != MANAGED_CLUSTER => {
-                clusters.push(describe_one(c, &v.value, with_tags).await?)
+                // What `include` does not ask for is absent, as in ECS.
+                let mut cluster = describe_one(c, &v.value, with_tags).await?;
+                if !with_settings {
+                    cluster.settings = None;
+                }
+                if !with_configurations {
+                    cluster.configuration = None;
+                }
+                clusters.push(cluster)
             }
             _ => failures.push(ecs::Failure {
                 arn: Some(x.scope.cluster(&name)),
@@ -171,6 +209,12 @@ pub async fn update(
             v.value
                 .settings
                 .insert(key, s.value.clone().unwrap_or_default());
+        }
+        if let Some(cfg) = &r.configuration {
+            v.value.configuration = Some(cfg.clone());
+        }
+        if let Some(d) = &r.service_connect_defaults {
+            v.value.service_connect_namespace = Some(d.namespace.clone());
         }
         if commit(
             c.store.as_ref(),

@@ -127,6 +127,9 @@ pub(crate) async fn register_in(
             tags: Default::default(),
             settings: Default::default(),
             created_at: x.now,
+            capacity_providers: vec![],
+            configuration: None,
+            service_connect_namespace: None,
         };
         let key = keys::cluster(&name);
         commit(
