@@ -719,7 +719,12 @@ impl Agent {
             }
             for v in &volumes {
                 self.runtime
-                    .ensure_volume(&v.docker_name, v.driver.as_deref(), &v.labels)
+                    .ensure_volume(
+                        &v.docker_name,
+                        v.driver.as_deref(),
+                        &v.driver_opts,
+                        &v.labels,
+                    )
                     .await?;
             }
         }

@@ -130,6 +130,8 @@ impl<'a> TaskNames<'a> {
 pub struct VolumePlan {
     pub docker_name: String,
     pub driver: Option<String>,
+    /// The driver's options (`driverOpts`), as given.
+    pub driver_opts: HashMap<String, String>,
     pub labels: HashMap<String, String>,
 }
 
@@ -165,6 +167,12 @@ pub fn task_volumes(n: &TaskNames) -> (HashMap<String, MountSource>, Vec<VolumeP
             create.push(VolumePlan {
                 docker_name: docker_name.clone(),
                 driver: cfg.driver.clone(),
+                driver_opts: cfg
+                    .driver_opts
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
                 labels,
             });
         }

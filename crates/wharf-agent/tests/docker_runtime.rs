@@ -572,11 +572,22 @@ async fn resources_volumes_and_host_config_are_applied() {
     ctx.volumes.push(vol.clone());
     let mut vlabels = HashMap::new();
     vlabels.insert("wharf-test".to_string(), "1".to_string());
-    ctx.rt.ensure_volume(&vol, None, &vlabels).await.unwrap();
+    // driverOpts reach Docker: a local tmpfs volume.
+    let opts = HashMap::from([
+        ("type".to_string(), "tmpfs".to_string()),
+        ("device".to_string(), "tmpfs".to_string()),
+        ("o".to_string(), "size=4m".to_string()),
+    ]);
     ctx.rt
-        .ensure_volume(&vol, Some("local"), &vlabels)
+        .ensure_volume(&vol, None, &opts, &vlabels)
         .await
         .unwrap();
+    ctx.rt
+        .ensure_volume(&vol, Some("local"), &opts, &vlabels)
+        .await
+        .unwrap();
+    let made = ctx.rt.client().inspect_volume(&vol).await.unwrap();
+    assert_eq!(made.options, opts);
 
     let mut spec = ctx.spec(
         "res",

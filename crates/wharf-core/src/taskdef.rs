@@ -87,6 +87,28 @@ pub fn validate(
         if !valid_name(name) {
             return Err(client(format!("Invalid volume name '{name}'.")));
         }
+        // Volumes Wharf has no file system for are refused, not made local.
+        for (member, given) in [
+            (
+                "efsVolumeConfiguration",
+                v.efs_volume_configuration.is_some(),
+            ),
+            (
+                "fsxWindowsFileServerVolumeConfiguration",
+                v.fsx_windows_file_server_volume_configuration.is_some(),
+            ),
+            (
+                "s3filesVolumeConfiguration",
+                v.s3files_volume_configuration.is_some(),
+            ),
+            ("configuredAtLaunch", v.configured_at_launch == Some(true)),
+        ] {
+            if given {
+                return Err(client(format!(
+                    "Volume '{name}': {member} is not supported by Wharf; use a host path or a Docker volume (dockerVolumeConfiguration)."
+                )));
+            }
+        }
         if let Some(p) = v.host.as_ref().and_then(|h| h.source_path.as_deref()) {
             if !p.starts_with('/') {
                 return Err(client(format!("Invalid host sourcePath '{p}' for volume '{name}': it must be an absolute path.")));
@@ -661,6 +683,9 @@ mod tests {
             false.into())
         .contains("essential"));
         assert!(err(web(), |j| j["pidMode"] = "task".into()).contains("networkMode=awsvpc only"));
+        assert!(err(web(), |j| j["volumes"] = serde_json::json!([
+            {"name": "shared", "efsVolumeConfiguration": {"fileSystemId": "fs-1"}}]))
+        .contains("efsVolumeConfiguration is not supported"));
         for (member, value, expected) in [
             (
                 "proxyConfiguration",

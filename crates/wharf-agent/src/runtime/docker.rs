@@ -548,6 +548,7 @@ impl Runtime for DockerRuntime {
         &self,
         name: &str,
         driver: Option<&str>,
+        driver_opts: &HashMap<String, String>,
         labels: &HashMap<String, String>,
     ) -> Result<(), RuntimeError> {
         match self.docker.inspect_volume(name).await {
@@ -558,7 +559,7 @@ impl Runtime for DockerRuntime {
         let opts = CreateVolumeOptions {
             name: name.to_string(),
             driver: driver.unwrap_or("local").to_string(),
-            driver_opts: HashMap::new(),
+            driver_opts: driver_opts.clone(),
             labels: labels.clone(),
         };
         self.docker.create_volume(opts).await.map_err(map_err)?;

@@ -376,6 +376,7 @@ impl Runtime for FakeRuntime {
         &self,
         name: &str,
         driver: Option<&str>,
+        _driver_opts: &HashMap<String, String>,
         labels: &HashMap<String, String>,
     ) -> Result<(), RuntimeError> {
         let mut st = self.lock();
@@ -959,8 +960,11 @@ mod tests {
     async fn volumes_are_idempotent() {
         let rt = FakeRuntime::new();
         let labels = HashMap::new();
-        rt.ensure_volume("v", None, &labels).await.unwrap();
-        rt.ensure_volume("v", Some("local"), &labels).await.unwrap();
+        let none = HashMap::new();
+        rt.ensure_volume("v", None, &none, &labels).await.unwrap();
+        rt.ensure_volume("v", Some("local"), &none, &labels)
+            .await
+            .unwrap();
         assert!(rt.has_volume("v"));
         assert!(!rt.has_volume("w"));
     }

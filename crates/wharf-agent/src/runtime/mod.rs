@@ -38,6 +38,7 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         name: &str,
         driver: Option<&str>,
+        driver_opts: &HashMap<String, String>,
         labels: &HashMap<String, String>,
     ) -> Result<(), RuntimeError>;
 
