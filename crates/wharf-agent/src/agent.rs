@@ -678,9 +678,17 @@ impl Agent {
                     .find(|d| d.name.as_deref() == Some(c.name_label().as_str()));
                 if def.is_some_and(|d| restartable(d, c)) {
                     tracing::info!(task = %t.task_arn, container = %c.name, exit_code = ?c.exit_code, "restarting the container, as its restart policy says");
-                    self.runtime.start_container(&c.id).await?;
-                    self.shipped.lock().expect("shipped lock").remove(&c.id);
-                    c.state = ContainerState::Running;
+                    match self.runtime.start_container(&c.id).await {
+                        Ok(()) => {
+                            self.shipped.lock().expect("shipped lock").remove(&c.id);
+                            c.state = ContainerState::Running;
+                        }
+                        Err(e) if e.is_unavailable() => return Err(e.into()),
+                        // It stays exited, and counts as such below.
+                        Err(e) => {
+                            tracing::warn!(task = %t.task_arn, container = %c.name, error = %e, "the restart failed")
+                        }
+                    }
                 }
             }
         }
