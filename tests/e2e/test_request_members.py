@@ -82,6 +82,14 @@ def test_propagated_and_managed_tags(wharf_up):
     tags = {t["key"]: t["value"] for t in ecs.describe_tasks(tasks=tasks, include=["TAGS"])["tasks"][0]["tags"]}
     assert tags == {"tier": "web", "aws:ecs:clusterName": "default", "aws:ecs:serviceName": "tagged"}, tags
 
+    # Tags on the service itself, through the tagging API.
+    service_arn = ecs.describe_services(services=["tagged"])["services"][0]["serviceArn"]
+    ecs.tag_resource(resourceArn=service_arn, tags=[{"key": "owner", "value": "ops"}])
+    ecs.untag_resource(resourceArn=service_arn, tagKeys=["tier"])
+    assert ecs.list_tags_for_resource(resourceArn=service_arn)["tags"] == [{"key": "owner", "value": "ops"}]
+    described = ecs.describe_services(services=["tagged"], include=["TAGS"])["services"][0]
+    assert described["tags"] == [{"key": "owner", "value": "ops"}]
+
 
 def test_cluster_members_are_kept_and_include_decides_what_describe_shows(wharf, ecs):
     made = ecs.create_cluster(

@@ -1,5 +1,5 @@
-//! Tags on clusters, task definitions, tasks and container instances,
-//! stored inside each resource's record.
+//! Tags on clusters, task definitions, tasks, container instances and
+//! services, stored inside each resource's record.
 
 use crate::error::{from_core, invalid, ApiResult};
 use crate::records::{self, commit};
@@ -46,6 +46,7 @@ enum Kind {
     TaskDefinition,
     Task,
     Instance,
+    Service,
 }
 
 fn locate(arn: &str) -> ApiResult<(Kind, String)> {
@@ -78,6 +79,11 @@ fn locate(arn: &str) -> ApiResult<(Kind, String)> {
             wharf_core::arn::container_instance_id(arn).map_err(from_core)?
         {
             return Ok((Kind::Instance, keys::instance(&cluster, &id)));
+        }
+    }
+    if resource.starts_with("service/") {
+        if let (Some(cluster), name) = wharf_core::arn::service_name(arn).map_err(from_core)? {
+            return Ok((Kind::Service, keys::service(&cluster, &name)));
         }
     }
     Err(invalid(format!(
@@ -124,6 +130,9 @@ async fn apply(c: &Control, arn: &str, f: &Edit<'_>) -> ApiResult<Tags> {
         Kind::TaskDefinition => edit::<TaskDefinitionRecord>(c, &key, |r| &mut r.tags, f).await,
         Kind::Task => edit::<TaskRecord>(c, &key, |r| &mut r.tags, f).await,
         Kind::Instance => edit::<InstanceRecord>(c, &key, |r| &mut r.tags, f).await,
+        Kind::Service => {
+            edit::<wharf_core::service::ServiceRecord>(c, &key, |r| &mut r.tags, f).await
+        }
     }
 }
 
