@@ -23,6 +23,14 @@ pub fn client(msg: impl Into<String>) -> AwsError {
     AwsError::client("ClientException", msg)
 }
 
+/// What Wharf does not do yet, named: `UnsupportedFeatureException`.
+pub fn unsupported(what: &str) -> AwsError {
+    AwsError::client(
+        "UnsupportedFeatureException",
+        format!("{what} is not supported by Wharf yet."),
+    )
+}
+
 pub fn cluster_not_found() -> AwsError {
     AwsError::client("ClusterNotFoundException", "Cluster not found.")
 }

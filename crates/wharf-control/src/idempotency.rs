@@ -118,9 +118,21 @@ impl Token {
 }
 
 impl Leases {
-    /// The lease to write a token under: the current one, or a new one
-    /// once it is an hour old (or was lost with a reset store).
-    pub async fn current(&self, c: &Control) -> ApiResult<LeaseId> {
+    /// The lease to write `token` under, if there is a token: the current
+    /// one, or a new one once it is an hour old (so the current lease
+    /// always has at least 23 hours left).
+    pub async fn for_token(
+        &self,
+        c: &Control,
+        token: Option<&Token>,
+    ) -> ApiResult<Option<LeaseId>> {
+        match token {
+            Some(_) => self.current(c).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn current(&self, c: &Control) -> ApiResult<LeaseId> {
         let mut current = self.current.lock().await;
         if let Some((id, at)) = *current {
             if at.elapsed() < LEASE_ROTATION {
@@ -134,11 +146,6 @@ impl Leases {
             .map_err(from_store)?;
         *current = Some((id, Instant::now()));
         Ok(id)
-    }
-
-    /// Forgets the current lease (it was not found: a new one is taken).
-    pub async fn lost(&self) {
-        *self.current.lock().await = None;
     }
 }
 

@@ -3,7 +3,7 @@
 //! controller (see [`crate::controller`]) starts and stops the tasks.
 
 use super::{active_cluster, cluster_name, taskdefs};
-use crate::error::{from_core, invalid, ApiResult};
+use crate::error::{from_core, invalid, unsupported, ApiResult};
 use crate::idempotency::Token;
 use crate::records::{self, commit, Versioned};
 use crate::wire::{self, paginate};
@@ -27,13 +27,6 @@ fn not_active() -> AwsError {
     AwsError::client("ServiceNotActiveException", "Service was not ACTIVE.")
 }
 
-fn unsupported(what: &str) -> AwsError {
-    AwsError::client(
-        "UnsupportedFeatureException",
-        format!("{what} is not supported by Wharf yet."),
-    )
-}
-
 /// The members CreateService and UpdateService share that Wharf does not
 /// act on (yet): each is refused by name when it asks for something, so
 /// none is stored and silently dropped.
@@ -49,6 +42,26 @@ struct Members<'a> {
     monitoring: bool,
     availability_zone_rebalancing: Option<&'a ecs::AvailabilityZoneRebalancing>,
     platform_version: Option<&'a str>,
+}
+
+/// The [`Members`] of a CreateService or UpdateService request `r` (the
+/// two requests name them alike).
+macro_rules! members_of {
+    ($r:ident) => {
+        Members {
+            deployment_controller: $r.deployment_controller.as_ref(),
+            service_registries: $r.service_registries.as_deref(),
+            capacity_provider_strategy: $r.capacity_provider_strategy.as_deref(),
+            deployment_configuration: $r.deployment_configuration.as_ref(),
+            service_connect: $r.service_connect_configuration.as_ref(),
+            volume_configurations: $r.volume_configurations.as_deref(),
+            vpc_lattice: $r.vpc_lattice_configurations.as_deref(),
+            gateway_connectors: $r.gateway_connectors.as_deref(),
+            monitoring: $r.monitoring.is_some(),
+            availability_zone_rebalancing: $r.availability_zone_rebalancing.as_ref(),
+            platform_version: $r.platform_version.as_deref(),
+        }
+    };
 }
 
 fn refuse_unsupported(m: &Members) -> ApiResult<()> {
@@ -333,19 +346,7 @@ pub async fn create(
             "Service name may contain up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores.",
         ));
     }
-    refuse_unsupported(&Members {
-        deployment_controller: r.deployment_controller.as_ref(),
-        service_registries: r.service_registries.as_deref(),
-        capacity_provider_strategy: r.capacity_provider_strategy.as_deref(),
-        deployment_configuration: r.deployment_configuration.as_ref(),
-        service_connect: r.service_connect_configuration.as_ref(),
-        volume_configurations: r.volume_configurations.as_deref(),
-        vpc_lattice: r.vpc_lattice_configurations.as_deref(),
-        gateway_connectors: r.gateway_connectors.as_deref(),
-        monitoring: r.monitoring.is_some(),
-        availability_zone_rebalancing: r.availability_zone_rebalancing.as_ref(),
-        platform_version: r.platform_version.as_deref(),
-    })?;
+    refuse_unsupported(&members_of!(r))?;
     let daemon = r.scheduling_strategy == Some(ecs::SchedulingStrategy::Daemon);
     let Some(td_ref) = r.task_definition.as_deref() else {
         return Err(invalid("TaskDefinition must be specified."));
@@ -384,10 +385,7 @@ pub async fn create(
     let key = keys::service(&name, &r.service_name);
     // A retry with the first request's clientToken gets the service it made.
     let token = Token::of(CREATE_SERVICE, &name, r.client_token.as_deref(), &r)?;
-    let lease = match &token {
-        Some(_) => Some(c.tokens.current(c).await?),
-        None => None,
-    };
+    let lease = c.tokens.for_token(c, token.as_ref()).await?;
     let mut rng = rand::rngs::StdRng::from_entropy();
     for _ in 0..records::MAX_ATTEMPTS {
         if let Some(token) = &token {
@@ -461,19 +459,7 @@ pub async fn update(
     x: &Ctx,
     r: ecs::UpdateServiceRequest,
 ) -> ApiResult<ecs::UpdateServiceResponse> {
-    refuse_unsupported(&Members {
-        deployment_controller: r.deployment_controller.as_ref(),
-        service_registries: r.service_registries.as_deref(),
-        capacity_provider_strategy: r.capacity_provider_strategy.as_deref(),
-        deployment_configuration: r.deployment_configuration.as_ref(),
-        service_connect: r.service_connect_configuration.as_ref(),
-        volume_configurations: r.volume_configurations.as_deref(),
-        vpc_lattice: r.vpc_lattice_configurations.as_deref(),
-        gateway_connectors: r.gateway_connectors.as_deref(),
-        monitoring: r.monitoring.is_some(),
-        availability_zone_rebalancing: r.availability_zone_rebalancing.as_ref(),
-        platform_version: r.platform_version.as_deref(),
-    })?;
+    refuse_unsupported(&members_of!(r))?;
     let td = match r.task_definition.as_deref() {
         Some(given) => {
             let td = taskdefs::resolve(c, given).await?.value;

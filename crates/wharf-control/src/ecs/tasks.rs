@@ -1,6 +1,6 @@
 use super::{active_cluster, cluster_name, taskdefs};
 use crate::cache::ByValue;
-use crate::error::{from_core, from_store, invalid, ApiResult};
+use crate::error::{from_core, from_store, invalid, unsupported, ApiResult};
 use crate::idempotency::{Token, TokenRecord};
 use crate::records::{self, commit, Versioned};
 use crate::wire;
@@ -637,10 +637,7 @@ pub async fn run(c: &Control, x: &Ctx, r: ecs::RunTaskRequest) -> ApiResult<ecs:
         .as_ref()
         .is_some_and(|v| !v.is_empty())
     {
-        return Err(wharf_protocol::AwsError::client(
-            "UnsupportedFeatureException",
-            "capacityProviderStrategy is not supported by Wharf yet.",
-        ));
+        return Err(unsupported("capacityProviderStrategy"));
     }
     platform_version(r.platform_version.as_deref())?;
     standalone_members(
@@ -662,10 +659,7 @@ pub async fn run(c: &Control, x: &Ctx, r: ecs::RunTaskRequest) -> ApiResult<ecs:
             return run_again(c, &cluster, first).await;
         }
     }
-    let lease = match &token {
-        Some(_) => Some(c.tokens.current(c).await?),
-        None => None,
-    };
+    let lease = c.tokens.for_token(c, token.as_ref()).await?;
     let guard = token.as_ref().zip(lease);
     let placed = match place(c, x, &l, count as usize, None, &rules, guard).await {
         Ok(placed) => placed,
@@ -746,10 +740,7 @@ fn standalone_members(
         (managed_tags == Some(true)).then_some((cluster.as_str(), None)),
     );
     if volume_configurations.is_some_and(|v| !v.is_empty()) {
-        return Err(wharf_protocol::AwsError::client(
-            "UnsupportedFeatureException",
-            "volumeConfigurations (Amazon EBS volumes) is not supported by Wharf yet.",
-        ));
+        return Err(unsupported("volumeConfigurations (Amazon EBS volumes)"));
     }
     Ok(())
 }
