@@ -31,9 +31,10 @@ def test_members_nothing_acts_on_are_refused(wharf, ecs):
         ({"deploymentConfiguration": {"bakeTimeInMinutes": 5}}, "bakeTimeInMinutes"),
         ({"serviceConnectConfiguration": {"enabled": True, "namespace": "ns"}}, "Service Connect"),
         ({"availabilityZoneRebalancing": "ENABLED"}, "availabilityZoneRebalancing"),
-        ({"capacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1}]}, "capacityProviderStrategy"),
     ]:
         refused(lambda: ecs.create_service(serviceName="s", taskDefinition="web", **extra), unsupported, text)
+    refused(lambda: ecs.create_service(serviceName="s", taskDefinition="web", capacityProviderStrategy=[
+        {"capacityProvider": "FARGATE", "weight": 1}]), "InvalidParameterException", "not associated with the cluster")
     refused(lambda: ecs.create_service(serviceName="s", taskDefinition="web", platformVersion="1.3.0"),
             "InvalidParameterException", "platform version (1.3.0) does not exist")
     # Nothing was written by the refused requests.
@@ -43,13 +44,12 @@ def test_members_nothing_acts_on_are_refused(wharf, ecs):
                        serviceConnectConfiguration={"enabled": False})
     for extra, text in [
         ({"deploymentController": {"type": "EXTERNAL"}}, "A deployment controller other than ECS"),
-        ({"capacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1}]}, "capacityProviderStrategy"),
         ({"deploymentConfiguration": {"strategy": "CANARY"}}, "A deployment strategy other than ROLLING"),
     ]:
         refused(lambda: ecs.update_service(service="s", **extra), unsupported, text)
 
     refused(lambda: ecs.run_task(taskDefinition="web", capacityProviderStrategy=[
-        {"capacityProvider": "FARGATE_SPOT", "weight": 1}]), unsupported, "capacityProviderStrategy")
+        {"capacityProvider": "FARGATE_SPOT", "weight": 1}]), "InvalidParameterException", "not associated with the cluster")
     refused(lambda: ecs.run_task(taskDefinition="web", propagateTags="SERVICE"),
             "InvalidParameterException", "SERVICE option of propagateTags")
     refused(lambda: ecs.run_task(taskDefinition="vpc", networkConfiguration={"awsvpcConfiguration": {
@@ -111,8 +111,8 @@ def test_cluster_members_are_kept_and_include_decides_what_describe_shows(wharf,
     assert updated["configuration"] == {"executeCommandConfiguration": {"logging": "NONE"}}
 
     refused(lambda: ecs.create_cluster(clusterName="x", capacityProviders=["my-asg"]),
-            "InvalidParameterException", "capacity provider 'my-asg' does not exist")
+            "InvalidParameterException", "The specified capacity provider does not exist")
     refused(lambda: ecs.create_cluster(clusterName="x", capacityProviders=["FARGATE"],
-                                       defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}]),
-            "UnsupportedFeatureException", "defaultCapacityProviderStrategy")
+                                       defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE_SPOT", "weight": 1}]),
+            "InvalidParameterException", "not associated with the cluster")
     assert [a.rsplit("/", 1)[1] for a in ecs.list_clusters()["clusterArns"]] == ["prod"], "nothing refused was made"

@@ -36,6 +36,10 @@ pub struct AgentConfig {
     pub managed: bool,
     /// What this host refuses to run (privileged containers, host paths).
     pub policy: HostPolicy,
+    /// The custom capacity provider the instance joins (the instance
+    /// attribute `wharf.capacity-provider`); tasks placed by a strategy
+    /// naming it run only on such instances.
+    pub capacity_provider: Option<String>,
 }
 
 /// When to pull a task's image, as the ECS agent's `ECS_IMAGE_PULL_BEHAVIOR`.
@@ -243,25 +247,35 @@ impl Agent {
                 agent_hash: None,
                 docker_version: Some(info.server_version.clone()),
             }),
-            attributes: Some(vec![
-                attr("ecs.os-type", Some(&info.os_type)),
-                // As the ECS agent names them (Docker says aarch64).
-                attr(
-                    "ecs.cpu-architecture",
-                    Some(match info.architecture.as_str() {
-                        "aarch64" => "arm64",
-                        other => other,
-                    }),
-                ),
-                attr("com.amazonaws.ecs.capability.docker-remote-api.1.41", None),
-                attr("ecs.capability.container-health-check", None),
-                attr("ecs.capability.container-ordering", None),
-                attr("ecs.capability.task-eni", None),
-                attr(
-                    "com.amazonaws.ecs.capability.logging-driver.json-file",
-                    None,
-                ),
-            ]),
+            attributes: Some(
+                [
+                    attr("ecs.os-type", Some(&info.os_type)),
+                    // As the ECS agent names them (Docker says aarch64).
+                    attr(
+                        "ecs.cpu-architecture",
+                        Some(match info.architecture.as_str() {
+                            "aarch64" => "arm64",
+                            other => other,
+                        }),
+                    ),
+                    attr("com.amazonaws.ecs.capability.docker-remote-api.1.41", None),
+                    attr("ecs.capability.container-health-check", None),
+                    attr("ecs.capability.container-ordering", None),
+                    attr("ecs.capability.task-eni", None),
+                    attr(
+                        "com.amazonaws.ecs.capability.logging-driver.json-file",
+                        None,
+                    ),
+                ]
+                .into_iter()
+                .chain(
+                    self.config
+                        .capacity_provider
+                        .as_deref()
+                        .map(|p| attr(wharf_core::capacity::INSTANCE_ATTRIBUTE, Some(p))),
+                )
+                .collect(),
+            ),
             ..Default::default()
         };
         let target = if self.config.managed {
@@ -650,7 +664,12 @@ impl Agent {
         t: &AssignedTask,
         mut existing: Vec<ContainerStatus>,
     ) -> Result<Option<TaskStateReport>, AgentError> {
-        let defs = wharf_core::taskdef::effective_containers(&t.task_definition, &t.overrides);
+        let mut defs = wharf_core::taskdef::effective_containers(&t.task_definition, &t.overrides);
+        if let Some(grace) = t.stop_timeout_seconds {
+            for d in &mut defs {
+                d.stop_timeout = Some(i32::try_from(grace).unwrap_or(i32::MAX));
+            }
+        }
         if t.last_status == "STOPPED" {
             // Level-triggered: anything of a STOPPED task still running goes.
             if existing.iter().any(|c| c.state == ContainerState::Running) {

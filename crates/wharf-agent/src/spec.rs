@@ -397,18 +397,10 @@ fn host_settings(n: &TaskNames, d: &ecs::ContainerDefinition, pause: Option<&str
         open_stdin: d.interactive == Some(true),
         tty: d.pseudo_terminal == Some(true),
         network_disabled: d.disable_networking == Some(true),
-        log_driver: d.log_configuration.as_ref().map(|lc| {
-            if lc.log_driver == ecs::LogDriver::Awslogs {
-                // The agent ships awslogs output itself, reading it back
-                // from Docker: a driver Docker can read.
-                ("json-file".to_string(), vec![])
-            } else {
-                (
-                    lc.log_driver.as_str().to_string(),
-                    lc.options.clone().unwrap_or_default().into_iter().collect(),
-                )
-            }
-        }),
+        log_driver: d
+            .log_configuration
+            .as_ref()
+            .map(|lc| log_driver(lc, n.task.blocking_logs)),
         pid_mode: share(
             td.pid_mode == Some(ecs::PidMode::Task),
             td.pid_mode == Some(ecs::PidMode::Host),
@@ -418,6 +410,42 @@ fn host_settings(n: &TaskNames, d: &ecs::ContainerDefinition, pause: Option<&str
             Some(m) => share(*m == ecs::IpcMode::Task, *m == ecs::IpcMode::Host),
             None => None,
         },
+    }
+}
+
+/// The Docker log driver and options of a logConfiguration. The delivery
+/// mode is the container's own `mode`, else non-blocking when it sets a
+/// `max-buffer-size`, else the account's defaultLogDriverMode at launch
+/// (`blocking_default`; ECS's default is non-blocking).
+fn log_driver(
+    lc: &ecs::LogConfiguration,
+    blocking_default: bool,
+) -> (String, Vec<(String, String)>) {
+    let options = lc.options.clone().unwrap_or_default();
+    let mode = match options.get("mode") {
+        Some(m) => m.clone(),
+        None if options.contains_key("max-buffer-size") || !blocking_default => {
+            "non-blocking".to_string()
+        }
+        None => "blocking".to_string(),
+    };
+    let delivery = std::iter::once(("mode".to_string(), mode)).chain(
+        options
+            .get("max-buffer-size")
+            .map(|s| ("max-buffer-size".to_string(), s.clone())),
+    );
+    match &lc.log_driver {
+        // The agent ships awslogs output itself, reading it back from
+        // Docker: a driver Docker can read, delivering as asked.
+        ecs::LogDriver::Awslogs => ("json-file".to_string(), delivery.collect()),
+        other => (
+            other.as_str().to_string(),
+            options
+                .into_iter()
+                .filter(|(k, _)| k != "mode" && k != "max-buffer-size")
+                .chain(delivery)
+                .collect(),
+        ),
     }
 }
 
@@ -435,6 +463,47 @@ mod tests {
             "containers": [],
         }))
         .expect("assigned task")
+    }
+
+    #[test]
+    fn log_delivery_mode_is_the_containers_else_the_accounts_default() {
+        let lc = |driver: &str, opts: &[(&str, &str)]| ecs::LogConfiguration {
+            log_driver: ecs::LogDriver::from(driver),
+            options: Some(
+                opts.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            secret_options: None,
+        };
+        let opts =
+            |v: Vec<(String, String)>| -> HashMap<String, String> { v.into_iter().collect() };
+        // awslogs logs to json-file, delivering as the account default says.
+        let (driver, o) = log_driver(&lc("awslogs", &[("awslogs-group", "g")]), false);
+        assert_eq!(driver, "json-file");
+        assert_eq!(
+            opts(o),
+            HashMap::from([("mode".into(), "non-blocking".into())])
+        );
+        let (_, o) = log_driver(&lc("awslogs", &[]), true);
+        assert_eq!(opts(o)["mode"], "blocking");
+        // The container's own mode wins; a buffer size means non-blocking.
+        let (_, o) = log_driver(&lc("syslog", &[("mode", "blocking"), ("tag", "t")]), false);
+        assert_eq!(
+            opts(o),
+            HashMap::from([
+                ("mode".into(), "blocking".into()),
+                ("tag".into(), "t".into())
+            ])
+        );
+        let (_, o) = log_driver(&lc("json-file", &[("max-buffer-size", "4m")]), true);
+        assert_eq!(
+            opts(o),
+            HashMap::from([
+                ("mode".into(), "non-blocking".into()),
+                ("max-buffer-size".into(), "4m".into())
+            ])
+        );
     }
 
     #[test]

@@ -675,3 +675,33 @@ async fn failed_start_is_reported() {
     assert!(st.exit_code.is_some_and(|c| c != 0), "{st:?}");
     assert!(st.error.is_some(), "{st:?}");
 }
+
+/// Docker (API ≥ 1.44) no longer refuses a second network of one name, so
+/// concurrent task starts, in one agent or two, must still leave one.
+#[tokio::test]
+async fn concurrent_ensure_network_leaves_one_network() {
+    let name = format!("wharf-test-net-{}", unique());
+    let one = DockerRuntime::connect().await.expect("docker");
+    // A second runtime stands for another agent process (its own lock).
+    let two = DockerRuntime::connect().await.expect("docker");
+    let calls = (0..6).map(|i| {
+        let rt = if i % 2 == 0 { one.clone() } else { two.clone() };
+        let name = name.clone();
+        async move { rt.ensure_network(&name).await }
+    });
+    for r in futures::future::join_all(calls).await {
+        r.expect("ensure_network");
+    }
+    let listed = Command::new("docker")
+        .args(["network", "ls", "-q", "--filter", &format!("name=^{name}$")])
+        .output()
+        .expect("docker network ls");
+    let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    for id in &ids {
+        let _ = Command::new("docker").args(["network", "rm", id]).output();
+    }
+    assert_eq!(ids.len(), 1, "networks named {name}: {ids:?}");
+}

@@ -292,6 +292,10 @@ async fn poll(c: &Control, x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
             .as_str()
             .into(),
             last_status: t.last_status.as_str().into(),
+            stop_timeout_seconds: (t.stop_code.as_deref()
+                == Some(wharf_core::capacity::SPOT_INTERRUPTION))
+            .then_some(wharf_core::capacity::SPOT_WARNING_SECONDS),
+            blocking_logs: t.blocking_logs,
             containers: t
                 .containers
                 .iter()

@@ -19,7 +19,7 @@ use rand::SeedableRng;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use wharf_core::arn::Scope;
-use wharf_core::lifecycle::request_stop;
+use wharf_core::lifecycle::{request_stop, DesiredStatus};
 use wharf_core::placement::Misfit;
 use wharf_core::records::{keys, InstanceRecord, TaskRecord, MANAGED_CLUSTER};
 use wharf_core::service::{
@@ -187,7 +187,7 @@ pub async fn reconcile(
             && p.stop.is_empty()
             && p.service == v.value
             && at_rest(&v.value, &mine, &lb, now, settings);
-        apply(c, v, p, now, rng).await?;
+        apply(c, v, p, &mine, now, rng).await?;
     }
     Ok(rest)
 }
@@ -204,6 +204,7 @@ async fn apply(
     c: &Control,
     v: Versioned<ServiceRecord>,
     p: Plan,
+    tasks: &[TaskRecord],
     now: i64,
     rng: &mut StdRng,
 ) -> ApiResult<()> {
@@ -235,7 +236,7 @@ async fn apply(
         }
     }
     for s in &start {
-        launch(c, &mut svc, s, now, rng).await?;
+        launch(c, &mut svc, s, tasks, now, rng).await?;
     }
     if svc != v.value {
         svc.version = v.value.version + 1;
@@ -254,6 +255,7 @@ async fn launch(
     c: &Control,
     svc: &mut ServiceRecord,
     s: &Start,
+    tasks: &[TaskRecord],
     now: i64,
     rng: &mut StdRng,
 ) -> ApiResult<()> {
@@ -274,24 +276,45 @@ async fn launch(
         &svc.placement_strategy,
         &td.definition,
     )?;
+    // The deployment places by its own strategy; its live tasks count
+    // toward the strategy's split.
+    let deployment = svc.deployments.iter().find(|d| d.id == s.deployment);
+    let launch_type = deployment
+        .map_or(&svc.launch_type, |d| &d.launch_type)
+        .clone();
+    let strategy = match deployment {
+        Some(d) if !d.capacity_provider_strategy.is_empty() => wharf_core::capacity::validate(
+            &d.capacity_provider_strategy,
+            &cluster.value.capacity_providers,
+        )
+        .map_err(crate::error::from_core)?,
+        _ => vec![],
+    };
+    let on_providers = crate::ecs::capacity::per_provider(tasks.iter().filter(|t| {
+        t.started_by.as_deref() == Some(s.deployment.as_str())
+            && t.desired_status == DesiredStatus::Running
+    }));
     let (capacity, subnet) = tasks::capacity_and_subnet(
         &svc.cluster,
-        &svc.launch_type,
+        &launch_type,
         &td.definition,
         svc.network_configuration.as_ref(),
     )?;
-    let l = Launch {
+    let mut l = Launch {
         capacity,
         subnet,
         cluster,
         overrides: Default::default(),
-        launch_type: svc.launch_type.clone(),
+        launch_type,
         started_by: Some(s.deployment.clone()),
         group: svc.group(),
         tags,
         enable_execute_command: svc.enable_execute_command,
         td,
         load_balancers: svc.load_balancers.clone(),
+        strategy,
+        on_providers,
+        blocking_logs: tasks::blocking_logs(c).await?,
     };
     let x = Ctx {
         scope: scope_of(&svc.arn),
@@ -322,6 +345,11 @@ async fn launch(
             Err(e) => return Err(e),
         };
         left -= placed.tasks.len();
+        for t in &placed.tasks {
+            if let Some(p) = &t.capacity_provider_name {
+                *l.on_providers.entry(p.clone()).or_default() += 1;
+            }
+        }
         if !placed.tasks.is_empty() {
             let ids: Vec<String> = placed
                 .tasks

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod reaper;
 pub mod records;
 pub mod serve;
+pub mod spot;
 pub mod tls;
 pub mod tokens;
 pub mod wire;

@@ -31,6 +31,7 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
         CREATE_JOIN_TOKEN => call(body, |r| create(c, x, r)).await,
         LIST_JOIN_TOKENS => call(body, |r| list(c, r)).await,
         REVOKE_JOIN_TOKEN => call(body, |r| revoke(c, r)).await,
+        INTERRUPT_SPOT_TASKS => call(body, |r| crate::spot::interrupt(c, x, r)).await,
         _ => Err(AwsError::unknown_operation(&format!(
             "{TARGET_PREFIX}.{op}"
         ))),

@@ -21,6 +21,7 @@ pub fn task(t: &TaskRecord, with_tags: bool) -> ecs::Task {
         task_definition_arn: Some(t.task_definition_arn.clone()),
         container_instance_arn: t.instance_arn.clone(),
         launch_type: Some(ecs::LaunchType::from(t.launch_type.as_str())),
+        capacity_provider_name: t.capacity_provider_name.clone(),
         last_status: Some(t.last_status.as_str().to_string()),
         desired_status: Some(t.desired_status.as_str().to_string()),
         created_at: ts(Some(t.created_at)),
@@ -158,7 +159,7 @@ pub fn cluster(
                 .collect()
         }),
         capacity_providers: Some(c.capacity_providers.clone()),
-        default_capacity_provider_strategy: Some(vec![]),
+        default_capacity_provider_strategy: Some(c.default_strategy.clone()),
         configuration: c.configuration.clone(),
         service_connect_defaults: c.service_connect_namespace.as_ref().map(|n| {
             ecs::ClusterServiceConnectDefaults {
@@ -255,6 +256,11 @@ pub fn container_instance(
         running_tasks_count: Some(counts.running),
         pending_tasks_count: Some(counts.pending),
         attributes: Some(attributes(&i.attributes)),
+        capacity_provider_name: i
+            .attributes
+            .get(wharf_core::capacity::INSTANCE_ATTRIBUTE)
+            .cloned()
+            .flatten(),
         registered_at: Some(to_epoch_seconds(i.registered_at)),
         attachments: Some(vec![]),
         tags: with_tags.then(|| tags_to_wire(&i.tags)),
@@ -403,7 +409,13 @@ pub fn service(s: &wharf_core::service::ServiceRecord, with_tags: bool) -> ecs::
         desired_count: Some(s.desired_count),
         running_count: Some(s.running_count),
         pending_count: Some(s.pending_count),
-        launch_type: Some(ecs::LaunchType::from(s.launch_type.as_str())),
+        // With a strategy ECS shows it instead of a launch type.
+        launch_type: s
+            .capacity_provider_strategy
+            .is_empty()
+            .then(|| ecs::LaunchType::from(s.launch_type.as_str())),
+        capacity_provider_strategy: (!s.capacity_provider_strategy.is_empty())
+            .then(|| s.capacity_provider_strategy.clone()),
         task_definition: Some(s.task_definition.clone()),
         deployment_configuration: Some(ecs::DeploymentConfiguration {
             deployment_circuit_breaker: Some(ecs::DeploymentCircuitBreaker {
@@ -428,7 +440,12 @@ pub fn service(s: &wharf_core::service::ServiceRecord, with_tags: bool) -> ecs::
                     failed_tasks: Some(d.failed_tasks.len() as i32),
                     created_at: Some(to_epoch_seconds(d.created_at)),
                     updated_at: Some(to_epoch_seconds(d.updated_at)),
-                    launch_type: Some(ecs::LaunchType::from(d.launch_type.as_str())),
+                    launch_type: d
+                        .capacity_provider_strategy
+                        .is_empty()
+                        .then(|| ecs::LaunchType::from(d.launch_type.as_str())),
+                    capacity_provider_strategy: (!d.capacity_provider_strategy.is_empty())
+                        .then(|| d.capacity_provider_strategy.clone()),
                     network_configuration: s.network_configuration.clone(),
                     rollout_state: Some(ecs::DeploymentRolloutState::from(
                         d.rollout_state.as_str(),

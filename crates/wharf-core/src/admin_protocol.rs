@@ -1,6 +1,7 @@
 //! Wharf's own operations for the account's administrators (API keys, never
 //! agent credentials), under the target prefix [`TARGET_PREFIX`]: join
-//! tokens for agents. `wharf token create|list|revoke` call them.
+//! tokens for agents (`wharf token create|list|revoke`) and Spot
+//! interruptions (`wharf interrupt`).
 
 use serde::{Deserialize, Serialize};
 
@@ -8,6 +9,39 @@ pub const TARGET_PREFIX: &str = "WharfAdmin_v1";
 pub const CREATE_JOIN_TOKEN: &str = "CreateJoinToken";
 pub const LIST_JOIN_TOKENS: &str = "ListJoinTokens";
 pub const REVOKE_JOIN_TOKEN: &str = "RevokeJoinToken";
+pub const INTERRUPT_SPOT_TASKS: &str = "InterruptSpotTasks";
+
+/// Interrupts FARGATE_SPOT tasks as Spot does when AWS takes the capacity
+/// back: each is stopped with `stopCode: SpotInterruption`, its containers
+/// get SIGTERM and two minutes before SIGKILL, and a service replaces it.
+/// Names tasks, or a service (all its live FARGATE_SPOT tasks).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InterruptSpotTasksRequest {
+    #[serde(default)]
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub tasks: Vec<String>,
+    #[serde(default)]
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InterruptSpotTasksResponse {
+    /// ARNs of the tasks interrupted.
+    pub interrupted: Vec<String>,
+    /// Tasks named that could not be: unknown, not FARGATE_SPOT, or
+    /// already stopping.
+    pub failures: Vec<SpotFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpotFailure {
+    pub task: String,
+    pub reason: String,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -80,7 +114,12 @@ pub struct RevokeJoinTokenResponse {
 }
 
 /// Every operation under [`TARGET_PREFIX`], sorted by name.
-pub const OPERATIONS: &[&str] = &[CREATE_JOIN_TOKEN, LIST_JOIN_TOKENS, REVOKE_JOIN_TOKEN];
+pub const OPERATIONS: &[&str] = &[
+    CREATE_JOIN_TOKEN,
+    LIST_JOIN_TOKENS,
+    REVOKE_JOIN_TOKEN,
+    INTERRUPT_SPOT_TASKS,
+];
 
 /// Calls `v.visit::<Input>(operation)` for every operation, in [`OPERATIONS`]
 /// order, as `wharf_model::ecs::visit_operations` does for ECS.
@@ -88,4 +127,5 @@ pub fn visit_operations(v: &mut impl wharf_model::OperationVisitor) {
     v.visit::<CreateJoinTokenRequest>(CREATE_JOIN_TOKEN);
     v.visit::<ListJoinTokensRequest>(LIST_JOIN_TOKENS);
     v.visit::<RevokeJoinTokenRequest>(REVOKE_JOIN_TOKEN);
+    v.visit::<InterruptSpotTasksRequest>(INTERRUPT_SPOT_TASKS);
 }

@@ -65,6 +65,14 @@ pub struct AssignedTask {
     pub last_status: String,
     /// Names of the task's containers with their ARNs, for labels.
     pub containers: Vec<AssignedContainer>,
+    /// Seconds between SIGTERM and SIGKILL for every container of the
+    /// stop, instead of their stopTimeout (a Spot interruption's warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout_seconds: Option<u32>,
+    /// The account's defaultLogDriverMode was `blocking` when the task was
+    /// launched: its containers that name no delivery mode block.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blocking_logs: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -39,6 +39,9 @@ impl Scope {
             self.prefix()
         )
     }
+    pub fn capacity_provider(&self, name: &str) -> String {
+        format!("{}:capacity-provider/{name}", self.prefix())
+    }
     pub fn container_instance(&self, cluster: &str, id: &str) -> String {
         format!("{}:container-instance/{cluster}/{id}", self.prefix())
     }
@@ -75,6 +78,18 @@ pub fn cluster_name(given: Option<&str>) -> Result<String, CoreError> {
             .filter(|n| !n.is_empty())
             .map(str::to_string)
             .ok_or_else(|| invalid(format!("Invalid cluster ARN: {given}")));
+    }
+    Ok(given.to_string())
+}
+
+/// A capacity provider's name or ARN → its name.
+pub fn capacity_provider_name(given: &str) -> Result<String, CoreError> {
+    if given.starts_with("arn:") {
+        return resource_of(given)
+            .and_then(|r| r.strip_prefix("capacity-provider/"))
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| invalid(format!("Invalid capacity provider ARN: {given}")));
     }
     Ok(given.to_string())
 }

@@ -279,6 +279,19 @@ pub fn validate(
                 "yet (awslogs and Docker's json-file, syslog, journald, fluentd, gelf, splunk and none are)",
             ));
         }
+        let options = lc.options.as_ref();
+        if let Some(mode) = options.and_then(|o| o.get("mode")) {
+            if mode != "blocking" && mode != "non-blocking" {
+                return Err(client(format!(
+                    "Invalid log delivery mode '{mode}' for container '{name}': it must be blocking or non-blocking."
+                )));
+            }
+            if mode == "blocking" && options.is_some_and(|o| o.contains_key("max-buffer-size")) {
+                return Err(client(format!(
+                    "max-buffer-size of container '{name}' needs the non-blocking log delivery mode."
+                )));
+            }
+        }
         if lc.secret_options.as_ref().is_some_and(|s| !s.is_empty()) {
             return Err(refuse(
                 name,

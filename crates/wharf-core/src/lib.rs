@@ -4,9 +4,11 @@
 //! wall clock: time comes in as an argument (see [`clock`]), randomness
 //! through `rand::Rng`, so controllers can be driven by a simulation.
 
+pub mod account_settings;
 pub mod admin_protocol;
 pub mod agent_protocol;
 pub mod arn;
+pub mod capacity;
 pub mod clock;
 pub mod container_rules;
 pub mod error;

@@ -68,6 +68,16 @@ pub mod keys {
         format!("/auth/agents/{access_key_id}")
     }
     pub const AGENT_CREDENTIALS: &str = "/auth/agents/";
+    /// Custom capacity providers (FARGATE and FARGATE_SPOT are built in).
+    pub fn capacity_provider(name: &str) -> String {
+        format!("/capacity-providers/{name}")
+    }
+    pub const CAPACITY_PROVIDERS: &str = "/capacity-providers/";
+    /// ECS account settings set (the root's, which are the account's).
+    pub fn account_setting(name: &str) -> String {
+        format!("/account-settings/{name}")
+    }
+    pub const ACCOUNT_SETTINGS: &str = "/account-settings/";
     /// What a request with a client token did, by operation, scope and
     /// the token's SHA-256 (a token may hold any character).
     pub fn client_token(operation: &str, scope: &str, token_sha256: &str) -> String {
@@ -123,6 +133,42 @@ pub struct ClusterRecord {
     /// The Service Connect namespace new services default to, as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_connect_namespace: Option<String>,
+    /// What RunTask and CreateService use when they name neither a launch
+    /// type nor a strategy (validated against `capacity_providers`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_strategy: Vec<ecs::CapacityProviderStrategyItem>,
+}
+
+/// An account setting someone set (PutAccountSetting for the root, or
+/// PutAccountSettingDefault: one and the same until IAM principals exist).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountSettingRecord {
+    pub name: String,
+    pub value: String,
+    pub updated_at: Millis,
+}
+
+/// A custom capacity provider: in Wharf, the group of container instances
+/// whose agents joined it (`wharf agent --capacity-provider NAME`). Its
+/// Auto Scaling group is kept as given; nothing scales it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapacityProviderRecord {
+    pub name: String,
+    pub arn: String,
+    /// ACTIVE, or INACTIVE once deleted (kept so Describe can say so, and
+    /// replaced by a new provider of the same name).
+    pub status: String,
+    pub auto_scaling_group: ecs::AutoScalingGroupProvider,
+    /// DELETE_COMPLETE once deleted, UPDATE_COMPLETE after an update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_status: Option<String>,
+    /// The one cluster it is associated with (PutClusterCapacityProviders
+    /// writes both records in one transaction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub tags: Tags,
+    pub created_at: Millis,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -324,6 +370,13 @@ pub struct TaskRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_arn: Option<String>,
     pub launch_type: String,
+    /// The capacity provider of the strategy that placed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_provider_name: Option<String>,
+    /// The account's defaultLogDriverMode was `blocking` at launch (else
+    /// non-blocking, ECS's default; a flag, as it is kept for every task).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blocking_logs: bool,
     pub last_status: TaskStatus,
     pub desired_status: DesiredStatus,
     pub created_at: Millis,
@@ -423,6 +476,8 @@ impl TaskRecord {
             instance_id: None,
             instance_arn: None,
             launch_type: "EC2".into(),
+            capacity_provider_name: None,
+            blocking_logs: false,
             last_status: TaskStatus::Provisioning,
             desired_status: DesiredStatus::Running,
             created_at,

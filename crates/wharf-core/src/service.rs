@@ -92,6 +92,10 @@ pub struct DeploymentRecord {
     pub rollout_state: String,
     pub rollout_state_reason: String,
     pub launch_type: String,
+    /// The capacity provider strategy its tasks are placed by (empty: by
+    /// `launch_type` alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_provider_strategy: Vec<ecs::CapacityProviderStrategyItem>,
     /// The service deployment (see [`ServiceDeploymentRecord`]) this
     /// deployment carries out: its own, or the one it rolls back.
     #[serde(default)]
@@ -165,7 +169,13 @@ pub struct ServiceRecord {
     pub pending_count: i32,
     /// The task definition ARN of the PRIMARY deployment.
     pub task_definition: String,
+    /// EC2 or FARGATE: where its tasks run (with a strategy, what its
+    /// providers run on).
     pub launch_type: String,
+    /// Empty unless the service was given one (or took its cluster's
+    /// default); then ECS shows it instead of a launch type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_provider_strategy: Vec<ecs::CapacityProviderStrategyItem>,
     /// REPLICA or DAEMON.
     pub scheduling_strategy: String,
     pub deployment_config: DeploymentConfig,
@@ -212,6 +222,7 @@ impl ServiceRecord {
             pending_count: 0,
             task_definition: String::new(),
             launch_type: "EC2".into(),
+            capacity_provider_strategy: vec![],
             scheduling_strategy: "REPLICA".into(),
             deployment_config: DeploymentConfig {
                 minimum_healthy_percent: 100,
@@ -403,6 +414,7 @@ impl ServiceRecord {
                 rollout_state: "IN_PROGRESS".into(),
                 rollout_state_reason: "ECS deployment in progress.".into(),
                 launch_type: self.launch_type.clone(),
+                capacity_provider_strategy: self.capacity_provider_strategy.clone(),
                 service_deployment: serving,
             },
         );

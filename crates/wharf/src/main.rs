@@ -59,6 +59,22 @@ enum Command {
     /// Create, list and revoke the join tokens agents register with.
     #[command(subcommand)]
     Token(token_cmd::TokenCommand),
+    /// Interrupt FARGATE_SPOT tasks as Spot does: stopCode SpotInterruption,
+    /// SIGTERM, and two minutes before SIGKILL; a service replaces them.
+    Interrupt(InterruptArgs),
+}
+
+#[derive(Args, Clone)]
+struct InterruptArgs {
+    /// IDs or ARNs of the tasks to interrupt.
+    tasks: Vec<String>,
+    /// Interrupt every FARGATE_SPOT task of this service instead.
+    #[arg(long, conflicts_with = "tasks")]
+    service: Option<String>,
+    #[arg(long, env = "WHARF_CLUSTER", default_value = "default")]
+    cluster: String,
+    #[command(flatten)]
+    sign: SignArgs,
 }
 
 #[derive(Args, Clone)]
@@ -142,6 +158,11 @@ struct AgentArgs {
     image_pull_behavior: PullBehavior,
     #[command(flatten)]
     policy: PolicyArgs,
+    /// Join this custom capacity provider (made with `aws ecs
+    /// create-capacity-provider`): tasks placed by a capacity provider
+    /// strategy that names it run on the instances that joined it.
+    #[arg(long, env = "WHARF_CAPACITY_PROVIDER")]
+    capacity_provider: Option<String>,
     /// Simulate this many hosts instead of running Docker: each registers
     /// as a container instance and reports its tasks RUNNING/STOPPED.
     #[arg(long, value_name = "N")]
@@ -271,6 +292,28 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Token(cmd) => token_cmd::run(cmd).await,
+        Command::Interrupt(args) => {
+            use wharf_core::admin_protocol::*;
+            let resp: InterruptSpotTasksResponse = args
+                .sign
+                .client()?
+                .call(
+                    &format!("{TARGET_PREFIX}.{INTERRUPT_SPOT_TASKS}"),
+                    &InterruptSpotTasksRequest {
+                        cluster: Some(args.cluster),
+                        tasks: args.tasks,
+                        service: args.service,
+                    },
+                )
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&resp)?);
+            anyhow::ensure!(
+                resp.failures.is_empty(),
+                "{} task(s) could not be interrupted",
+                resp.failures.len()
+            );
+            Ok(())
+        }
         Command::Agent(args) => {
             let client = ControlClient::for_agent(
                 &args.server,
@@ -309,6 +352,7 @@ async fn main() -> anyhow::Result<()> {
                     pull_behavior: args.image_pull_behavior,
                     managed: false,
                     policy: args.policy.host_policy(),
+                    capacity_provider: args.capacity_provider,
                 },
             );
             Arc::new(agent).run().await;
@@ -485,6 +529,7 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
                     pull_behavior: args.image_pull_behavior,
                     managed,
                     policy: args.policy.host_policy(),
+                    capacity_provider: None,
                 },
             );
             tokio::spawn(Arc::new(local).run());

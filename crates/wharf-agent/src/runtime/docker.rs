@@ -38,6 +38,11 @@ const MIN_CPU_SHARES: i64 = 2;
 pub struct DockerRuntime {
     docker: Docker,
     endpoint: String,
+    /// Held while a network is made: Docker (since API 1.44) no longer
+    /// refuses a second network of the same name, so concurrent task
+    /// starts would each create one and every later attach by name fails
+    /// as ambiguous.
+    network_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl DockerRuntime {
@@ -90,6 +95,7 @@ impl DockerRuntime {
         Ok(DockerRuntime {
             docker,
             endpoint: endpoint.to_string(),
+            network_lock: Default::default(),
         })
     }
 
@@ -98,12 +104,39 @@ impl DockerRuntime {
         DockerRuntime {
             docker,
             endpoint: String::from("(custom)"),
+            network_lock: Default::default(),
         }
     }
 
     /// The underlying bollard client.
     pub fn client(&self) -> &Docker {
         &self.docker
+    }
+
+    /// Another process (a second agent on this daemon) may have created a
+    /// network of the same name at the same moment: every creator keeps the
+    /// oldest (ties by ID, so all agree) and removes the others, which no
+    /// container can have joined while the name was ambiguous.
+    async fn one_network_named(&self, name: &str) -> Result<(), RuntimeError> {
+        let filters = std::collections::HashMap::from([("name", vec![name])]);
+        let mut same: Vec<_> = self
+            .docker
+            .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
+            .await
+            .map_err(map_err)?
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .collect();
+        same.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+        for extra in same.iter().skip(1) {
+            if let Some(id) = &extra.id {
+                tracing::warn!(network = %name, %id, "removing a duplicate network");
+                if let Err(e) = self.docker.remove_network(id).await {
+                    tracing::warn!(network = %name, %id, error = %e, "could not remove a duplicate network");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The endpoint this runtime is connected to.
@@ -567,23 +600,28 @@ impl Runtime for DockerRuntime {
     }
 
     async fn ensure_network(&self, name: &str) -> Result<(), RuntimeError> {
+        let _one_at_a_time = self.network_lock.lock().await;
         match self.docker.inspect_network::<String>(name, None).await {
             Ok(_) => return Ok(()),
-            Err(e) if is_status(&e, 404) => {}
+            Err(e) if is_status(&e, 404) => {
+                let opts = bollard::network::CreateNetworkOptions {
+                    name: name.to_string(),
+                    driver: "bridge".to_string(),
+                    check_duplicate: true,
+                    ..Default::default()
+                };
+                match self.docker.create_network(opts).await {
+                    Ok(_) => {}
+                    // Created concurrently by another agent (older daemons).
+                    Err(e) if is_status(&e, 409) => {}
+                    Err(e) => return Err(map_err(e)),
+                }
+            }
+            // Ambiguous: made twice already (see below).
+            Err(e) if is_status(&e, 400) => {}
             Err(e) => return Err(map_err(e)),
         }
-        let opts = bollard::network::CreateNetworkOptions {
-            name: name.to_string(),
-            driver: "bridge".to_string(),
-            check_duplicate: true,
-            ..Default::default()
-        };
-        match self.docker.create_network(opts).await {
-            Ok(_) => Ok(()),
-            // Created concurrently by another agent: fine.
-            Err(e) if is_status(&e, 409) => Ok(()),
-            Err(e) => Err(map_err(e)),
-        }
+        self.one_network_named(name).await
     }
 
     async fn import_image(

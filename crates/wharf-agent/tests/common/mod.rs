@@ -84,6 +84,7 @@ impl Host {
             pull_behavior: PullBehavior::PreferCached,
             managed: false,
             policy,
+            capacity_provider: None,
         };
         let agent = Arc::new(Agent::new(client, Arc::new(self.runtime.clone()), config));
         tokio::spawn(agent.run())

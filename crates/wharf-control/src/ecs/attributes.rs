@@ -31,6 +31,15 @@ async fn edit(c: &Control, cluster: &str, attrs: &[ecs::Attribute], remove: bool
         }
     }
     instances::validate_attributes(attrs)?;
+    if attrs
+        .iter()
+        .any(|a| a.name == wharf_core::capacity::INSTANCE_ATTRIBUTE)
+    {
+        return Err(invalid(format!(
+            "The attribute {} says which capacity provider an instance's agent joined (`wharf agent --capacity-provider`); it cannot be changed.",
+            wharf_core::capacity::INSTANCE_ATTRIBUTE
+        )));
+    }
     let mut by_target: BTreeMap<&str, Vec<&ecs::Attribute>> = BTreeMap::new();
     for a in attrs {
         let target = a

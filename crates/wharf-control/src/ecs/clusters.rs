@@ -20,17 +20,6 @@ pub async fn create(
         ));
     }
     super::tags::check_tags(r.tags.as_deref().unwrap_or_default())?;
-    let capacity_providers =
-        builtin_providers(r.capacity_providers.as_deref().unwrap_or_default())?;
-    if r.default_capacity_provider_strategy
-        .as_ref()
-        .is_some_and(|s| !s.is_empty())
-    {
-        return Err(AwsError::client(
-            "UnsupportedFeatureException",
-            "defaultCapacityProviderStrategy is not supported by Wharf yet: tasks are placed by their launchType.",
-        ));
-    }
     let mut settings = std::collections::BTreeMap::new();
     for s in r.settings.iter().flatten() {
         settings.insert(
@@ -39,6 +28,14 @@ pub async fn create(
                 .map(|n| n.as_str().to_string())
                 .unwrap_or_default(),
             s.value.clone().unwrap_or_default(),
+        );
+    }
+    // A new cluster's Container Insights is the account's unless given.
+    let insights = wharf_core::account_settings::CONTAINER_INSIGHTS;
+    if !settings.contains_key(insights) {
+        settings.insert(
+            insights.to_string(),
+            super::settings::effective(c, insights).await?,
         );
     }
     let key = keys::cluster(&name);
@@ -52,6 +49,19 @@ pub async fn create(
                 });
             }
         }
+        let (capacity_providers, providers) = super::capacity::associate(
+            c,
+            &name,
+            &[],
+            r.capacity_providers.as_deref().unwrap_or_default(),
+        )
+        .await?;
+        let default_strategy = super::capacity::default_strategy(
+            r.default_capacity_provider_strategy
+                .as_deref()
+                .unwrap_or_default(),
+            &capacity_providers,
+        )?;
         let record = ClusterRecord {
             name: name.clone(),
             arn: x.scope.cluster(&name),
@@ -59,7 +69,8 @@ pub async fn create(
             tags: tags_from_wire(r.tags.as_deref().unwrap_or_default()),
             settings: settings.clone(),
             created_at: x.now,
-            capacity_providers: capacity_providers.clone(),
+            capacity_providers,
+            default_strategy,
             configuration: r.configuration.clone(),
             service_connect_namespace: r
                 .service_connect_defaults
@@ -70,12 +81,11 @@ pub async fn create(
             Some(v) => v.unchanged(),
             None => Compare::NotExists(key.clone()),
         };
-        if commit(
-            c.store.as_ref(),
-            Txn::new().when(cmp).then(records::put(&key, &record)),
-        )
-        .await?
-        {
+        let mut txn = Txn::new().when(cmp).then(records::put(&key, &record));
+        for p in &providers {
+            txn = txn.when(p.unchanged()).then(p.put());
+        }
+        if commit(c.store.as_ref(), txn).await? {
             return Ok(ecs::CreateClusterResponse {
                 cluster: Some(wire::cluster(&record, 0, Counts::default(), true, true)),
             });
@@ -85,20 +95,6 @@ pub async fn create(
 }
 
 /// A cluster with its live counts.
-/// The capacity providers a cluster may name: Wharf's built-in ones.
-fn builtin_providers(given: &[String]) -> ApiResult<Vec<String>> {
-    for p in given {
-        if p != "FARGATE" && p != "FARGATE_SPOT" {
-            return Err(invalid(format!(
-                "The specified capacity provider '{p}' does not exist: Wharf has the built-in FARGATE and FARGATE_SPOT."
-            )));
-        }
-    }
-    let mut out = given.to_vec();
-    out.dedup();
-    Ok(out)
-}
-
 pub(crate) async fn describe_one(
     c: &Control,
     rec: &ClusterRecord,
@@ -270,9 +266,15 @@ pub async fn delete(
                 "The Cluster cannot be deleted while Tasks are active.",
             ));
         }
+        // Its custom capacity providers are let go with it.
+        let (_, providers) =
+            super::capacity::associate(c, &name, &v.value.capacity_providers, &[]).await?;
         v.value.status = "INACTIVE".into();
         // RunTask compares on the cluster record too, so no task slips in meanwhile.
-        let txn = Txn::new().when(v.unchanged()).then(v.put());
+        let mut txn = Txn::new().when(v.unchanged()).then(v.put());
+        for p in &providers {
+            txn = txn.when(p.unchanged()).then(p.put());
+        }
         if commit(c.store.as_ref(), txn).await? {
             let mut cluster = wire::cluster(&v.value, 0, Counts::default(), false, true);
             cluster.tags = Some(vec![]);

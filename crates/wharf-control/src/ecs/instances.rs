@@ -109,6 +109,22 @@ pub(crate) async fn register_in(
         .and_then(|d| serde_json::from_str(d).ok())
         .unwrap_or_default();
     let attributes = validate_attributes(r.attributes.as_deref().unwrap_or_default())?;
+    // An agent started with `--capacity-provider NAME` joins that provider.
+    if let Some(p) = attributes.get(wharf_core::capacity::INSTANCE_ATTRIBUTE) {
+        let p = p.as_deref().unwrap_or_default();
+        let exists = !wharf_core::capacity::is_fargate(p)
+            && records::get::<wharf_core::records::CapacityProviderRecord>(
+                c.store.as_ref(),
+                &keys::capacity_provider(p),
+            )
+            .await?
+            .is_some_and(|v| v.value.status == "ACTIVE");
+        if !exists {
+            return Err(crate::error::client(format!(
+                "The capacity provider '{p}' does not exist: create it with CreateCapacityProvider before agents join it."
+            )));
+        }
+    }
     let reregister_id = match &r.container_instance_arn {
         Some(a) => Some(arn::container_instance_id(a).map_err(from_core)?.1),
         None => None,
@@ -120,16 +136,22 @@ pub(crate) async fn register_in(
             .await?
             .is_none()
     {
+        let insights = wharf_core::account_settings::CONTAINER_INSIGHTS;
         let record = ClusterRecord {
             name: name.clone(),
             arn: x.scope.cluster(&name),
             status: "ACTIVE".into(),
             tags: Default::default(),
-            settings: Default::default(),
+            settings: [(
+                insights.to_string(),
+                super::settings::effective(c, insights).await?,
+            )]
+            .into(),
             created_at: x.now,
             capacity_providers: vec![],
             configuration: None,
             service_connect_namespace: None,
+            default_strategy: vec![],
         };
         let key = keys::cluster(&name);
         commit(
@@ -176,6 +198,10 @@ pub(crate) async fn register_in(
                     memory: 0,
                     ..total.clone()
                 };
+                // Which provider it is in is what this registration says.
+                v.value
+                    .attributes
+                    .remove(wharf_core::capacity::INSTANCE_ATTRIBUTE);
                 v.value.attributes.extend(attributes.clone());
                 v.value.agent_version = r
                     .version_info

@@ -1,9 +1,11 @@
 //! The ECS operations, one module per resource kind.
 
 mod attributes;
-mod clusters;
+pub(crate) mod capacity;
+pub(crate) mod clusters;
 mod instances;
 mod services;
+pub(crate) mod settings;
 mod tags;
 pub(crate) mod taskdefs;
 pub(crate) mod tasks;
@@ -51,6 +53,17 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
             call(body, |r| services::describe_deployments(c, x, r)).await
         }
         "StopServiceDeployment" => call(body, |r| services::stop_deployment(c, x, r)).await,
+        "CreateCapacityProvider" => call(body, |r| capacity::create(c, x, r)).await,
+        "DescribeCapacityProviders" => call(body, |r| capacity::describe(c, x, r)).await,
+        "UpdateCapacityProvider" => call(body, |r| capacity::update(c, x, r)).await,
+        "DeleteCapacityProvider" => call(body, |r| capacity::delete(c, x, r)).await,
+        "PutClusterCapacityProviders" => {
+            call(body, |r| capacity::put_cluster_providers(c, x, r)).await
+        }
+        "PutAccountSetting" => call(body, |r| settings::put(c, x, r)).await,
+        "PutAccountSettingDefault" => call(body, |r| settings::put_default(c, x, r)).await,
+        "DeleteAccountSetting" => call(body, |r| settings::delete(c, x, r)).await,
+        "ListAccountSettings" => call(body, |r| settings::list(c, x, r)).await,
         "TagResource" => call(body, |r| tags::tag(c, x, r)).await,
         "UntagResource" => call(body, |r| tags::untag(c, x, r)).await,
         "ListTagsForResource" => call(body, |r| tags::list(c, x, r)).await,

@@ -33,7 +33,6 @@ fn not_active() -> AwsError {
 struct Members<'a> {
     deployment_controller: Option<&'a ecs::DeploymentController>,
     service_registries: Option<&'a [ecs::ServiceRegistry]>,
-    capacity_provider_strategy: Option<&'a [ecs::CapacityProviderStrategyItem]>,
     deployment_configuration: Option<&'a ecs::DeploymentConfiguration>,
     service_connect: Option<&'a ecs::ServiceConnectConfiguration>,
     volume_configurations: Option<&'a [ecs::ServiceVolumeConfiguration]>,
@@ -51,7 +50,6 @@ macro_rules! members_of {
         Members {
             deployment_controller: $r.deployment_controller.as_ref(),
             service_registries: $r.service_registries.as_deref(),
-            capacity_provider_strategy: $r.capacity_provider_strategy.as_deref(),
             deployment_configuration: $r.deployment_configuration.as_ref(),
             service_connect: $r.service_connect_configuration.as_ref(),
             volume_configurations: $r.volume_configurations.as_deref(),
@@ -73,9 +71,6 @@ fn refuse_unsupported(m: &Members) -> ApiResult<()> {
     }
     if given(m.service_registries.map(<[_]>::len)) {
         return Err(unsupported("serviceRegistries"));
-    }
-    if given(m.capacity_provider_strategy.map(<[_]>::len)) {
-        return Err(unsupported("capacityProviderStrategy"));
     }
     if m.service_connect.is_some_and(|s| s.enabled) {
         return Err(unsupported("Service Connect (serviceConnectConfiguration)"));
@@ -374,7 +369,19 @@ pub async fn create(
     }
     let load_balancers = r.load_balancers.clone().unwrap_or_default();
     check_load_balancers(c, &load_balancers, &td.definition).await?;
-    let launch_type = launch_type(r.launch_type.as_ref())?;
+    let strategy = r.capacity_provider_strategy.as_deref();
+    if daemon && strategy.is_some_and(|s| !s.is_empty()) {
+        return Err(invalid(
+            "Capacity provider strategies are not supported for services using the DAEMON scheduling strategy.",
+        ));
+    }
+    // A DAEMON service runs on EC2 instances whatever the cluster's default.
+    let (launch, providers) = if daemon {
+        (r.launch_type.clone(), vec![])
+    } else {
+        super::capacity::resolve(&cluster.value, r.launch_type.as_ref(), strategy)?
+    };
+    let launch_type = launch_type(launch.as_ref())?;
     let name = cluster.value.name.clone();
     super::tasks::capacity_and_subnet(
         &name,
@@ -415,6 +422,7 @@ pub async fn create(
         );
         svc.desired_count = desired;
         svc.launch_type = launch_type.clone();
+        svc.capacity_provider_strategy = wharf_core::capacity::to_wire(&providers);
         svc.scheduling_strategy = if daemon { "DAEMON" } else { "REPLICA" }.into();
         svc.deployment_config = cfg.clone();
         svc.placement_constraints = constraints.clone();
@@ -531,6 +539,25 @@ pub async fn update(
             check_placement(&svc.placement_constraints, ss, daemon)?;
             redeploy |= *ss != svc.placement_strategy;
             svc.placement_strategy = ss.clone();
+        }
+        if let Some(given) = &r.capacity_provider_strategy {
+            if daemon {
+                return Err(invalid(
+                    "Capacity provider strategies are not supported for services using the DAEMON scheduling strategy.",
+                ));
+            }
+            // An empty strategy asks for the cluster's default.
+            let cluster = active_cluster(c, &svc.cluster).await?;
+            let (launch, providers) = super::capacity::resolve(&cluster.value, None, Some(given))?;
+            if providers.is_empty() {
+                return Err(invalid(
+                    "The cluster has no default capacity provider strategy: specify a capacity provider strategy.",
+                ));
+            }
+            let strategy = wharf_core::capacity::to_wire(&providers);
+            redeploy |= strategy != svc.capacity_provider_strategy;
+            svc.capacity_provider_strategy = strategy;
+            svc.launch_type = launch_type(launch.as_ref())?;
         }
         if let Some(n) = &r.network_configuration {
             redeploy |= Some(n) != svc.network_configuration.as_ref();

@@ -1,5 +1,5 @@
-//! Tags on clusters, task definitions, tasks, container instances and
-//! services, stored inside each resource's record.
+//! Tags on clusters, task definitions, tasks, container instances,
+//! services and capacity providers, stored inside each resource's record.
 
 use crate::error::{from_core, invalid, ApiResult};
 use crate::records::{self, commit};
@@ -47,6 +47,7 @@ enum Kind {
     Task,
     Instance,
     Service,
+    CapacityProvider,
 }
 
 fn locate(arn: &str) -> ApiResult<(Kind, String)> {
@@ -85,6 +86,14 @@ fn locate(arn: &str) -> ApiResult<(Kind, String)> {
         if let (Some(cluster), name) = wharf_core::arn::service_name(arn).map_err(from_core)? {
             return Ok((Kind::Service, keys::service(&cluster, &name)));
         }
+    }
+    if let Some(name) = resource.strip_prefix("capacity-provider/") {
+        if wharf_core::capacity::is_fargate(name) {
+            return Err(invalid(format!(
+                "The {name} capacity provider is built in and cannot be tagged."
+            )));
+        }
+        return Ok((Kind::CapacityProvider, keys::capacity_provider(name)));
     }
     Err(invalid(format!(
         "Tagging is not supported for resource {arn}"
@@ -132,6 +141,9 @@ async fn apply(c: &Control, arn: &str, f: &Edit<'_>) -> ApiResult<Tags> {
         Kind::Instance => edit::<InstanceRecord>(c, &key, |r| &mut r.tags, f).await,
         Kind::Service => {
             edit::<wharf_core::service::ServiceRecord>(c, &key, |r| &mut r.tags, f).await
+        }
+        Kind::CapacityProvider => {
+            edit::<wharf_core::records::CapacityProviderRecord>(c, &key, |r| &mut r.tags, f).await
         }
     }
 }

@@ -37,6 +37,13 @@ pub(crate) struct Launch {
     pub subnet: Option<String>,
     /// A service's target groups (RunTask and StartTask: none).
     pub load_balancers: Vec<ecs::LoadBalancer>,
+    /// The capacity provider strategy (empty: by `launch_type` alone), and
+    /// how many tasks of the same launch (a service deployment's) already
+    /// run on each provider, which the strategy's split counts.
+    pub strategy: Vec<wharf_core::capacity::Item>,
+    pub on_providers: BTreeMap<String, usize>,
+    /// The account's defaultLogDriverMode is `blocking` (read at launch).
+    pub blocking_logs: bool,
 }
 
 /// The capacity a launch type runs on, and the subnet an awsvpc task needs.
@@ -101,10 +108,12 @@ async fn prepare(
     group: Option<&str>,
     tags: Option<&[ecs::Tag]>,
     launch_type: Option<&ecs::LaunchType>,
+    strategy: Option<&[ecs::CapacityProviderStrategyItem]>,
     enable_execute_command: bool,
     network: Option<&ecs::NetworkConfiguration>,
 ) -> ApiResult<Launch> {
     let cluster = active_cluster(c, &cluster_name(cluster)?).await?;
+    let (launch_type, strategy) = super::capacity::resolve(&cluster.value, launch_type, strategy)?;
     let td = taskdefs::resolve(c, task_definition).await?.value;
     if td.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
         return Err(invalid("TaskDefinition is inactive"));
@@ -117,7 +126,7 @@ async fn prepare(
         }
     }
     super::tags::check_tags(tags.unwrap_or_default())?;
-    let launch_type = match launch_type {
+    let launch_type = match &launch_type {
         None | Some(ecs::LaunchType::Ec2) => "EC2".to_string(),
         Some(ecs::LaunchType::Fargate) => "FARGATE".to_string(),
         Some(other) => {
@@ -144,7 +153,17 @@ async fn prepare(
         enable_execute_command,
         td,
         load_balancers: vec![],
+        strategy,
+        on_providers: BTreeMap::new(),
+        blocking_logs: blocking_logs(c).await?,
     })
+}
+
+/// Whether new tasks' containers block on log delivery by default.
+pub(crate) async fn blocking_logs(c: &Control) -> ApiResult<bool> {
+    let mode = super::settings::effective(c, wharf_core::account_settings::DEFAULT_LOG_DRIVER_MODE)
+        .await?;
+    Ok(mode == "blocking")
 }
 
 fn new_task(
@@ -152,6 +171,7 @@ fn new_task(
     l: &Launch,
     instance: &InstanceRecord,
     need: &wharf_core::records::Resources,
+    provider: Option<&str>,
 ) -> TaskRecord {
     // Time-ordered (UUIDv7, still 32 hex digits as ECS's): a task's key
     // lands beside the other new tasks' in the store's B-tree, so a commit
@@ -184,6 +204,8 @@ fn new_task(
         // Managed capacity is never shown.
         instance_arn: (l.launch_type != "FARGATE").then(|| instance.arn.clone()),
         launch_type: l.launch_type.clone(),
+        capacity_provider_name: provider.map(str::to_string),
+        blocking_logs: l.blocking_logs,
         started_by: l.started_by.clone(),
         group: l.group.clone(),
         overrides: l.overrides.clone(),
@@ -214,7 +236,7 @@ fn new_task(
 }
 
 /// Placement constraints and strategies of one launch.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Rules {
     pub constraints: Vec<Constraint>,
     pub strategies: Vec<Strategy>,
@@ -259,6 +281,20 @@ impl Rules {
             placement::parse_constraints(&all).map_err(from_core)?,
             placement::parse_strategies(strategies).map_err(from_core)?,
         ))
+    }
+
+    /// These rules, on the instances that joined a custom capacity provider.
+    fn on_provider(&self, provider: &str) -> ApiResult<Rules> {
+        let mut constraints = placement::parse_constraints(&[ecs::PlacementConstraint {
+            r#type: Some(ecs::PlacementConstraintType::MemberOf),
+            expression: Some(format!(
+                "attribute:{} == {provider}",
+                wharf_core::capacity::INSTANCE_ATTRIBUTE
+            )),
+        }])
+        .map_err(from_core)?;
+        constraints.extend(self.constraints.iter().cloned());
+        Ok(Rules::new(constraints, self.strategies.clone()))
     }
 
     pub fn new(constraints: Vec<Constraint>, strategies: Vec<Strategy>) -> Rules {
@@ -402,7 +438,30 @@ pub(crate) async fn place(
             let Some(capacity) = view.capacities.get_mut(&l.capacity) else {
                 return Err(no_capacity(l));
             };
-            let feasible = capacity.feasible(&rules.statics);
+            // The provider of each task (by the strategy), and the rules
+            // each set of them is placed by: a custom provider's tasks go
+            // only to the instances that joined it.
+            let providers: Vec<Option<String>> = if l.strategy.is_empty() {
+                vec![None; count]
+            } else {
+                wharf_core::capacity::assign(&l.strategy, &l.on_providers, count)
+                    .into_iter()
+                    .map(Some)
+                    .collect()
+            };
+            let mut custom: Vec<(String, Rules)> = vec![];
+            for p in providers.iter().flatten() {
+                if !wharf_core::capacity::is_fargate(p) && !custom.iter().any(|(n, _)| n == p) {
+                    custom.push((p.clone(), rules.on_provider(p)?));
+                }
+            }
+            let rules_of = |p: &Option<String>| match p {
+                Some(p) => custom
+                    .iter()
+                    .find(|(n, _)| n == p)
+                    .map_or(rules, |(_, r)| r),
+                None => rules,
+            };
             // The group's tasks per value of each attribute spread by, over
             // the whole capacity (a sample alone would not see the zone a
             // task went to a moment ago); this call adds its own as it goes.
@@ -412,16 +471,40 @@ pub(crate) async fn place(
                 .filter_map(Strategy::spread_attribute)
                 .map(|a| (a.to_string(), capacity.spread_counts(a, &cluster, &l.group)))
                 .collect();
-            // Sampling under spread by attribute first samples the hosts
-            // of the least-used values only: a sample of the whole set can
-            // miss the zone the spread asks for (nine hosts of three zones
-            // miss one of them 2.6% of the time).
-            let scope_of_any = considered(feasible.len(), &rules.strategies);
-            let directing = match (scope_of_any, rules.strategies.first()) {
-                (Considered::Sample(_), Some(s)) => s
-                    .spread_attribute()
-                    .map(|a| (a.to_string(), capacity.feasible_by_value(&rules.statics, a))),
-                _ => None,
+            // What each rule set considers: the hosts passing its static
+            // constraints, and whether it samples them. Sampling under
+            // spread by attribute first samples the hosts of the
+            // least-used values only: a sample of the whole set can miss
+            // the zone the spread asks for (nine hosts of three zones miss
+            // one of them 2.6% of the time).
+            struct Pool {
+                feasible: Arc<Vec<usize>>,
+                scope_of_any: Considered,
+                directing: Option<(String, Arc<ByValue>)>,
+            }
+            let mut pool = |r: &Rules| {
+                let feasible = capacity.feasible(&r.statics);
+                let scope_of_any = considered(feasible.len(), &r.strategies);
+                let directing = match (scope_of_any, r.strategies.first()) {
+                    (Considered::Sample(_), Some(s)) => s
+                        .spread_attribute()
+                        .map(|a| (a.to_string(), capacity.feasible_by_value(&r.statics, a))),
+                    _ => None,
+                };
+                Pool {
+                    feasible,
+                    scope_of_any,
+                    directing,
+                }
+            };
+            let base_pool = pool(rules);
+            let custom_pools: Vec<Pool> = custom.iter().map(|(_, r)| pool(r)).collect();
+            let pool_of = |p: &Option<String>| match p {
+                Some(p) => custom
+                    .iter()
+                    .position(|(n, _)| n == p)
+                    .map_or(&base_pool, |k| &custom_pools[k]),
+                None => &base_pool,
             };
             let slots = &capacity.slots;
             // A host being deregistered is passed by.
@@ -437,7 +520,14 @@ pub(crate) async fn place(
                 return Err(no_capacity(l));
             }
             let mut rng = rand::rngs::StdRng::from_entropy();
-            for n in 0..count {
+            for (n, provider) in providers.iter().enumerate() {
+                let rules = rules_of(provider);
+                let Pool {
+                    feasible,
+                    scope_of_any,
+                    directing,
+                } = pool_of(provider);
+                let scope_of_any = *scope_of_any;
                 let pinned = match &named {
                     Some(named) => match named.get(n) {
                         Some(&i) => Some(i),
@@ -458,7 +548,7 @@ pub(crate) async fn place(
                         (None, Considered::Feasible) => {
                             feasible.iter().copied().filter(|&i| open(i)).collect()
                         }
-                        (None, Considered::Sample(n)) => match &directing {
+                        (None, Considered::Sample(n)) => match directing {
                             Some((attr, split)) => least_used(split, &spread[attr], n, &mut rng)
                                 .into_iter()
                                 .filter(|&i| open(i))
@@ -495,7 +585,7 @@ pub(crate) async fn place(
                     };
                     // A sample of the least-used values' hosts ties on the
                     // spread that chose them: the rest of the chain ranks.
-                    let strategies = match (scope, &directing) {
+                    let strategies = match (scope, directing) {
                         (Considered::Sample(_), Some(_)) => &rules.strategies[1..],
                         _ => &rules.strategies[..],
                     };
@@ -522,7 +612,8 @@ pub(crate) async fn place(
                             for (attr, counts) in &mut spread {
                                 counts.add(placement::attribute(&t.instance.value, attr), 1);
                             }
-                            let task = new_task(x, l, &t.instance.value, &need);
+                            let task =
+                                new_task(x, l, &t.instance.value, &need, provider.as_deref());
                             placed.slots.push(idx);
                             placed.tasks.push(task);
                             break;
@@ -629,16 +720,11 @@ pub async fn run(c: &Control, x: &Ctx, r: ecs::RunTaskRequest) -> ApiResult<ecs:
         r.group.as_deref(),
         r.tags.as_deref(),
         r.launch_type.as_ref(),
+        r.capacity_provider_strategy.as_deref(),
         r.enable_execute_command.unwrap_or(false),
         r.network_configuration.as_ref(),
     )
     .await?;
-    if r.capacity_provider_strategy
-        .as_ref()
-        .is_some_and(|v| !v.is_empty())
-    {
-        return Err(unsupported("capacityProviderStrategy"));
-    }
     platform_version(r.platform_version.as_deref())?;
     standalone_members(
         &mut l,
@@ -785,6 +871,8 @@ pub async fn start(
         r.started_by.as_deref(),
         r.group.as_deref(),
         r.tags.as_deref(),
+        // StartTask names its instances: they are EC2 capacity.
+        Some(&ecs::LaunchType::Ec2),
         None,
         r.enable_execute_command.unwrap_or(false),
         r.network_configuration.as_ref(),

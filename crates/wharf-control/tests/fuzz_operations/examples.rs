@@ -224,6 +224,29 @@ pub fn of(service: Service, op: &str, n: &Names) -> Vec<Value> {
             "attributes": [{"name": "color", "value": "blue", "targetType": "container-instance",
                             "targetId": instance},
                            {"name": "size", "targetId": instance.rsplit('/').next()}]})],
+        (Service::Ecs, "CreateCapacityProvider") => vec![json!({"name": "pool2",
+            "autoScalingGroupProvider": {"autoScalingGroupArn": "arn:aws:autoscaling:us-east-1:000000000000:autoScalingGroup:1:autoScalingGroupName/asg2",
+                "managedScaling": {"status": "DISABLED", "targetCapacity": 90},
+                "managedTerminationProtection": "DISABLED", "managedDraining": "ENABLED"},
+            "tags": [{"key": "k", "value": "v"}]})],
+        (Service::Ecs, "DescribeCapacityProviders") => vec![
+            json!({"capacityProviders": ["pool", "FARGATE", "nope"], "include": ["TAGS"]}),
+            json!({"cluster": "fuzz", "maxResults": 1}),
+        ],
+        (Service::Ecs, "UpdateCapacityProvider") => vec![json!({"name": "pool",
+            "autoScalingGroupProvider": {"managedDraining": "DISABLED"}})],
+        (Service::Ecs, "DeleteCapacityProvider") => vec![json!({"capacityProvider": "pool"})],
+        (Service::Ecs, "PutClusterCapacityProviders") => vec![json!({"cluster": "fuzz",
+            "capacityProviders": ["FARGATE", "FARGATE_SPOT", "pool"],
+            "defaultCapacityProviderStrategy": [{"capacityProvider": "pool", "weight": 1, "base": 1}]})],
+        (Service::Ecs, "PutAccountSetting") => vec![json!({"name": "containerInsights",
+            "value": "enabled", "principalArn": "arn:aws:iam::000000000000:root"})],
+        (Service::Ecs, "PutAccountSettingDefault") => {
+            vec![json!({"name": "defaultLogDriverMode", "value": "blocking"})]
+        }
+        (Service::Ecs, "DeleteAccountSetting") => vec![json!({"name": "containerInsights"})],
+        (Service::Ecs, "ListAccountSettings") => vec![json!({"effectiveSettings": true,
+            "name": "containerInsights", "value": "disabled", "maxResults": 2})],
         (Service::Ecs, "ListAttributes") => vec![json!({"cluster": "fuzz",
             "targetType": "container-instance", "attributeName": "color", "maxResults": 5})],
         (Service::Logs, "CreateLogGroup") => {
@@ -279,6 +302,10 @@ pub fn of(service: Service, op: &str, n: &Names) -> Vec<Value> {
             "description": "rack", "expiresInSeconds": 3600})],
         (Service::Admin, "ListJoinTokens") => vec![json!({"cluster": "fuzz"})],
         (Service::Admin, "RevokeJoinToken") => vec![json!({"tokenId": "00112233aabbccdd"})],
+        (Service::Admin, "InterruptSpotTasks") => vec![
+            json!({"cluster": "fuzz", "tasks": [task, "nope"]}),
+            json!({"cluster": "fuzz", "service": "svc"}),
+        ],
         (Service::Join, "Join") => vec![json!({"token": "wharf-join.00112233aabbccdd.ff"})],
         _ => vec![],
     }

@@ -294,7 +294,26 @@ async fn seeded_with_names() -> (Control, Vec<String>, Names) {
     });
     use Service::*;
     let mut words: Vec<String> = vec![];
-    let cluster = call(&c, Ecs, "CreateCluster", json!({"clusterName": "fuzz"})).await;
+    let pool = call(
+        &c,
+        Ecs,
+        "CreateCapacityProvider",
+        json!({"name": "pool", "autoScalingGroupProvider": {"autoScalingGroupArn": "asg"}}),
+    )
+    .await;
+    words.push(
+        pool["capacityProvider"]["capacityProviderArn"]
+            .as_str()
+            .unwrap()
+            .into(),
+    );
+    let cluster = call(
+        &c,
+        Ecs,
+        "CreateCluster",
+        json!({"clusterName": "fuzz", "capacityProviders": ["FARGATE", "pool"]}),
+    )
+    .await;
     words.push(cluster["cluster"]["clusterArn"].as_str().unwrap().into());
     for _ in 0..2 {
         let td = call(

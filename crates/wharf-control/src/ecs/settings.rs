@@ -1,0 +1,174 @@
+//! Account settings (`/account-settings/NAME`). Until IAM principals exist
+//! (#16) every caller is the account's root, so a principal's setting and
+//! the account default are one: PutAccountSetting and
+//! PutAccountSettingDefault write the same record, and a `principalArn`
+//! other than the root's is refused. What each value does, or why it is
+//! refused, is `wharf_core::account_settings`.
+
+use crate::error::{from_core, invalid, ApiResult};
+use crate::records::{self, commit};
+use crate::wire::{self, paginate};
+use crate::{Control, Ctx};
+use wharf_core::account_settings::{self as rules, RULES};
+use wharf_core::records::{keys, AccountSettingRecord};
+use wharf_model::ecs;
+use wharf_store::{Op, Txn};
+
+fn root(x: &Ctx) -> String {
+    format!("arn:aws:iam::{}:root", x.scope.account)
+}
+
+/// The principal a request names (its own when none): only the root.
+fn principal(x: &Ctx, given: Option<&str>) -> ApiResult<String> {
+    let root = root(x);
+    match given {
+        None => Ok(root),
+        Some(p) if p == root => Ok(root),
+        Some(p) => Err(invalid(format!(
+            "Account settings can be set only for the root ({root}) until Wharf has IAM users and roles; {p} was given."
+        ))),
+    }
+}
+
+fn setting(x: &Ctx, name: &str, value: &str) -> ecs::Setting {
+    let managed = rules::rule(name).is_some_and(|r| r.read_only);
+    ecs::Setting {
+        name: Some(ecs::SettingName::from(name)),
+        value: Some(value.to_string()),
+        principal_arn: Some(root(x)),
+        r#type: Some(if managed {
+            ecs::SettingType::AwsManaged
+        } else {
+            ecs::SettingType::User
+        }),
+    }
+}
+
+/// The value in effect for `name`: as set, else the default.
+pub(crate) async fn effective(c: &Control, name: &str) -> ApiResult<String> {
+    let set = records::get::<AccountSettingRecord>(c.store.as_ref(), &keys::account_setting(name))
+        .await?;
+    Ok(match set {
+        Some(v) => v.value.value,
+        None => rules::rule(name).map_or("", |r| r.default).to_string(),
+    })
+}
+
+async fn put_value(
+    c: &Control,
+    x: &Ctx,
+    name: &ecs::SettingName,
+    value: &str,
+) -> ApiResult<ecs::Setting> {
+    let name = name.as_str();
+    rules::check(name, value).map_err(from_core)?;
+    let record = AccountSettingRecord {
+        name: name.to_string(),
+        value: value.to_string(),
+        updated_at: x.now,
+    };
+    // The last writer wins, as in ECS: nothing is read first.
+    let key = keys::account_setting(name);
+    commit(
+        c.store.as_ref(),
+        Txn::new().then(records::put(&key, &record)),
+    )
+    .await?;
+    Ok(setting(x, name, value))
+}
+
+pub async fn put(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::PutAccountSettingRequest,
+) -> ApiResult<ecs::PutAccountSettingResponse> {
+    principal(x, r.principal_arn.as_deref())?;
+    Ok(ecs::PutAccountSettingResponse {
+        setting: Some(put_value(c, x, &r.name, &r.value).await?),
+    })
+}
+
+pub async fn put_default(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::PutAccountSettingDefaultRequest,
+) -> ApiResult<ecs::PutAccountSettingDefaultResponse> {
+    Ok(ecs::PutAccountSettingDefaultResponse {
+        setting: Some(put_value(c, x, &r.name, &r.value).await?),
+    })
+}
+
+pub async fn delete(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::DeleteAccountSettingRequest,
+) -> ApiResult<ecs::DeleteAccountSettingResponse> {
+    principal(x, r.principal_arn.as_deref())?;
+    let name = r.name.as_str();
+    let Some(rule) = rules::rule(name) else {
+        return Err(invalid(format!("Unknown account setting name '{name}'.")));
+    };
+    if rule.read_only {
+        return Err(invalid(format!(
+            "The {name} account setting is read-only: Amazon GuardDuty manages it."
+        )));
+    }
+    let key = keys::account_setting(name);
+    let was = records::get::<AccountSettingRecord>(c.store.as_ref(), &key).await?;
+    commit(c.store.as_ref(), Txn::new().then(Op::delete(key))).await?;
+    // The setting as it was; the default applies from now on.
+    let value = was.map_or(rule.default.to_string(), |v| v.value.value);
+    Ok(ecs::DeleteAccountSettingResponse {
+        setting: Some(setting(x, name, &value)),
+    })
+}
+
+pub async fn list(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::ListAccountSettingsRequest,
+) -> ApiResult<ecs::ListAccountSettingsResponse> {
+    principal(x, r.principal_arn.as_deref())?;
+    let size = wire::page_size(r.max_results, 10, 10)?;
+    if r.value.is_some() && r.name.is_none() {
+        return Err(invalid("value can only be specified together with name."));
+    }
+    if let Some(n) = &r.name {
+        if rules::rule(n.as_str()).is_none() {
+            return Err(invalid(format!(
+                "Unknown account setting name '{}'.",
+                n.as_str()
+            )));
+        }
+    }
+    let (set, _) =
+        records::list::<AccountSettingRecord>(c.store.as_ref(), keys::ACCOUNT_SETTINGS).await?;
+    let value_of = |name: &str| {
+        set.iter()
+            .find(|v| v.value.name == name)
+            .map(|v| v.value.value.clone())
+    };
+    // Effective: every setting, as set or by default; otherwise only
+    // those set. In the model's order, so the page token is a position.
+    let items: Vec<(String, ecs::Setting)> = RULES
+        .iter()
+        .enumerate()
+        .filter(|(_, rule)| r.name.as_ref().is_none_or(|n| n.as_str() == rule.name))
+        .filter_map(|(k, rule)| {
+            let value = match value_of(rule.name) {
+                Some(v) => v,
+                None if r.effective_settings == Some(true) => rule.default.to_string(),
+                None => return None,
+            };
+            if r.value.as_ref().is_some_and(|want| *want != value) {
+                return None;
+            }
+            Some((format!("{k:03}"), setting(x, rule.name, &value)))
+        })
+        .collect();
+    let (page, next) = paginate(items, r.next_token.as_deref(), size)?;
+    Ok(ecs::ListAccountSettingsResponse {
+        settings: Some(page),
+        next_token: next,
+    })
+}
