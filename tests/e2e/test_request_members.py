@@ -116,3 +116,29 @@ def test_cluster_members_are_kept_and_include_decides_what_describe_shows(wharf,
                                        defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE_SPOT", "weight": 1}]),
             "InvalidParameterException", "not associated with the cluster")
     assert [a.rsplit("/", 1)[1] for a in ecs.list_clusters()["clusterArns"]] == ["prod"], "nothing refused was made"
+
+
+def test_registration_members_take_effect_or_are_refused(wharf, ecs):
+    ecs.create_cluster(clusterName="default")
+    resources = [{"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+                 {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}]
+    refused(lambda: ecs.register_container_instance(totalResources=resources + [
+        {"name": "GPU", "type": "STRINGSET", "stringSetValue": ["gpu-0"]}]),
+            "InvalidParameterException", "The resource GPU is not supported")
+    refused(lambda: ecs.register_container_instance(totalResources=resources, platformDevices=[
+        {"id": "gpu-0", "type": "GPU"}]), "UnsupportedFeatureException", "platformDevices")
+    assert ecs.list_container_instances()["containerInstanceArns"] == [], "nothing refused was registered"
+
+    arn = ecs.register_container_instance(totalResources=resources)["containerInstance"]["containerInstanceArn"]
+    # Tags sent when an instance registers again are kept, as the first time.
+    again = ecs.register_container_instance(totalResources=resources, containerInstanceArn=arn,
+                                            tags=[{"key": "rack", "value": "r1"}])["containerInstance"]
+    assert again["containerInstanceArn"] == arn
+    assert ecs.list_tags_for_resource(resourceArn=arn)["tags"] == [{"key": "rack", "value": "r1"}]
+
+    # StartTask on an instance that is not the cluster's: a MISSING failure, nothing started.
+    ecs.register_task_definition(family="web", containerDefinitions=[{"name": "app", "image": IMAGE, "memory": 16}])
+    out = ecs.start_task(taskDefinition="web", containerInstances=["0123456789abcdef0123456789abcdef"])
+    assert out["tasks"] == [] and [f["reason"] for f in out["failures"]] == ["MISSING"], out
+    assert out["failures"][0]["arn"].endswith("container-instance/default/0123456789abcdef0123456789abcdef")
+    assert ecs.list_tasks()["taskArns"] == []

@@ -207,7 +207,12 @@ pub fn resources_from_wire(list: &[ecs::Resource]) -> ApiResult<Resources> {
             "MEMORY" => r.memory = int()?,
             "PORTS" => r.tcp_ports = ports()?,
             "PORTS_UDP" => r.udp_ports = ports()?,
-            _ => {}
+            // GPUs and the like would be dropped: nothing places by them.
+            other => {
+                return Err(invalid(format!(
+                    "The resource {other} is not supported by Wharf: instances offer CPU, MEMORY, PORTS and PORTS_UDP."
+                )))
+            }
         }
     }
     Ok(r)

@@ -377,6 +377,10 @@ pub struct TaskRecord {
     /// non-blocking, ECS's default; a flag, as it is kept for every task).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub blocking_logs: bool,
+    /// Task scale-in protection (UpdateTaskProtection) holds until then:
+    /// its service's scale-in and deployments pass it by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_until: Option<Millis>,
     pub last_status: TaskStatus,
     pub desired_status: DesiredStatus,
     pub created_at: Millis,
@@ -462,6 +466,11 @@ impl ContainerRecord {
 }
 
 impl TaskRecord {
+    /// Whether task scale-in protection holds at `now`.
+    pub fn protected(&self, now: Millis) -> bool {
+        self.protected_until.is_some_and(|until| now < until)
+    }
+
     /// A task just placed (PROVISIONING, desired RUNNING) with nothing
     /// observed yet; callers fill in what the launch says.
     pub fn new(id: &str, arn: &str, cluster: &str, created_at: Millis) -> Self {
@@ -478,6 +487,7 @@ impl TaskRecord {
             launch_type: "EC2".into(),
             capacity_provider_name: None,
             blocking_logs: false,
+            protected_until: None,
             last_status: TaskStatus::Provisioning,
             desired_status: DesiredStatus::Running,
             created_at,

@@ -532,6 +532,8 @@ pub fn at_rest(
     let grace = svc.health_check_grace_period_seconds.unwrap_or(0).max(0) as Millis * 1000;
     svc.steady
         && now >= svc.throttle.until
+        // Protection that lapses lets a waiting scale-in or deployment on.
+        && !tasks.iter().any(|t| wanted(t) && t.protected(now))
         && tasks.iter().filter(|t| live(t)).all(|t| {
             wanted(t)
                 && (t.load_balancers.is_empty() || lb(t) == LbHealth::Healthy)
@@ -770,9 +772,14 @@ pub fn plan<R: Rng + ?Sized>(
                 t.started_by.as_deref() == Some(primary.as_str()) && active_instance(&t.instance_id)
             });
         stop_preference(&mut keep, &is_healthy);
-        // Scale in: extra PRIMARY tasks go, whatever the minimum.
+        // Scale in: extra PRIMARY tasks go, whatever the minimum, except
+        // those under task protection (a deleted service's go too).
+        let shielded = |t: &TaskRecord| !draining_service && t.protected(now);
         while keep.len() > desired {
-            let t = keep.remove(0);
+            let Some(k) = keep.iter().position(|t| !shielded(t)) else {
+                break;
+            };
+            let t = keep.remove(k);
             stop.push(StopOrder {
                 task_id: t.id.clone(),
                 reason: format!("Scaling activity initiated by (deployment {primary})"),
@@ -782,7 +789,9 @@ pub fn plan<R: Rng + ?Sized>(
         // Start up to the maximum; stopping tasks still count until STOPPED.
         let total = tasks.iter().filter(|t| live(t)).count();
         let throttled = now < svc.throttle.until;
-        to_start = (desired - keep.len()).min(max_total.saturating_sub(total));
+        to_start = desired
+            .saturating_sub(keep.len())
+            .min(max_total.saturating_sub(total));
         if throttled {
             to_start = 0;
         }
@@ -808,6 +817,11 @@ pub fn plan<R: Rng + ?Sized>(
             let serving =
                 t.last_status == TaskStatus::Running && t.health_status != "UNHEALTHY" && lb_ok(t);
             if serving && healthy_now <= min_healthy {
+                continue;
+            }
+            // A deployment waits for a protected task; a draining host
+            // (the operator's call, as StopTask is) does not.
+            if active_instance(&t.instance_id) && shielded(t) {
                 continue;
             }
             let reason = if !active_instance(&t.instance_id) {

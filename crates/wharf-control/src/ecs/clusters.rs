@@ -20,6 +20,7 @@ pub async fn create(
         ));
     }
     super::tags::check_tags(r.tags.as_deref().unwrap_or_default())?;
+    check_settings(r.settings.as_deref().unwrap_or_default())?;
     let mut settings = std::collections::BTreeMap::new();
     for s in r.settings.iter().flatten() {
         settings.insert(
@@ -194,6 +195,7 @@ pub async fn update(
     r: ecs::UpdateClusterRequest,
 ) -> ApiResult<ecs::UpdateClusterResponse> {
     let name = cluster_name(Some(&r.cluster))?;
+    check_settings(r.settings.as_deref().unwrap_or_default())?;
     for _ in 0..records::MAX_ATTEMPTS {
         let mut v = active_cluster(c, &name).await?;
         for s in r.settings.iter().flatten() {
@@ -224,6 +226,41 @@ pub async fn update(
         }
     }
     Err(records::contention())
+}
+
+/// UpdateCluster's `settings` alone.
+pub async fn update_settings(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::UpdateClusterSettingsRequest,
+) -> ApiResult<ecs::UpdateClusterSettingsResponse> {
+    let out = update(
+        c,
+        x,
+        ecs::UpdateClusterRequest {
+            cluster: r.cluster,
+            settings: Some(r.settings),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(ecs::UpdateClusterSettingsResponse {
+        cluster: out.cluster,
+    })
+}
+
+/// A cluster's `settings` as given: containerInsights, with the values
+/// its account setting takes.
+fn check_settings(given: &[ecs::ClusterSetting]) -> ApiResult<()> {
+    for s in given {
+        let name = s.name.as_ref().map(|n| n.as_str()).unwrap_or_default();
+        if name != wharf_core::account_settings::CONTAINER_INSIGHTS {
+            return Err(invalid(format!("Invalid cluster setting name '{name}'.")));
+        }
+        wharf_core::account_settings::check(name, s.value.as_deref().unwrap_or_default())
+            .map_err(from_core)?;
+    }
+    Ok(())
 }
 
 pub async fn delete(

@@ -97,6 +97,11 @@ pub(crate) async fn register_in(
     // Everything is checked before the default cluster is created: a
     // refused registration writes nothing.
     let total = wire::resources_from_wire(r.total_resources.as_deref().unwrap_or_default())?;
+    if r.platform_devices.as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(crate::error::unsupported(
+            "platformDevices (GPUs: task definitions' resourceRequirements are refused too)",
+        ));
+    }
     if total.cpu <= 0 || total.memory <= 0 {
         return Err(invalid(
             "totalResources must include positive CPU and MEMORY.",
@@ -203,6 +208,12 @@ pub(crate) async fn register_in(
                     .attributes
                     .remove(wharf_core::capacity::INSTANCE_ATTRIBUTE);
                 v.value.attributes.extend(attributes.clone());
+                v.value
+                    .tags
+                    .extend(tags_from_wire(r.tags.as_deref().unwrap_or_default()));
+                if v.value.tags.len() > 50 {
+                    return Err(invalid("A resource can have at most 50 tags."));
+                }
                 v.value.agent_version = r
                     .version_info
                     .as_ref()
@@ -372,6 +383,11 @@ pub async fn describe(
         .iter()
         .flatten()
         .any(|f| *f == ecs::ContainerInstanceField::Tags);
+    let with_health = r
+        .include
+        .iter()
+        .flatten()
+        .any(|f| *f == ecs::ContainerInstanceField::ContainerInstanceHealth);
     let mut found = vec![];
     let mut failures = vec![];
     for given in &r.container_instances {
@@ -392,13 +408,43 @@ pub async fn describe(
     let view = c.cache.fresh(&c.store).await.map_err(from_store)?;
     let out = found
         .iter()
-        .map(|i| wire::container_instance(i, &view.on_instance(&name, &name, &i.id), with_tags))
+        .map(|i| {
+            let now = view.on_instance(&name, &name, &i.id);
+            let mut out = wire::container_instance(i, &now, with_tags);
+            if with_health {
+                out.health_status = Some(health(now.connected, x.now));
+            }
+            out
+        })
         .collect();
     drop(view);
     Ok(ecs::DescribeContainerInstancesResponse {
         container_instances: Some(out),
         failures: Some(failures),
     })
+}
+
+/// CONTAINER_INSTANCE_HEALTH: the container runtime is OK while the agent
+/// holds its session (it ends it at once when Docker goes away), and
+/// unknown otherwise.
+fn health(connected: bool, now: i64) -> ecs::ContainerInstanceHealthStatus {
+    let state = if connected {
+        ecs::InstanceHealthCheckState::Ok
+    } else {
+        ecs::InstanceHealthCheckState::InsufficientData
+    };
+    ecs::ContainerInstanceHealthStatus {
+        overall_status: Some(state.clone()),
+        details: Some(vec![ecs::InstanceHealthCheckResult {
+            r#type: Some(ecs::InstanceHealthCheckType::ContainerRuntime),
+            status: Some(state),
+            status_reason: (!connected).then(|| {
+                "The instance's agent is not connected: it has lost its Docker Engine or the control plane.".to_string()
+            }),
+            last_updated: Some(wharf_core::clock::to_epoch_seconds(now)),
+            last_status_change: None,
+        }]),
+    }
 }
 
 pub async fn list(

@@ -4,6 +4,7 @@ mod attributes;
 pub(crate) mod capacity;
 pub(crate) mod clusters;
 mod instances;
+mod protection;
 mod services;
 pub(crate) mod settings;
 mod tags;
@@ -26,6 +27,7 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
         "DescribeClusters" => call(body, |r| clusters::describe(c, x, r)).await,
         "ListClusters" => call(body, |r| clusters::list(c, x, r)).await,
         "UpdateCluster" => call(body, |r| clusters::update(c, x, r)).await,
+        "UpdateClusterSettings" => call(body, |r| clusters::update_settings(c, x, r)).await,
         "DeleteCluster" => call(body, |r| clusters::delete(c, x, r)).await,
         "RegisterTaskDefinition" => call(body, |r| taskdefs::register(c, x, r)).await,
         "DescribeTaskDefinition" => call(body, |r| taskdefs::describe(c, x, r)).await,
@@ -64,6 +66,8 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
         "PutAccountSettingDefault" => call(body, |r| settings::put_default(c, x, r)).await,
         "DeleteAccountSetting" => call(body, |r| settings::delete(c, x, r)).await,
         "ListAccountSettings" => call(body, |r| settings::list(c, x, r)).await,
+        "UpdateTaskProtection" => call(body, |r| protection::update(c, x, r)).await,
+        "GetTaskProtection" => call(body, |r| protection::get(c, x, r)).await,
         "TagResource" => call(body, |r| tags::tag(c, x, r)).await,
         "UntagResource" => call(body, |r| tags::untag(c, x, r)).await,
         "ListTagsForResource" => call(body, |r| tags::list(c, x, r)).await,

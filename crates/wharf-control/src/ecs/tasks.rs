@@ -884,18 +884,35 @@ pub async fn start(
         r.enable_ecs_managed_tags,
         r.volume_configurations.as_deref(),
     )?;
-    let mut ids = vec![];
+    // An instance that is not (or no longer) the cluster's is a failure.
+    let cluster = l.cluster.value.name.clone();
+    let (mut ids, mut missing) = (vec![], vec![]);
     for given in &r.container_instances {
         let (_, id) = arn::container_instance_id(given).map_err(from_core)?;
-        ids.push(id);
+        match super::instances::find(c, &cluster, given).await? {
+            Some(v) if v.value.status != "INACTIVE" => ids.push(id),
+            _ => missing.push(ecs::Failure {
+                arn: Some(x.scope.container_instance(&cluster, &id)),
+                reason: Some("MISSING".into()),
+                detail: None,
+            }),
+        }
+    }
+    if ids.is_empty() {
+        return Ok(ecs::StartTaskResponse {
+            tasks: Some(vec![]),
+            failures: Some(missing),
+        });
     }
     // StartTask names its instances: no strategy, but the task
     // definition's constraints still hold.
     let rules = Rules::parse(&[], &[], &l.td.definition)?;
     let placed = place(c, x, &l, ids.len(), Some(&ids), &rules, None).await?;
+    let mut failures = placed.failures();
+    failures.extend(missing);
     Ok(ecs::StartTaskResponse {
         tasks: Some(placed.tasks.iter().map(|t| wire::task(t, true)).collect()),
-        failures: Some(placed.failures()),
+        failures: Some(failures),
     })
 }
 

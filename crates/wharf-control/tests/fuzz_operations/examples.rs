@@ -239,6 +239,11 @@ pub fn of(service: Service, op: &str, n: &Names) -> Vec<Value> {
         (Service::Ecs, "PutClusterCapacityProviders") => vec![json!({"cluster": "fuzz",
             "capacityProviders": ["FARGATE", "FARGATE_SPOT", "pool"],
             "defaultCapacityProviderStrategy": [{"capacityProvider": "pool", "weight": 1, "base": 1}]})],
+        (Service::Ecs, "UpdateTaskProtection") => vec![json!({"cluster": "fuzz",
+            "tasks": [task, "nope"], "protectionEnabled": true, "expiresInMinutes": 60})],
+        (Service::Ecs, "GetTaskProtection") => vec![json!({"cluster": "fuzz", "tasks": [task]})],
+        (Service::Ecs, "UpdateClusterSettings") => vec![json!({"cluster": "fuzz",
+            "settings": [{"name": "containerInsights", "value": "enhanced"}]})],
         (Service::Ecs, "PutAccountSetting") => vec![json!({"name": "containerInsights",
             "value": "enabled", "principalArn": "arn:aws:iam::000000000000:root"})],
         (Service::Ecs, "PutAccountSettingDefault") => {

@@ -569,3 +569,51 @@ fn draining_an_instance_behind_a_load_balancer_keeps_the_minimum_serving() {
         );
     }
 }
+
+#[test]
+fn scale_in_passes_protected_tasks_by_until_protection_lapses() {
+    let mut w = World::new(service(3, 100, 200));
+    w.run(6);
+    let until = w.now + 30_000;
+    let ids: Vec<String> = w.tasks.iter().take(2).map(|t| t.id.clone()).collect();
+    for t in w.tasks.iter_mut().filter(|t| ids.contains(&t.id)) {
+        t.protected_until = Some(until);
+    }
+    w.svc.desired_count = 0;
+    w.run(3);
+    // Only the unprotected task went; the service is not at rest while
+    // protection holds, so its lapse is noticed.
+    assert_eq!(w.running("td:1"), 2);
+    let lb = |_: &TaskRecord| LbHealth::None;
+    assert!(!at_rest(&w.svc, &w.tasks, &lb, w.now, &Settings::default()));
+    while w.now < until {
+        w.step();
+    }
+    w.run(2);
+    assert_eq!(w.running("td:1"), 0);
+}
+
+#[test]
+fn a_deployment_waits_for_a_protected_task_of_the_old_revision() {
+    let mut w = World::new(service(2, 0, 100));
+    w.run(6);
+    let old = w.tasks[0].id.clone();
+    let until = w.now + 60_000;
+    w.tasks[0].protected_until = Some(until);
+    let mut rng = StdRng::seed_from_u64(3);
+    w.svc.deploy(w.now, "td:2", &mut rng);
+    w.run(10);
+    let kept = w.tasks.iter().find(|t| t.id == old).unwrap();
+    assert_eq!(kept.desired_status, DesiredStatus::Running, "protected");
+    assert_eq!(
+        w.running("td:2"),
+        1,
+        "maximum 100%: room for one new task only"
+    );
+    while w.now < until {
+        w.step();
+    }
+    w.run(6);
+    assert_eq!(w.running("td:1"), 0);
+    assert_eq!(w.running("td:2"), 2);
+}
