@@ -172,6 +172,12 @@ def test_strategies_place_by_base_and_weight_and_spot_is_interrupted(wharf_up):
     first = wait_for(lambda: (lambda ts: ts if len(ts) == 2 and all(t["lastStatus"] == "RUNNING" for t in ts) else None)(
         describe(ecs, ecs.list_tasks(serviceName="spot", desiredStatus="RUNNING")["taskArns"])), "two spot tasks")
     assert {t["capacityProviderName"] for t in first} == {"FARGATE_SPOT"}
+    cluster = ecs.describe_clusters(include=["STATISTICS", "ATTACHMENTS"])["clusters"][0]
+    stats = {s["name"]: int(s["value"]) for s in cluster["statistics"]}
+    assert stats["runningFargateTasksCount"] >= 2 and stats["runningEC2TasksCount"] == 0, stats
+    assert stats["activeFargateServiceCount"] == 1 and stats["activeEC2ServiceCount"] == 0, stats
+    assert cluster["attachments"] == []
+    assert ecs.describe_clusters()["clusters"][0]["statistics"] == []
     env = dict(os.environ, WHARF_SERVER=wharf_up.url, WHARF_ACCESS_KEY_ID=KEY, WHARF_SECRET_ACCESS_KEY=SECRET)
     # A task not on FARGATE_SPOT cannot be interrupted.
     out = subprocess.run([BINARY, "interrupt", arns[0]], env=env, capture_output=True, text=True)

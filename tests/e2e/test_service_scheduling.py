@@ -122,6 +122,15 @@ def test_service_deployments_and_stop_with_rollback(ecs, fleet):
     assert d["targetServiceRevision"]["requestedTaskCount"] == 2
     assert len(d["sourceServiceRevisions"]) == 1
     assert ":service-deployment/default/web/" in d["serviceDeploymentArn"]
+    # The revisions a deployment went from and to say what each ran.
+    revisions = ecs.describe_service_revisions(serviceRevisionArns=[
+        d["targetServiceRevision"]["arn"], d["sourceServiceRevisions"][0]["arn"], d["targetServiceRevision"]["arn"][:-3] + "000"])
+    target, source = revisions["serviceRevisions"]
+    assert target["taskDefinition"] == v2 and source["taskDefinition"].endswith("app:1"), revisions
+    assert target["launchType"] == "EC2" and target["loadBalancers"] == []
+    assert target["containerImages"] == [{"containerName": "app", "image": "app"}], target
+    assert ":service-revision/default/web/" in target["serviceRevisionArn"]
+    assert [f["reason"] for f in revisions["failures"]] == ["MISSING"]
 
     # A revision that can't be placed (more memory than any host has) stays IN_PROGRESS...
     ecs.register_task_definition(family="app", containerDefinitions=[{"name": "app", "image": "app", "memory": 8000}])

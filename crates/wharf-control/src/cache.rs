@@ -54,6 +54,8 @@ pub struct OnCluster {
     /// Its instances not INACTIVE.
     pub registered: i32,
     pub counts: Counts,
+    /// Of `counts`, those on the managed capacity (FARGATE).
+    pub fargate: Counts,
     /// Its tasks not STOPPED, with placements under way.
     pub live: usize,
 }
@@ -763,6 +765,10 @@ impl View {
                 if let Some(t) = slot.tasks(cluster) {
                     out.counts.running += t.counts.running;
                     out.counts.pending += t.counts.pending;
+                    if name == MANAGED_CLUSTER {
+                        out.fargate.running += t.counts.running;
+                        out.fargate.pending += t.counts.pending;
+                    }
                     out.live += t.running;
                 }
             }

@@ -331,6 +331,40 @@ pub fn paginate<T>(
     Ok((page.into_iter().map(|(_, v)| v).collect(), next))
 }
 
+/// A service revision: what its service deployment was to run. `images`
+/// are the task definition's containers (name, image); Wharf resolves tags
+/// when each task starts, so there is no digest to show.
+pub fn service_revision(
+    scope: &wharf_core::arn::Scope,
+    s: &wharf_core::service::ServiceRecord,
+    h: &wharf_core::service::ServiceDeploymentRecord,
+    images: Vec<ecs::ContainerImage>,
+) -> ecs::ServiceRevision {
+    let r = h.revision.as_ref();
+    let launch = r.map(|r| r.launch_type.as_str());
+    let strategy = r
+        .map(|r| r.capacity_provider_strategy.clone())
+        .unwrap_or_default();
+    let fargate = launch == Some("FARGATE");
+    ecs::ServiceRevision {
+        service_revision_arn: Some(scope.service_revision(&s.cluster, &s.name, &h.id)),
+        service_arn: Some(s.arn.clone()),
+        cluster_arn: Some(s.cluster_arn.clone()),
+        task_definition: Some(h.task_definition.clone()),
+        launch_type: launch
+            .filter(|_| strategy.is_empty())
+            .map(ecs::LaunchType::from),
+        capacity_provider_strategy: (!strategy.is_empty()).then_some(strategy),
+        platform_version: fargate.then(|| "1.4.0".into()),
+        platform_family: fargate.then(|| "Linux".into()),
+        load_balancers: r.map(|r| r.load_balancers.clone()),
+        network_configuration: r.and_then(|r| r.network_configuration.clone()),
+        container_images: Some(images),
+        created_at: Some(to_epoch_seconds(h.created_at)),
+        ..Default::default()
+    }
+}
+
 /// One service deployment, brief (List) or full (Describe).
 pub fn service_deployment(
     scope: &wharf_core::arn::Scope,

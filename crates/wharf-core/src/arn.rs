@@ -106,9 +106,18 @@ pub fn service_name(given: &str) -> Result<(Option<String>, String), CoreError> 
 
 /// A service deployment ARN → (cluster, service, id).
 pub fn service_deployment(given: &str) -> Result<(String, String, String), CoreError> {
-    let bad = || invalid(format!("Invalid service deployment ARN: {given}"));
+    of_service(given, "service-deployment/", "service deployment")
+}
+
+/// A service revision ARN → (cluster, service, id).
+pub fn service_revision(given: &str) -> Result<(String, String, String), CoreError> {
+    of_service(given, "service-revision/", "service revision")
+}
+
+fn of_service(given: &str, kind: &str, what: &str) -> Result<(String, String, String), CoreError> {
+    let bad = || invalid(format!("Invalid {what} ARN: {given}"));
     let res = resource_of(given)
-        .and_then(|r| r.strip_prefix("service-deployment/"))
+        .and_then(|r| r.strip_prefix(kind))
         .ok_or_else(bad)?;
     let mut parts = res.splitn(3, '/');
     match (parts.next(), parts.next(), parts.next()) {

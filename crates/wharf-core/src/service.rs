@@ -122,6 +122,22 @@ pub struct ServiceDeploymentRecord {
     pub finished_at: Option<Millis>,
     pub stopped_at: Option<Millis>,
     pub rollback: Option<RollbackRecord>,
+    /// The service revision it deploys: how the service's tasks were to
+    /// run (DescribeServiceRevisions). None in records made before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<RevisionRecord>,
+}
+
+/// What a service revision fixes besides its task definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevisionRecord {
+    pub launch_type: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_provider_strategy: Vec<ecs::CapacityProviderStrategyItem>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<ecs::LoadBalancer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<ecs::NetworkConfiguration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -390,6 +406,12 @@ impl ServiceRecord {
                     finished_at: None,
                     stopped_at: None,
                     rollback: None,
+                    revision: Some(RevisionRecord {
+                        launch_type: self.launch_type.clone(),
+                        capacity_provider_strategy: self.capacity_provider_strategy.clone(),
+                        load_balancers: self.load_balancers.clone(),
+                        network_configuration: self.network_configuration.clone(),
+                    }),
                 },
             );
             self.history.truncate(MAX_HISTORY);

@@ -124,6 +124,51 @@ pub(crate) async fn describe_one(
     Ok(cluster)
 }
 
+/// DescribeClusters' STATISTICS: tasks running and pending, and services
+/// active and draining, by launch type (FARGATE: the managed capacity).
+async fn statistics(c: &Control, name: &str) -> ApiResult<Vec<ecs::KeyValuePair>> {
+    let now = c
+        .cache
+        .fresh(&c.store)
+        .await
+        .map_err(crate::error::from_store)?
+        .on_cluster(name);
+    let (services, _) = records::list::<wharf_core::service::ServiceRecord>(
+        c.store.as_ref(),
+        &keys::services(name),
+    )
+    .await?;
+    let count_services = |status: &str, fargate: bool| {
+        services
+            .iter()
+            .filter(|s| s.value.status == status && (s.value.launch_type == "FARGATE") == fargate)
+            .count() as i32
+    };
+    let stat = |name: &str, value: i32| ecs::KeyValuePair {
+        name: Some(name.into()),
+        value: Some(value.to_string()),
+    };
+    Ok(vec![
+        stat(
+            "runningEC2TasksCount",
+            now.counts.running - now.fargate.running,
+        ),
+        stat("runningFargateTasksCount", now.fargate.running),
+        stat(
+            "pendingEC2TasksCount",
+            now.counts.pending - now.fargate.pending,
+        ),
+        stat("pendingFargateTasksCount", now.fargate.pending),
+        stat("activeEC2ServiceCount", count_services("ACTIVE", false)),
+        stat("activeFargateServiceCount", count_services("ACTIVE", true)),
+        stat("drainingEC2ServiceCount", count_services("DRAINING", false)),
+        stat(
+            "drainingFargateServiceCount",
+            count_services("DRAINING", true),
+        ),
+    ])
+}
+
 pub async fn describe(
     c: &Control,
     x: &Ctx,
@@ -141,6 +186,8 @@ pub async fn describe(
     let with_tags = included(ecs::ClusterField::Tags);
     let with_settings = included(ecs::ClusterField::Settings);
     let with_configurations = included(ecs::ClusterField::Configurations);
+    let with_statistics = included(ecs::ClusterField::Statistics);
+    let with_attachments = included(ecs::ClusterField::Attachments);
     let mut clusters = vec![];
     let mut failures = vec![];
     for given in names {
@@ -154,6 +201,14 @@ pub async fn describe(
                 }
                 if !with_configurations {
                     cluster.configuration = None;
+                }
+                if with_statistics {
+                    cluster.statistics = Some(statistics(c, &v.value.name).await?);
+                }
+                // Attachments are what managed scaling makes for a
+                // capacity provider: Wharf scales nothing, so there are none.
+                if with_attachments {
+                    cluster.attachments = Some(vec![]);
                 }
                 clusters.push(cluster)
             }

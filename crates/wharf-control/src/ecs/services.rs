@@ -800,6 +800,58 @@ pub async fn describe_deployments(
     })
 }
 
+pub async fn describe_revisions(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::DescribeServiceRevisionsRequest,
+) -> ApiResult<ecs::DescribeServiceRevisionsResponse> {
+    if r.service_revision_arns.is_empty() || r.service_revision_arns.len() > 20 {
+        return Err(invalid(
+            "serviceRevisionArns must name between 1 and 20 service revisions.",
+        ));
+    }
+    let mut out = vec![];
+    let mut failures = vec![];
+    for given in &r.service_revision_arns {
+        let (cluster, service, id) = arn::service_revision(given).map_err(from_core)?;
+        let v: Option<Versioned<ServiceRecord>> =
+            records::get(c.store.as_ref(), &keys::service(&cluster, &service)).await?;
+        // A revision is known while its service deployment is remembered.
+        let Some((v, h)) = v
+            .as_ref()
+            .and_then(|v| v.value.history.iter().find(|h| h.id == id).map(|h| (v, h)))
+        else {
+            failures.push(ecs::Failure {
+                arn: Some(given.clone()),
+                reason: Some("MISSING".into()),
+                detail: None,
+            });
+            continue;
+        };
+        let images = match taskdefs::resolve(c, &h.task_definition).await {
+            Ok(td) => td
+                .value
+                .definition
+                .container_definitions
+                .iter()
+                .flatten()
+                .map(|d| ecs::ContainerImage {
+                    container_name: d.name.clone(),
+                    image: d.image.clone(),
+                    image_digest: None,
+                })
+                .collect(),
+            // Deleted since: the revision still says which it ran.
+            Err(_) => vec![],
+        };
+        out.push(wire::service_revision(&x.scope, &v.value, h, images));
+    }
+    Ok(ecs::DescribeServiceRevisionsResponse {
+        service_revisions: Some(out),
+        failures: Some(failures),
+    })
+}
+
 pub async fn stop_deployment(
     c: &Control,
     x: &Ctx,

@@ -212,6 +212,8 @@ pub fn of(service: Service, op: &str, n: &Names) -> Vec<Value> {
         (Service::Ecs, "DescribeServiceDeployments") => {
             vec![json!({"serviceDeploymentArns": [deployment]})]
         }
+        (Service::Ecs, "DescribeServiceRevisions") => vec![json!({"serviceRevisionArns":
+            [deployment.replace("service-deployment", "service-revision")]})],
         (Service::Ecs, "StopServiceDeployment") => {
             vec![json!({"serviceDeploymentArn": deployment, "stopType": "ROLLBACK"})]
         }
