@@ -19,6 +19,15 @@ REGION = "eu-west-1"
 BINARY = os.environ.get("WHARF_BIN", "/var/tmp/wharf-target/debug/wharf")
 
 
+def wait_for(check, what, timeout=60):
+    """Polls `check` until it returns something truthy, and returns that."""
+    deadline = time.time() + timeout
+    while not (got := check()):
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+    return got
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,7 +8,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import BINARY, KEY, SECRET, remove_test_containers
+from conftest import BINARY, KEY, SECRET, remove_test_containers, wait_for
 from test_docker import wait_instance
 
 IMAGE = "wharf-test/busybox:latest"
@@ -20,16 +20,6 @@ def refused(call, code, text):
         call()
     err = e.value.response["Error"]
     assert err["Code"] == code and text in err["Message"], err
-
-
-def wait_for(check, what, timeout=60):
-    deadline = time.time() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 def test_capacity_provider_api(wharf):

@@ -43,7 +43,7 @@ def test_members_nothing_acts_on_are_refused(wharf, ecs):
     ecs.create_service(serviceName="s", taskDefinition="web", desiredCount=0,
                        serviceConnectConfiguration={"enabled": False})
     for extra, text in [
-        ({"deploymentController": {"type": "EXTERNAL"}}, "A deployment controller other than ECS"),
+        ({"deploymentController": {"type": "EXTERNAL"}}, "Changing a service's deployment controller"),
         ({"deploymentConfiguration": {"strategy": "CANARY"}}, "A deployment strategy other than ROLLING"),
     ]:
         refused(lambda: ecs.update_service(service="s", **extra), unsupported, text)

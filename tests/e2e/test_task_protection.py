@@ -5,17 +5,10 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
+from conftest import wait_for
 from test_docker import wait_instance
 
 IMAGE = "wharf-test/busybox:latest"
-
-
-def wait_for(check, what, timeout=60):
-    deadline = time.time() + timeout
-    while not (got := check()):
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-    return got
 
 
 def running(ecs, service):

@@ -278,28 +278,37 @@ async fn launch(
     )?;
     // The deployment places by its own strategy; its live tasks count
     // toward the strategy's split.
+    // An EXTERNAL service's task set places by its own launch type,
+    // strategy, network and load balancers.
+    let set = svc.task_sets.iter().find(|t| t.id == s.deployment);
     let deployment = svc.deployments.iter().find(|d| d.id == s.deployment);
-    let launch_type = deployment
-        .map_or(&svc.launch_type, |d| &d.launch_type)
-        .clone();
-    let strategy = match deployment {
-        Some(d) if !d.capacity_provider_strategy.is_empty() => wharf_core::capacity::validate(
-            &d.capacity_provider_strategy,
-            &cluster.value.capacity_providers,
-        )
-        .map_err(crate::error::from_core)?,
-        _ => vec![],
+    let (launch_type, given_strategy, network, load_balancers) = match (set, deployment) {
+        (Some(t), _) => (
+            t.launch_type.clone(),
+            t.capacity_provider_strategy.clone(),
+            t.network_configuration.clone(),
+            t.load_balancers.clone(),
+        ),
+        (None, d) => (
+            d.map_or(&svc.launch_type, |d| &d.launch_type).clone(),
+            d.map(|d| d.capacity_provider_strategy.clone())
+                .unwrap_or_default(),
+            svc.network_configuration.clone(),
+            svc.load_balancers.clone(),
+        ),
+    };
+    let strategy = if given_strategy.is_empty() {
+        vec![]
+    } else {
+        wharf_core::capacity::validate(&given_strategy, &cluster.value.capacity_providers)
+            .map_err(crate::error::from_core)?
     };
     let on_providers = crate::ecs::capacity::per_provider(tasks.iter().filter(|t| {
         t.started_by.as_deref() == Some(s.deployment.as_str())
             && t.desired_status == DesiredStatus::Running
     }));
-    let (capacity, subnet) = tasks::capacity_and_subnet(
-        &svc.cluster,
-        &launch_type,
-        &td.definition,
-        svc.network_configuration.as_ref(),
-    )?;
+    let (capacity, subnet) =
+        tasks::capacity_and_subnet(&svc.cluster, &launch_type, &td.definition, network.as_ref())?;
     let mut l = Launch {
         capacity,
         subnet,
@@ -311,7 +320,7 @@ async fn launch(
         tags,
         enable_execute_command: svc.enable_execute_command,
         td,
-        load_balancers: svc.load_balancers.clone(),
+        load_balancers,
         strategy,
         on_providers,
         blocking_logs: tasks::blocking_logs(c).await?,

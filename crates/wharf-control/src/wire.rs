@@ -365,6 +365,51 @@ pub fn service_revision(
     }
 }
 
+/// A task set of an EXTERNAL service.
+pub fn task_set(
+    s: &wharf_core::service::ServiceRecord,
+    ts: &wharf_core::service::TaskSetRecord,
+    with_tags: bool,
+) -> ecs::TaskSet {
+    let fargate = ts.launch_type == "FARGATE";
+    let strategy = &ts.capacity_provider_strategy;
+    ecs::TaskSet {
+        id: Some(ts.id.clone()),
+        task_set_arn: Some(ts.arn.clone()),
+        service_arn: Some(s.arn.clone()),
+        cluster_arn: Some(s.cluster_arn.clone()),
+        external_id: ts.external_id.clone(),
+        status: Some(ts.status.clone()),
+        task_definition: Some(ts.task_definition.clone()),
+        computed_desired_count: Some(ts.computed_desired_count),
+        pending_count: Some(ts.pending_count),
+        running_count: Some(ts.running_count),
+        created_at: Some(to_epoch_seconds(ts.created_at)),
+        updated_at: Some(to_epoch_seconds(ts.updated_at)),
+        launch_type: strategy
+            .is_empty()
+            .then(|| ecs::LaunchType::from(ts.launch_type.as_str())),
+        capacity_provider_strategy: (!strategy.is_empty()).then(|| strategy.clone()),
+        platform_version: fargate.then(|| "1.4.0".into()),
+        platform_family: fargate.then(|| "Linux".into()),
+        network_configuration: ts.network_configuration.clone(),
+        load_balancers: Some(ts.load_balancers.clone()),
+        service_registries: Some(vec![]),
+        scale: Some(ecs::Scale {
+            value: Some(ts.scale),
+            unit: Some(ecs::ScaleUnit::Percent),
+        }),
+        stability_status: Some(if ts.stable {
+            ecs::StabilityStatus::SteadyState
+        } else {
+            ecs::StabilityStatus::Stabilizing
+        }),
+        stability_status_at: Some(to_epoch_seconds(ts.stability_at)),
+        tags: with_tags.then(|| tags_to_wire(&ts.tags)),
+        ..Default::default()
+    }
+}
+
 /// One service deployment, brief (List) or full (Describe).
 pub fn service_deployment(
     scope: &wharf_core::arn::Scope,
@@ -455,7 +500,8 @@ pub fn service(s: &wharf_core::service::ServiceRecord, with_tags: bool) -> ecs::
             .then(|| ecs::LaunchType::from(s.launch_type.as_str())),
         capacity_provider_strategy: (!s.capacity_provider_strategy.is_empty())
             .then(|| s.capacity_provider_strategy.clone()),
-        task_definition: Some(s.task_definition.clone()),
+        // An EXTERNAL service has none until a task set is made primary.
+        task_definition: Some(s.task_definition.clone()).filter(|t| !t.is_empty()),
         deployment_configuration: Some(ecs::DeploymentConfiguration {
             deployment_circuit_breaker: Some(ecs::DeploymentCircuitBreaker {
                 enable: cfg.circuit_breaker,
@@ -514,7 +560,17 @@ pub fn service(s: &wharf_core::service::ServiceRecord, with_tags: bool) -> ecs::
             s.scheduling_strategy.as_str(),
         )),
         deployment_controller: Some(ecs::DeploymentController {
-            r#type: ecs::DeploymentControllerType::Ecs,
+            r#type: if s.external {
+                ecs::DeploymentControllerType::External
+            } else {
+                ecs::DeploymentControllerType::Ecs
+            },
+        }),
+        task_sets: s.external.then(|| {
+            s.task_sets
+                .iter()
+                .map(|ts| task_set(s, ts, false))
+                .collect()
         }),
         tags: with_tags.then(|| tags_to_wire(&s.tags)),
         created_by: s.created_by.clone(),

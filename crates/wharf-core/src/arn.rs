@@ -39,6 +39,10 @@ impl Scope {
             self.prefix()
         )
     }
+    /// `id` is `ecs-svc/NNN`, so the ARN ends in two segments.
+    pub fn task_set(&self, cluster: &str, service: &str, id: &str) -> String {
+        format!("{}:task-set/{cluster}/{service}/{id}", self.prefix())
+    }
     pub fn capacity_provider(&self, name: &str) -> String {
         format!("{}:capacity-provider/{name}", self.prefix())
     }

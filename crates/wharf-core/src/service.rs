@@ -128,6 +128,51 @@ pub struct ServiceDeploymentRecord {
     pub revision: Option<RevisionRecord>,
 }
 
+/// A task set of an EXTERNAL service: `scale` percent of the service's
+/// desired count, run from its own task definition and network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSetRecord {
+    /// `ecs-svc/NNN`, as deployment ids; its tasks' startedBy.
+    pub id: String,
+    pub arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// PRIMARY, ACTIVE or DRAINING (deleted; removed once its tasks stop).
+    pub status: String,
+    pub task_definition: String,
+    pub launch_type: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_provider_strategy: Vec<ecs::CapacityProviderStrategyItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<ecs::NetworkConfiguration>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<ecs::LoadBalancer>,
+    /// Percent of the service's desired count, 0 to 100.
+    pub scale: f64,
+    pub computed_desired_count: i32,
+    pub running_count: i32,
+    pub pending_count: i32,
+    /// STEADY_STATE (true) or STABILIZING, and since when.
+    pub stable: bool,
+    pub stability_at: Millis,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+impl TaskSetRecord {
+    /// ceil(desired × scale / 100), as ECS rounds it.
+    pub fn share_of(&self, desired: i32) -> i32 {
+        let share = (f64::from(desired.max(0)) * self.scale / 100.0).ceil();
+        if share.is_finite() {
+            share.clamp(0.0, f64::from(i32::MAX)) as i32
+        } else {
+            0
+        }
+    }
+}
+
 /// What a service revision fixes besides its task definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RevisionRecord {
@@ -219,6 +264,12 @@ pub struct ServiceRecord {
     /// Service deployments, newest first, at most [`MAX_HISTORY`].
     #[serde(default)]
     pub history: Vec<ServiceDeploymentRecord>,
+    /// The EXTERNAL deployment controller: no deployments, the task sets
+    /// an external tool makes (CreateTaskSet) each run their share.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_sets: Vec<TaskSetRecord>,
     pub version: i64,
 }
 
@@ -264,6 +315,8 @@ impl ServiceRecord {
             load_balancers: vec![],
             service_registries: vec![],
             history: vec![],
+            external: false,
+            task_sets: vec![],
             version: 1,
         }
     }
@@ -565,6 +618,80 @@ pub fn at_rest(
         })
 }
 
+/// Reaching a steady state is an event; leaving it is noted once the plan
+/// moves something (`moved`).
+fn mark_steady<R: Rng + ?Sized>(
+    svc: &mut ServiceRecord,
+    settled: bool,
+    moved: bool,
+    now: Millis,
+    rng: &mut R,
+) {
+    if settled && !svc.steady {
+        svc.steady = true;
+        let message = format!("(service {}) has reached a steady state.", svc.name);
+        svc.event(now, message, rng);
+    } else if !settled && moved {
+        svc.steady = false;
+    }
+}
+
+/// The event for the tasks a plan stops, as ECS writes it.
+fn stopped_event<R: Rng + ?Sized>(
+    svc: &mut ServiceRecord,
+    stop: &[StopOrder],
+    now: Millis,
+    rng: &mut R,
+) {
+    if stop.is_empty() {
+        return;
+    }
+    let list: Vec<String> = stop
+        .iter()
+        .map(|o| format!("(task {})", o.task_id))
+        .collect();
+    let message = format!(
+        "(service {}) has stopped {} running tasks: {}.",
+        svc.name,
+        list.len(),
+        list.join(" ")
+    );
+    svc.event(now, message, rng);
+}
+
+/// Health checks that fail (after the grace period) stop the task; the
+/// scheduler then replaces it. Returns the tasks so stopped.
+fn health_stops<'t>(
+    svc: &ServiceRecord,
+    tasks: &'t [TaskRecord],
+    lb: &dyn Fn(&TaskRecord) -> LbHealth,
+    now: Millis,
+    stop: &mut Vec<StopOrder>,
+) -> BTreeSet<&'t str> {
+    let grace = svc.health_check_grace_period_seconds.unwrap_or(0).max(0) as Millis * 1000;
+    let mut stopping: BTreeSet<&str> = BTreeSet::new();
+    for t in tasks.iter().filter(|t| wanted(t)) {
+        // startedAt is the agent's word: any i64.
+        let past_grace = t
+            .started_at
+            .is_some_and(|at| now >= at.saturating_add(grace));
+        if t.health_status == "UNHEALTHY" && past_grace {
+            stop.push(StopOrder {
+                task_id: t.id.clone(),
+                reason: UNHEALTHY_REASON.into(),
+            });
+            stopping.insert(&t.id);
+        } else if let (LbHealth::Unhealthy(group), true) = (lb(t), past_grace) {
+            stop.push(StopOrder {
+                task_id: t.id.clone(),
+                reason: format!("{ELB_UNHEALTHY_REASON} in (target-group {group})"),
+            });
+            stopping.insert(&t.id);
+        }
+    }
+    stopping
+}
+
 /// One step of the service scheduler. `tasks` are the service's tasks (its
 /// group), `instances` the cluster's, with `connected` agents; `lb` says how
 /// a task stands in its target groups (a task behind a load balancer counts
@@ -586,6 +713,9 @@ pub fn plan<R: Rng + ?Sized>(
     let mut stop: Vec<StopOrder> = vec![];
     let mut start: Vec<Start> = vec![];
     let name = svc.name.clone();
+    if svc.external && svc.status != "INACTIVE" {
+        return external::plan(&svc, tasks, instances, lb, now, s, rng);
+    }
     if svc.status == "INACTIVE" || svc.deployments.is_empty() {
         return Plan {
             service: svc,
@@ -636,29 +766,7 @@ pub fn plan<R: Rng + ?Sized>(
         }
     }
 
-    // Health checks that fail (after the grace period) stop the task; the
-    // scheduler then replaces it.
-    let grace = svc.health_check_grace_period_seconds.unwrap_or(0).max(0) as Millis * 1000;
-    let mut stopping: BTreeSet<&str> = BTreeSet::new();
-    for t in tasks.iter().filter(|t| wanted(t)) {
-        // startedAt is the agent's word: any i64.
-        let past_grace = t
-            .started_at
-            .is_some_and(|at| now >= at.saturating_add(grace));
-        if t.health_status == "UNHEALTHY" && past_grace {
-            stop.push(StopOrder {
-                task_id: t.id.clone(),
-                reason: UNHEALTHY_REASON.into(),
-            });
-            stopping.insert(&t.id);
-        } else if let (LbHealth::Unhealthy(group), true) = (lb(t), past_grace) {
-            stop.push(StopOrder {
-                task_id: t.id.clone(),
-                reason: format!("{ELB_UNHEALTHY_REASON} in (target-group {group})"),
-            });
-            stopping.insert(&t.id);
-        }
-    }
+    let mut stopping = health_stops(&svc, tasks, lb, now, &mut stop);
 
     // Circuit breaker on the PRIMARY deployment.
     let threshold = failure_threshold(svc.desired_count);
@@ -880,23 +988,7 @@ pub fn plan<R: Rng + ?Sized>(
         }
     }
 
-    // Stop events, as ECS writes them.
-    let stopped_running: Vec<&StopOrder> = stop.iter().collect();
-    if !stopped_running.is_empty() {
-        let list: Vec<String> = stopped_running
-            .iter()
-            .map(|o| format!("(task {})", o.task_id))
-            .collect();
-        svc.event(
-            now,
-            format!(
-                "(service {name}) has stopped {} running tasks: {}.",
-                list.len(),
-                list.join(" ")
-            ),
-            rng,
-        );
-    }
+    stopped_event(&mut svc, &stop, now, rng);
 
     // Counts, drained deployments, completion and steady state.
     let stopping_ids: BTreeSet<&str> = stop.iter().map(|o| o.task_id.as_str()).collect();
@@ -987,16 +1079,8 @@ pub fn plan<R: Rng + ?Sized>(
             rng,
         );
     }
-    if settled && !svc.steady {
-        svc.steady = true;
-        svc.event(
-            now,
-            format!("(service {name}) has reached a steady state."),
-            rng,
-        );
-    } else if !settled && (drained_old || !start.is_empty() || !stop.is_empty()) {
-        svc.steady = false;
-    }
+    let moved = drained_old || !start.is_empty() || !stop.is_empty();
+    mark_steady(&mut svc, settled, moved, now, rng);
     if draining_service && !tasks.iter().any(live) {
         svc.status = "INACTIVE".into();
         svc.desired_count = 0;
@@ -1007,6 +1091,8 @@ pub fn plan<R: Rng + ?Sized>(
         stop,
     }
 }
+
+mod external;
 
 #[cfg(test)]
 mod tests;

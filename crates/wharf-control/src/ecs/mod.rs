@@ -8,6 +8,7 @@ mod protection;
 mod services;
 pub(crate) mod settings;
 mod tags;
+mod task_sets;
 pub(crate) mod taskdefs;
 pub(crate) mod tasks;
 
@@ -69,6 +70,11 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
         "ListAccountSettings" => call(body, |r| settings::list(c, x, r)).await,
         "UpdateTaskProtection" => call(body, |r| protection::update(c, x, r)).await,
         "GetTaskProtection" => call(body, |r| protection::get(c, x, r)).await,
+        "CreateTaskSet" => call(body, |r| task_sets::create(c, x, r)).await,
+        "DescribeTaskSets" => call(body, |r| task_sets::describe(c, x, r)).await,
+        "UpdateTaskSet" => call(body, |r| task_sets::update(c, x, r)).await,
+        "DeleteTaskSet" => call(body, |r| task_sets::delete(c, x, r)).await,
+        "UpdateServicePrimaryTaskSet" => call(body, |r| task_sets::update_primary(c, x, r)).await,
         "TagResource" => call(body, |r| tags::tag(c, x, r)).await,
         "UntagResource" => call(body, |r| tags::untag(c, x, r)).await,
         "ListTagsForResource" => call(body, |r| tags::list(c, x, r)).await,

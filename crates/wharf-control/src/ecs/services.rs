@@ -64,10 +64,15 @@ macro_rules! members_of {
 
 fn refuse_unsupported(m: &Members) -> ApiResult<()> {
     let given = |v: Option<usize>| v.is_some_and(|n| n > 0);
-    if m.deployment_controller
-        .is_some_and(|d| d.r#type != ecs::DeploymentControllerType::Ecs)
-    {
-        return Err(unsupported("A deployment controller other than ECS"));
+    if m.deployment_controller.is_some_and(|d| {
+        !matches!(
+            d.r#type,
+            ecs::DeploymentControllerType::Ecs | ecs::DeploymentControllerType::External
+        )
+    }) {
+        return Err(unsupported(
+            "The CODE_DEPLOY deployment controller (ECS and EXTERNAL are)",
+        ));
     }
     if given(m.service_registries.map(<[_]>::len)) {
         return Err(unsupported("serviceRegistries"));
@@ -162,7 +167,7 @@ async fn find(
 }
 
 /// The named service of an ACTIVE cluster, or ServiceNotFoundException.
-async fn existing(
+pub(crate) async fn existing(
     c: &Control,
     cluster: Option<&str>,
     given: &str,
@@ -233,7 +238,7 @@ fn check_placement(
 /// target group that a load balancer uses, whose target type suits the
 /// task definition's network mode, and a container port the task
 /// definition maps.
-async fn check_load_balancers(
+pub(crate) async fn check_load_balancers(
     c: &Control,
     lbs: &[ecs::LoadBalancer],
     td: &ecs::TaskDefinition,
@@ -343,6 +348,12 @@ pub async fn create(
     }
     refuse_unsupported(&members_of!(r))?;
     let daemon = r.scheduling_strategy == Some(ecs::SchedulingStrategy::Daemon);
+    if r.deployment_controller
+        .as_ref()
+        .is_some_and(|d| d.r#type == ecs::DeploymentControllerType::External)
+    {
+        return create_external(c, x, &cluster, r).await;
+    }
     let Some(td_ref) = r.task_definition.as_deref() else {
         return Err(invalid("TaskDefinition must be specified."));
     };
@@ -389,11 +400,65 @@ pub async fn create(
         &td.definition,
         r.network_configuration.as_ref(),
     )?;
-    let key = keys::service(&name, &r.service_name);
-    // A retry with the first request's clientToken gets the service it made.
     let token = Token::of(CREATE_SERVICE, &name, r.client_token.as_deref(), &r)?;
-    let lease = c.tokens.for_token(c, token.as_ref()).await?;
     let mut rng = rand::rngs::StdRng::from_entropy();
+    commit_new(c, x, &cluster, &r, token, |svc| {
+        svc.desired_count = desired;
+        svc.launch_type = launch_type.clone();
+        svc.capacity_provider_strategy = wharf_core::capacity::to_wire(&providers);
+        svc.scheduling_strategy = if daemon { "DAEMON" } else { "REPLICA" }.into();
+        svc.deployment_config = cfg.clone();
+        svc.placement_constraints = constraints.clone();
+        svc.placement_strategy = strategies.clone();
+        svc.load_balancers = load_balancers.clone();
+        svc.network_configuration = r.network_configuration.clone();
+        svc.deploy(
+            x.now,
+            td.definition
+                .task_definition_arn
+                .as_deref()
+                .unwrap_or_default(),
+            &mut rng,
+        );
+    })
+    .await
+}
+
+/// A new service with what CreateService sets whatever its controller.
+fn new_service(
+    x: &Ctx,
+    cluster: &wharf_core::records::ClusterRecord,
+    r: &ecs::CreateServiceRequest,
+) -> ServiceRecord {
+    let mut svc = ServiceRecord::new(
+        &r.service_name,
+        &x.scope.service(&cluster.name, &r.service_name),
+        &cluster.name,
+        &cluster.arn,
+        x.now,
+    );
+    svc.health_check_grace_period_seconds = r.health_check_grace_period_seconds;
+    svc.created_by = Some(format!("arn:aws:iam::{}:root", x.scope.account));
+    svc.tags = tags_from_wire(r.tags.as_deref().unwrap_or_default());
+    svc.propagate_tags = r.propagate_tags.as_ref().map(|p| p.as_str().to_string());
+    svc.enable_ecs_managed_tags = r.enable_ecs_managed_tags.unwrap_or(false);
+    svc.enable_execute_command = r.enable_execute_command.unwrap_or(false);
+    svc
+}
+
+/// Commits the service `make` builds (once per attempt) where none is, or
+/// over an INACTIVE one, in the same transaction as the request's client
+/// token: a retry with the token answers with the service it made.
+async fn commit_new(
+    c: &Control,
+    x: &Ctx,
+    cluster: &Versioned<wharf_core::records::ClusterRecord>,
+    r: &ecs::CreateServiceRequest,
+    token: Option<Token>,
+    mut make: impl FnMut(&mut ServiceRecord),
+) -> ApiResult<ecs::CreateServiceResponse> {
+    let key = keys::service(&cluster.value.name, &r.service_name);
+    let lease = c.tokens.for_token(c, token.as_ref()).await?;
     for _ in 0..records::MAX_ATTEMPTS {
         if let Some(token) = &token {
             if token.recall::<()>(c, CREATE_SERVICE).await?.is_some() {
@@ -413,36 +478,8 @@ pub async fn create(
         {
             return Err(invalid("Creation of service was not idempotent."));
         }
-        let mut svc = ServiceRecord::new(
-            &r.service_name,
-            &x.scope.service(&name, &r.service_name),
-            &name,
-            &cluster.value.arn,
-            x.now,
-        );
-        svc.desired_count = desired;
-        svc.launch_type = launch_type.clone();
-        svc.capacity_provider_strategy = wharf_core::capacity::to_wire(&providers);
-        svc.scheduling_strategy = if daemon { "DAEMON" } else { "REPLICA" }.into();
-        svc.deployment_config = cfg.clone();
-        svc.placement_constraints = constraints.clone();
-        svc.placement_strategy = strategies.clone();
-        svc.health_check_grace_period_seconds = r.health_check_grace_period_seconds;
-        svc.load_balancers = load_balancers.clone();
-        svc.created_by = Some(format!("arn:aws:iam::{}:root", x.scope.account));
-        svc.tags = tags_from_wire(r.tags.as_deref().unwrap_or_default());
-        svc.propagate_tags = r.propagate_tags.as_ref().map(|p| p.as_str().to_string());
-        svc.enable_ecs_managed_tags = r.enable_ecs_managed_tags.unwrap_or(false);
-        svc.enable_execute_command = r.enable_execute_command.unwrap_or(false);
-        svc.network_configuration = r.network_configuration.clone();
-        svc.deploy(
-            x.now,
-            td.definition
-                .task_definition_arn
-                .as_deref()
-                .unwrap_or_default(),
-            &mut rng,
-        );
+        let mut svc = new_service(x, &cluster.value, r);
+        make(&mut svc);
         let mut txn = Txn::new().when(cluster.unchanged());
         txn = match &existing {
             Some(v) => txn.when(v.unchanged()),
@@ -460,6 +497,88 @@ pub async fn create(
         }
     }
     Err(records::contention())
+}
+
+/// CreateService with the EXTERNAL deployment controller: the service
+/// holds a desired count and a deployment configuration; what runs comes
+/// from the task sets made for it (CreateTaskSet), so the members that
+/// belong to a task set are refused here.
+async fn create_external(
+    c: &Control,
+    x: &Ctx,
+    cluster: &Versioned<wharf_core::records::ClusterRecord>,
+    r: ecs::CreateServiceRequest,
+) -> ApiResult<ecs::CreateServiceResponse> {
+    for (given, member) in [
+        (r.task_definition.is_some(), "taskDefinition"),
+        (r.launch_type.is_some(), "launchType"),
+        (
+            r.capacity_provider_strategy
+                .as_ref()
+                .is_some_and(|s| !s.is_empty()),
+            "capacityProviderStrategy",
+        ),
+        (
+            r.load_balancers.as_ref().is_some_and(|l| !l.is_empty()),
+            "loadBalancers",
+        ),
+        (r.network_configuration.is_some(), "networkConfiguration"),
+        (r.platform_version.is_some(), "platformVersion"),
+        (
+            r.scheduling_strategy == Some(ecs::SchedulingStrategy::Daemon),
+            "schedulingStrategy DAEMON",
+        ),
+    ] {
+        if given {
+            return Err(invalid(format!(
+                "{member} cannot be specified for a service with the EXTERNAL deployment controller: give it to CreateTaskSet."
+            )));
+        }
+    }
+    let desired = r.desired_count.unwrap_or(0);
+    if desired < 0 {
+        return Err(invalid("desiredCount must be 0 or more."));
+    }
+    let cfg = deployment_config(r.deployment_configuration.as_ref(), false, None)?;
+    let constraints = r.placement_constraints.clone().unwrap_or_default();
+    let strategies = r.placement_strategy.clone().unwrap_or_default();
+    check_placement(&constraints, &strategies, false)?;
+    super::tags::check_tags(r.tags.as_deref().unwrap_or_default())?;
+    if r.health_check_grace_period_seconds.is_some_and(|g| g < 0) {
+        return Err(invalid("healthCheckGracePeriodSeconds must be 0 or more."));
+    }
+    let name = cluster.value.name.clone();
+    let token = Token::of(CREATE_SERVICE, &name, r.client_token.as_deref(), &r)?;
+    commit_new(c, x, cluster, &r, token, |svc| {
+        svc.external = true;
+        svc.desired_count = desired;
+        svc.deployment_config = cfg.clone();
+        svc.placement_constraints = constraints.clone();
+        svc.placement_strategy = strategies.clone();
+    })
+    .await
+}
+
+/// What UpdateService may not change on an EXTERNAL service: its task sets'.
+fn refuse_for_external(r: &ecs::UpdateServiceRequest) -> ApiResult<()> {
+    for (given, member) in [
+        (r.task_definition.is_some(), "taskDefinition"),
+        (
+            r.capacity_provider_strategy.is_some(),
+            "capacityProviderStrategy",
+        ),
+        (r.load_balancers.is_some(), "loadBalancers"),
+        (r.network_configuration.is_some(), "networkConfiguration"),
+        (r.platform_version.is_some(), "platformVersion"),
+        (r.force_new_deployment == Some(true), "forceNewDeployment"),
+    ] {
+        if given {
+            return Err(invalid(format!(
+                "{member} cannot be updated on a service with the EXTERNAL deployment controller: make a new task set (CreateTaskSet)."
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub async fn update(
@@ -485,6 +604,15 @@ pub async fn update(
             return Err(not_active());
         }
         let svc = &mut v.value;
+        if r.deployment_controller
+            .as_ref()
+            .is_some_and(|d| (d.r#type == ecs::DeploymentControllerType::External) != svc.external)
+        {
+            return Err(unsupported("Changing a service's deployment controller"));
+        }
+        if svc.external {
+            refuse_for_external(&r)?;
+        }
         let daemon = svc.scheduling_strategy == "DAEMON";
         if let Some(n) = r.desired_count {
             if n < 0 {
@@ -581,7 +709,9 @@ pub async fn update(
             None => svc.task_definition.clone(),
         };
         redeploy |= target != svc.task_definition;
-        if redeploy {
+        // An EXTERNAL service's task sets are its deployments: placement
+        // changes apply to the tasks they start next.
+        if redeploy && !svc.external {
             // The revision being deployed must suit the service's network.
             let def = match &td {
                 Some(td) => td.definition.clone(),

@@ -241,6 +241,20 @@ pub fn of(service: Service, op: &str, n: &Names) -> Vec<Value> {
         (Service::Ecs, "PutClusterCapacityProviders") => vec![json!({"cluster": "fuzz",
             "capacityProviders": ["FARGATE", "FARGATE_SPOT", "pool"],
             "defaultCapacityProviderStrategy": [{"capacityProvider": "pool", "weight": 1, "base": 1}]})],
+        (Service::Ecs, "CreateTaskSet") => vec![json!({"cluster": "fuzz", "service": "ext",
+            "taskDefinition": "web:2", "externalId": "x", "launchType": "EC2",
+            "scale": {"value": 50, "unit": "PERCENT"}, "clientToken": "t",
+            "tags": [{"key": "k", "value": "v"}]})],
+        (Service::Ecs, "DescribeTaskSets") => {
+            vec![json!({"cluster": "fuzz", "service": "ext", "include": ["TAGS"]})]
+        }
+        (Service::Ecs, "UpdateTaskSet" | "DeleteTaskSet" | "UpdateServicePrimaryTaskSet") => {
+            vec![
+                json!({"cluster": "fuzz", "service": "ext", "taskSet": "ecs-svc/1",
+                "primaryTaskSet": "ecs-svc/1", "scale": {"value": 10, "unit": "PERCENT"},
+                "force": true}),
+            ]
+        }
         (Service::Ecs, "UpdateTaskProtection") => vec![json!({"cluster": "fuzz",
             "tasks": [task, "nope"], "protectionEnabled": true, "expiresInMinutes": 60})],
         (Service::Ecs, "GetTaskProtection") => vec![json!({"cluster": "fuzz", "tasks": [task]})],

@@ -381,6 +381,22 @@ async fn seeded_with_names() -> (Control, Vec<String>, Names) {
     )
     .await;
     words.push(svc["service"]["serviceArn"].as_str().unwrap().into());
+    call(
+        &c,
+        Ecs,
+        "CreateService",
+        json!({"cluster": "fuzz", "serviceName": "ext", "desiredCount": 1,
+               "deploymentController": {"type": "EXTERNAL"}}),
+    )
+    .await;
+    let set = call(
+        &c,
+        Ecs,
+        "CreateTaskSet",
+        json!({"cluster": "fuzz", "service": "ext", "taskDefinition": "web"}),
+    )
+    .await;
+    words.push(set["taskSet"]["id"].as_str().unwrap().into());
     let deployments = call(
         &c,
         Ecs,
