@@ -125,16 +125,25 @@ pub fn rule(name: &str) -> Option<&'static Rule> {
     RULES.iter().find(|r| r.name == name)
 }
 
-/// Whether `value` may be set for the setting `name`.
-pub fn check(name: &str, value: &str) -> Result<&'static Rule, CoreError> {
-    let Some(r) = rule(name) else {
-        return Err(invalid(format!("Unknown account setting name '{name}'.")));
-    };
+/// The rule of a setting the model names.
+pub fn known(name: &str) -> Result<&'static Rule, CoreError> {
+    rule(name).ok_or_else(|| invalid(format!("Unknown account setting name '{name}'.")))
+}
+
+/// The rule of a setting users may set or delete (not an AWS-managed one).
+pub fn settable(name: &str) -> Result<&'static Rule, CoreError> {
+    let r = known(name)?;
     if r.read_only {
         return Err(invalid(format!(
             "The {name} account setting is read-only: Amazon GuardDuty manages it."
         )));
     }
+    Ok(r)
+}
+
+/// Whether `value` may be set for the setting `name`.
+pub fn check(name: &str, value: &str) -> Result<&'static Rule, CoreError> {
+    let r = settable(name)?;
     if let Some((_, why)) = r.refuses.iter().find(|(v, _)| *v == value) {
         return Err(invalid(format!("{name} {value}: {why}")));
     }

@@ -101,6 +101,18 @@ pub(crate) async fn describe_one(
     rec: &ClusterRecord,
     with_tags: bool,
 ) -> ApiResult<ecs::Cluster> {
+    describe_with(c, rec, with_tags, false).await
+}
+
+/// [`describe_one`], with DescribeClusters' STATISTICS when asked: tasks
+/// running and pending, and services active and draining, by launch type
+/// (FARGATE: the managed capacity), from the same reads as the counts.
+async fn describe_with(
+    c: &Control,
+    rec: &ClusterRecord,
+    with_tags: bool,
+    with_statistics: bool,
+) -> ApiResult<ecs::Cluster> {
     // Counted by the placement cache: a cluster of a million tasks is not
     // listed per call.
     let now = c
@@ -121,52 +133,40 @@ pub(crate) async fn describe_one(
             .filter(|s| s.value.status == "ACTIVE")
             .count() as i32,
     );
+    if with_statistics {
+        let count_services = |status: &str, fargate: bool| {
+            services
+                .iter()
+                .filter(|s| {
+                    s.value.status == status && (s.value.launch_type == "FARGATE") == fargate
+                })
+                .count() as i32
+        };
+        let stat = |name: &str, value: i32| ecs::KeyValuePair {
+            name: Some(name.into()),
+            value: Some(value.to_string()),
+        };
+        cluster.statistics = Some(vec![
+            stat(
+                "runningEC2TasksCount",
+                now.counts.running - now.fargate.running,
+            ),
+            stat("runningFargateTasksCount", now.fargate.running),
+            stat(
+                "pendingEC2TasksCount",
+                now.counts.pending - now.fargate.pending,
+            ),
+            stat("pendingFargateTasksCount", now.fargate.pending),
+            stat("activeEC2ServiceCount", count_services("ACTIVE", false)),
+            stat("activeFargateServiceCount", count_services("ACTIVE", true)),
+            stat("drainingEC2ServiceCount", count_services("DRAINING", false)),
+            stat(
+                "drainingFargateServiceCount",
+                count_services("DRAINING", true),
+            ),
+        ]);
+    }
     Ok(cluster)
-}
-
-/// DescribeClusters' STATISTICS: tasks running and pending, and services
-/// active and draining, by launch type (FARGATE: the managed capacity).
-async fn statistics(c: &Control, name: &str) -> ApiResult<Vec<ecs::KeyValuePair>> {
-    let now = c
-        .cache
-        .fresh(&c.store)
-        .await
-        .map_err(crate::error::from_store)?
-        .on_cluster(name);
-    let (services, _) = records::list::<wharf_core::service::ServiceRecord>(
-        c.store.as_ref(),
-        &keys::services(name),
-    )
-    .await?;
-    let count_services = |status: &str, fargate: bool| {
-        services
-            .iter()
-            .filter(|s| s.value.status == status && (s.value.launch_type == "FARGATE") == fargate)
-            .count() as i32
-    };
-    let stat = |name: &str, value: i32| ecs::KeyValuePair {
-        name: Some(name.into()),
-        value: Some(value.to_string()),
-    };
-    Ok(vec![
-        stat(
-            "runningEC2TasksCount",
-            now.counts.running - now.fargate.running,
-        ),
-        stat("runningFargateTasksCount", now.fargate.running),
-        stat(
-            "pendingEC2TasksCount",
-            now.counts.pending - now.fargate.pending,
-        ),
-        stat("pendingFargateTasksCount", now.fargate.pending),
-        stat("activeEC2ServiceCount", count_services("ACTIVE", false)),
-        stat("activeFargateServiceCount", count_services("ACTIVE", true)),
-        stat("drainingEC2ServiceCount", count_services("DRAINING", false)),
-        stat(
-            "drainingFargateServiceCount",
-            count_services("DRAINING", true),
-        ),
-    ])
 }
 
 pub async fn describe(
@@ -195,15 +195,12 @@ pub async fn describe(
         match records::get::<ClusterRecord>(c.store.as_ref(), &keys::cluster(&name)).await? {
             Some(v) if name != MANAGED_CLUSTER => {
                 // What `include` does not ask for is absent, as in ECS.
-                let mut cluster = describe_one(c, &v.value, with_tags).await?;
+                let mut cluster = describe_with(c, &v.value, with_tags, with_statistics).await?;
                 if !with_settings {
                     cluster.settings = None;
                 }
                 if !with_configurations {
                     cluster.configuration = None;
-                }
-                if with_statistics {
-                    cluster.statistics = Some(statistics(c, &v.value.name).await?);
                 }
                 // Attachments are what managed scaling makes for a
                 // capacity provider: Wharf scales nothing, so there are none.

@@ -324,17 +324,6 @@ pub(crate) async fn check_load_balancers(
     Ok(())
 }
 
-fn launch_type(given: Option<&ecs::LaunchType>) -> ApiResult<String> {
-    match given {
-        None | Some(ecs::LaunchType::Ec2) => Ok("EC2".into()),
-        Some(ecs::LaunchType::Fargate) => Ok("FARGATE".into()),
-        Some(other) => Err(invalid(format!(
-            "Launch type {} is not supported.",
-            other.as_str()
-        ))),
-    }
-}
-
 pub async fn create(
     c: &Control,
     x: &Ctx,
@@ -392,7 +381,7 @@ pub async fn create(
     } else {
         super::capacity::resolve(&cluster.value, r.launch_type.as_ref(), strategy)?
     };
-    let launch_type = launch_type(launch.as_ref())?;
+    let launch_type = super::tasks::launch_type_name(launch.as_ref())?;
     let name = cluster.value.name.clone();
     super::tasks::capacity_and_subnet(
         &name,
@@ -685,7 +674,7 @@ pub async fn update(
             let strategy = wharf_core::capacity::to_wire(&providers);
             redeploy |= strategy != svc.capacity_provider_strategy;
             svc.capacity_provider_strategy = strategy;
-            svc.launch_type = launch_type(launch.as_ref())?;
+            svc.launch_type = super::tasks::launch_type_name(launch.as_ref())?;
         }
         if let Some(n) = &r.network_configuration {
             redeploy |= Some(n) != svc.network_configuration.as_ref();

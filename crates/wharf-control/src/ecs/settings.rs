@@ -105,14 +105,7 @@ pub async fn delete(
 ) -> ApiResult<ecs::DeleteAccountSettingResponse> {
     principal(x, r.principal_arn.as_deref())?;
     let name = r.name.as_str();
-    let Some(rule) = rules::rule(name) else {
-        return Err(invalid(format!("Unknown account setting name '{name}'.")));
-    };
-    if rule.read_only {
-        return Err(invalid(format!(
-            "The {name} account setting is read-only: Amazon GuardDuty manages it."
-        )));
-    }
+    let rule = rules::settable(name).map_err(from_core)?;
     let key = keys::account_setting(name);
     let was = records::get::<AccountSettingRecord>(c.store.as_ref(), &key).await?;
     commit(c.store.as_ref(), Txn::new().then(Op::delete(key))).await?;
@@ -134,12 +127,7 @@ pub async fn list(
         return Err(invalid("value can only be specified together with name."));
     }
     if let Some(n) = &r.name {
-        if rules::rule(n.as_str()).is_none() {
-            return Err(invalid(format!(
-                "Unknown account setting name '{}'.",
-                n.as_str()
-            )));
-        }
+        rules::known(n.as_str()).map_err(from_core)?;
     }
     let (set, _) =
         records::list::<AccountSettingRecord>(c.store.as_ref(), keys::ACCOUNT_SETTINGS).await?;

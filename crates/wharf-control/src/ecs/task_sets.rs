@@ -99,19 +99,10 @@ pub async fn create(
         r.launch_type.as_ref(),
         r.capacity_provider_strategy.as_deref(),
     )?;
-    let launch_type = match launch {
-        None | Some(ecs::LaunchType::Ec2) => "EC2",
-        Some(ecs::LaunchType::Fargate) => "FARGATE",
-        Some(other) => {
-            return Err(invalid(format!(
-                "Launch type {} is not supported.",
-                other.as_str()
-            )))
-        }
-    };
+    let launch_type = super::tasks::launch_type_name(launch.as_ref())?;
     super::tasks::capacity_and_subnet(
         &cluster.value.name,
-        launch_type,
+        &launch_type,
         &td.definition,
         r.network_configuration.as_ref(),
     )?;
@@ -151,7 +142,7 @@ pub async fn create(
                 .task_definition_arn
                 .clone()
                 .unwrap_or_default(),
-            launch_type: launch_type.into(),
+            launch_type: launch_type.clone(),
             capacity_provider_strategy: wharf_core::capacity::to_wire(&providers),
             network_configuration: r.network_configuration.clone(),
             load_balancers: load_balancers.clone(),

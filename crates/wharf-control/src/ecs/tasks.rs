@@ -126,16 +126,7 @@ async fn prepare(
         }
     }
     super::tags::check_tags(tags.unwrap_or_default())?;
-    let launch_type = match &launch_type {
-        None | Some(ecs::LaunchType::Ec2) => "EC2".to_string(),
-        Some(ecs::LaunchType::Fargate) => "FARGATE".to_string(),
-        Some(other) => {
-            return Err(invalid(format!(
-                "Launch type {} is not supported.",
-                other.as_str()
-            )))
-        }
-    };
+    let launch_type = launch_type_name(launch_type.as_ref())?;
     let family = td.definition.family.clone().unwrap_or_default();
     let (capacity, subnet) =
         capacity_and_subnet(&cluster.value.name, &launch_type, &td.definition, network)?;
@@ -157,6 +148,18 @@ async fn prepare(
         on_providers: BTreeMap::new(),
         blocking_logs: blocking_logs(c).await?,
     })
+}
+
+/// The launch type a task runs by (none given: EC2); EXTERNAL is refused.
+pub(crate) fn launch_type_name(given: Option<&ecs::LaunchType>) -> ApiResult<String> {
+    match given {
+        None | Some(ecs::LaunchType::Ec2) => Ok("EC2".into()),
+        Some(ecs::LaunchType::Fargate) => Ok("FARGATE".into()),
+        Some(other) => Err(invalid(format!(
+            "Launch type {} is not supported.",
+            other.as_str()
+        ))),
+    }
 }
 
 /// Whether new tasks' containers block on log delivery by default.
@@ -455,13 +458,6 @@ pub(crate) async fn place(
                     custom.push((p.clone(), rules.on_provider(p)?));
                 }
             }
-            let rules_of = |p: &Option<String>| match p {
-                Some(p) => custom
-                    .iter()
-                    .find(|(n, _)| n == p)
-                    .map_or(rules, |(_, r)| r),
-                None => rules,
-            };
             // The group's tasks per value of each attribute spread by, over
             // the whole capacity (a sample alone would not see the zone a
             // task went to a moment ago); this call adds its own as it goes.
@@ -499,12 +495,11 @@ pub(crate) async fn place(
             };
             let base_pool = pool(rules);
             let custom_pools: Vec<Pool> = custom.iter().map(|(_, r)| pool(r)).collect();
-            let pool_of = |p: &Option<String>| match p {
-                Some(p) => custom
-                    .iter()
-                    .position(|(n, _)| n == p)
-                    .map_or(&base_pool, |k| &custom_pools[k]),
-                None => &base_pool,
+            // A task's rules and pool: its custom provider's, else the launch's.
+            let placed_by = |p: &Option<String>| {
+                p.as_ref()
+                    .and_then(|p| custom.iter().position(|(n, _)| n == p))
+                    .map_or((rules, &base_pool), |k| (&custom[k].1, &custom_pools[k]))
             };
             let slots = &capacity.slots;
             // A host being deregistered is passed by.
@@ -521,12 +516,12 @@ pub(crate) async fn place(
             }
             let mut rng = rand::rngs::StdRng::from_entropy();
             for (n, provider) in providers.iter().enumerate() {
-                let rules = rules_of(provider);
+                let (rules, pool) = placed_by(provider);
                 let Pool {
                     feasible,
                     scope_of_any,
                     directing,
-                } = pool_of(provider);
+                } = pool;
                 let scope_of_any = *scope_of_any;
                 let pinned = match &named {
                     Some(named) => match named.get(n) {
