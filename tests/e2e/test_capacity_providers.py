@@ -106,6 +106,10 @@ def test_capacity_provider_api(wharf):
                                                        defaultCapacityProviderStrategy=[]),
             "ResourceInUseException", "in use")
     ecs.delete_service(cluster="cp", service="s")
+    # A deleted service uses its strategy until it is INACTIVE (the
+    # controller's next pass, as it has no tasks).
+    ecs.get_waiter("services_inactive").wait(cluster="cp", services=["s"],
+                                             WaiterConfig={"Delay": 1, "MaxAttempts": 30})
     out = ecs.put_cluster_capacity_providers(cluster="cp", capacityProviders=["FARGATE"], defaultCapacityProviderStrategy=[])
     assert out["cluster"]["capacityProviders"] == ["FARGATE"] and out["cluster"]["defaultCapacityProviderStrategy"] == []
     deleted = ecs.delete_capacity_provider(capacityProvider="pool")["capacityProvider"]
