@@ -301,6 +301,13 @@ impl Agent {
         }
         let events = self.clone();
         tokio::spawn(async move { events.follow_events().await });
+        let me = self.clone();
+        tokio::spawn(crate::exec::follow(
+            self.client.clone(),
+            self.runtime.clone(),
+            self.cluster().to_string(),
+            move || me.owners.lock().expect("owners lock").me.clone(),
+        ));
         let mut arn = None;
         let mut after = 0;
         loop {

@@ -331,6 +331,44 @@ pub async fn ship(
     tokio::join!(reader, sender);
 }
 
+/// Creates log stream `stream` of `group` (one that exists is fine).
+pub(crate) async fn create_stream(
+    client: &ControlClient,
+    group: &str,
+    stream: &str,
+) -> Result<(), ClientError> {
+    let r: Result<serde_json::Value, _> = client
+        .call(
+            "Logs_20140328.CreateLogStream",
+            &logs::CreateLogStreamRequest {
+                log_group_name: group.to_string(),
+                log_stream_name: stream.to_string(),
+            },
+        )
+        .await;
+    match r {
+        Err(e) if !already_exists(&e) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Puts `lines` (in time order, none longer than an event may be) in
+/// batches within CloudWatch Logs' limits.
+pub(crate) async fn put_all(client: &ControlClient, group: &str, stream: &str, lines: &[LogLine]) {
+    let (mut start, mut bytes) = (0, 0);
+    for (i, l) in lines.iter().enumerate() {
+        let size = l.text.len() + EVENT_OVERHEAD;
+        if i > start && (i - start >= MAX_BATCH_EVENTS || bytes + size > MAX_BATCH_BYTES) {
+            put(client, group, stream, &lines[start..i]).await;
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < lines.len() {
+        put(client, group, stream, &lines[start..]).await;
+    }
+}
+
 /// PutLogEvents until it is accepted: the service being away only delays.
 /// A batch the service refuses outright (a client error) is dropped with a
 /// warning rather than retried for ever.

@@ -182,6 +182,41 @@ impl ControlClient {
         self.cluster.read().expect("cluster lock").clone()
     }
 
+    /// Opens `path` of the server as an HTTP/1.1 upgrade to `protocol`,
+    /// presenting `token` as a bearer token: a byte stream both ways.
+    pub async fn upgrade(
+        &self,
+        path: &str,
+        protocol: &str,
+        token: &str,
+    ) -> Result<reqwest::Upgraded, ClientError> {
+        let scheme = self.url.scheme_str().unwrap_or("http");
+        let authority = self
+            .url
+            .authority()
+            .ok_or_else(|| ClientError::Transport("the server URL names no host".into()))?;
+        let resp = self
+            .http
+            .get(format!("{scheme}://{authority}{path}"))
+            .header(http::header::CONNECTION, "upgrade")
+            .header(http::header::UPGRADE, protocol)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = resp.status();
+        if status != http::StatusCode::SWITCHING_PROTOCOLS {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(ClientError::Transport(format!(
+                "the control plane refused the stream ({status}): {}",
+                text.trim()
+            )));
+        }
+        resp.upgrade()
+            .await
+            .map_err(|e| ClientError::Transport(format!("stream upgrade failed: {e}")))
+    }
+
     /// Calls `PREFIX.OP` with `req` and decodes the answer.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,

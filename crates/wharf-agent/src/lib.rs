@@ -5,6 +5,7 @@ pub mod agent;
 pub mod awslogs;
 pub mod client;
 pub mod deps;
+pub mod exec;
 pub mod pause;
 pub mod policy;
 pub mod runtime;

@@ -146,6 +146,9 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
         POLL_INSTANCES => call(body, |r| poll_instances(c, x, r)).await,
         REPORT_TASK_STATES => call(body, |r| report_many(c, x, r)).await,
         DISCONNECT => call(body, |r| disconnect(c, x, r)).await,
+        wharf_core::exec_protocol::POLL_EXEC_SESSIONS => {
+            call(body, |r| poll_exec_sessions(c, x, r)).await
+        }
         REGISTER_MANAGED => {
             call(body, |r| {
                 crate::ecs::register_in(c, x, r, MANAGED_CLUSTER.to_string())
@@ -311,6 +314,65 @@ async fn poll(c: &Control, x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
         registered: true,
         tasks: out,
         gone_instances: gone,
+    })
+}
+
+/// The exec sessions waiting for this instance's agent: every one when
+/// `after_revision` is 0, else those opened after it, answered at once when
+/// there are any, else when one is opened or the wait ends.
+async fn poll_exec_sessions(
+    c: &Control,
+    x: &Ctx,
+    r: wharf_core::exec_protocol::PollExecSessionsRequest,
+) -> ApiResult<wharf_core::exec_protocol::PollExecSessionsResponse> {
+    use wharf_core::exec_protocol::{ExecSession, ExecSessionRecord, PollExecSessionsResponse};
+    let (_, id) =
+        arn::container_instance_id(&r.container_instance_arn).map_err(crate::error::from_core)?;
+    let after = match r.after_revision {
+        0 => 0,
+        n => next_revision(n)?,
+    };
+    let owner = owner_of(c, &r.cluster, &id).await?;
+    check_owner(x, POLL, owner.as_deref(), &r.container_instance_arn)?;
+    let mine = |s: &ExecSessionRecord| s.capacity == r.cluster && s.instance_id == id;
+    let waiting = |all: Vec<records::Versioned<ExecSessionRecord>>| -> Vec<ExecSession> {
+        all.into_iter()
+            .filter(|v| v.mod_revision >= after)
+            .map(|v| v.value)
+            .filter(|s| mine(s))
+            .map(|s| ExecSession {
+                session_id: s.session_id,
+                task_arn: s.task_arn,
+                container_name: s.container_name,
+                command: s.command,
+                agent_token: s.agent_token,
+                log_group: s.log_group,
+            })
+            .collect()
+    };
+    let (all, revision) = records::list(c.store.as_ref(), keys::EXEC_SESSIONS).await?;
+    let sessions = waiting(all);
+    if after == 0 || !sessions.is_empty() {
+        return Ok(PollExecSessionsResponse { revision, sessions });
+    }
+    if let Ok(mut rx) = c.store.watch(keys::EXEC_SESSIONS, after).await {
+        let wait = Duration::from_millis(r.wait_millis.min(30_000));
+        let _ = tokio::time::timeout(wait, async {
+            while let Some(ev) = rx.recv().await {
+                let opened = ev.kind == wharf_store::EventKind::Put
+                    && serde_json::from_slice::<ExecSessionRecord>(&ev.kv.value)
+                        .is_ok_and(|s| mine(&s));
+                if opened {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+    let (all, revision) = records::list(c.store.as_ref(), keys::EXEC_SESSIONS).await?;
+    Ok(PollExecSessionsResponse {
+        revision,
+        sessions: waiting(all),
     })
 }
 

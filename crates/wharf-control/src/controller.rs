@@ -329,6 +329,7 @@ async fn launch(
         scope: scope_of(&svc.arn),
         now,
         caller: crate::auth::Caller::Root,
+        host: None,
     };
     let only = s.instance.clone().map(|i| vec![i]);
     let unplaceable = |why: String| {

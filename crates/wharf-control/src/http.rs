@@ -25,6 +25,10 @@ pub fn router(control: Control) -> Router {
         .route("/", axum::routing::post(handle))
         .route("/healthz", get(|| async { "ok" }))
         .route(
+            &format!("{}/{{session}}", wharf_core::exec_protocol::STREAM_PATH),
+            get(crate::exec::open),
+        )
+        .route(
             "/metrics",
             get(|State(c): State<Control>| async move { c.metrics.prometheus() }),
         )
@@ -173,7 +177,7 @@ async fn dispatch_query(
             ),
         ));
     }
-    let ctx = ctx(control, verified.region, now_ms, caller);
+    let ctx = ctx(control, headers, verified.region, now_ms, caller);
     auth::authorize(&ctx, api, &request.action)?;
     let scope = wharf_lb::Scope {
         region: ctx.scope.region,
@@ -192,7 +196,17 @@ async fn dispatch_query(
 
 /// A verified request's context: its region (from the signature), the
 /// account, the time, who called.
-fn ctx(control: &Control, region: String, now: Millis, caller: auth::Caller) -> Ctx {
+fn ctx(
+    control: &Control,
+    headers: &HeaderMap,
+    region: String,
+    now: Millis,
+    caller: auth::Caller,
+) -> Ctx {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     Ctx {
         scope: Scope {
             region,
@@ -200,6 +214,7 @@ fn ctx(control: &Control, region: String, now: Millis, caller: auth::Caller) -> 
         },
         now,
         caller,
+        host,
     }
 }
 
@@ -277,7 +292,7 @@ async fn dispatch(
         }
     })?;
     let api = api.ok_or_else(|| AwsError::unknown_operation(target))?;
-    let ctx = ctx(control, verified.region, now_ms, caller);
+    let ctx = ctx(control, headers, verified.region, now_ms, caller);
     auth::authorize(&ctx, api, op)?;
     match api {
         Api::Ecs => ecs::dispatch(control, &ctx, op, body).await,

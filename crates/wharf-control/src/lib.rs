@@ -11,6 +11,7 @@ pub mod cache;
 pub mod controller;
 pub mod ecs;
 pub mod error;
+pub mod exec;
 pub mod http;
 pub mod idempotency;
 pub mod lb_targets;
@@ -42,6 +43,8 @@ pub struct ControlConfig {
     pub stopped_task_retention: Duration,
     /// How long an agent stays "connected" after its last poll.
     pub agent_session_ttl: Duration,
+    /// Whether the API is served over TLS (exec stream URLs are `wss://`).
+    pub tls: bool,
 }
 
 impl Default for ControlConfig {
@@ -51,6 +54,7 @@ impl Default for ControlConfig {
             credentials: vec![],
             stopped_task_retention: Duration::from_secs(3600),
             agent_session_ttl: Duration::from_secs(30),
+            tls: false,
         }
     }
 }
@@ -73,6 +77,8 @@ pub struct Control {
     pub lb: wharf_lb::Lb,
     /// The lease clientToken records are written under.
     pub tokens: Arc<idempotency::Leases>,
+    /// ECS Exec sessions with one end attached.
+    pub exec: Arc<exec::Relay>,
 }
 
 impl Control {
@@ -87,6 +93,7 @@ impl Control {
             cache: Arc::default(),
             metrics: Arc::default(),
             tokens: Arc::default(),
+            exec: Arc::default(),
             lb: wharf_lb::Lb {
                 store: store.clone(),
                 config: wharf_lb::LbConfig::default(),
@@ -114,6 +121,8 @@ pub struct Ctx {
     pub scope: Scope,
     pub now: wharf_core::clock::Millis,
     pub caller: auth::Caller,
+    /// The request's Host header (what a stream URL names).
+    pub host: Option<String>,
 }
 
 #[cfg(test)]
@@ -127,6 +136,7 @@ impl Ctx {
             },
             now: 0,
             caller: auth::Caller::Root,
+            host: None,
         }
     }
 }

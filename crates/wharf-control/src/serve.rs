@@ -71,7 +71,9 @@ fn is_long_poll(req: &Request) -> bool {
         .and_then(|t| t.split_once('.'))
         .is_some_and(|(prefix, op)| {
             use wharf_core::agent_protocol::{POLL, POLL_INSTANCES, TARGET_PREFIX};
-            prefix == TARGET_PREFIX && (op == POLL || op == POLL_INSTANCES)
+            use wharf_core::exec_protocol::POLL_EXEC_SESSIONS;
+            prefix == TARGET_PREFIX
+                && (op == POLL || op == POLL_INSTANCES || op == POLL_EXEC_SESSIONS)
         })
 }
 

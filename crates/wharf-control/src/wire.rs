@@ -83,6 +83,16 @@ pub fn task(t: &TaskRecord, with_tags: bool) -> ecs::Task {
                     cpu: Some(c.cpu.unwrap_or(0).to_string()),
                     memory: c.memory.map(|m| m.to_string()),
                     memory_reservation: c.memory_reservation.map(|m| m.to_string()),
+                    // ECS Exec's agent, which in Wharf is the host's agent:
+                    // ready while the container runs.
+                    managed_agents: t.enable_execute_command.then(|| {
+                        vec![ecs::ManagedAgent {
+                            name: Some(ecs::ManagedAgentName::ExecuteCommandAgent),
+                            last_status: Some(c.last_status.clone()),
+                            last_started_at: ts(t.started_at),
+                            reason: None,
+                        }]
+                    }),
                     ..Default::default()
                 })
                 .collect(),

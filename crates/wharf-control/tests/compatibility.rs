@@ -43,6 +43,7 @@ async fn the_operations_table_matches_the_server() {
         },
         now: 1_700_000_000_000,
         caller: wharf_control::auth::Caller::Root,
+        host: None,
     };
     for (op, status) in &rows {
         assert!(

@@ -1,44 +1,12 @@
 //! Regressions found by `fuzz_operations`: each request here was answered
 //! with a panic, or refused after writing part of what it asked for.
 
+mod common;
+
+use common::{agent, cluster_with_instance, control, ecs};
 use serde_json::{json, Value};
-use std::sync::Arc;
-use wharf_control::{Control, Ctx};
-use wharf_core::arn::Scope;
-use wharf_core::clock::ManualClock;
+use wharf_control::Control;
 use wharf_protocol::AwsError;
-use wharf_store::MemStore;
-
-fn control() -> Control {
-    Control::new(
-        Arc::new(MemStore::new()),
-        Arc::new(ManualClock::new(1_700_000_000_000)),
-        Default::default(),
-    )
-}
-
-fn ctx() -> Ctx {
-    Ctx {
-        scope: Scope {
-            region: "us-east-1".into(),
-            account: "000000000000".into(),
-        },
-        now: 1_700_000_000_000,
-        caller: wharf_control::auth::Caller::Root,
-    }
-}
-
-async fn ecs(c: &Control, op: &str, body: Value) -> Result<Value, AwsError> {
-    let body = serde_json::to_vec(&body).unwrap();
-    let out = wharf_control::ecs::dispatch(c, &ctx(), op, &body).await?;
-    Ok(serde_json::from_slice(&out).unwrap())
-}
-
-async fn agent(c: &Control, op: &str, body: Value) -> Result<Value, AwsError> {
-    let body = serde_json::to_vec(&body).unwrap();
-    let out = wharf_control::agent_api::dispatch(c, &ctx(), op, &body).await?;
-    Ok(serde_json::from_slice(&out).unwrap())
-}
 
 async fn revision(c: &Control) -> i64 {
     c.store.current_revision().await.unwrap()
@@ -55,26 +23,6 @@ async fn refused_unwritten(
     assert_eq!(e.code, code, "{e}");
     assert_eq!(e.status, 400);
     assert_eq!(revision(c).await, before, "a refused request wrote");
-}
-
-/// Cluster `c` with one instance of 1024 CPU units and 2048 MiB; its ARN.
-async fn cluster_with_instance(c: &Control) -> String {
-    ecs(c, "CreateCluster", json!({"clusterName": "c"}))
-        .await
-        .unwrap();
-    let r = ecs(
-        c,
-        "RegisterContainerInstance",
-        json!({"cluster": "c", "totalResources": [
-            {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
-            {"name": "MEMORY", "type": "INTEGER", "integerValue": 2048}]}),
-    )
-    .await
-    .unwrap();
-    r["containerInstance"]["containerInstanceArn"]
-        .as_str()
-        .unwrap()
-        .into()
 }
 
 #[tokio::test]

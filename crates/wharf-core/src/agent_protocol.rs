@@ -254,6 +254,7 @@ impl std::fmt::Debug for JoinResponse {
 pub const OPERATIONS: &[&str] = &[
     DISCONNECT,
     POLL,
+    crate::exec_protocol::POLL_EXEC_SESSIONS,
     POLL_INSTANCES,
     REGISTER_MANAGED,
     REPORT_TASK_STATE,
@@ -265,6 +266,9 @@ pub const OPERATIONS: &[&str] = &[
 pub fn visit_operations(v: &mut impl wharf_model::OperationVisitor) {
     v.visit::<DisconnectRequest>(DISCONNECT);
     v.visit::<PollRequest>(POLL);
+    v.visit::<crate::exec_protocol::PollExecSessionsRequest>(
+        crate::exec_protocol::POLL_EXEC_SESSIONS,
+    );
     v.visit::<PollInstancesRequest>(POLL_INSTANCES);
     v.visit::<ecs::RegisterContainerInstanceRequest>(REGISTER_MANAGED);
     v.visit::<TaskStateReport>(REPORT_TASK_STATE);

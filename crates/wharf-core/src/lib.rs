@@ -12,6 +12,7 @@ pub mod capacity;
 pub mod clock;
 pub mod container_rules;
 pub mod error;
+pub mod exec_protocol;
 pub mod lifecycle;
 pub mod placement;
 pub mod query;

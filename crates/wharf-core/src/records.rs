@@ -78,6 +78,11 @@ pub mod keys {
         format!("/account-settings/{name}")
     }
     pub const ACCOUNT_SETTINGS: &str = "/account-settings/";
+    /// ECS Exec sessions waiting for their two ends (under a lease).
+    pub fn exec_session(id: &str) -> String {
+        format!("/exec-sessions/{id}")
+    }
+    pub const EXEC_SESSIONS: &str = "/exec-sessions/";
     /// What a request with a client token did, by operation, scope and
     /// the token's SHA-256 (a token may hold any character).
     pub fn client_token(operation: &str, scope: &str, token_sha256: &str) -> String {

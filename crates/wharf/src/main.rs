@@ -1,6 +1,7 @@
 //! `wharf`: the command-line entry point. `up` runs everything for one
 //! machine; `server` runs the control plane alone.
 
+mod exec_cmd;
 mod keys;
 mod logs_cmd;
 mod token_cmd;
@@ -62,6 +63,31 @@ enum Command {
     /// Interrupt FARGATE_SPOT tasks as Spot does: stopCode SpotInterruption,
     /// SIGTERM, and two minutes before SIGKILL; a service replaces them.
     Interrupt(InterruptArgs),
+    /// Run a command in a running task's container (ECS Exec), as `docker
+    /// exec` does: `wharf exec TASK [--container NAME] [-i] [-t] -- CMD...`.
+    Exec(ExecArgs),
+}
+
+#[derive(Args, Clone)]
+struct ExecArgs {
+    /// The task's ID or ARN (run with enableExecuteCommand).
+    task: String,
+    /// The container to run in (needed when the task has several).
+    #[arg(long)]
+    container: Option<String>,
+    /// Keep the command's stdin open and pass this terminal's input to it.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Give the command a TTY (this terminal in raw mode while it runs).
+    #[arg(short, long)]
+    tty: bool,
+    #[arg(long, env = "WHARF_CLUSTER", default_value = "default")]
+    cluster: String,
+    #[command(flatten)]
+    sign: SignArgs,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
 }
 
 #[derive(Args, Clone)]
@@ -98,7 +124,12 @@ struct LogsArgs {
 #[derive(Args, Clone)]
 pub struct SignArgs {
     /// URL of the control plane.
-    #[arg(long, env = "WHARF_SERVER", default_value = "http://127.0.0.1:9070")]
+    #[arg(
+        long,
+        alias = "endpoint-url",
+        env = "WHARF_SERVER",
+        default_value = "http://127.0.0.1:9070"
+    )]
     server: String,
     /// CA certificates (PEM) to trust for an https:// server besides the
     /// system's, e.g. the one `--tls self-signed` prints.
@@ -292,6 +323,22 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Token(cmd) => token_cmd::run(cmd).await,
+        Command::Exec(args) => {
+            let client = args.sign.client()?;
+            let code = exec_cmd::run(
+                &client,
+                exec_cmd::Exec {
+                    cluster: &args.cluster,
+                    task: &args.task,
+                    container: args.container.as_deref(),
+                    interactive: args.interactive,
+                    tty: args.tty,
+                    command: &args.command,
+                },
+            )
+            .await?;
+            std::process::exit(code);
+        }
         Command::Interrupt(args) => {
             use wharf_core::admin_protocol::*;
             let resp: InterruptSpotTasksResponse = args
@@ -446,6 +493,7 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         account_id: args.account_id,
         credentials: root_keys.clone(),
         stopped_task_retention: Duration::from_secs(args.stopped_task_retention),
+        tls: tls_config.is_some(),
         ..Default::default()
     };
     let lb_config = wharf_lb::LbConfig {

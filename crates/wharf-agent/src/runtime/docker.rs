@@ -20,8 +20,8 @@ use bollard::{Docker, API_DEFAULT_VERSION};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use super::{
-    BoundPort, ContainerSpec, ContainerState, ContainerStatus, Health, HostInfo, HostSettings,
-    LogLine, Protocol, Runtime, RuntimeError, RuntimeEvent, TASK_ARN_LABEL,
+    BoundPort, ContainerSpec, ContainerState, ContainerStatus, Exec, ExecOutput, Health, HostInfo,
+    HostSettings, LogLine, Protocol, Runtime, RuntimeError, RuntimeEvent, TASK_ARN_LABEL,
 };
 
 /// Default socket when `DOCKER_HOST` is unset.
@@ -818,6 +818,95 @@ impl Runtime for DockerRuntime {
                 futures::future::ready(Some(item))
             })
             .boxed()
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        command: &[String],
+        tty: Option<(u16, u16)>,
+    ) -> Result<Exec, RuntimeError> {
+        use bollard::exec::{
+            CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults,
+        };
+        let created = self
+            .docker
+            .create_exec(
+                id,
+                CreateExecOptions::<String> {
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(tty.is_some()),
+                    cmd: Some(command.to_vec()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(map_err)?;
+        let started = self
+            .docker
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: tty.is_some(),
+                    output_capacity: None,
+                }),
+            )
+            .await
+            .map_err(map_err)?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(RuntimeError::Other("the exec started detached".into()));
+        };
+        if let Some((cols, rows)) = tty {
+            // The TTY exists once the exec runs; an early resize can fail harmlessly.
+            let _ = self
+                .docker
+                .resize_exec(
+                    &created.id,
+                    ResizeExecOptions {
+                        width: cols,
+                        height: rows,
+                    },
+                )
+                .await;
+        }
+        let output = output
+            .map_ok(|chunk| match chunk {
+                bollard::container::LogOutput::StdErr { message } => {
+                    ExecOutput::Stderr(message.to_vec())
+                }
+                other => ExecOutput::Stdout(other.into_bytes().to_vec()),
+            })
+            .map_err(map_err)
+            .boxed();
+        Ok(Exec {
+            id: created.id,
+            output,
+            input,
+        })
+    }
+
+    async fn resize_exec(&self, exec_id: &str, cols: u16, rows: u16) -> Result<(), RuntimeError> {
+        self.docker
+            .resize_exec(
+                exec_id,
+                bollard::exec::ResizeExecOptions {
+                    width: cols,
+                    height: rows,
+                },
+            )
+            .await
+            .map_err(map_err)
+    }
+
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError> {
+        let inspected = self.docker.inspect_exec(exec_id).await.map_err(map_err)?;
+        Ok(match inspected.running {
+            Some(true) => None,
+            _ => inspected.exit_code,
+        })
     }
 
     fn logs(

@@ -20,8 +20,8 @@ use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::broadcast;
 
 use super::{
-    BoundPort, ContainerSpec, ContainerState, ContainerStatus, Health, HostInfo, LogLine,
-    MountSource, Runtime, RuntimeError, RuntimeEvent, TASK_ARN_LABEL,
+    BoundPort, ContainerSpec, ContainerState, ContainerStatus, Exec, ExecOutput, Health, HostInfo,
+    LogLine, MountSource, Runtime, RuntimeError, RuntimeEvent, TASK_ARN_LABEL,
 };
 
 /// First host port handed out for dynamic (host_port 0) bindings.
@@ -578,6 +578,45 @@ impl Runtime for FakeRuntime {
             .filter(|c| c.status.labels.contains_key(TASK_ARN_LABEL))
             .map(|c| c.status.clone())
             .collect())
+    }
+
+    /// Echoes: the command's words on stdout, then exit code 0. A container
+    /// that is not running is refused, as Docker refuses it.
+    async fn exec(
+        &self,
+        id: &str,
+        command: &[String],
+        _tty: Option<(u16, u16)>,
+    ) -> Result<Exec, RuntimeError> {
+        let st = self.lock();
+        let running = st
+            .containers
+            .get(id)
+            .is_some_and(|c| c.status.state == super::ContainerState::Running);
+        if !running {
+            return Err(RuntimeError::Conflict(format!(
+                "container {id} is not running"
+            )));
+        }
+        let line = format!("{}\n", command.join(" ")).into_bytes();
+        Ok(Exec {
+            id: format!("exec-{id}"),
+            output: futures::stream::iter([Ok(ExecOutput::Stdout(line))]).boxed(),
+            input: Box::pin(tokio::io::sink()),
+        })
+    }
+
+    async fn resize_exec(
+        &self,
+        _exec_id: &str,
+        _cols: u16,
+        _rows: u16,
+    ) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    async fn exec_exit_code(&self, _exec_id: &str) -> Result<Option<i64>, RuntimeError> {
+        Ok(Some(0))
     }
 
     /// What was pushed so far, from `since_nanos`'s second on; never follows.

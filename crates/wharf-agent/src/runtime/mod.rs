@@ -95,6 +95,37 @@ pub trait Runtime: Send + Sync + 'static {
     /// container runs; the stream ends when it has stopped and all is read.
     fn logs(&self, id: &str, since_nanos: i64)
         -> BoxStream<'static, Result<LogLine, RuntimeError>>;
+
+    /// Runs `command` in running container `id` (`docker exec`) with its
+    /// stdin, stdout and stderr attached, on a TTY of `tty` (columns,
+    /// rows) or without one.
+    async fn exec(
+        &self,
+        id: &str,
+        command: &[String],
+        tty: Option<(u16, u16)>,
+    ) -> Result<Exec, RuntimeError>;
+
+    /// Resizes the TTY of exec `exec_id`.
+    async fn resize_exec(&self, exec_id: &str, cols: u16, rows: u16) -> Result<(), RuntimeError>;
+
+    /// The exit code of exec `exec_id` once it has ended (`None` while it runs).
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError>;
+}
+
+/// A command running in a container (see [`Runtime::exec`]).
+pub struct Exec {
+    pub id: String,
+    /// Its output until it ends (with a TTY, all of it is `Stdout`).
+    pub output: BoxStream<'static, Result<ExecOutput, RuntimeError>>,
+    /// Its stdin; shutting it down closes the command's stdin.
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecOutput {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
 }
 
 /// One line of a container's output.

@@ -14,6 +14,7 @@ pub async fn create(
     r: ecs::CreateClusterRequest,
 ) -> ApiResult<ecs::CreateClusterResponse> {
     let name = r.cluster_name.clone().unwrap_or_else(|| "default".into());
+    super::exec::check_configuration(r.configuration.as_ref())?;
     if !wharf_core::arn::valid_name(&name) {
         return Err(invalid(
             "Cluster name can only contain letters (uppercase and lowercase), numbers, hyphens, and underscores, up to 255 characters.",
@@ -248,6 +249,7 @@ pub async fn update(
 ) -> ApiResult<ecs::UpdateClusterResponse> {
     let name = cluster_name(Some(&r.cluster))?;
     check_settings(r.settings.as_deref().unwrap_or_default())?;
+    super::exec::check_configuration(r.configuration.as_ref())?;
     for _ in 0..records::MAX_ATTEMPTS {
         let mut v = active_cluster(c, &name).await?;
         for s in r.settings.iter().flatten() {

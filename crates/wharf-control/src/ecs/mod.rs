@@ -3,6 +3,7 @@
 mod attributes;
 pub(crate) mod capacity;
 pub(crate) mod clusters;
+pub(crate) mod exec;
 mod instances;
 mod protection;
 mod services;
@@ -75,6 +76,7 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
         "UpdateTaskSet" => call(body, |r| task_sets::update(c, x, r)).await,
         "DeleteTaskSet" => call(body, |r| task_sets::delete(c, x, r)).await,
         "UpdateServicePrimaryTaskSet" => call(body, |r| task_sets::update_primary(c, x, r)).await,
+        "ExecuteCommand" => call(body, |r| exec::execute_command(c, x, r)).await,
         "TagResource" => call(body, |r| tags::tag(c, x, r)).await,
         "UntagResource" => call(body, |r| tags::untag(c, x, r)).await,
         "ListTagsForResource" => call(body, |r| tags::list(c, x, r)).await,

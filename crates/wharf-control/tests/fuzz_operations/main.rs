@@ -181,6 +181,7 @@ fn ctx() -> Ctx {
         },
         now: NOW,
         caller: wharf_control::auth::Caller::Root,
+        host: None,
     }
 }
 
