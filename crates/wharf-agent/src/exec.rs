@@ -8,14 +8,14 @@ use crate::client::ControlClient;
 use crate::runtime::{ExecOutput, Runtime, TASK_ARN_LABEL};
 use crate::spec::{CONTAINER_NAME_LABEL, INSTANCE_LABEL};
 use futures::StreamExt;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use wharf_core::agent_protocol::TARGET_PREFIX;
 use wharf_core::exec_protocol::{
-    ExecSession, Frame, PollExecSessionsRequest, PollExecSessionsResponse, HEADER, MAX_PAYLOAD,
-    POLL_EXEC_SESSIONS, STREAM_PATH, UPGRADE,
+    ExecSession, Frame, PollExecSessionsRequest, PollExecSessionsResponse, ATTACH_SECONDS, HEADER,
+    MAX_PAYLOAD, POLL_EXEC_SESSIONS, STREAM_PATH, UPGRADE,
 };
 
 /// The next frame, or `None` at a clean end of stream (between frames).
@@ -121,8 +121,10 @@ pub async fn follow(
     cluster: String,
     me: impl Fn() -> Option<String> + Send + 'static,
 ) {
-    // Sessions already taken: the poll shows a session until it is paired.
-    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // Sessions already taken (the poll shows a session until it is paired),
+    // forgotten once no poll can show them any more.
+    let mut seen: HashMap<String, Instant> = HashMap::new();
+    let forget_after = Duration::from_secs(2 * ATTACH_SECONDS);
     let mut after = 0;
     loop {
         let Some(instance) = me() else {
@@ -148,11 +150,11 @@ pub async fn follow(
             }
         };
         after = resp.revision;
+        seen.retain(|_, at| at.elapsed() < forget_after);
         for session in resp.sessions {
-            if !seen
-                .lock()
-                .expect("seen lock")
-                .insert(session.session_id.clone())
+            if seen
+                .insert(session.session_id.clone(), Instant::now())
+                .is_some()
             {
                 continue;
             }

@@ -188,8 +188,8 @@ async fn pair(
                 let _ = tx.send(io);
                 return;
             }
-            waiting => {
-                slot.waiting = waiting;
+            // Each end opens once, so what waits here is nothing.
+            _ => {
                 let (tx, rx) = oneshot::channel();
                 slot.waiting = Some((end, tx));
                 rx
