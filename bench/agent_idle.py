@@ -10,23 +10,14 @@ CPU time over a window. Prints figures beside the issue's targets.
 """
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
-import urllib.request
 
 import boto3
 
-KEY, SECRET = "AKIABENCH", "bench-secret"
-IMAGE = "wharf-test/busybox:latest"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from benchlib import IMAGE, KEY, SECRET, default_binary, env as bench_env, free_port, remove_containers, wait_healthy
 
 
 def cpu_seconds(pid):
@@ -40,20 +31,15 @@ def main():
     ap.add_argument("--tasks", type=int, default=50)
     ap.add_argument("--window", type=float, default=30)
     ap.add_argument("--starts", type=int, default=7)
-    ap.add_argument("--binary", default=os.environ.get("WHARF_BIN", "/var/tmp/wharf-target/release/wharf"))
+    ap.add_argument("--binary", default=default_binary())
     a = ap.parse_args()
     tmp = tempfile.mkdtemp()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, WHARF_ACCESS_KEY_ID=KEY, WHARF_SECRET_ACCESS_KEY=SECRET, WHARF_LOG="warn")
+    env = bench_env()
     server = subprocess.Popen([a.binary, "server", "--listen", f"127.0.0.1:{port}", "--data-dir", f"{tmp}/s"],
                               env=env, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=0.2)
-            break
-        except OSError:
-            time.sleep(0.02)
+    wait_healthy(url)
     agent = subprocess.Popen([a.binary, "agent", "--server", url, "--cluster", "bench", "--data-dir", f"{tmp}/a",
                               "--access-key-id", KEY, "--secret-access-key", SECRET,
                               "--image-pull-behavior", "prefer-cached"], env=env, stderr=subprocess.DEVNULL)
@@ -110,10 +96,7 @@ def main():
     finally:
         agent.kill()
         server.kill()
-        ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.amazonaws.ecs.cluster=bench"],
-                             capture_output=True, text=True).stdout.split()
-        if ids:
-            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+        remove_containers("com.amazonaws.ecs.cluster=bench")
 
 
 if __name__ == "__main__":

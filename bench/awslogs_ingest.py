@@ -6,38 +6,28 @@ stdout -> Docker -> agent -> PutLogEvents -> log store)?
     python3 bench/awslogs_ingest.py [--lines 200000] [--binary PATH]
 """
 import argparse
-import os
-import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 
 import boto3
 
-KEY, SECRET = "AKIABENCH", "bench-secret"
+from benchlib import KEY, SECRET, default_binary, env as bench_env, free_port, remove_containers, wait_healthy
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=200_000)
-    ap.add_argument("--binary", default=os.environ.get("WHARF_BIN", "/var/tmp/wharf-target/release/wharf"))
+    ap.add_argument("--binary", default=default_binary())
     a = ap.parse_args()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, WHARF_ACCESS_KEY_ID=KEY, WHARF_SECRET_ACCESS_KEY=SECRET, WHARF_LOG="warn")
+    env = bench_env()
     proc = subprocess.Popen([a.binary, "up", "--listen", f"127.0.0.1:{port}", "--data-dir", tempfile.mkdtemp()],
                             env=env, stderr=subprocess.DEVNULL)
     kw = dict(endpoint_url=url, region_name="us-east-1", aws_access_key_id=KEY, aws_secret_access_key=SECRET)
     try:
-        for _ in range(500):
-            try:
-                urllib.request.urlopen(url + "/healthz", timeout=0.2)
-                break
-            except OSError:
-                time.sleep(0.02)
+        wait_healthy(url)
         ecs, logs = boto3.client("ecs", **kw), boto3.client("logs", **kw)
         while not ecs.list_container_instances()["containerInstanceArns"]:
             time.sleep(0.1)
@@ -64,10 +54,7 @@ def main():
         ecs.stop_task(task=arn)
     finally:
         proc.kill()
-        ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.amazonaws.ecs.task-definition-family=firehose"],
-                             capture_output=True, text=True).stdout.split()
-        if ids:
-            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+        remove_containers("com.amazonaws.ecs.task-definition-family=firehose")
 
 
 if __name__ == "__main__":

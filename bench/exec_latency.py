@@ -12,7 +12,6 @@ the stream against `docker exec -i`. Prints the figures side by side.
 """
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -20,14 +19,7 @@ import time
 
 import boto3
 
-KEY, SECRET = "AKIABENCH", "bench-secret"
-IMAGE = "wharf-test/busybox:latest"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from benchlib import IMAGE, KEY, SECRET, default_binary, env as bench_env, free_port, remove_containers
 
 
 def timed(cmd, env, data=None):
@@ -44,12 +36,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--megabytes", type=int, default=64)
-    ap.add_argument("--binary", default=os.path.join(
-        os.environ.get("CARGO_TARGET_DIR", "/var/tmp/wharf-target"), "release", "wharf"))
+    ap.add_argument("--binary", default=default_binary())
     a = ap.parse_args()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, WHARF_ACCESS_KEY_ID=KEY, WHARF_SECRET_ACCESS_KEY=SECRET, WHARF_LOG="warn")
+    env = bench_env()
     data_dir = tempfile.mkdtemp(prefix="wharf-exec-bench-")
     server = subprocess.Popen([a.binary, "up", "--ephemeral", "--listen", f"127.0.0.1:{port}",
                                "--data-dir", data_dir], env=env, stderr=subprocess.DEVNULL)
@@ -104,10 +95,7 @@ def main():
                 pass
         server.kill()
         server.wait()
-        ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.amazonaws.ecs.cluster=default"],
-                             capture_output=True, text=True).stdout.split()
-        if ids:
-            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+        remove_containers("com.amazonaws.ecs.cluster=default")
 
 
 if __name__ == "__main__":

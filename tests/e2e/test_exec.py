@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import BINARY, KEY, SECRET, REGION, Wharf, wait_for, remove_test_containers
+from conftest import BINARY, KEY, SECRET, REGION, Wharf, wait_for
 
 
 def wait_instance(ecs, cluster="default"):
