@@ -420,3 +420,32 @@ def test_agents_verify_the_servers_certificate(tmp_path):
                              capture_output=True, text=True).stdout.split()
         if ids:
             subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+
+
+def test_an_agent_submits_state_changes_only_for_its_own_tasks(wharf, ecs):
+    """SubmitTaskStateChange and SubmitContainerStateChange, the ECS agent's
+    reports, take agent credentials and hold an agent to its own instances."""
+    ecs.create_cluster(clusterName="default")
+    mine, theirs = wharf.agent_credentials(), wharf.agent_credentials()
+    agent = wharf.client_with(mine)
+    inst = agent.register_container_instance(cluster="default", totalResources=[
+        {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+        {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}])["containerInstance"]["containerInstanceArn"]
+    wharf.agent_call("Poll", {"cluster": "default", "containerInstanceArn": inst,
+                              "afterRevision": 0, "waitMillis": 0}, mine)
+    assert agent.discover_poll_endpoint(cluster="default", containerInstance=inst)["endpoint"] == wharf.url + "/"
+    ecs.register_task_definition(family="reported", containerDefinitions=[
+        {"name": "app", "image": "wharf-test/busybox:latest", "memory": 16}])
+    arn = ecs.run_task(taskDefinition="reported")["tasks"][0]["taskArn"]
+    change = dict(cluster="default", task=arn, status="RUNNING",
+                  containers=[{"containerName": "app", "status": "RUNNING", "runtimeId": "abc"}])
+    with pytest.raises(botocore.exceptions.ClientError) as denied:
+        wharf.client_with(theirs).submit_task_state_change(**change)
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert ecs.describe_tasks(tasks=[arn])["tasks"][0]["lastStatus"] == "PROVISIONING"
+    assert agent.submit_task_state_change(**change)["acknowledgment"] == "ACK"
+    assert ecs.describe_tasks(tasks=[arn])["tasks"][0]["lastStatus"] == "RUNNING"
+    # Agent credentials still reach no other ECS operation.
+    with pytest.raises(botocore.exceptions.ClientError) as denied:
+        agent.list_clusters()
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"

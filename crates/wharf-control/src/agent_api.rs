@@ -397,7 +397,7 @@ async fn gone_instances(c: &Control, cluster: &str, others: &[String]) -> ApiRes
     Ok(gone)
 }
 
-async fn report(c: &Control, x: &Ctx, r: TaskStateReport) -> ApiResult<Empty> {
+pub(crate) async fn report(c: &Control, x: &Ctx, r: TaskStateReport) -> ApiResult<Empty> {
     let (from_arn, id) = arn::task_id(&r.task_arn).map_err(crate::error::from_core)?;
     let cluster = from_arn.unwrap_or_else(|| r.cluster.clone());
     for _ in 0..records::MAX_ATTEMPTS {

@@ -166,7 +166,12 @@ async fn agent_credential(c: &Control, akid: &str) -> ApiResult<Option<AgentCred
 
 /// Public operations an agent's credentials may call, as the ECS agent's
 /// instance role (AmazonEC2ContainerServiceforEC2Role) allows them.
-const AGENT_ECS_OPERATIONS: &[&str] = &["RegisterContainerInstance"];
+const AGENT_ECS_OPERATIONS: &[&str] = &[
+    "RegisterContainerInstance",
+    "DiscoverPollEndpoint",
+    "SubmitTaskStateChange",
+    "SubmitContainerStateChange",
+];
 const AGENT_LOGS_OPERATIONS: &[&str] = &[
     "CreateLogGroup",
     "CreateLogStream",

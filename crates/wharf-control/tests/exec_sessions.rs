@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{agent, cluster_with_instance, control, ecs};
+use common::{agent, cluster_with_instance, control, ecs, placed_task};
 use serde_json::{json, Value};
 use wharf_control::Control;
 
@@ -12,32 +12,14 @@ use wharf_control::Control;
 /// enabled or not): the instance's ARN and the task's.
 async fn running_task(c: &Control, exec: bool) -> (String, String) {
     let instance = cluster_with_instance(c).await;
-    // The agent's poll is what marks the instance connected (placeable).
-    agent(
+    let task = placed_task(
         c,
-        "Poll",
-        json!({"cluster": "c", "containerInstanceArn": instance,
-               "afterRevision": 0, "waitMillis": 0}),
+        &instance,
+        json!([{"name": "app", "image": "busybox", "memory": 32},
+               {"name": "side", "image": "busybox", "memory": 32}]),
+        json!({"enableExecuteCommand": exec}),
     )
-    .await
-    .unwrap();
-    ecs(
-        c,
-        "RegisterTaskDefinition",
-        json!({"family": "f", "containerDefinitions": [
-            {"name": "app", "image": "busybox", "memory": 32},
-            {"name": "side", "image": "busybox", "memory": 32}]}),
-    )
-    .await
-    .unwrap();
-    let t = ecs(
-        c,
-        "RunTask",
-        json!({"cluster": "c", "taskDefinition": "f", "enableExecuteCommand": exec}),
-    )
-    .await
-    .unwrap();
-    let task = t["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    .await;
     let running = |name: &str| json!({"name": name, "status": "RUNNING", "runtimeId": name});
     agent(
         c,

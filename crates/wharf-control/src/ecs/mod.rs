@@ -1,5 +1,6 @@
 //! The ECS operations, one module per resource kind.
 
+mod agent_ops;
 mod attributes;
 pub(crate) mod capacity;
 pub(crate) mod clusters;
@@ -76,6 +77,14 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
         "UpdateTaskSet" => call(body, |r| task_sets::update(c, x, r)).await,
         "DeleteTaskSet" => call(body, |r| task_sets::delete(c, x, r)).await,
         "UpdateServicePrimaryTaskSet" => call(body, |r| task_sets::update_primary(c, x, r)).await,
+        "DiscoverPollEndpoint" => call(body, |r| agent_ops::discover_poll_endpoint(c, x, r)).await,
+        "UpdateContainerAgent" => call(body, |r| agent_ops::update_container_agent(c, x, r)).await,
+        "SubmitTaskStateChange" => {
+            call(body, |r| agent_ops::submit_task_state_change(c, x, r)).await
+        }
+        "SubmitContainerStateChange" => {
+            call(body, |r| agent_ops::submit_container_state_change(c, x, r)).await
+        }
         "ExecuteCommand" => call(body, |r| exec::execute_command(c, x, r)).await,
         "TagResource" => call(body, |r| tags::tag(c, x, r)).await,
         "UntagResource" => call(body, |r| tags::untag(c, x, r)).await,

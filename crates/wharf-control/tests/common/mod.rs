@@ -64,3 +64,31 @@ pub async fn cluster_with_instance(c: &Control) -> String {
         .unwrap()
         .into()
 }
+
+/// Task definition `f` with `containers`, run on cluster `c` (with the
+/// RunTask members `run` adds) once `instance`'s agent has polled, which
+/// makes it placeable; the task's ARN.
+#[allow(dead_code)] // not every test file runs tasks
+pub async fn placed_task(c: &Control, instance: &str, containers: Value, run: Value) -> String {
+    agent(
+        c,
+        "Poll",
+        json!({"cluster": "c", "containerInstanceArn": instance,
+               "afterRevision": 0, "waitMillis": 0}),
+    )
+    .await
+    .unwrap();
+    ecs(
+        c,
+        "RegisterTaskDefinition",
+        json!({"family": "f", "containerDefinitions": containers}),
+    )
+    .await
+    .unwrap();
+    let mut body = json!({"cluster": "c", "taskDefinition": "f"});
+    for (k, v) in run.as_object().into_iter().flatten() {
+        body[k] = v.clone();
+    }
+    let t = ecs(c, "RunTask", body).await.unwrap();
+    t["tasks"][0]["taskArn"].as_str().unwrap().to_string()
+}
