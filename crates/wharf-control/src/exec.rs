@@ -8,8 +8,8 @@
 //! The pairing is in this process: with several servers, both ends must
 //! reach the same one (the stream URL names it).
 
-use crate::ecs::exec::sha256_hex;
 use crate::records;
+use crate::tokens::sha256_hex;
 use crate::Control;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};

@@ -5,9 +5,8 @@
 
 use super::{active_cluster, cluster_name, tasks};
 use crate::error::{from_store, invalid, ApiResult};
+use crate::tokens::{random_hex, sha256_hex};
 use crate::{Control, Ctx};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 use wharf_core::exec_protocol::{split_command, ExecSessionRecord, ATTACH_SECONDS, STREAM_PATH};
 use wharf_core::lifecycle::TaskStatus;
@@ -22,16 +21,6 @@ pub(crate) const NOT_ENABLED: &str = "The execute command failed because execute
 
 /// The longest command accepted, as bytes.
 const MAX_COMMAND: usize = 4096;
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
-    hex::encode(buf)
-}
-
-pub(crate) fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
 
 fn not_connected() -> AwsError {
     AwsError::client(
