@@ -17,6 +17,10 @@ KEY = "AKIATESTKEY"
 SECRET = "test-secret"
 REGION = "eu-west-1"
 BINARY = os.environ.get("WHARF_BIN", "/var/tmp/wharf-target/debug/wharf")
+# ECS is regional: every wharf process and CLI a test starts (`wharf up`'s
+# host, agents, `wharf token`, `wharf exec`, the aws CLI) works in the
+# region the boto3 clients sign for.
+os.environ["AWS_DEFAULT_REGION"] = REGION
 
 
 def wait_for(check, what, timeout=60):

@@ -602,12 +602,13 @@ impl Agent {
             let agent = self.clone();
             let id = c.id.clone();
             let stream = cfg.stream(&name, &task_id, &id);
+            let client = cfg.client_for(&self.client, &t.task_arn);
             tokio::spawn(async move {
                 // Idempotent: an adopted container's stream may be new to the service.
-                let _ = crate::awslogs::prepare(&agent.client, &cfg, &stream).await;
+                let _ = crate::awslogs::prepare(&client, &cfg, &stream).await;
                 let stats = Arc::new(crate::awslogs::Stats::default());
                 crate::awslogs::ship(
-                    agent.client.clone(),
+                    client,
                     agent.runtime.clone(),
                     id.clone(),
                     cfg,
@@ -828,7 +829,8 @@ impl Agent {
             let logs = match crate::awslogs::config(def) {
                 Ok(Some(cfg)) => {
                     let stream = cfg.stream(name, names.task_id, &id);
-                    crate::awslogs::prepare(&self.client, &cfg, &stream).await
+                    let client = cfg.client_for(&self.client, &t.task_arn);
+                    crate::awslogs::prepare(&client, &cfg, &stream).await
                 }
                 Ok(None) => Ok(()),
                 Err(e) => Err(format!("CannotStartContainerError: {e}")),

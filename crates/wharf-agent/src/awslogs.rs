@@ -35,9 +35,21 @@ pub struct Config {
     pub create_group: bool,
     pub blocking: bool,
     pub max_buffer_bytes: usize,
+    /// `awslogs-region`: where the group lives (None: the task's region).
+    pub region: Option<String>,
 }
 
 impl Config {
+    /// `client`, signing for the group's region: `awslogs-region`, else
+    /// the region of the task (its ARN names it).
+    pub fn client_for(&self, client: &ControlClient, task_arn: &str) -> ControlClient {
+        let region = match &self.region {
+            Some(r) => r.as_str(),
+            None => wharf_core::arn::region_of(task_arn),
+        };
+        client.in_region(region)
+    }
+
     pub fn stream(&self, container: &str, task_id: &str, container_id: &str) -> String {
         match &self.stream_prefix {
             Some(p) => format!("{p}/{container}/{task_id}"),
@@ -91,6 +103,10 @@ pub fn config(def: &ecs::ContainerDefinition) -> Result<Option<Config>, String> 
         create_group: opts.get("awslogs-create-group").map(String::as_str) == Some("true"),
         blocking,
         max_buffer_bytes,
+        region: opts
+            .get("awslogs-region")
+            .filter(|r| !r.is_empty())
+            .cloned(),
     }))
 }
 

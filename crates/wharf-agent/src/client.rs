@@ -165,6 +165,12 @@ impl ControlClient {
                 false,
             )
             .await?;
+        if let Some(region) = resp.region.as_deref().filter(|r| *r != self.region) {
+            return Err(ClientError::Transport(format!(
+                "the join token is for cluster {} in region {region}, and the agent signs for {}: start the agent with --region {region}",
+                resp.cluster, self.region
+            )));
+        }
         tracing::info!(access_key_id = %resp.access_key_id, cluster = %resp.cluster, "joined the control plane");
         save_credentials(&join.path, &resp)
             .map_err(|e| ClientError::Transport(format!("cannot keep agent credentials: {e}")))?;
@@ -174,6 +180,20 @@ impl ControlClient {
         };
         *self.cluster.write().expect("cluster lock") = Some(resp.cluster);
         Ok(())
+    }
+
+    /// The same client signing for `region` (a container's log group may be
+    /// in another region than the agent's cluster, as `awslogs-region` says).
+    pub fn in_region(&self, region: &str) -> Self {
+        Self {
+            region: region.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// The region the client signs for.
+    pub fn region(&self) -> &str {
+        &self.region
     }
 
     /// The cluster the agent's credentials may register in (None for a

@@ -220,7 +220,10 @@ async fn run_session(
         Err(e) => return Err(e.to_string()),
     };
     // The stream for the session's output exists before the command runs:
-    // a session that cannot be logged as configured does not run.
+    // a session that cannot be logged as configured does not run. The
+    // group is the cluster's, in the task's region.
+    let logs = client.in_region(wharf_core::arn::region_of(&session.task_arn));
+    let client = &logs;
     let mut transcript = match &session.log_group {
         None => None,
         Some(group) => {

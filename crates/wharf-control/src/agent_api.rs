@@ -16,7 +16,7 @@ use wharf_core::agent_protocol::*;
 use wharf_core::arn;
 use wharf_core::lifecycle::apply_report;
 use wharf_core::records::{
-    keys, InstanceRecord, TaskDefinitionRecord, TaskRecord, MANAGED_CLUSTER,
+    keys, ClusterKey, InstanceRecord, TaskDefinitionRecord, TaskRecord, MANAGED_CLUSTER,
 };
 use wharf_protocol::AwsError;
 use wharf_store::{LeaseId, Op, StoreError, Txn, WatchEvent};
@@ -94,7 +94,7 @@ fn check_owner(x: &Ctx, op: &str, owner: Option<&str>, instance_arn: &str) -> Ap
 /// placement cache (which holds every host a task was placed on; ownership
 /// changes only when the owner's credentials are gone), else the store. Err
 /// if there is no such instance.
-async fn owner_of(c: &Control, capacity: &str, id: &str) -> ApiResult<Option<String>> {
+async fn owner_of(c: &Control, capacity: &ClusterKey, id: &str) -> ApiResult<Option<String>> {
     if let Some(owner) = c.cache.peek_owner(capacity, id) {
         return Ok(owner);
     }
@@ -161,7 +161,7 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
     }
 }
 
-async fn keep_session(c: &Control, x: &Ctx, cluster: &str, id: &str) -> ApiResult<()> {
+async fn keep_session(c: &Control, x: &Ctx, cluster: &ClusterKey, id: &str) -> ApiResult<()> {
     keep_lease(
         c,
         x,
@@ -179,7 +179,7 @@ async fn keep_lease<S: AsRef<str>>(
     c: &Control,
     x: &Ctx,
     name: String,
-    cluster: &str,
+    cluster: &ClusterKey,
     ids: &[S],
 ) -> ApiResult<()> {
     let existing = c.sessions.lock().leases.get(&name).cloned();
@@ -224,7 +224,9 @@ fn on_host(value: &[u8], id: &str) -> bool {
 async fn poll(c: &Control, x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
     let (_, id) =
         arn::container_instance_id(&r.container_instance_arn).map_err(crate::error::from_core)?;
-    let cluster = r.cluster.clone();
+    // The agent's cluster, in the region it signs for (the managed
+    // capacity's serves every region).
+    let cluster = x.cluster_key(&r.cluster);
     let after = match r.after_revision {
         0 => 0,
         n => next_revision(n)?,
@@ -248,7 +250,7 @@ async fn poll(c: &Control, x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
     c.sessions.remember_own(x, &[&id]);
     keep_session(c, x, &cluster, &id).await?;
     // Managed capacity runs the FARGATE tasks of every cluster.
-    let tasks_prefix = if cluster == MANAGED_CLUSTER {
+    let tasks_prefix = if cluster.is_managed() {
         keys::TASKS.to_string()
     } else {
         keys::tasks(&cluster)
@@ -276,7 +278,8 @@ async fn poll(c: &Control, x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
     let mut out = vec![];
     for t in tasks.into_iter().map(|v| v.value) {
         if !defs.contains_key(&t.task_definition_arn) {
-            let key = keys::task_definition(&t.family, t.revision);
+            let region = wharf_core::arn::region_of(&t.task_definition_arn);
+            let key = keys::task_definition(region, &t.family, t.revision);
             if let Some(td) = records::get::<TaskDefinitionRecord>(c.store.as_ref(), &key).await? {
                 defs.insert(t.task_definition_arn.clone(), td.value.definition);
             }
@@ -332,9 +335,10 @@ async fn poll_exec_sessions(
         0 => 0,
         n => next_revision(n)?,
     };
-    let owner = owner_of(c, &r.cluster, &id).await?;
+    let cluster = x.cluster_key(&r.cluster);
+    let owner = owner_of(c, &cluster, &id).await?;
     check_owner(x, POLL, owner.as_deref(), &r.container_instance_arn)?;
-    let mine = |s: &ExecSessionRecord| s.capacity == r.cluster && s.instance_id == id;
+    let mine = |s: &ExecSessionRecord| s.capacity == cluster.as_str() && s.instance_id == id;
     let waiting = |all: Vec<records::Versioned<ExecSessionRecord>>| -> Vec<ExecSession> {
         all.into_iter()
             .filter(|v| v.mod_revision >= after)
@@ -379,13 +383,17 @@ async fn poll_exec_sessions(
 /// Which of `others` (container instance ARNs an agent found on its Docker
 /// host) are of `cluster` and deregistered or unknown. Instances of another
 /// cluster are never reported: an agent only learns about its own cluster.
-async fn gone_instances(c: &Control, cluster: &str, others: &[String]) -> ApiResult<Vec<String>> {
+async fn gone_instances(
+    c: &Control,
+    cluster: &ClusterKey,
+    others: &[String],
+) -> ApiResult<Vec<String>> {
     let mut gone = vec![];
     for other in others.iter().take(MAX_OTHER_INSTANCES) {
         let Ok((Some(of), id)) = arn::container_instance_id(other) else {
             continue;
         };
-        if of != cluster {
+        if of != cluster.name() || cluster.region() != Some(arn::region_of(other)) {
             continue;
         }
         let record =
@@ -399,7 +407,10 @@ async fn gone_instances(c: &Control, cluster: &str, others: &[String]) -> ApiRes
 
 pub(crate) async fn report(c: &Control, x: &Ctx, r: TaskStateReport) -> ApiResult<Empty> {
     let (from_arn, id) = arn::task_id(&r.task_arn).map_err(crate::error::from_core)?;
-    let cluster = from_arn.unwrap_or_else(|| r.cluster.clone());
+    // A managed host reports the tasks of every region: the task's ARN
+    // names its own.
+    let name = from_arn.unwrap_or_else(|| r.cluster.clone());
+    let cluster = ClusterKey::new(arn::region_of(&r.task_arn), &name);
     for _ in 0..records::MAX_ATTEMPTS {
         let Some(mut task) =
             records::get::<TaskRecord>(c.store.as_ref(), &keys::task(&cluster, &id)).await?
@@ -410,12 +421,12 @@ pub(crate) async fn report(c: &Control, x: &Ctx, r: TaskStateReport) -> ApiResul
         let host = task.value.instance_id.as_deref().unwrap_or_default();
         if !c.sessions.known_own(x, &[host]) {
             let capacity = if task.value.launch_type == "FARGATE" {
-                MANAGED_CLUSTER
+                ClusterKey::managed()
             } else {
-                task.value.cluster.as_str()
+                task.value.cluster_key()
             };
             let owner = match &task.value.instance_id {
-                Some(host) => owner_of(c, capacity, host).await.ok().flatten(),
+                Some(host) => owner_of(c, &capacity, host).await.ok().flatten(),
                 None => None,
             };
             check_owner(x, REPORT_TASK_STATE, owner.as_deref(), &task.value.arn)?;
@@ -438,7 +449,8 @@ pub(crate) async fn report(c: &Control, x: &Ctx, r: TaskStateReport) -> ApiResul
 async fn disconnect(c: &Control, x: &Ctx, r: DisconnectRequest) -> ApiResult<Empty> {
     let (_, id) =
         arn::container_instance_id(&r.container_instance_arn).map_err(crate::error::from_core)?;
-    let owner = owner_of(c, &r.cluster, &id).await?;
+    let cluster = x.cluster_key(&r.cluster);
+    let owner = owner_of(c, &cluster, &id).await?;
     check_owner(x, DISCONNECT, owner.as_deref(), &r.container_instance_arn)?;
     tracing::info!(instance = %id, reason = %r.reason, "agent disconnected");
     let session = c.sessions.lock().leases.remove(&id);
@@ -446,14 +458,14 @@ async fn disconnect(c: &Control, x: &Ctx, r: DisconnectRequest) -> ApiResult<Emp
         let _ = c.store.revoke_lease(s.lease).await;
     }
     c.store
-        .txn(Txn::new().then(Op::delete(keys::agent_session(&r.cluster, &id))))
+        .txn(Txn::new().then(Op::delete(keys::agent_session(&cluster, &id))))
         .await
         .map_err(from_store)?;
     Ok(Empty {})
 }
 
 /// One lease for the sessions of every instance of a many-host poll.
-async fn keep_sessions(c: &Control, x: &Ctx, cluster: &str, ids: &[&str]) -> ApiResult<()> {
+async fn keep_sessions(c: &Control, x: &Ctx, cluster: &ClusterKey, ids: &[&str]) -> ApiResult<()> {
     let Some(first) = ids.first() else {
         return Ok(());
     };
@@ -525,22 +537,23 @@ async fn poll_instances(
                 .1,
         );
     }
+    let cluster = x.cluster_key(&r.cluster);
     if !c.sessions.known_own(x, &owned) {
         // Only instances this caller registered, each already known.
         {
             let view = c.cache.fresh(&c.store).await.map_err(from_store)?;
             for (arn, id) in r.container_instance_arns.iter().zip(&owned) {
-                check_owner(x, POLL_INSTANCES, view.owner(&r.cluster, id).flatten(), arn)?;
+                check_owner(x, POLL_INSTANCES, view.owner(&cluster, id).flatten(), arn)?;
             }
         }
         c.sessions.remember_own(x, &owned);
     }
-    keep_sessions(c, x, &r.cluster, &owned).await?;
+    keep_sessions(c, x, &cluster, &owned).await?;
     let ids: HashSet<&str> = owned.into_iter().collect();
-    let prefix = if r.cluster == MANAGED_CLUSTER {
+    let prefix = if cluster.is_managed() {
         keys::TASKS.to_string()
     } else {
-        keys::tasks(&r.cluster)
+        keys::tasks(&cluster)
     };
     if after > 0 {
         match c.store.watch(&prefix, after).await {
@@ -671,7 +684,13 @@ mod tests {
                             let id = format!("w{w}-{n:04}-{k}");
                             let mut t = TaskRecord::new(&id, &format!("arn:{id}"), "c", 0);
                             t.instance_id = Some("i1".into());
-                            txn = txn.then(records::put(&keys::task("c", &id), &t));
+                            txn = txn.then(records::put(
+                                &keys::task(
+                                    &wharf_core::records::ClusterKey::new("us-east-1", "c"),
+                                    &id,
+                                ),
+                                &t,
+                            ));
                         }
                         c.store.txn(txn).await.unwrap();
                         tokio::task::yield_now().await;

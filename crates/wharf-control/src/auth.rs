@@ -27,6 +27,8 @@ pub struct AgentCaller {
     pub access_key_id: String,
     /// The only cluster it may register instances in.
     pub cluster: String,
+    /// That cluster's region.
+    pub region: String,
 }
 
 impl Caller {
@@ -137,6 +139,7 @@ pub async fn authenticate(
                 Caller::Agent(AgentCaller {
                     access_key_id: agent.access_key_id,
                     cluster: agent.cluster,
+                    region: agent.region,
                 }),
             )
         }
@@ -182,6 +185,23 @@ const AGENT_LOGS_OPERATIONS: &[&str] = &[
 /// Whether the caller may call `op` of `api` at all (handlers then check
 /// which cluster, instance or task).
 pub fn authorize(x: &Ctx, api: Api, op: &str) -> ApiResult<()> {
+    // Agent credentials are for their cluster's region (the managed
+    // capacity's serve every region); their log writes may go to any.
+    if let Caller::Agent(a) = &x.caller {
+        if matches!(api, Api::Agent | Api::Ecs)
+            && a.cluster != wharf_core::records::MANAGED_CLUSTER
+            && a.region != x.region()
+        {
+            return Err(access_denied(
+                x,
+                &format!("{}:{op}", api.action_prefix()),
+                &format!(
+                    "* (these agent credentials are for cluster {} in region {}: start the agent with --region {})",
+                    a.cluster, a.region, a.region
+                ),
+            ));
+        }
+    }
     let allowed = match (&x.caller, api) {
         (Caller::Root, Api::Agent) => false,
         (Caller::Root, _) => true,

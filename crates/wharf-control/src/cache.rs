@@ -24,7 +24,7 @@ use tokio::sync::{watch, OnceCell};
 use wharf_core::lifecycle::{DesiredStatus, TaskStatus};
 use wharf_core::placement::{self, Constraint, ValueCounts};
 use wharf_core::query::{self, GroupCounts};
-use wharf_core::records::{InstanceRecord, Resources, MANAGED_CLUSTER};
+use wharf_core::records::{keys, ClusterKey, InstanceRecord, Resources, MANAGED_CLUSTER};
 use wharf_store::{scan, DynStore, EventKind, KeyValue, Revision, StoreError};
 
 /// Task groups and live-task count of one host, for one cluster's tasks.
@@ -123,10 +123,10 @@ impl Slot {
     }
 
     /// This host's tasks of `cluster`.
-    pub fn tasks(&self, cluster: &str) -> Option<&HostTasks> {
+    pub fn tasks(&self, cluster: &ClusterKey) -> Option<&HostTasks> {
         self.tasks
             .iter()
-            .find(|(c, _)| &**c == cluster)
+            .find(|(c, _)| &**c == cluster.as_str())
             .map(|(_, t)| t)
     }
 }
@@ -229,7 +229,7 @@ impl Capacity {
     /// The live tasks of `group` of `cluster` per value of `attr` over this
     /// capacity's ACTIVE hosts (what `spread(attribute:ATTR)` ranks by).
     /// Counted over every host on first use, then kept as tasks come and go.
-    pub fn spread_counts(&mut self, attr: &str, cluster: &str, group: &str) -> ValueCounts {
+    pub fn spread_counts(&mut self, attr: &str, cluster: &ClusterKey, group: &str) -> ValueCounts {
         if !self.spread.contains_key(attr) {
             let mut by_cluster = HashMap::new();
             for slot in &self.slots {
@@ -246,7 +246,7 @@ impl Capacity {
             self.spread.insert(attr.into(), by_cluster);
         }
         self.spread[attr]
-            .get(cluster)
+            .get(cluster.as_str())
             .and_then(|groups| groups.get(group))
             .cloned()
             .unwrap_or_default()
@@ -388,8 +388,6 @@ pub struct View {
 #[derive(serde::Deserialize)]
 struct TaskBrief<'a> {
     #[serde(borrow)]
-    cluster: Cow<'a, str>,
-    #[serde(borrow)]
     instance_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     group: Cow<'a, str>,
@@ -400,12 +398,12 @@ struct TaskBrief<'a> {
     reservation: Resources,
 }
 
-/// The capacity a task runs on: the managed one for FARGATE.
-fn capacity_of<'a>(t: &'a TaskBrief) -> &'a str {
+/// The capacity a task of `cluster` runs on: the managed one for FARGATE.
+fn capacity_of<'a>(t: &TaskBrief, cluster: &'a str) -> &'a str {
     if t.launch_type == "FARGATE" {
         MANAGED_CLUSTER
     } else {
-        &t.cluster
+        cluster
     }
 }
 
@@ -422,11 +420,11 @@ impl View {
     fn apply(&mut self, kind: EventKind, kv: &KeyValue) {
         let key = kv.key.as_str();
         let put = kind == EventKind::Put;
-        if let Some(rest) = key.strip_prefix("/instances/") {
-            let Some((cap, id)) = rest.split_once('/') else {
+        if key.starts_with(keys::INSTANCES) {
+            let Some((cap, id)) = ClusterKey::split(keys::INSTANCES, key) else {
                 return;
             };
-            let capacity = capacity_mut(&mut self.capacities, cap);
+            let capacity = capacity_mut(&mut self.capacities, cap.as_str());
             let record = match serde_json::from_slice::<InstanceRecord>(&kv.value) {
                 Ok(value) if put => Some(Arc::new(Versioned {
                     value,
@@ -452,19 +450,22 @@ impl View {
                 capacity.spread.clear();
             }
             capacity.forget_if_unused(id);
-        } else if let Some(rest) = key.strip_prefix("/agents/") {
-            if let Some((cap, id)) = rest.split_once('/') {
-                let capacity = capacity_mut(&mut self.capacities, cap);
+        } else if key.starts_with(keys::AGENT_SESSIONS) {
+            if let Some((cap, id)) = ClusterKey::split(keys::AGENT_SESSIONS, key) {
+                let capacity = capacity_mut(&mut self.capacities, cap.as_str());
                 capacity.slot_mut(id).connected = put;
                 capacity.forget_if_unused(id);
             }
-        } else if key.starts_with("/tasks/") {
+        } else if let Some((cluster, _)) = ClusterKey::split(keys::TASKS, key) {
+            let cluster = cluster.as_str();
             let brief = put
                 .then(|| serde_json::from_slice::<TaskBrief>(&kv.value).ok())
                 .flatten();
-            let on = brief
-                .as_ref()
-                .and_then(|b| b.instance_id.as_deref().map(|i| (capacity_of(b), i)));
+            let on = brief.as_ref().and_then(|b| {
+                b.instance_id
+                    .as_deref()
+                    .map(|i| (capacity_of(b, cluster), i))
+            });
             self.place(key, on);
             let t =
                 brief.filter(|t| t.instance_id.is_some() && t.last_status != TaskStatus::Stopped);
@@ -472,9 +473,9 @@ impl View {
             // placement arriving): nothing to count again.
             let same = |l: &Live| {
                 t.as_ref().is_some_and(|t| {
-                    *l.capacity == *capacity_of(t)
+                    *l.capacity == *capacity_of(t, cluster)
                         && Some(&*l.instance) == t.instance_id.as_deref()
-                        && *l.cluster == *t.cluster
+                        && *l.cluster == *cluster
                         && *l.group == *t.group
                         && l.reservation == t.reservation
                 })
@@ -506,8 +507,8 @@ impl View {
             let Some(t) = t else {
                 return;
             };
-            let capacity = self.intern(capacity_of(&t));
-            let cluster = self.intern(&t.cluster);
+            let capacity = self.intern(capacity_of(&t, cluster));
+            let cluster = self.intern(cluster);
             let group = self.intern(&t.group);
             let iid = t.instance_id.as_deref().expect("filtered");
             let live = self.count(capacity, iid, cluster, group, t.reservation, counted);
@@ -545,29 +546,29 @@ impl View {
     /// Keys of every task stored as placed on host `id` of `capacity`.
     /// The agent credentials that registered host `id` of `capacity`
     /// (`Some(None)`: registered with an API key; None: no such host known).
-    pub fn owner(&self, capacity: &str, id: &str) -> Option<Option<&str>> {
-        let cap = self.capacities.get(capacity)?;
+    pub fn owner(&self, capacity: &ClusterKey, id: &str) -> Option<Option<&str>> {
+        let cap = self.capacities.get(capacity.as_str())?;
         let slot = &cap.slots[cap.slot(id)?];
         Some(slot.instance.as_ref()?.value.agent.as_deref())
     }
 
     /// Hosts registered by any of `agents`: (capacity, instance ID).
-    pub fn owned_by(&self, agents: &HashSet<String>) -> Vec<(String, String)> {
+    pub fn owned_by(&self, agents: &HashSet<String>) -> Vec<(ClusterKey, String)> {
         let mut out = vec![];
         for (name, cap) in &self.capacities {
             for slot in &cap.slots {
                 let owner = slot.instance.as_ref().and_then(|i| i.value.agent.as_ref());
                 if owner.is_some_and(|o| agents.contains(o)) {
-                    out.push((name.clone(), slot.id.to_string()));
+                    out.push((ClusterKey::from_str_unchecked(name), slot.id.to_string()));
                 }
             }
         }
         out
     }
 
-    pub fn tasks_on(&self, capacity: &str, id: &str) -> Vec<String> {
+    pub fn tasks_on(&self, capacity: &ClusterKey, id: &str) -> Vec<String> {
         self.capacities
-            .get(capacity)
+            .get(capacity.as_str())
             .and_then(|cap| cap.slot(id).map(|i| &cap.slots[i]))
             .map(|s| s.hosted.iter().map(|k| k.to_string()).collect())
             .unwrap_or_default()
@@ -671,23 +672,23 @@ impl View {
     /// will the task.
     pub fn reserve(
         &mut self,
-        capacity: &str,
+        capacity: &ClusterKey,
         slot: usize,
         task_key: &str,
-        cluster: &str,
+        cluster: &ClusterKey,
         group: &str,
         need: &Resources,
     ) {
         let Some(id) = self
             .capacities
-            .get(capacity)
+            .get(capacity.as_str())
             .map(|c| c.slots[slot].id.clone())
         else {
             return;
         };
         let (capacity, cluster, group) = (
-            self.intern(capacity),
-            self.intern(cluster),
+            self.intern(capacity.as_str()),
+            self.intern(cluster.as_str()),
             self.intern(group),
         );
         // Not in the API's counts until committed.
@@ -730,10 +731,10 @@ impl View {
 
     /// Instance `id` of `capacity` as the API reports it, with the counts
     /// of `cluster`'s tasks on it.
-    pub fn on_instance(&self, capacity: &str, cluster: &str, id: &str) -> OnInstance {
+    pub fn on_instance(&self, capacity: &ClusterKey, cluster: &ClusterKey, id: &str) -> OnInstance {
         let Some(slot) = self
             .capacities
-            .get(capacity)
+            .get(capacity.as_str())
             .and_then(|cap| cap.slot(id).map(|i| &cap.slots[i]))
         else {
             return OnInstance::default();
@@ -747,14 +748,14 @@ impl View {
 
     /// `cluster` as the API reports it beside its record: its tasks on its
     /// own instances and on the managed capacity, and its instances.
-    pub fn on_cluster(&self, cluster: &str) -> OnCluster {
+    pub fn on_cluster(&self, cluster: &ClusterKey) -> OnCluster {
         let mut out = OnCluster::default();
-        for name in [cluster, MANAGED_CLUSTER] {
+        for name in [cluster.as_str(), MANAGED_CLUSTER] {
             let Some(cap) = self.capacities.get(name) else {
                 continue;
             };
             for slot in &cap.slots {
-                if name == cluster
+                if name == cluster.as_str()
                     && slot
                         .instance
                         .as_ref()
@@ -864,18 +865,18 @@ impl Cache {
     pub async fn close(
         self: &Arc<Self>,
         store: &DynStore,
-        capacity: &str,
+        capacity: &ClusterKey,
         id: &str,
     ) -> Result<Closing, StoreError> {
         {
             let mut view = self.fresh(store).await?;
-            capacity_mut(&mut view.capacities, capacity)
+            capacity_mut(&mut view.capacities, capacity.as_str())
                 .slot_mut(id)
                 .closing += 1;
         }
         let closing = Closing {
             cache: self.clone(),
-            capacity: capacity.to_string(),
+            capacity: capacity.as_str().to_string(),
             id: id.to_string(),
         };
         // Each placement under way commits or gives up within a commit's
@@ -883,7 +884,7 @@ impl Cache {
         for _ in 0..5_000 {
             let settled = {
                 let view = self.fresh(store).await?;
-                let cap = &view.capacities[capacity];
+                let cap = &view.capacities[capacity.as_str()];
                 cap.slot(id).is_none_or(|i| cap.slots[i].pending == 0)
             };
             if settled {
@@ -921,7 +922,7 @@ impl Cache {
     /// The agent credentials that registered host `id` of `capacity`, as
     /// the view holds it now, without waiting for it to catch up (None: not
     /// known to it). A host is known before any task is placed on it.
-    pub fn peek_owner(&self, capacity: &str, id: &str) -> Option<Option<String>> {
+    pub fn peek_owner(&self, capacity: &ClusterKey, id: &str) -> Option<Option<String>> {
         let view = self.view.lock().expect("cache lock");
         view.owner(capacity, id).map(|o| o.map(str::to_string))
     }
@@ -932,7 +933,7 @@ impl Cache {
     pub async fn tasks_on(
         self: &Arc<Self>,
         store: &DynStore,
-        capacity: &str,
+        capacity: &ClusterKey,
         id: &str,
     ) -> Result<(Vec<String>, Revision), StoreError> {
         let view = self.fresh(store).await?;
@@ -1015,6 +1016,11 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Cluster `name` of the tests' region.
+    fn ck(name: &str) -> ClusterKey {
+        ClusterKey::new("r", name)
+    }
     use wharf_core::placement::parse_constraints;
     use wharf_core::records::{Resources, TaskRecord};
     use wharf_model::ecs;
@@ -1056,7 +1062,7 @@ mod tests {
     }
 
     fn put_instance(view: &mut View, i: &InstanceRecord) {
-        let key = format!("/instances/{}/{}", i.cluster, i.id);
+        let key = format!("/instances/{}/{}", ck(&i.cluster), i.id);
         put(view, key, serde_json::to_vec(i).unwrap());
     }
 
@@ -1073,7 +1079,7 @@ mod tests {
         if cluster != "c" {
             t.launch_type = "FARGATE".into();
         }
-        let key = format!("/tasks/{cluster}/{id}");
+        let key = format!("/tasks/{}/{id}", ck(cluster));
         put(view, key, serde_json::to_vec(&t).unwrap());
     }
 
@@ -1095,25 +1101,25 @@ mod tests {
         put_instance(&mut view, &instance("c", "h", "big"));
         put_task(&mut view, "c/t1/h/family:web", TaskStatus::Running);
         put_task(&mut view, "c/t2/h/family:web", TaskStatus::Pending);
-        assert_eq!(held(&view, "c", "h"), 200);
+        assert_eq!(held(&view, "r/c", "h"), 200);
         // An update in place is counted once; STOPPED and deleted give back.
         put_task(&mut view, "c/t2/h/family:web", TaskStatus::Running);
-        assert_eq!(held(&view, "c", "h"), 200);
+        assert_eq!(held(&view, "r/c", "h"), 200);
         put_task(&mut view, "c/t1/h/family:web", TaskStatus::Stopped);
-        assert_eq!(held(&view, "c", "h"), 100);
-        delete(&mut view, "/tasks/c/t2".into());
-        assert_eq!(held(&view, "c", "h"), 0);
+        assert_eq!(held(&view, "r/c", "h"), 100);
+        delete(&mut view, "/tasks/r/c/t2".into());
+        assert_eq!(held(&view, "r/c", "h"), 0);
 
         // A reserved placement is held before its task arrives, and once
         // (not twice) after; so is it counted in the host's groups and in
         // the spread counts, which concurrent placements rank by.
         let web = |view: &mut View| {
-            let cap = view.capacities.get_mut("c").unwrap();
+            let cap = view.capacities.get_mut("r/c").unwrap();
             let spread = cap
-                .spread_counts("kind", "c", "family:web")
+                .spread_counts("kind", &ck("c"), "family:web")
                 .get(Some("big"));
             let h = &cap.slots[cap.slot("h").unwrap()];
-            let tasks = h.tasks("c");
+            let tasks = h.tasks(&ck("c"));
             let group = tasks.and_then(|t| t.groups.get("family:web").copied());
             (
                 h.held.cpu,
@@ -1123,31 +1129,52 @@ mod tests {
             )
         };
         assert_eq!(web(&mut view), (0, 0, 0, 0));
-        let slot = view.capacities["c"].slot("h").unwrap();
-        view.reserve("c", slot, "/tasks/c/t3", "c", "family:web", &cpu(100));
-        view.reserve("c", slot, "/tasks/c/t4", "c", "family:web", &cpu(100));
+        let slot = view.capacities["r/c"].slot("h").unwrap();
+        view.reserve(
+            &ck("c"),
+            slot,
+            "/tasks/r/c/t3",
+            &ck("c"),
+            "family:web",
+            &cpu(100),
+        );
+        view.reserve(
+            &ck("c"),
+            slot,
+            "/tasks/r/c/t4",
+            &ck("c"),
+            "family:web",
+            &cpu(100),
+        );
         assert_eq!(web(&mut view), (200, 2, 2, 2));
         put_task(&mut view, "c/t3/h/family:web", TaskStatus::Provisioning);
         assert_eq!(web(&mut view), (200, 2, 2, 2));
         // One that never commits is given back by `release`.
         let cache = Cache::default();
         *cache.view.lock().unwrap() = view;
-        cache.release(&["/tasks/c/t4".to_string(), "/tasks/c/t3".to_string()]);
+        cache.release(&["/tasks/r/c/t4".to_string(), "/tasks/r/c/t3".to_string()]);
         let mut view = cache.view.lock().unwrap();
         assert_eq!(web(&mut view), (100, 1, 1, 1));
-        let cap = &view.capacities["c"];
+        let cap = &view.capacities["r/c"];
         assert_eq!(cap.slots[cap.slot("h").unwrap()].pending, 0);
 
         // A task that arrives unlike its reservation (another host) is
         // counted where it is, and the reservation given back.
         put_instance(&mut view, &instance("c", "h2", "small"));
-        let slot = view.capacities["c"].slot("h").unwrap();
-        view.reserve("c", slot, "/tasks/c/t5", "c", "family:web", &cpu(100));
+        let slot = view.capacities["r/c"].slot("h").unwrap();
+        view.reserve(
+            &ck("c"),
+            slot,
+            "/tasks/r/c/t5",
+            &ck("c"),
+            "family:web",
+            &cpu(100),
+        );
         assert_eq!(web(&mut view), (200, 2, 2, 2));
         put_task(&mut view, "c/t5/h2/family:web", TaskStatus::Pending);
         assert_eq!(web(&mut view), (100, 1, 1, 1));
-        assert_eq!(held(&view, "c", "h2"), 100);
-        let cap = &view.capacities["c"];
+        assert_eq!(held(&view, "r/c", "h2"), 100);
+        let cap = &view.capacities["r/c"];
         assert_eq!(cap.slots[cap.slot("h").unwrap()].pending, 0);
     }
 
@@ -1160,8 +1187,8 @@ mod tests {
         put_instance(&mut view, &gone);
         // (instances registered, cluster pending, running, host pending, running)
         let counts = |view: &View, cluster: &str| {
-            let c = view.on_cluster(cluster);
-            let h = view.on_instance(cluster, cluster, "h").counts;
+            let c = view.on_cluster(&ck(cluster));
+            let h = view.on_instance(&ck(cluster), &ck(cluster), "h").counts;
             (
                 c.registered,
                 c.counts.pending,
@@ -1170,11 +1197,18 @@ mod tests {
                 h.running,
             )
         };
-        let slot = view.capacities["c"].slot("h").unwrap();
-        view.reserve("c", slot, "/tasks/c/t1", "c", "family:web", &cpu(100));
+        let slot = view.capacities["r/c"].slot("h").unwrap();
+        view.reserve(
+            &ck("c"),
+            slot,
+            "/tasks/r/c/t1",
+            &ck("c"),
+            "family:web",
+            &cpu(100),
+        );
         assert_eq!(counts(&view, "c"), (1, 0, 0, 0, 0));
         assert_eq!(
-            view.on_cluster("c").live,
+            view.on_cluster(&ck("c")).live,
             1,
             "a placement under way is live"
         );
@@ -1184,17 +1218,17 @@ mod tests {
         put_task(&mut view, "c/t1/h/family:web", TaskStatus::Running);
         assert_eq!(counts(&view, "c"), (1, 1, 1, 1, 1));
         put_task(&mut view, "c/t1/h/family:web", TaskStatus::Stopped);
-        delete(&mut view, "/tasks/c/t2".into());
+        delete(&mut view, "/tasks/r/c/t2".into());
         assert_eq!(counts(&view, "c"), (1, 0, 0, 0, 0));
-        assert_eq!(view.on_cluster("c").live, 0);
+        assert_eq!(view.on_cluster(&ck("c")).live, 0);
         // A FARGATE task of cluster x runs on the managed capacity.
         put_task(&mut view, "x/f1/m1/family:web", TaskStatus::Running);
-        assert_eq!(view.on_cluster("x").counts.running, 1);
-        assert_eq!(view.on_cluster("c").counts.running, 0);
-        assert_eq!(view.on_cluster("x").live, 1);
-        assert_eq!(view.on_cluster("c").live, 0);
+        assert_eq!(view.on_cluster(&ck("x")).counts.running, 1);
+        assert_eq!(view.on_cluster(&ck("c")).counts.running, 0);
+        assert_eq!(view.on_cluster(&ck("x")).live, 1);
+        assert_eq!(view.on_cluster(&ck("c")).live, 0);
         put_task(&mut view, "x/f1/m1/family:web", TaskStatus::Stopped);
-        assert_eq!(view.on_cluster("x").live, 0);
+        assert_eq!(view.on_cluster(&ck("x")).live, 0);
     }
 
     #[test]
@@ -1206,22 +1240,22 @@ mod tests {
         put_task(&mut view, "c/t3/h2/family:web", TaskStatus::Running);
         put_task(&mut view, "x/f1/m1/family:web", TaskStatus::Running);
         let on = |view: &View, cap: &str, id: &str| {
-            let mut keys = view.tasks_on(cap, id);
+            let mut keys = view.tasks_on(&ck(cap), id);
             keys.sort();
             keys
         };
-        assert_eq!(on(&view, "c", "h"), ["/tasks/c/t1", "/tasks/c/t2"]);
+        assert_eq!(on(&view, "c", "h"), ["/tasks/r/c/t1", "/tasks/r/c/t2"]);
         put_task(&mut view, "c/t1/h/family:web", TaskStatus::Stopped);
-        assert_eq!(on(&view, "c", "h"), ["/tasks/c/t1", "/tasks/c/t2"]);
-        delete(&mut view, "/tasks/c/t1".into());
-        assert_eq!(on(&view, "c", "h"), ["/tasks/c/t2"]);
+        assert_eq!(on(&view, "c", "h"), ["/tasks/r/c/t1", "/tasks/r/c/t2"]);
+        delete(&mut view, "/tasks/r/c/t1".into());
+        assert_eq!(on(&view, "c", "h"), ["/tasks/r/c/t2"]);
         // A managed host lists the tasks of every cluster it runs.
-        assert_eq!(on(&view, MANAGED_CLUSTER, "m1"), ["/tasks/x/f1"]);
+        assert_eq!(on(&view, MANAGED_CLUSTER, "m1"), ["/tasks/r/x/f1"]);
         // A host known only by its tasks is forgotten with the last of them.
         put_task(&mut view, "c/t3/h2/family:web", TaskStatus::Stopped);
-        assert_eq!(on(&view, "c", "h2"), ["/tasks/c/t3"]);
-        delete(&mut view, "/tasks/c/t3".into());
-        assert!(view.capacities["c"].slot("h2").is_none());
+        assert_eq!(on(&view, "c", "h2"), ["/tasks/r/c/t3"]);
+        delete(&mut view, "/tasks/r/c/t3".into());
+        assert!(view.capacities["r/c"].slot("h2").is_none());
     }
 
     #[test]
@@ -1231,8 +1265,8 @@ mod tests {
         put_instance(&mut view, &instance("c", "h2", "small"));
         put_task(&mut view, "c/t1/h1/service:web", TaskStatus::Running);
         let counts = |view: &mut View, group: &str| {
-            let cap = view.capacities.get_mut("c").unwrap();
-            let v = cap.spread_counts("kind", "c", group);
+            let cap = view.capacities.get_mut("r/c").unwrap();
+            let v = cap.spread_counts("kind", &ck("c"), group);
             (v.get(Some("big")), v.get(Some("small")), v.get(None))
         };
         // Counted over every host on first use...
@@ -1269,18 +1303,25 @@ mod tests {
         let store: DynStore = Arc::new(MemStore::new());
         let i = instance("c", "h", "big");
         store
-            .txn(Txn::new().then(Op::put("/instances/c/h", serde_json::to_vec(&i).unwrap())))
+            .txn(Txn::new().then(Op::put("/instances/r/c/h", serde_json::to_vec(&i).unwrap())))
             .await
             .unwrap();
         let cache = Arc::new(Cache::default());
         {
             let mut view = cache.fresh(&store).await.unwrap();
-            let slot = view.capacities["c"].slot("h").unwrap();
-            view.reserve("c", slot, "/tasks/c/t1", "c", "family:web", &cpu(100));
+            let slot = view.capacities["r/c"].slot("h").unwrap();
+            view.reserve(
+                &ck("c"),
+                slot,
+                "/tasks/r/c/t1",
+                &ck("c"),
+                "family:web",
+                &cpu(100),
+            );
         }
         let closing = {
             let (cache, store) = (cache.clone(), store.clone());
-            tokio::spawn(async move { cache.close(&store, "c", "h").await.unwrap() })
+            tokio::spawn(async move { cache.close(&store, &ck("c"), "h").await.unwrap() })
         };
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(
@@ -1289,11 +1330,11 @@ mod tests {
         );
         let closed_to_placement = |cache: &Arc<Cache>| {
             let view = cache.view.lock().unwrap();
-            let cap = &view.capacities["c"];
+            let cap = &view.capacities["r/c"];
             cap.slots[cap.slot("h").unwrap()].closing
         };
         assert_eq!(closed_to_placement(&cache), 1, "no new placement meanwhile");
-        cache.release(&["/tasks/c/t1".to_string()]);
+        cache.release(&["/tasks/r/c/t1".to_string()]);
         let guard = tokio::time::timeout(std::time::Duration::from_secs(5), closing)
             .await
             .expect("closes once the placement settled")
@@ -1308,15 +1349,15 @@ mod tests {
         let mut old = View::default();
         put_instance(&mut old, &instance("c", "h", "big"));
         put_instance(&mut old, &instance("c", "gone", "big"));
-        let at = old.capacities["c"].slot("gone").unwrap();
-        old.capacities.get_mut("c").unwrap().slots[at].closing = 1;
-        let slot = old.capacities["c"].slot("h").unwrap();
+        let at = old.capacities["r/c"].slot("gone").unwrap();
+        old.capacities.get_mut("r/c").unwrap().slots[at].closing = 1;
+        let slot = old.capacities["r/c"].slot("h").unwrap();
         for t in ["t1", "t2", "t3"] {
             old.reserve(
-                "c",
+                &ck("c"),
                 slot,
-                &format!("/tasks/c/{t}"),
-                "c",
+                &format!("/tasks/r/c/{t}"),
+                &ck("c"),
                 "family:web",
                 &cpu(100),
             );
@@ -1327,14 +1368,14 @@ mod tests {
         put_instance(&mut new, &instance("c", "h", "big"));
         put_task(&mut new, "c/t1/h/family:web", TaskStatus::Provisioning);
         put_task(&mut new, "c/t3/h/family:web", TaskStatus::Stopped);
-        let committed = ["/tasks/c/t1".to_string(), "/tasks/c/t3".to_string()].into();
+        let committed = ["/tasks/r/c/t1".to_string(), "/tasks/r/c/t3".to_string()].into();
         new.adopt(&mut old, &committed);
-        assert_eq!(held(&new, "c", "h"), 200);
-        let cap = &new.capacities["c"];
+        assert_eq!(held(&new, "r/c", "h"), 200);
+        let cap = &new.capacities["r/c"];
         assert_eq!(cap.slots[cap.slot("gone").unwrap()].closing, 1);
         assert_eq!(cap.slots[cap.slot("h").unwrap()].closing, 0);
         put_task(&mut new, "c/t2/h/family:web", TaskStatus::Provisioning);
-        assert_eq!(held(&new, "c", "h"), 200);
+        assert_eq!(held(&new, "r/c", "h"), 200);
         assert!(new.pending.is_empty());
     }
 
@@ -1365,35 +1406,35 @@ mod tests {
             put_instance(&mut view, i);
         }
         let big = member_of("attribute:kind == big");
-        let set = view.capacities.get_mut("c").unwrap().feasible(&big);
-        assert_eq!(ids(&view, "c", &set), ["a", "c"]);
+        let set = view.capacities.get_mut("r/c").unwrap().feasible(&big);
+        assert_eq!(ids(&view, "r/c", &set), ["a", "c"]);
 
         // A task placed there changes nothing a static constraint reads:
         // the same set is handed out again, not recomputed; nor does a
         // version bump of the record.
         put_task(&mut view, "c/t1/a/family:web", TaskStatus::Running);
-        let again = view.capacities.get_mut("c").unwrap().feasible(&big);
+        let again = view.capacities.get_mut("r/c").unwrap().feasible(&big);
         assert!(Arc::ptr_eq(&set, &again));
         let mut bumped = a.clone();
         bumped.version += 1;
         put_instance(&mut view, &bumped);
-        let again = view.capacities.get_mut("c").unwrap().feasible(&big);
+        let again = view.capacities.get_mut("r/c").unwrap().feasible(&big);
         assert!(Arc::ptr_eq(&set, &again));
 
         // A changed attribute does.
         let mut now_big = b.clone();
         now_big.attributes.insert("kind".into(), Some("big".into()));
         put_instance(&mut view, &now_big);
-        let set = view.capacities.get_mut("c").unwrap().feasible(&big);
-        assert_eq!(ids(&view, "c", &set), ["a", "b", "c"]);
+        let set = view.capacities.get_mut("r/c").unwrap().feasible(&big);
+        assert_eq!(ids(&view, "r/c", &set), ["a", "b", "c"]);
 
         // A host that goes is gone from the next set, and the slot that
         // took its place is still found by its ID.
-        delete(&mut view, "/instances/c/a".into());
-        delete(&mut view, "/tasks/c/t1".into());
-        let set = view.capacities.get_mut("c").unwrap().feasible(&big);
-        assert_eq!(ids(&view, "c", &set), ["b", "c"]);
-        let cap = &view.capacities["c"];
+        delete(&mut view, "/instances/r/c/a".into());
+        delete(&mut view, "/tasks/r/c/t1".into());
+        let set = view.capacities.get_mut("r/c").unwrap().feasible(&big);
+        assert_eq!(ids(&view, "r/c", &set), ["b", "c"]);
+        let cap = &view.capacities["r/c"];
         for id in ["b", "c"] {
             assert_eq!(&*cap.slots[cap.slot(id).unwrap()].id, id);
         }
@@ -1404,12 +1445,12 @@ mod tests {
         let split = |view: &mut View| {
             let split = view
                 .capacities
-                .get_mut("c")
+                .get_mut("r/c")
                 .unwrap()
                 .feasible_by_value(&big, "kind");
             split
                 .iter()
-                .map(|(v, set)| (v.as_deref().map(str::to_string), ids(view, "c", set)))
+                .map(|(v, set)| (v.as_deref().map(str::to_string), ids(view, "r/c", set)))
                 .collect::<Vec<_>>()
         };
         assert_eq!(
@@ -1422,12 +1463,12 @@ mod tests {
         let all = parse_constraints(&[]).unwrap();
         let by_kind = view
             .capacities
-            .get_mut("c")
+            .get_mut("r/c")
             .unwrap()
             .feasible_by_value(&all, "kind");
         let mut got: Vec<_> = by_kind
             .iter()
-            .map(|(v, set)| (v.as_deref().map(str::to_string), ids(&view, "c", set)))
+            .map(|(v, set)| (v.as_deref().map(str::to_string), ids(&view, "r/c", set)))
             .collect();
         got.sort();
         assert_eq!(
@@ -1452,37 +1493,37 @@ mod tests {
         put_task(&mut view, "y/f2/m/service:web", TaskStatus::Running);
 
         let slot = |view: &View, cap: &str, id: &str| view.capacities[cap].slot(id);
-        let cap = &view.capacities["c"];
+        let cap = &view.capacities["r/c"];
         let h = &cap.slots[cap.slot("h").unwrap()];
-        let tasks = h.tasks("c").unwrap();
+        let tasks = h.tasks(&ck("c")).unwrap();
         assert_eq!(tasks.running, 3);
         assert_eq!(tasks.groups["service:web"], 2);
         assert_eq!(tasks.groups["family:batch"], 1);
         let m = &view.capacities[MANAGED_CLUSTER];
         let m = &m.slots[m.slot("m").unwrap()];
-        assert_eq!(m.tasks("x").unwrap().groups["service:web"], 1);
-        assert_eq!(m.tasks("y").unwrap().running, 1);
-        assert!(m.tasks("c").is_none());
+        assert_eq!(m.tasks(&ck("x")).unwrap().groups["service:web"], 1);
+        assert_eq!(m.tasks(&ck("y")).unwrap().running, 1);
+        assert!(m.tasks(&ck("c")).is_none());
 
         // Stopping and deleting take tasks out; a task updated in place
         // (PENDING -> RUNNING) is counted once.
         put_task(&mut view, "c/t2/h/service:web", TaskStatus::Running);
         put_task(&mut view, "c/t1/h/service:web", TaskStatus::Stopped);
-        delete(&mut view, "/tasks/c/t3".into());
-        let cap = &view.capacities["c"];
-        let tasks = cap.slots[cap.slot("h").unwrap()].tasks("c").unwrap();
+        delete(&mut view, "/tasks/r/c/t3".into());
+        let cap = &view.capacities["r/c"];
+        let tasks = cap.slots[cap.slot("h").unwrap()].tasks(&ck("c")).unwrap();
         assert_eq!(tasks.running, 1);
         assert_eq!(tasks.groups.get("service:web"), Some(&1));
         assert_eq!(tasks.groups.get("family:batch"), None);
 
         // A deregistered host is forgotten once its last task is gone
         // (deleted: a STOPPED task is still its agent's to clean up).
-        delete(&mut view, "/instances/c/h".into());
-        assert!(slot(&view, "c", "h").is_some());
+        delete(&mut view, "/instances/r/c/h".into());
+        assert!(slot(&view, "r/c", "h").is_some());
         put_task(&mut view, "c/t2/h/service:web", TaskStatus::Stopped);
-        assert!(slot(&view, "c", "h").is_some());
-        delete(&mut view, "/tasks/c/t1".into());
-        delete(&mut view, "/tasks/c/t2".into());
-        assert!(slot(&view, "c", "h").is_none());
+        assert!(slot(&view, "r/c", "h").is_some());
+        delete(&mut view, "/tasks/r/c/t1".into());
+        delete(&mut view, "/tasks/r/c/t2".into());
+        assert!(slot(&view, "r/c", "h").is_none());
     }
 }

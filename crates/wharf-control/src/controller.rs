@@ -21,7 +21,7 @@ use std::time::Duration;
 use wharf_core::arn::Scope;
 use wharf_core::lifecycle::{request_stop, DesiredStatus};
 use wharf_core::placement::Misfit;
-use wharf_core::records::{keys, InstanceRecord, TaskRecord, MANAGED_CLUSTER};
+use wharf_core::records::{keys, ClusterKey, InstanceRecord, TaskRecord};
 use wharf_core::service::{
     at_rest, plan, LbHealth, Plan, ServiceRecord, Settings, Start, STOP_SCHEDULER,
 };
@@ -50,9 +50,9 @@ pub async fn run(c: Control, settings: Settings) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         // Clusters whose every service is at rest (`service::at_rest`): the
         // tick passes them by until a change to one of their keys.
-        let mut resting: BTreeSet<String> = BTreeSet::new();
+        let mut resting: BTreeSet<ClusterKey> = BTreeSet::new();
         loop {
-            let mut dirty: BTreeSet<String> = BTreeSet::new();
+            let mut dirty: BTreeSet<ClusterKey> = BTreeSet::new();
             tokio::select! {
                 ev = watch.recv() => {
                     let Some(ev) = ev else { break };
@@ -73,7 +73,7 @@ pub async fn run(c: Control, settings: Settings) {
                     }
                     // FARGATE services of any cluster run on the managed
                     // capacity: a change there concerns them all.
-                    if dirty.contains(MANAGED_CLUSTER) {
+                    if dirty.contains(&ClusterKey::managed()) {
                         resting.clear();
                     }
                     for cluster in &dirty {
@@ -110,21 +110,24 @@ fn concerns_targets(key: &str) -> bool {
 }
 
 /// The cluster a key belongs to, for the kinds the scheduler looks at.
-fn cluster_of(key: &str) -> Option<String> {
-    let rest = key
-        .strip_prefix(keys::SERVICES)
-        .or_else(|| key.strip_prefix(keys::TASKS))
-        .or_else(|| key.strip_prefix("/instances/"))
-        .or_else(|| key.strip_prefix("/agents/"))?;
-    rest.split('/').next().map(str::to_string)
+fn cluster_of(key: &str) -> Option<ClusterKey> {
+    [
+        keys::SERVICES,
+        keys::TASKS,
+        keys::INSTANCES,
+        keys::AGENT_SESSIONS,
+    ]
+    .iter()
+    .find_map(|prefix| ClusterKey::split(prefix, key))
+    .map(|(cluster, _)| cluster)
 }
 
-async fn clusters_with_services(c: &Control) -> ApiResult<BTreeSet<String>> {
+async fn clusters_with_services(c: &Control) -> ApiResult<BTreeSet<ClusterKey>> {
     let (all, _) = records::list::<ServiceRecord>(c.store.as_ref(), keys::SERVICES).await?;
     Ok(all
         .into_iter()
         .filter(|v| v.value.status != "INACTIVE")
-        .map(|v| v.value.cluster)
+        .map(|v| v.value.cluster_key())
         .collect())
 }
 
@@ -132,7 +135,7 @@ async fn clusters_with_services(c: &Control) -> ApiResult<BTreeSet<String>> {
 /// rest (its plan changed nothing, and time alone would not change it).
 pub async fn reconcile(
     c: &Control,
-    cluster: &str,
+    cluster: &ClusterKey,
     settings: &Settings,
     rng: &mut StdRng,
 ) -> ApiResult<bool> {
@@ -145,11 +148,11 @@ pub async fn reconcile(
     // The cluster's instances and the managed capacity its FARGATE tasks run on.
     let mut instances = vec![];
     let mut connected = std::collections::HashSet::new();
-    for capacity in [cluster, MANAGED_CLUSTER] {
+    for capacity in [cluster.clone(), ClusterKey::managed()] {
         let (found, _) =
-            records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(capacity)).await?;
+            records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(&capacity)).await?;
         instances.extend(found.into_iter().map(|v| v.value));
-        connected.extend(connected_instances(c, capacity).await?);
+        connected.extend(connected_instances(c, &capacity).await?);
     }
     let mut synced = crate::lb_targets::sync(c, &tasks, &instances, c.clock.now()).await?;
     let lb_health = std::mem::take(&mut synced.health);
@@ -213,7 +216,7 @@ async fn apply(
         start,
         stop,
     } = p;
-    let cluster = svc.cluster.clone();
+    let cluster = svc.cluster_key();
     for order in &stop {
         for _ in 0..records::MAX_ATTEMPTS {
             let Some(mut t) =
@@ -260,8 +263,18 @@ async fn launch(
     rng: &mut StdRng,
 ) -> ApiResult<()> {
     let name = svc.name.clone();
-    let cluster = active_cluster(c, &svc.cluster).await?;
-    let td = taskdefs::resolve(c, &s.task_definition).await?.value;
+    // In the service's region (its cluster's ARN names it).
+    let x = Ctx {
+        scope: scope_of(&svc.cluster_arn),
+        now,
+        caller: crate::auth::Caller::Root,
+        host: None,
+    };
+    let cluster = active_cluster(c, &x, &svc.cluster).await?;
+    let td_region = wharf_core::arn::region_of(&s.task_definition);
+    let td = taskdefs::resolve(c, td_region, &s.task_definition)
+        .await?
+        .value;
     let propagated = match svc.propagate_tags.as_deref() {
         Some("SERVICE") => Some(&svc.tags),
         Some("TASK_DEFINITION") => Some(&td.tags),
@@ -307,8 +320,12 @@ async fn launch(
         t.started_by.as_deref() == Some(s.deployment.as_str())
             && t.desired_status == DesiredStatus::Running
     }));
-    let (capacity, subnet) =
-        tasks::capacity_and_subnet(&svc.cluster, &launch_type, &td.definition, network.as_ref())?;
+    let (capacity, subnet) = tasks::capacity_and_subnet(
+        &svc.cluster_key(),
+        &launch_type,
+        &td.definition,
+        network.as_ref(),
+    )?;
     let mut l = Launch {
         capacity,
         subnet,
@@ -323,13 +340,7 @@ async fn launch(
         load_balancers,
         strategy,
         on_providers,
-        blocking_logs: tasks::blocking_logs(c).await?,
-    };
-    let x = Ctx {
-        scope: scope_of(&svc.arn),
-        now,
-        caller: crate::auth::Caller::Root,
-        host: None,
+        blocking_logs: tasks::blocking_logs(c, &x).await?,
     };
     let only = s.instance.clone().map(|i| vec![i]);
     let unplaceable = |why: String| {

@@ -177,7 +177,7 @@ async fn dispatch_query(
             ),
         ));
     }
-    let ctx = ctx(control, headers, verified.region, now_ms, caller);
+    let ctx = ctx(control, headers, verified.region, now_ms, caller)?;
     auth::authorize(&ctx, api, &request.action)?;
     let scope = wharf_lb::Scope {
         region: ctx.scope.region,
@@ -202,12 +202,20 @@ fn ctx(
     region: String,
     now: Millis,
     caller: auth::Caller,
-) -> Ctx {
+) -> ApiResult<Ctx> {
+    // The region becomes a segment of store keys: refused unless it reads
+    // as a region does.
+    if !wharf_core::arn::valid_region(&region) {
+        return Err(AwsError::client(
+            "InvalidSignatureException",
+            format!("Credential should be scoped to a valid region, not '{region}'."),
+        ));
+    }
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    Ctx {
+    Ok(Ctx {
         scope: Scope {
             region,
             account: control.config.account_id.clone(),
@@ -215,7 +223,7 @@ fn ctx(
         now,
         caller,
         host,
-    }
+    })
 }
 
 /// The control plane's clock, as milliseconds and as the time SigV4 checks against.
@@ -292,7 +300,7 @@ async fn dispatch(
         }
     })?;
     let api = api.ok_or_else(|| AwsError::unknown_operation(target))?;
-    let ctx = ctx(control, headers, verified.region, now_ms, caller);
+    let ctx = ctx(control, headers, verified.region, now_ms, caller)?;
     auth::authorize(&ctx, api, op)?;
     match api {
         Api::Ecs => ecs::dispatch(control, &ctx, op, body).await,

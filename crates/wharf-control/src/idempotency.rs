@@ -50,10 +50,11 @@ pub struct Leases {
 
 impl Token {
     /// The token of `request` (its `clientToken`, given as `token`) for
-    /// `operation` in `scope` (a cluster), or None without one.
+    /// `operation` in `scope` (a cluster) of `region`, or None without one.
     /// `request` is fingerprinted with its token left out.
     pub fn of<R: Serialize>(
         operation: &str,
+        region: &str,
         scope: &str,
         token: Option<&str>,
         request: &R,
@@ -70,7 +71,12 @@ impl Token {
             o.remove("clientToken");
         }
         Ok(Some(Token {
-            key: keys::client_token(operation, scope, &hex::encode(Sha256::digest(token))),
+            key: keys::client_token(
+                operation,
+                region,
+                scope,
+                &hex::encode(Sha256::digest(token)),
+            ),
             fingerprint: hex::encode(Sha256::digest(body.to_string())),
         }))
     }
@@ -165,9 +171,15 @@ mod tests {
             count,
             client_token: Some(t.into()),
         };
-        Token::of("RunTask", "default", r.client_token.as_deref(), &r)
-            .unwrap()
-            .unwrap()
+        Token::of(
+            "RunTask",
+            "us-east-1",
+            "default",
+            r.client_token.as_deref(),
+            &r,
+        )
+        .unwrap()
+        .unwrap()
     }
 
     #[test]
@@ -177,7 +189,7 @@ mod tests {
         assert_ne!(a.fingerprint, token(3, "t1").fingerprint);
         assert_eq!(a.key, token(3, "t1").key);
         assert_ne!(a.key, token(2, "t2").key);
-        assert!(a.key.starts_with("/idempotency/RunTask/default/"));
+        assert!(a.key.starts_with("/idempotency/RunTask/us-east-1/default/"));
     }
 
     #[test]
@@ -186,11 +198,13 @@ mod tests {
             count: 1,
             client_token: None,
         };
-        assert!(Token::of("RunTask", "d", None, &r).unwrap().is_none());
+        assert!(Token::of("RunTask", "us-east-1", "d", None, &r)
+            .unwrap()
+            .is_none());
         for bad in ["", "é", &"x".repeat(65)] {
-            let e = Token::of("RunTask", "d", Some(bad), &r).unwrap_err();
+            let e = Token::of("RunTask", "us-east-1", "d", Some(bad), &r).unwrap_err();
             assert_eq!(e.code, "InvalidParameterException", "{bad:?}");
         }
-        assert!(Token::of("RunTask", "d", Some(&"x".repeat(64)), &r).is_ok());
+        assert!(Token::of("RunTask", "us-east-1", "d", Some(&"x".repeat(64)), &r).is_ok());
     }
 }

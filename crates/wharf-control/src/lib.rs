@@ -16,6 +16,7 @@ pub mod http;
 pub mod idempotency;
 pub mod lb_targets;
 pub mod metrics;
+pub mod migrate;
 pub mod reaper;
 pub mod records;
 pub mod serve;
@@ -123,6 +124,17 @@ pub struct Ctx {
     pub caller: auth::Caller,
     /// The request's Host header (what a stream URL names).
     pub host: Option<String>,
+}
+
+impl Ctx {
+    /// The region the request is signed for: every resource it names lives there.
+    pub fn region(&self) -> &str {
+        &self.scope.region
+    }
+    /// Where the request's region keeps the cluster `name`.
+    pub fn cluster_key(&self, name: &str) -> wharf_core::records::ClusterKey {
+        wharf_core::records::ClusterKey::new(&self.scope.region, name)
+    }
 }
 
 #[cfg(test)]

@@ -174,22 +174,27 @@ mod tests {
             ("gone", TaskDefinitionStatus::DeleteInProgress),
             ("kept", TaskDefinitionStatus::Active),
         ] {
-            txn = txn.then(records::put(&keys::task_definition(f, 1), &td(f, s)));
+            txn = txn.then(records::put(
+                &keys::task_definition("us-east-1", f, 1),
+                &td(f, s),
+            ));
         }
         store.txn(txn).await.unwrap();
         assert_eq!(sweep_task_definitions(&c).await, 1);
-        assert!(
-            records::get::<TaskDefinitionRecord>(store, &keys::task_definition("gone", 1))
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            records::get::<TaskDefinitionRecord>(store, &keys::task_definition("kept", 1))
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(records::get::<TaskDefinitionRecord>(
+            store,
+            &keys::task_definition("us-east-1", "gone", 1)
+        )
+        .await
+        .unwrap()
+        .is_none());
+        assert!(records::get::<TaskDefinitionRecord>(
+            store,
+            &keys::task_definition("us-east-1", "kept", 1)
+        )
+        .await
+        .unwrap()
+        .is_some());
         assert_eq!(sweep_task_definitions(&c).await, 0);
     }
 
@@ -219,7 +224,13 @@ mod tests {
             ),
             task("running", TaskStatus::Running, None, "arn:td/a:1"),
         ] {
-            txn = txn.then(records::put(&keys::task("c", &t.id), &t));
+            txn = txn.then(records::put(
+                &keys::task(
+                    &wharf_core::records::ClusterKey::new("us-east-1", "c"),
+                    &t.id,
+                ),
+                &t,
+            ));
         }
         store.txn(txn).await.unwrap();
         assert_eq!(sweep(&c).await, 1);
@@ -245,12 +256,21 @@ mod tests {
         let def = td("used", TaskDefinitionStatus::DeleteInProgress);
         let t = task("t", TaskStatus::Running, None, "arn:td/used:1");
         let txn = Txn::new()
-            .then(records::put(&keys::task_definition("used", 1), &def))
-            .then(records::put(&keys::task("c", "t"), &t));
+            .then(records::put(
+                &keys::task_definition("us-east-1", "used", 1),
+                &def,
+            ))
+            .then(records::put(
+                &keys::task(&wharf_core::records::ClusterKey::new("us-east-1", "c"), "t"),
+                &t,
+            ));
         store.txn(txn).await.unwrap();
         assert_eq!(sweep_task_definitions(&c).await, 0);
         store
-            .txn(Txn::new().then(Op::delete(keys::task("c", "t"))))
+            .txn(Txn::new().then(Op::delete(keys::task(
+                &wharf_core::records::ClusterKey::new("us-east-1", "c"),
+                "t",
+            ))))
             .await
             .unwrap();
         assert_eq!(sweep_task_definitions(&c).await, 1);

@@ -22,8 +22,8 @@ pub async fn interrupt(
     x: &Ctx,
     r: InterruptSpotTasksRequest,
 ) -> ApiResult<InterruptSpotTasksResponse> {
-    let cluster = cluster_name(r.cluster.as_deref())?;
-    active_cluster(c, &cluster).await?;
+    let cluster = cluster_name(x, r.cluster.as_deref())?;
+    active_cluster(c, x, &cluster).await?;
     if r.tasks.is_empty() == r.service.is_none() {
         return Err(invalid(
             "Name the tasks to interrupt, or a service (all its FARGATE_SPOT tasks), not both.",
@@ -42,7 +42,7 @@ pub async fn interrupt(
             task: given.clone(),
             reason: reason.into(),
         };
-        match tasks::find(c, Some(&cluster), given).await? {
+        match tasks::find(c, x, Some(&cluster), given).await? {
             None => out.failures.push(fail("MISSING")),
             Some(t) if t.value.capacity_provider_name.as_deref() != Some(FARGATE_SPOT) => out
                 .failures
@@ -56,7 +56,8 @@ pub async fn interrupt(
     if let Some(service) = &r.service {
         let group = format!("service:{service}");
         let (all, _) =
-            records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(&cluster)).await?;
+            records::list::<TaskRecord>(c.store.as_ref(), &keys::tasks(&x.cluster_key(&cluster)))
+                .await?;
         chosen.extend(all.into_iter().filter(|t| {
             t.value.group == group
                 && t.value.capacity_provider_name.as_deref() == Some(FARGATE_SPOT)

@@ -29,7 +29,7 @@ const MAX_EXPIRY_SECS: i64 = 10 * 365 * 24 * 3600;
 pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<Vec<u8>> {
     match op {
         CREATE_JOIN_TOKEN => call(body, |r| create(c, x, r)).await,
-        LIST_JOIN_TOKENS => call(body, |r| list(c, r)).await,
+        LIST_JOIN_TOKENS => call(body, |r| list(c, x, r)).await,
         REVOKE_JOIN_TOKEN => call(body, |r| revoke(c, r)).await,
         INTERRUPT_SPOT_TASKS => call(body, |r| crate::spot::interrupt(c, x, r)).await,
         _ => Err(AwsError::unknown_operation(&format!(
@@ -97,6 +97,7 @@ async fn create(
     let record = JoinTokenRecord {
         id: id.clone(),
         cluster: r.cluster,
+        region: x.region().to_string(),
         description,
         secret_sha256: sha256_hex(&secret),
         created_at: x.now,
@@ -109,7 +110,7 @@ async fn create(
     if !commit(c.store.as_ref(), txn).await? {
         return Err(records::contention());
     }
-    tracing::info!(token = %id, cluster = %record.cluster, "join token created");
+    tracing::info!(token = %id, cluster = %record.cluster, region = %record.region, "join token created");
     Ok(CreateJoinTokenResponse {
         token: format!("{TOKEN_PREFIX}.{id}.{secret}"),
         join_token: wire(&record, 0),
@@ -120,6 +121,7 @@ fn wire(t: &JoinTokenRecord, agents: usize) -> JoinToken {
     JoinToken {
         token_id: t.id.clone(),
         cluster: t.cluster.clone(),
+        region: t.region.clone(),
         description: t.description.clone(),
         created_at: t.created_at,
         expires_at: t.expires_at,
@@ -133,13 +135,13 @@ async fn all_credentials(c: &Control) -> ApiResult<Vec<AgentCredentialRecord>> {
     Ok(creds.into_iter().map(|v| v.value).collect())
 }
 
-async fn list(c: &Control, r: ListJoinTokensRequest) -> ApiResult<ListJoinTokensResponse> {
+async fn list(c: &Control, x: &Ctx, r: ListJoinTokensRequest) -> ApiResult<ListJoinTokensResponse> {
     let (tokens, _) = records::list::<JoinTokenRecord>(c.store.as_ref(), keys::JOIN_TOKENS).await?;
     let creds = all_credentials(c).await?;
     let join_tokens = tokens
         .into_iter()
         .map(|v| v.value)
-        .filter(|t| r.cluster.as_ref().is_none_or(|c| *c == t.cluster))
+        .filter(|t| t.region == x.region() && r.cluster.as_ref().is_none_or(|c| *c == t.cluster))
         .map(|t| {
             let agents = creds
                 .iter()
@@ -219,6 +221,7 @@ pub async fn join(c: &Control, now: Millis, body: &[u8]) -> ApiResult<Vec<u8>> {
             access_key_id: new_access_key_id(),
             secret_access_key: new_secret(),
             cluster: t.cluster.clone(),
+            region: t.region.clone(),
             token_id: Some(t.id.clone()),
             created_at: now,
         };
@@ -237,6 +240,7 @@ pub async fn join(c: &Control, now: Millis, body: &[u8]) -> ApiResult<Vec<u8>> {
             access_key_id: cred.access_key_id,
             secret_access_key: cred.secret_access_key,
             cluster: cred.cluster,
+            region: Some(cred.region),
         })
     })
     .await
@@ -247,13 +251,18 @@ pub async fn join(c: &Control, now: Millis, body: &[u8]) -> ApiResult<Vec<u8>> {
 /// the instances they registered stay theirs).
 pub async fn local_agent_credentials(
     c: &Control,
+    region: &str,
     cluster: &str,
     now: Millis,
 ) -> ApiResult<Credentials> {
+    // us-east-1's keep the ID they had before regions were kept apart, so
+    // an upgraded `wharf up` still owns the instance it registered.
     let tag = if cluster == MANAGED_CLUSTER {
         "MANAGED".to_string()
-    } else {
+    } else if region == wharf_core::records::DEFAULT_REGION {
         sha256_hex(cluster)[..12].to_ascii_uppercase()
+    } else {
+        sha256_hex(&format!("{region}/{cluster}"))[..12].to_ascii_uppercase()
     };
     let akid = format!("AWAGLOCAL{tag}");
     let key = keys::agent_credential(&akid);
@@ -268,6 +277,7 @@ pub async fn local_agent_credentials(
             access_key_id: akid.clone(),
             secret_access_key: new_secret(),
             cluster: cluster.to_string(),
+            region: region.to_string(),
             token_id: None,
             created_at: now,
         };

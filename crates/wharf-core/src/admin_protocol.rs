@@ -76,6 +76,9 @@ impl std::fmt::Debug for CreateJoinTokenResponse {
 pub struct JoinToken {
     pub token_id: String,
     pub cluster: String,
+    /// The cluster's region (the region the token was created in).
+    #[serde(default)]
+    pub region: String,
     pub description: String,
     /// Milliseconds since the epoch.
     pub created_at: i64,

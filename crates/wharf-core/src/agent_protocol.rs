@@ -233,6 +233,9 @@ pub struct JoinResponse {
     pub secret_access_key: String,
     /// The cluster the credentials may register instances in.
     pub cluster: String,
+    /// The cluster's region: the credentials sign for it alone.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 impl std::fmt::Debug for JoinRequest {

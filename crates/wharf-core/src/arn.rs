@@ -70,6 +70,30 @@ fn resource_of(s: &str) -> Option<&str> {
     parts.next()
 }
 
+/// The region an ARN names; `us-east-1` for a string that is no ARN.
+pub fn region_of(arn: &str) -> &str {
+    arn.strip_prefix("arn:")
+        .and_then(|r| r.split(':').nth(2))
+        .filter(|r| !r.is_empty())
+        .unwrap_or("us-east-1")
+}
+
+/// Whether `given` (a name, an ID or an ARN) can name a resource of
+/// `region`: ECS is regional, so an ARN of another region names nothing.
+pub fn in_region(given: &str, region: &str) -> bool {
+    !given.starts_with("arn:") || region_of(given) == region
+}
+
+/// A region as a request's signature names it: lowercase letters, digits
+/// and `-` (it becomes a segment of store keys).
+pub fn valid_region(region: &str) -> bool {
+    !region.is_empty()
+        && region.len() <= 64
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// `NAME` or a cluster ARN → the cluster name. None/empty → `default`.
 pub fn cluster_name(given: Option<&str>) -> Result<String, CoreError> {
     let given = match given {

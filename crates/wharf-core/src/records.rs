@@ -16,45 +16,119 @@ pub type Tags = BTreeMap<String, String>;
 /// capacity. `~` can't appear in a cluster name, so no user can reach it.
 pub const MANAGED_CLUSTER: &str = "~managed";
 
+/// Where a cluster's objects live in the store: `REGION/NAME` (ECS is
+/// regional: the same name in two regions is two clusters), or the managed
+/// capacity's hidden cluster, which every region's FARGATE tasks share as
+/// they share the one machine.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClusterKey(String);
+
+impl ClusterKey {
+    pub fn new(region: &str, name: &str) -> Self {
+        if name == MANAGED_CLUSTER {
+            return Self::managed();
+        }
+        Self(format!("{region}/{name}"))
+    }
+    pub fn managed() -> Self {
+        Self(MANAGED_CLUSTER.to_string())
+    }
+    /// Of a record whose ARN names its region.
+    pub fn of(arn: &str, name: &str) -> Self {
+        Self::new(crate::arn::region_of(arn), name)
+    }
+    pub fn is_managed(&self) -> bool {
+        self.0 == MANAGED_CLUSTER
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// From what [`Self::as_str`] gave.
+    pub fn from_str_unchecked(s: &str) -> Self {
+        Self(s.to_string())
+    }
+    /// The region (None: the managed capacity, which serves every region).
+    pub fn region(&self) -> Option<&str> {
+        self.0.split_once('/').map(|(r, _)| r)
+    }
+    /// The cluster's name, as the API shows it.
+    pub fn name(&self) -> &str {
+        self.0.split_once('/').map_or(&self.0, |(_, n)| n)
+    }
+    /// The cluster key and the rest of a key under `prefix`
+    /// (`/tasks/REGION/NAME/ID` → (`REGION/NAME`, `ID`)).
+    pub fn split<'a>(prefix: &str, key: &'a str) -> Option<(Self, &'a str)> {
+        let rest = key.strip_prefix(prefix)?;
+        if let Some(id) = rest
+            .strip_prefix(MANAGED_CLUSTER)
+            .and_then(|r| r.strip_prefix('/'))
+        {
+            return Some((Self::managed(), id));
+        }
+        let (region, rest) = rest.split_once('/')?;
+        let (name, id) = rest.split_once('/')?;
+        Some((Self::new(region, name), id))
+    }
+}
+
+impl std::fmt::Display for ClusterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Store keys. Everything lives under one prefix per kind so controllers can
-/// watch a kind, and under a cluster so a cluster's objects are one range.
+/// watch a kind, then under the region (ECS is regional), and under a
+/// cluster so a cluster's objects are one range.
 pub mod keys {
-    pub fn cluster(name: &str) -> String {
-        format!("/clusters/{name}")
+    use super::ClusterKey;
+
+    /// Marks the key layout the store holds (see `wharf_control::migrate`).
+    pub const SCHEMA_VERSION: &str = "/schema/version";
+    pub fn cluster(cluster: &ClusterKey) -> String {
+        format!("/clusters/{cluster}")
+    }
+    pub fn clusters(region: &str) -> String {
+        format!("/clusters/{region}/")
     }
     pub const CLUSTERS: &str = "/clusters/";
-    pub fn task_definition(family: &str, revision: i32) -> String {
+    pub fn task_definition(region: &str, family: &str, revision: i32) -> String {
         // Zero-padded so lexicographic order is revision order.
-        format!("/taskdefs/{family}/{revision:010}")
+        format!("/taskdefs/{region}/{family}/{revision:010}")
     }
-    pub fn task_definition_family(family: &str) -> String {
-        format!("/taskdefs/{family}/")
+    pub fn task_definition_family(region: &str, family: &str) -> String {
+        format!("/taskdefs/{region}/{family}/")
+    }
+    pub fn task_definitions(region: &str) -> String {
+        format!("/taskdefs/{region}/")
     }
     pub const TASK_DEFINITIONS: &str = "/taskdefs/";
-    pub fn task(cluster: &str, id: &str) -> String {
+    pub fn task(cluster: &ClusterKey, id: &str) -> String {
         format!("/tasks/{cluster}/{id}")
     }
-    pub fn tasks(cluster: &str) -> String {
+    pub fn tasks(cluster: &ClusterKey) -> String {
         format!("/tasks/{cluster}/")
     }
     pub const TASKS: &str = "/tasks/";
-    pub fn instance(cluster: &str, id: &str) -> String {
+    pub fn instance(cluster: &ClusterKey, id: &str) -> String {
         format!("/instances/{cluster}/{id}")
     }
-    pub fn instances(cluster: &str) -> String {
+    pub fn instances(cluster: &ClusterKey) -> String {
         format!("/instances/{cluster}/")
     }
+    pub const INSTANCES: &str = "/instances/";
     /// Present (under a lease) while the instance's agent is connected.
-    pub fn agent_session(cluster: &str, id: &str) -> String {
+    pub fn agent_session(cluster: &ClusterKey, id: &str) -> String {
         format!("/agents/{cluster}/{id}")
     }
-    pub fn agent_sessions(cluster: &str) -> String {
+    pub fn agent_sessions(cluster: &ClusterKey) -> String {
         format!("/agents/{cluster}/")
     }
-    pub fn service(cluster: &str, name: &str) -> String {
+    pub const AGENT_SESSIONS: &str = "/agents/";
+    pub fn service(cluster: &ClusterKey, name: &str) -> String {
         format!("/services/{cluster}/{name}")
     }
-    pub fn services(cluster: &str) -> String {
+    pub fn services(cluster: &ClusterKey) -> String {
         format!("/services/{cluster}/")
     }
     pub const SERVICES: &str = "/services/";
@@ -69,13 +143,19 @@ pub mod keys {
     }
     pub const AGENT_CREDENTIALS: &str = "/auth/agents/";
     /// Custom capacity providers (FARGATE and FARGATE_SPOT are built in).
-    pub fn capacity_provider(name: &str) -> String {
-        format!("/capacity-providers/{name}")
+    pub fn capacity_provider(region: &str, name: &str) -> String {
+        format!("/capacity-providers/{region}/{name}")
+    }
+    pub fn capacity_providers(region: &str) -> String {
+        format!("/capacity-providers/{region}/")
     }
     pub const CAPACITY_PROVIDERS: &str = "/capacity-providers/";
     /// ECS account settings set (the root's, which are the account's).
-    pub fn account_setting(name: &str) -> String {
-        format!("/account-settings/{name}")
+    pub fn account_setting(region: &str, name: &str) -> String {
+        format!("/account-settings/{region}/{name}")
+    }
+    pub fn account_settings(region: &str) -> String {
+        format!("/account-settings/{region}/")
     }
     pub const ACCOUNT_SETTINGS: &str = "/account-settings/";
     /// ECS Exec sessions waiting for their two ends (under a lease).
@@ -83,11 +163,19 @@ pub mod keys {
         format!("/exec-sessions/{id}")
     }
     pub const EXEC_SESSIONS: &str = "/exec-sessions/";
-    /// What a request with a client token did, by operation, scope and
-    /// the token's SHA-256 (a token may hold any character).
-    pub fn client_token(operation: &str, scope: &str, token_sha256: &str) -> String {
-        format!("/idempotency/{operation}/{scope}/{token_sha256}")
+    /// What a request with a client token did, by operation, region, scope
+    /// and the token's SHA-256 (a token may hold any character).
+    pub fn client_token(operation: &str, region: &str, scope: &str, token_sha256: &str) -> String {
+        format!("/idempotency/{operation}/{region}/{scope}/{token_sha256}")
     }
+    pub const CLIENT_TOKENS: &str = "/idempotency/";
+}
+
+/// Where data written before regions were kept apart now lives.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+fn default_region() -> String {
+    DEFAULT_REGION.to_string()
 }
 
 /// A join token: an agent presents it once to receive credentials of its
@@ -96,6 +184,9 @@ pub mod keys {
 pub struct JoinTokenRecord {
     pub id: String,
     pub cluster: String,
+    /// The cluster's region (records from before regions: us-east-1).
+    #[serde(default = "default_region")]
+    pub region: String,
     #[serde(default)]
     pub description: String,
     /// Hex SHA-256 of the token's secret part.
@@ -114,6 +205,9 @@ pub struct AgentCredentialRecord {
     /// SigV4 needs the secret itself to check an HMAC, as AWS keeps it.
     pub secret_access_key: String,
     pub cluster: String,
+    /// The cluster's region; the managed capacity's agents serve every region.
+    #[serde(default = "default_region")]
+    pub region: String,
     /// The join token it was minted from (None: `wharf up`'s own agents).
     pub token_id: Option<String>,
     pub created_at: Millis,
@@ -146,6 +240,13 @@ pub struct ClusterRecord {
 
 /// An account setting someone set (PutAccountSetting for the root, or
 /// PutAccountSettingDefault: one and the same until IAM principals exist).
+impl ClusterRecord {
+    /// Where its objects live (the region its ARN names).
+    pub fn key(&self) -> ClusterKey {
+        ClusterKey::of(&self.arn, &self.name)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountSettingRecord {
     pub name: String,
@@ -284,6 +385,10 @@ pub struct InstanceRecord {
 }
 
 impl InstanceRecord {
+    /// Where its cluster's objects live (the region its ARN names).
+    pub fn cluster_key(&self) -> ClusterKey {
+        ClusterKey::of(&self.arn, &self.cluster)
+    }
     /// An ACTIVE instance just registered with `registered` resources:
     /// nothing reserved or allocated, no attributes, versions, hostname or
     /// tags yet; callers fill in what the registration says.
@@ -471,6 +576,10 @@ impl ContainerRecord {
 }
 
 impl TaskRecord {
+    /// Where its cluster's objects live (the region its cluster's ARN names).
+    pub fn cluster_key(&self) -> ClusterKey {
+        ClusterKey::of(&self.cluster_arn, &self.cluster)
+    }
     /// Whether task scale-in protection holds at `now`.
     pub fn protected(&self, now: Millis) -> bool {
         self.protected_until.is_some_and(|until| now < until)

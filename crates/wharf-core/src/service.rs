@@ -274,6 +274,10 @@ pub struct ServiceRecord {
 }
 
 impl ServiceRecord {
+    /// Where its cluster's objects live (the region its cluster's ARN names).
+    pub fn cluster_key(&self) -> crate::records::ClusterKey {
+        crate::records::ClusterKey::of(&self.cluster_arn, &self.cluster)
+    }
     /// An ACTIVE REPLICA service with ECS's defaults (desired 0, minimum
     /// 100%, maximum 200%, no breaker) and no deployment yet: callers set
     /// what the request says, then [`ServiceRecord::deploy`].

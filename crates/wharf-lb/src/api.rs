@@ -362,10 +362,25 @@ impl Api<'_> {
         arn::prefix(&self.scope.region, &self.scope.account)
     }
 
+    /// `name` of this region, as keys hold it: ELB is regional.
+    fn here(&self, name: &str) -> String {
+        crate::records::scoped(&self.scope.region, name)
+    }
+
+    /// The records of `prefix` that are this region's.
+    async fn list_here<T: DeserializeOwned + HasArn>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<Versioned<T>>, AwsError> {
+        let mut all = list::<T>(self.lb, prefix).await?;
+        all.retain(|v| crate::records::region_of(v.value.arn()) == self.scope.region);
+        Ok(all)
+    }
+
     async fn lb_by_arn(&self, lb_arn: &str) -> Result<Versioned<LoadBalancerRecord>, AwsError> {
         let name = arn::load_balancer_name(lb_arn)
             .ok_or_else(|| validation(format!("'{lb_arn}' is not a valid load balancer ARN")))?;
-        match get::<LoadBalancerRecord>(self.lb, &keys::load_balancer(name)).await? {
+        match get::<LoadBalancerRecord>(self.lb, &keys::load_balancer(&self.here(name))).await? {
             Some(r) if r.value.arn == lb_arn => Ok(r),
             _ => Err(lb_not_found()),
         }
@@ -374,7 +389,7 @@ impl Api<'_> {
     async fn tg_by_arn(&self, tg_arn: &str) -> Result<Versioned<TargetGroupRecord>, AwsError> {
         let name = arn::target_group_name(tg_arn)
             .ok_or_else(|| validation(format!("'{tg_arn}' is not a valid target group ARN")))?;
-        match get::<TargetGroupRecord>(self.lb, &keys::target_group(name)).await? {
+        match get::<TargetGroupRecord>(self.lb, &keys::target_group(&self.here(name))).await? {
             Some(r) if r.value.arn == tg_arn => Ok(r),
             _ => Err(tg_not_found()),
         }
@@ -383,7 +398,7 @@ impl Api<'_> {
     async fn listener_by_arn(&self, l_arn: &str) -> Result<Versioned<ListenerRecord>, AwsError> {
         let (lb, id) = arn::listener_parts(l_arn)
             .ok_or_else(|| validation(format!("'{l_arn}' is not a valid listener ARN")))?;
-        match get::<ListenerRecord>(self.lb, &keys::listener(lb, id)).await? {
+        match get::<ListenerRecord>(self.lb, &keys::listener(&self.here(lb), id)).await? {
             Some(r) if r.value.arn == l_arn => Ok(r),
             _ => Err(listener_not_found()),
         }
@@ -461,7 +476,7 @@ impl Api<'_> {
             return Err(not_supported("Security groups on a network load balancer"));
         }
         let tags = validate::tags(r.tags.as_deref().unwrap_or_default())?;
-        let key = keys::load_balancer(&r.name);
+        let key = keys::load_balancer(&self.here(&r.name));
         for _ in 0..MAX_ATTEMPTS {
             if let Some(existing) = get::<LoadBalancerRecord>(self.lb, &key).await? {
                 let e = &existing.value;
@@ -483,7 +498,9 @@ impl Api<'_> {
                     ),
                 ));
             }
-            let all = list::<LoadBalancerRecord>(self.lb, keys::LOAD_BALANCERS).await?;
+            let all = self
+                .list_here::<LoadBalancerRecord>(keys::LOAD_BALANCERS)
+                .await?;
             let same_kind = all.iter().filter(|l| l.value.kind == kind).count();
             let quota = if kind == "network" {
                 "network-load-balancers"
@@ -568,7 +585,9 @@ impl Api<'_> {
                 "Load balancer names and load balancer ARNs cannot be specified at the same time",
             ));
         }
-        let all = list::<LoadBalancerRecord>(self.lb, keys::LOAD_BALANCERS).await?;
+        let all = self
+            .list_here::<LoadBalancerRecord>(keys::LOAD_BALANCERS)
+            .await?;
         let mut picked = Vec::new();
         if !arns.is_empty() || !names.is_empty() {
             for a in &arns {
@@ -632,9 +651,9 @@ impl Api<'_> {
                     ),
                 ));
             }
-            let name = &lb.value.name;
-            let listeners = list::<ListenerRecord>(self.lb, &keys::listeners_of(name)).await?;
-            let rules = list::<RuleRecord>(self.lb, &keys::rules_of(name)).await?;
+            let name = lb.value.scoped_name();
+            let listeners = list::<ListenerRecord>(self.lb, &keys::listeners_of(&name)).await?;
+            let rules = list::<RuleRecord>(self.lb, &keys::rules_of(&name)).await?;
             let mut txn = Txn::new().when(lb.unchanged()).then(Op::delete(&lb.key));
             for l in &listeners {
                 txn = txn.when(l.unchanged()).then(Op::delete(&l.key));
@@ -826,7 +845,7 @@ impl Api<'_> {
         )?;
         let tags = validate::tags(r.tags.as_deref().unwrap_or_default())?;
         let vpc_id = r.vpc_id.clone().unwrap_or_else(|| DEFAULT_VPC.into());
-        let key = keys::target_group(&r.name);
+        let key = keys::target_group(&self.here(&r.name));
         for _ in 0..MAX_ATTEMPTS {
             if let Some(existing) = get::<TargetGroupRecord>(self.lb, &key).await? {
                 let e = &existing.value;
@@ -849,7 +868,8 @@ impl Api<'_> {
                     ),
                 ));
             }
-            let count = list::<TargetGroupRecord>(self.lb, keys::TARGET_GROUPS)
+            let count = self
+                .list_here::<TargetGroupRecord>(keys::TARGET_GROUPS)
                 .await?
                 .len();
             if count >= limit("target-groups") {
@@ -901,7 +921,9 @@ impl Api<'_> {
                 "Only one of target group ARNs, names or a load balancer ARN can be specified",
             ));
         }
-        let all = list::<TargetGroupRecord>(self.lb, keys::TARGET_GROUPS).await?;
+        let all = self
+            .list_here::<TargetGroupRecord>(keys::TARGET_GROUPS)
+            .await?;
         let usage = self.usage().await?;
         let mut picked = Vec::new();
         if let Some(lb_arn) = &r.load_balancer_arn {
@@ -1011,8 +1033,10 @@ impl Api<'_> {
                     ),
                 ));
             }
-            let targets = list::<TargetRecord>(self.lb, &keys::targets_of(&tg.value.name)).await?;
-            let health = list::<HealthRecord>(self.lb, &keys::health_of(&tg.value.name)).await?;
+            let targets =
+                list::<TargetRecord>(self.lb, &keys::targets_of(&tg.value.scoped_name())).await?;
+            let health =
+                list::<HealthRecord>(self.lb, &keys::health_of(&tg.value.scoped_name())).await?;
             let mut txn = Txn::new().when(tg.unchanged()).then(Op::delete(&tg.key));
             for t in targets
                 .iter()
@@ -1142,12 +1166,13 @@ impl Api<'_> {
         }
         for _ in 0..MAX_ATTEMPTS {
             let tg = self.tg_by_arn(&r.target_group_arn).await?;
-            let existing = list::<TargetRecord>(self.lb, &keys::targets_of(&tg.value.name)).await?;
+            let existing =
+                list::<TargetRecord>(self.lb, &keys::targets_of(&tg.value.scoped_name())).await?;
             let mut txn = Txn::new().when(tg.unchanged());
             let mut added = 0usize;
             for t in &r.targets {
                 let (id, port) = self.check_target(&tg.value, t)?;
-                let key = keys::target(&tg.value.name, &id, port);
+                let key = keys::target(&tg.value.scoped_name(), &id, port);
                 let prior = existing.iter().find(|e| e.key == key);
                 added += usize::from(prior.is_none());
                 let record = TargetRecord {
@@ -1185,11 +1210,12 @@ impl Api<'_> {
         }
         for _ in 0..MAX_ATTEMPTS {
             let tg = self.tg_by_arn(&r.target_group_arn).await?;
-            let existing = list::<TargetRecord>(self.lb, &keys::targets_of(&tg.value.name)).await?;
+            let existing =
+                list::<TargetRecord>(self.lb, &keys::targets_of(&tg.value.scoped_name())).await?;
             let mut txn = Txn::new().when(tg.unchanged());
             for t in &r.targets {
                 let (id, port) = self.check_target(&tg.value, t)?;
-                let key = keys::target(&tg.value.name, &id, port);
+                let key = keys::target(&tg.value.scoped_name(), &id, port);
                 let Some(e) = existing.iter().find(|e| e.key == key) else {
                     return Err(AwsError::client(
                         "InvalidTarget",
@@ -1218,11 +1244,11 @@ impl Api<'_> {
             return Err(not_supported("Anomaly detection (Include)"));
         }
         let tg = self.tg_by_arn(&r.target_group_arn).await?.value;
-        let targets = list::<TargetRecord>(self.lb, &keys::targets_of(&tg.name)).await?;
-        let health = list::<HealthRecord>(self.lb, &keys::health_of(&tg.name)).await?;
+        let targets = list::<TargetRecord>(self.lb, &keys::targets_of(&tg.scoped_name())).await?;
+        let health = list::<HealthRecord>(self.lb, &keys::health_of(&tg.scoped_name())).await?;
         let in_use = self.usage().await?.contains_key(&tg.arn);
         let health_of = |t: &TargetRecord| {
-            let key = keys::health(&tg.name, &t.id, t.port);
+            let key = keys::health(&tg.scoped_name(), &t.id, t.port);
             health
                 .iter()
                 .find(|h| h.key == key)
@@ -1257,7 +1283,7 @@ impl Api<'_> {
             Some(asked) if !asked.is_empty() => {
                 for t in asked {
                     let (id, port) = self.check_target(&tg, t)?;
-                    let key = keys::target(&tg.name, &id, port);
+                    let key = keys::target(&tg.scoped_name(), &id, port);
                     let found = targets.iter().find(|e| e.key == key).map(|e| &e.value);
                     out.push(describe(&id, port, found));
                 }
@@ -1443,7 +1469,9 @@ impl Api<'_> {
                 (None, _) => None,
             };
             let tgs = self.check_actions(&lb.value, &r.default_actions).await?;
-            let mine = list::<ListenerRecord>(self.lb, &keys::listeners_of(&lb.value.name)).await?;
+            let mine =
+                list::<ListenerRecord>(self.lb, &keys::listeners_of(&lb.value.scoped_name()))
+                    .await?;
             if let Some(same) = mine.iter().find(|l| l.value.port == port) {
                 let s = &same.value;
                 // As ELB: the same listener again is returned, not duplicated.
@@ -1493,7 +1521,7 @@ impl Api<'_> {
                 attributes: Default::default(),
                 tags: tags.clone(),
             };
-            let key = keys::listener(&lb.value.name, &id);
+            let key = keys::listener(&lb.value.scoped_name(), &id);
             let mut txn = Txn::new()
                 .when(lb.unchanged())
                 .when(Compare::NotExists(key.clone()))
@@ -1522,7 +1550,7 @@ impl Api<'_> {
                 )),
                 (Some(lb_arn), true) => {
                     let lb = self.lb_by_arn(lb_arn).await?;
-                    list::<ListenerRecord>(self.lb, &keys::listeners_of(&lb.value.name))
+                    list::<ListenerRecord>(self.lb, &keys::listeners_of(&lb.value.scoped_name()))
                         .await?
                         .into_iter()
                         .map(|l| l.value)
@@ -1616,7 +1644,7 @@ impl Api<'_> {
             let l = self.listener_by_arn(&r.listener_arn).await?;
             let rules = list::<RuleRecord>(
                 self.lb,
-                &keys::rules_of_listener(&l.value.load_balancer, &l.value.id),
+                &keys::rules_of_listener(&l.value.scoped_load_balancer(), &l.value.id),
             )
             .await?;
             let mut txn = Txn::new().when(l.unchanged()).then(Op::delete(&l.key));
@@ -1688,7 +1716,8 @@ impl Api<'_> {
                 ));
             }
             let tgs = self.check_actions(&lb.value, &r.actions).await?;
-            let rules = list::<RuleRecord>(self.lb, &keys::rules_of(&lb.value.name)).await?;
+            let rules =
+                list::<RuleRecord>(self.lb, &keys::rules_of(&lb.value.scoped_name())).await?;
             if rules
                 .iter()
                 .any(|x| x.value.listener_arn == l.value.arn && x.value.priority == r.priority)
@@ -1720,7 +1749,7 @@ impl Api<'_> {
                 actions: r.actions.clone(),
                 tags: tags.clone(),
             };
-            let key = keys::rule(&lb.value.name, &l.value.id, &id);
+            let key = keys::rule(&lb.value.scoped_name(), &l.value.id, &id);
             let mut txn = Txn::new()
                 .when(l.unchanged())
                 .when(lb.unchanged())
@@ -1762,12 +1791,14 @@ impl Api<'_> {
             }
             (Some(l_arn), true) => {
                 let l = self.listener_by_arn(l_arn).await?.value;
-                let mut rules: Vec<RuleRecord> =
-                    list::<RuleRecord>(self.lb, &keys::rules_of_listener(&l.load_balancer, &l.id))
-                        .await?
-                        .into_iter()
-                        .map(|x| x.value)
-                        .collect();
+                let mut rules: Vec<RuleRecord> = list::<RuleRecord>(
+                    self.lb,
+                    &keys::rules_of_listener(&l.scoped_load_balancer(), &l.id),
+                )
+                .await?
+                .into_iter()
+                .map(|x| x.value)
+                .collect();
                 rules.sort_by_key(|x| x.priority);
                 for x in &rules {
                     out.push((format!("{:05}", x.priority), rule_to_wire(x)));
@@ -1800,14 +1831,16 @@ impl Api<'_> {
         let (lb, listener, id) = arn::rule_parts(rule_arn)
             .ok_or_else(|| validation(format!("'{rule_arn}' is not a valid rule ARN")))?;
         if listener == id {
-            if let Some(l) = get::<ListenerRecord>(self.lb, &keys::listener(lb, listener)).await? {
+            if let Some(l) =
+                get::<ListenerRecord>(self.lb, &keys::listener(&self.here(lb), listener)).await?
+            {
                 if default_rule_arn(&l.value) == rule_arn {
                     return Ok(RuleRef::Default(l));
                 }
             }
             return Err(rule_not_found());
         }
-        match get::<RuleRecord>(self.lb, &keys::rule(lb, listener, id)).await? {
+        match get::<RuleRecord>(self.lb, &keys::rule(&self.here(lb), listener, id)).await? {
             Some(x) if x.value.arn == rule_arn => Ok(RuleRef::Rule(x)),
             _ => Err(rule_not_found()),
         }
@@ -1937,7 +1970,9 @@ impl Api<'_> {
             listeners.dedup();
             for l_arn in listeners {
                 let (lb, lid) = arn::listener_parts(l_arn).ok_or_else(listener_not_found)?;
-                let all = list::<RuleRecord>(self.lb, &keys::rules_of_listener(lb, lid)).await?;
+                let all =
+                    list::<RuleRecord>(self.lb, &keys::rules_of_listener(&self.here(lb), lid))
+                        .await?;
                 let mut seen = BTreeMap::new();
                 for x in &all {
                     let prio = changed
@@ -1972,13 +2007,13 @@ impl Api<'_> {
     /// the tag operations serve every kind alike.
     async fn tagged(&self, a: &str) -> Result<Versioned<serde_json::Value>, AwsError> {
         let key = if let Some(n) = arn::load_balancer_name(a) {
-            keys::load_balancer(n)
+            keys::load_balancer(&self.here(n))
         } else if let Some(n) = arn::target_group_name(a) {
-            keys::target_group(n)
+            keys::target_group(&self.here(n))
         } else if let Some((lb, id)) = arn::listener_parts(a) {
-            keys::listener(lb, id)
+            keys::listener(&self.here(lb), id)
         } else if let Some((lb, l, id)) = arn::rule_parts(a) {
-            keys::rule(lb, l, id)
+            keys::rule(&self.here(lb), l, id)
         } else {
             return Err(validation(format!("'{a}' is not a valid resource ARN")));
         };
@@ -2301,4 +2336,21 @@ fn health_check(
         hc.matcher = Some(code);
     }
     Ok(hc)
+}
+
+/// Records that carry their ARN (which names their region).
+trait HasArn {
+    fn arn(&self) -> &str;
+}
+
+impl HasArn for LoadBalancerRecord {
+    fn arn(&self) -> &str {
+        &self.arn
+    }
+}
+
+impl HasArn for TargetGroupRecord {
+    fn arn(&self) -> &str {
+        &self.arn
+    }
 }

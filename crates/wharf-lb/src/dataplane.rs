@@ -386,7 +386,7 @@ impl DataPlane {
         for tg in &tgs {
             let g = &tg.value;
             let mut members = Vec::new();
-            for t in by_group.get(g.name.as_str()).into_iter().flatten() {
+            for t in by_group.get(g.scoped_name().as_str()).into_iter().flatten() {
                 let key = t.key.trim_start_matches(keys::TARGETS).to_owned();
                 let h = health
                     .get(key.as_str())
@@ -615,8 +615,9 @@ impl DataPlane {
     /// verdict to the store.
     async fn check(self: Arc<Self>, group: Arc<Group>, target: Arc<Target>) {
         let hc = group.record.health_check.clone();
-        let key = keys::health(&group.record.name, &target.id, target.port);
-        let target_key = keys::target(&group.record.name, &target.id, target.port);
+        let tg = group.record.scoped_name();
+        let key = keys::health(&tg, &target.id, target.port);
+        let target_key = keys::target(&tg, &target.id, target.port);
         // The snapshot holds the registration and its last verdict: resume
         // from it, so a restart does not send healthy targets back to initial.
         let mut tracker = Tracker::resume(&target.state);
@@ -723,7 +724,7 @@ impl DataPlane {
         for g in snap.groups.values() {
             let delay = g.record.deregistration_delay_ms();
             for t in g.targets.iter().filter(|t| t.draining) {
-                let key = keys::target(&g.record.name, &t.id, t.port);
+                let key = keys::target(&g.record.scoped_name(), &t.id, t.port);
                 let Some(reg) = typed::get::<TargetRecord>(&*self.store, &key).await? else {
                     continue;
                 };
@@ -735,7 +736,11 @@ impl DataPlane {
                     let txn = Txn::new()
                         .when(reg.unchanged())
                         .then(Op::delete(&key))
-                        .then(Op::delete(keys::health(&g.record.name, &t.id, t.port)));
+                        .then(Op::delete(keys::health(
+                            &g.record.scoped_name(),
+                            &t.id,
+                            t.port,
+                        )));
                     self.store.txn(txn).await?;
                     tracing::info!(target = %t.key, "deregistration complete");
                 }
@@ -1244,8 +1249,33 @@ fn cookies(h: &http::HeaderMap) -> HashMap<String, String> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .map(|(k, v)| (k.to_owned(), unescape(v)))
         .collect()
+}
+
+/// A cookie value as [`set_cookie`] escaped it (`%XX`), back to its bytes.
+fn unescape(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn set_cookie(h: &mut http::HeaderMap, name: &str, value: &str, max_age: &str) {
@@ -1355,4 +1385,25 @@ fn redirect(
         resp.headers_mut().insert(header::LOCATION, v);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sticky target's key (`REGION:TG/ID/PORT`) comes back from the
+    /// client's cookie as it was set, escapes and all.
+    #[test]
+    fn cookie_values_read_back_as_set() {
+        let key = "eu-west-1:pair/127.0.0.1/8080";
+        let mut set = http::HeaderMap::new();
+        set_cookie(&mut set, "AWSALB", key, "60");
+        let sent = set[header::SET_COOKIE].to_str().unwrap();
+        assert!(sent.starts_with("AWSALB=eu-west-1%3Apair/"), "{sent}");
+        let mut req = http::HeaderMap::new();
+        let pair = sent.split(';').next().unwrap();
+        req.insert(header::COOKIE, format!("other=1; {pair}").parse().unwrap());
+        assert_eq!(cookies(&req)["AWSALB"], key);
+        assert_eq!(unescape("100%"), "100%");
+    }
 }

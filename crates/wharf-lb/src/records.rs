@@ -1,10 +1,12 @@
 //! What the load balancer keeps in the store, and where.
 //!
 //! Each resource is its own record, so the data plane's health writes never
-//! contend with API writes: `/elb/loadbalancers/NAME`,
-//! `/elb/targetgroups/NAME`, `/elb/listeners/LB/ID`, `/elb/rules/LB/LISTENER/ID`,
+//! contend with API writes: `/elb/loadbalancers/LB`,
+//! `/elb/targetgroups/TG`, `/elb/listeners/LB/ID`, `/elb/rules/LB/LISTENER/ID`,
 //! `/elb/targets/TG/ID/PORT` (a registration; draining once deregistered)
-//! and `/elb/health/TG/ID/PORT` (the health checker's verdict).
+//! and `/elb/health/TG/ID/PORT` (the health checker's verdict). `LB` and
+//! `TG` are names scoped by region ([`scoped`]: `REGION:NAME`): ELB is
+//! regional, so the same name in two regions is two resources.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -14,6 +16,38 @@ use wharf_model::elbv2 as m;
 pub type Millis = i64;
 
 pub const PREFIX: &str = "/elb/";
+
+/// A load balancer's or target group's name as its keys hold it: in its
+/// region (`:` never appears in a region or an ELB name).
+pub fn scoped(region: &str, name: &str) -> String {
+    format!("{region}:{name}")
+}
+
+/// The region an ELBv2 ARN names.
+pub fn region_of(arn: &str) -> &str {
+    arn.split(':').nth(3).unwrap_or_default()
+}
+
+impl LoadBalancerRecord {
+    /// Its name as its keys hold it ([`scoped`]).
+    pub fn scoped_name(&self) -> String {
+        scoped(region_of(&self.arn), &self.name)
+    }
+}
+
+impl TargetGroupRecord {
+    /// Its name as its keys hold it ([`scoped`]).
+    pub fn scoped_name(&self) -> String {
+        scoped(region_of(&self.arn), &self.name)
+    }
+}
+
+impl ListenerRecord {
+    /// Its load balancer's name as its keys hold it ([`scoped`]).
+    pub fn scoped_load_balancer(&self) -> String {
+        scoped(region_of(&self.arn), &self.load_balancer)
+    }
+}
 
 pub mod keys {
     pub fn load_balancer(name: &str) -> String {

@@ -5,7 +5,8 @@
 //! ECS service registers is one DescribeTargetHealth shows.
 
 use crate::records::{
-    keys, HealthRecord, ListenerRecord, Millis, RuleRecord, TargetGroupRecord, TargetRecord,
+    keys, region_of, scoped, HealthRecord, ListenerRecord, Millis, RuleRecord, TargetGroupRecord,
+    TargetRecord,
 };
 use crate::validate;
 use std::collections::{BTreeMap, HashMap};
@@ -60,7 +61,7 @@ pub async fn target_group(
         return Ok(None);
     };
     Ok(
-        typed::get::<TargetGroupRecord>(store, &keys::target_group(name))
+        typed::get::<TargetGroupRecord>(store, &keys::target_group(&scoped(region_of(arn), name)))
             .await?
             .map(|v| v.value)
             .filter(|g| g.arn == arn),
@@ -111,7 +112,8 @@ impl Registry {
         id: &str,
         port: i32,
     ) -> Option<&Versioned<TargetRecord>> {
-        self.targets.get(&keys::target(&group.name, id, port))
+        self.targets
+            .get(&keys::target(&group.scoped_name(), id, port))
     }
 
     pub fn standing(&self, group: &TargetGroupRecord, id: &str, port: i32) -> Standing {
@@ -126,7 +128,7 @@ impl Registry {
         }
         match self
             .health
-            .get(&keys::health(&group.name, id, port))
+            .get(&keys::health(&group.scoped_name(), id, port))
             .filter(|h| h.registered_at == t.value.registered_at)
             .map(|h| h.state.as_str())
         {
@@ -177,7 +179,7 @@ pub fn register(
     port: i32,
     now: Millis,
 ) -> Option<Txn> {
-    let key = keys::target(&group.name, id, port);
+    let key = keys::target(&group.scoped_name(), id, port);
     let record = TargetRecord {
         id: id.to_owned(),
         port,
@@ -198,7 +200,9 @@ pub fn deregister(
     port: i32,
     now: Millis,
 ) -> Option<Txn> {
-    let t = registry.targets.get(&keys::target(&group.name, id, port))?;
+    let t = registry
+        .targets
+        .get(&keys::target(&group.scoped_name(), id, port))?;
     let (compare, write) = draining(t, now)?;
     Some(Txn::new().when(compare).then(write))
 }

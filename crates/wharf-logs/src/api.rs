@@ -37,6 +37,35 @@ impl Scope {
             self.region, self.account
         )
     }
+
+    /// Where the store keeps group `name` of this region: log groups are
+    /// regional, and `:` never appears in a group name.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.region)
+    }
+
+    /// The group a log group ARN names, if it is of this region (another
+    /// region's group is not found here).
+    fn group_from_arn(&self, arn: &str) -> LogResult<String> {
+        let name = group_from_arn(arn)?;
+        if arn.split(':').nth(3) != Some(self.region.as_str()) {
+            return Err(LogError::GroupNotFound);
+        }
+        Ok(self.key(&name))
+    }
+
+    /// [`group_of`], as the store keeps it.
+    fn group_of(&self, name: Option<String>, identifier: Option<String>) -> LogResult<String> {
+        match identifier {
+            Some(id) if name.is_none() && id.starts_with("arn:") => self.group_from_arn(&id),
+            _ => group_of(name, identifier).map(|n| self.key(&n)),
+        }
+    }
+}
+
+/// A group's name from its store key ([`Scope::key`]).
+pub fn name_of(key: &str) -> &str {
+    key.split_once(':').map_or(key, |(_, name)| name)
 }
 
 /// Runs one operation. The store's work happens on a blocking thread:
@@ -65,13 +94,15 @@ fn dispatch_blocking(
     match op {
         "CreateLogGroup" => call(body, |r| api.create_log_group(r)),
         "DeleteLogGroup" => call(body, |r: m::DeleteLogGroupRequest| {
-            store.delete_group(&r.log_group_name).map(|_| Empty {})
+            store
+                .delete_group(&scope.key(&r.log_group_name))
+                .map(|_| Empty {})
         }),
         "DescribeLogGroups" => call(body, |r| api.describe_log_groups(r)),
         "CreateLogStream" => call(body, |r| api.create_log_stream(r)),
         "DeleteLogStream" => call(body, |r: m::DeleteLogStreamRequest| {
             store
-                .delete_stream(&r.log_group_name, &r.log_stream_name)
+                .delete_stream(&scope.key(&r.log_group_name), &r.log_stream_name)
                 .map(|_| Empty {})
         }),
         "DescribeLogStreams" => call(body, |r| api.describe_log_streams(r)),
@@ -81,7 +112,7 @@ fn dispatch_blocking(
         "PutRetentionPolicy" => call(body, |r: m::PutRetentionPolicyRequest| {
             let days = rules::check_retention(r.retention_in_days)?;
             store
-                .update_group(&r.log_group_name, |g| {
+                .update_group(&scope.key(&r.log_group_name), |g| {
                     g.retention_days = Some(days);
                     Ok(())
                 })
@@ -89,30 +120,30 @@ fn dispatch_blocking(
         }),
         "DeleteRetentionPolicy" => call(body, |r: m::DeleteRetentionPolicyRequest| {
             store
-                .update_group(&r.log_group_name, |g| {
+                .update_group(&scope.key(&r.log_group_name), |g| {
                     g.retention_days = None;
                     Ok(())
                 })
                 .map(|_| Empty {})
         }),
         "TagResource" => call(body, |r: m::TagResourceRequest| {
-            api.tag(&group_from_arn(&r.resource_arn)?, r.tags)
+            api.tag(&scope.group_from_arn(&r.resource_arn)?, r.tags)
         }),
         "TagLogGroup" => call(body, |r: m::TagLogGroupRequest| {
-            api.tag(&r.log_group_name, r.tags)
+            api.tag(&scope.key(&r.log_group_name), r.tags)
         }),
         "UntagResource" => call(body, |r: m::UntagResourceRequest| {
-            api.untag(&group_from_arn(&r.resource_arn)?, r.tag_keys)
+            api.untag(&scope.group_from_arn(&r.resource_arn)?, r.tag_keys)
         }),
         "UntagLogGroup" => call(body, |r: m::UntagLogGroupRequest| {
-            api.untag(&r.log_group_name, r.tags)
+            api.untag(&scope.key(&r.log_group_name), r.tags)
         }),
         "ListTagsForResource" => call(body, |r: m::ListTagsForResourceRequest| {
-            let g = store.group(&group_from_arn(&r.resource_arn)?)?;
+            let g = store.group(&scope.group_from_arn(&r.resource_arn)?)?;
             Ok(m::ListTagsForResourceResponse { tags: Some(g.tags) })
         }),
         "ListTagsLogGroup" => call(body, |r: m::ListTagsLogGroupRequest| {
-            let g = store.group(&r.log_group_name)?;
+            let g = store.group(&scope.key(&r.log_group_name))?;
             Ok(m::ListTagsLogGroupResponse { tags: Some(g.tags) })
         }),
         _ if m::OPERATIONS.contains(&op) => Err(AwsError::client(
@@ -224,14 +255,16 @@ impl Api<'_> {
         check_group_name(&r.log_group_name)?;
         let tags = r.tags.unwrap_or_default();
         check_tags(&tags)?;
-        self.store.create_group(&r.log_group_name, self.now, tags)?;
+        self.store
+            .create_group(&self.scope.key(&r.log_group_name), self.now, tags)?;
         Ok(Empty {})
     }
 
     fn log_group(&self, g: GroupInfo) -> m::LogGroup {
-        let arn = self.scope.group_arn(&g.name);
+        let name = name_of(&g.name).to_string();
+        let arn = self.scope.group_arn(&name);
         m::LogGroup {
-            log_group_name: Some(g.name),
+            log_group_name: Some(name),
             creation_time: Some(g.created),
             retention_in_days: g.retention_days.map(|d| d as i32),
             metric_filter_count: Some(0),
@@ -258,14 +291,16 @@ impl Api<'_> {
             .next_token
             .as_deref()
             .map(token::parse_name_token)
-            .transpose()?;
-        let prefix = r.log_group_name_prefix.unwrap_or_default();
+            .transpose()?
+            .map(|name| self.scope.key(&name));
+        let prefix = self.scope.key(&r.log_group_name_prefix.unwrap_or_default());
         let mut groups = match r.log_group_name_pattern {
             // A case-insensitive substring match over every group (groups are few).
             Some(pattern) => {
                 let pattern = pattern.to_lowercase();
-                let mut all = self.store.list_groups("", after.as_deref(), usize::MAX)?;
-                all.retain(|g| g.name.to_lowercase().contains(&pattern));
+                let all = self.scope.key("");
+                let mut all = self.store.list_groups(&all, after.as_deref(), usize::MAX)?;
+                all.retain(|g| name_of(&g.name).to_lowercase().contains(&pattern));
                 all.truncate(limit + 1);
                 all
             }
@@ -276,7 +311,7 @@ impl Api<'_> {
         let more = groups.len() > limit;
         groups.truncate(limit);
         let next_token = more
-            .then(|| groups.last().map(|g| token::name_token(&g.name)))
+            .then(|| groups.last().map(|g| token::name_token(name_of(&g.name))))
             .flatten();
         Ok(m::DescribeLogGroupsResponse {
             log_groups: Some(groups.into_iter().map(|g| self.log_group(g)).collect()),
@@ -286,8 +321,11 @@ impl Api<'_> {
 
     fn create_log_stream(&self, r: m::CreateLogStreamRequest) -> LogResult<Empty> {
         check_stream_name(&r.log_stream_name)?;
-        self.store
-            .create_stream(&r.log_group_name, &r.log_stream_name, self.now)?;
+        self.store.create_stream(
+            &self.scope.key(&r.log_group_name),
+            &r.log_stream_name,
+            self.now,
+        )?;
         Ok(Empty {})
     }
 
@@ -295,7 +333,7 @@ impl Api<'_> {
         m::LogStream {
             arn: Some(format!(
                 "{}:log-stream:{}",
-                self.scope.group_arn(group),
+                self.scope.group_arn(name_of(group)),
                 s.name
             )),
             log_stream_name: Some(s.name),
@@ -312,7 +350,9 @@ impl Api<'_> {
         &self,
         r: m::DescribeLogStreamsRequest,
     ) -> LogResult<m::DescribeLogStreamsResponse> {
-        let group = group_of(r.log_group_name, r.log_group_identifier)?;
+        let group = self
+            .scope
+            .group_of(r.log_group_name, r.log_group_identifier)?;
         let limit = check_limit(r.limit, MAX_LIST_PAGE)?;
         let by_time = match r.order_by {
             None | Some(m::OrderBy::LogStreamName) => false,
@@ -376,7 +416,7 @@ impl Api<'_> {
     fn put_log_events(&self, r: m::PutLogEventsRequest) -> LogResult<m::PutLogEventsResponse> {
         // sequenceToken is accepted and ignored, as CloudWatch Logs now does.
         let out = self.store.put_events(
-            &r.log_group_name,
+            &self.scope.key(&r.log_group_name),
             &r.log_stream_name,
             &r.log_events,
             self.now,
@@ -389,7 +429,9 @@ impl Api<'_> {
     }
 
     fn get_log_events(&self, r: m::GetLogEventsRequest) -> LogResult<m::GetLogEventsResponse> {
-        let group = group_of(r.log_group_name, r.log_group_identifier)?;
+        let group = self
+            .scope
+            .group_of(r.log_group_name, r.log_group_identifier)?;
         let limit = check_limit(r.limit, MAX_EVENTS_PAGE)?;
         let lo0 = r.start_time.map_or(0, at);
         // endTime is exclusive for GetLogEvents.
@@ -442,7 +484,9 @@ impl Api<'_> {
         &self,
         r: m::FilterLogEventsRequest,
     ) -> LogResult<m::FilterLogEventsResponse> {
-        let group = group_of(r.log_group_name, r.log_group_identifier)?;
+        let group = self
+            .scope
+            .group_of(r.log_group_name, r.log_group_identifier)?;
         let limit = check_limit(r.limit, MAX_EVENTS_PAGE)?;
         let selection = match (r.log_stream_names, r.log_stream_name_prefix) {
             (Some(_), Some(_)) => {

@@ -239,6 +239,45 @@ fn take_ids(txn: &WriteTransaction, key: &str, n: u64) -> LogResult<u64> {
     Ok(first)
 }
 
+/// The layout this build writes: 2 keys groups by `REGION:NAME` (log
+/// groups are regional; `:` never appears in a group name).
+const SCHEMA: u64 = 2;
+const SCHEMA_KEY: &str = "schema";
+/// Where groups of a store written before regions were kept apart go.
+const OLD_REGION: &str = "us-east-1";
+
+/// Moves an older layout's groups (keyed by bare name) to `OLD_REGION`, in
+/// the opening transaction: their streams and events are keyed by the
+/// group's ID, which stays.
+fn upgrade(txn: &WriteTransaction) -> LogResult<()> {
+    let mut meta = txn.open_table(META)?;
+    let found = meta.get(SCHEMA_KEY)?.map(|v| v.value());
+    match found {
+        Some(v) if v > SCHEMA => {
+            return Err(LogError::Corrupt(format!(
+                "the log store has layout {v}, newer than this wharf's {SCHEMA}: run a newer wharf"
+            )))
+        }
+        Some(_) => return Ok(()),
+        None => {}
+    }
+    let mut groups = txn.open_table(GROUPS)?;
+    let mut old: Vec<GroupInfo> = vec![];
+    for entry in groups.iter()? {
+        let (k, v) = entry?;
+        if !k.value().contains(':') {
+            old.push(read_json(v.value())?);
+        }
+    }
+    for mut g in old {
+        groups.remove(g.name.as_str())?;
+        g.name = format!("{OLD_REGION}:{}", g.name);
+        groups.insert(g.name.as_str(), to_json(&g)?.as_slice())?;
+    }
+    meta.insert(SCHEMA_KEY, SCHEMA)?;
+    Ok(())
+}
+
 impl LogStore {
     /// Opens (or creates) the store file at `path`.
     pub fn open(path: &Path) -> LogResult<Self> {
@@ -262,6 +301,7 @@ impl LogStore {
         txn.open_table(STREAMS)?;
         txn.open_table(EVENTS)?;
         txn.open_table(META)?;
+        upgrade(&txn)?;
         txn.commit()?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -674,5 +714,48 @@ impl LogStore {
             groups.insert(group, to_json(&g)?.as_slice())?;
             Ok(n)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file as the layout before regions left it (groups by bare name, no
+    /// schema): opening moves its groups to us-east-1, streams and events
+    /// with them, once.
+    #[test]
+    fn an_old_store_s_groups_move_to_us_east_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs.redb");
+        {
+            let s = LogStore::open(&path).unwrap();
+            s.create_group("/ecs/web", 1, BTreeMap::new()).unwrap();
+            s.create_stream("/ecs/web", "a", 1).unwrap();
+            let ev = InputLogEvent {
+                timestamp: 5,
+                message: "hello".into(),
+            };
+            s.put_events("/ecs/web", "a", &[ev], 6).unwrap();
+            s.write(|txn| {
+                txn.open_table(META)?.remove(SCHEMA_KEY)?;
+                Ok(())
+            })
+            .unwrap();
+        }
+        let s = LogStore::open(&path).unwrap();
+        assert!(matches!(s.group("/ecs/web"), Err(LogError::GroupNotFound)));
+        let g = s.group("us-east-1:/ecs/web").unwrap();
+        assert_eq!(g.name, "us-east-1:/ecs/web");
+        let events = s
+            .read_stream("us-east-1:/ecs/web", "a", 0, Pos::MAX, true, 10)
+            .unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].message, "hello");
+        // Once: a group named later is not moved again on the next open.
+        s.create_group("other", 1, BTreeMap::new()).unwrap();
+        drop(s);
+        let s = LogStore::open(&path).unwrap();
+        assert!(s.group("other").is_ok());
     }
 }

@@ -309,9 +309,10 @@ async fn call(s: &LogStore, op: &str, body: Value) -> Result<Value, wharf_protoc
 
 #[tokio::test]
 async fn get_log_events_tokens() {
-    let s = store_with("g", &["a"]);
+    // The API keeps groups by region (see `Scope::key`).
+    let s = store_with("eu-west-1:g", &["a"]);
     let batch: Vec<_> = (0..25).map(|i| ev(NOW + i / 2, format!("m{i}"))).collect();
-    s.put_events("g", "a", &batch, NOW).unwrap();
+    s.put_events("eu-west-1:g", "a", &batch, NOW).unwrap();
     let msgs = |v: &Value| -> Vec<String> {
         v["events"]
             .as_array()
@@ -352,7 +353,7 @@ async fn get_log_events_tokens() {
     assert_eq!(seen, (0..25).map(|i| format!("m{i}")).collect::<Vec<_>>());
     // New events show up behind the token at the end.
     let tok = r["nextForwardToken"].as_str().unwrap().to_owned();
-    s.put_events("g", "a", &[ev(NOW + 100, "later")], NOW)
+    s.put_events("eu-west-1:g", "a", &[ev(NOW + 100, "later")], NOW)
         .unwrap();
     let r2 = call(
         &s,
@@ -565,7 +566,8 @@ fn listings_resume_after_the_token_within_the_prefix() {
 
 #[tokio::test]
 async fn filter_patterns_longer_or_deeper_than_allowed_are_refused() {
-    let s = store_with("g", &["a"]);
+    // The API keeps groups by region (see `Scope::key`).
+    let s = store_with("eu-west-1:g", &["a"]);
     // A million nested parentheses once overflowed the request thread's stack.
     for pattern in [
         format!(
@@ -593,4 +595,64 @@ async fn filter_patterns_longer_or_deeper_than_allowed_are_refused() {
     )
     .await
     .unwrap();
+}
+
+/// Log groups are regional: the same name in two regions is two groups,
+/// and an ARN of another region names nothing.
+#[tokio::test]
+async fn log_groups_of_two_regions_are_apart() {
+    let s = LogStore::in_memory().unwrap();
+    let in_region = |region: &str, op: &'static str, body: Value| {
+        let s = s.clone();
+        let scope = Scope {
+            region: region.into(),
+            account: "000000000000".into(),
+        };
+        async move {
+            let out = api::dispatch(&s, &scope, NOW, op, body.to_string().as_bytes()).await?;
+            Ok::<Value, wharf_protocol::AwsError>(serde_json::from_slice(&out).unwrap())
+        }
+    };
+    let create = json!({"logGroupName": "/ecs/web"});
+    in_region("us-east-1", "CreateLogGroup", create.clone())
+        .await
+        .unwrap();
+    // The same name in another region is another group, not a conflict.
+    in_region("eu-west-1", "CreateLogGroup", create.clone())
+        .await
+        .unwrap();
+    let e = in_region("eu-west-1", "CreateLogGroup", create)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "ResourceAlreadyExistsException");
+    let eu = in_region("eu-west-1", "DescribeLogGroups", json!({}))
+        .await
+        .unwrap();
+    let groups = eu["logGroups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0]["logGroupName"], "/ecs/web");
+    assert_eq!(
+        groups[0]["logGroupArn"],
+        "arn:aws:logs:eu-west-1:000000000000:log-group:/ecs/web"
+    );
+    in_region(
+        "eu-west-1",
+        "DeleteLogGroup",
+        json!({"logGroupName": "/ecs/web"}),
+    )
+    .await
+    .unwrap();
+    let us = in_region("us-east-1", "DescribeLogGroups", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(us["logGroups"].as_array().unwrap().len(), 1, "{us}");
+    let arn = "arn:aws:logs:us-east-1:000000000000:log-group:/ecs/web";
+    let tags = json!({"resourceArn": arn});
+    in_region("us-east-1", "ListTagsForResource", tags.clone())
+        .await
+        .unwrap();
+    let e = in_region("eu-west-1", "ListTagsForResource", tags)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "ResourceNotFoundException");
 }

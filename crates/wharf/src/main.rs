@@ -255,6 +255,11 @@ struct ServerArgs {
     /// Account ID shown in ARNs.
     #[arg(long, env = "WHARF_ACCOUNT_ID", default_value = "000000000000")]
     account_id: String,
+    /// The region `wharf up`'s host joins as a container instance of its
+    /// `default` cluster (ECS is regional: clients signing for another
+    /// region see other clusters), and the one the banner names.
+    #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+    region: String,
     /// How long STOPPED tasks stay visible, in seconds.
     #[arg(long, default_value_t = 3600)]
     stopped_task_retention: u64,
@@ -435,6 +440,12 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     if args.ca_bundle.is_some() && !(with_agent && args.tls_cert.is_some()) {
         anyhow::bail!("--ca-bundle is what `wharf up --tls-cert` gives its local agents to trust; it has no use here");
     }
+    if !wharf_core::arn::valid_region(&args.region) {
+        anyhow::bail!(
+            "--region {} is not a region name (lowercase letters, digits and '-')",
+            args.region
+        );
+    }
     let listen = keys::resolve_listen(&args.listen)?;
     let (root_keys, dev) = keys::root_keys(
         args.access_key_id.clone(),
@@ -500,6 +511,10 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         bind: args.lb_bind,
         ..Default::default()
     };
+    // Before anything reads the store: an older layout is moved first.
+    wharf_control::migrate::run(store.as_ref())
+        .await
+        .context("cannot upgrade the store's key layout")?;
     let control = Control::new(store, Arc::new(SystemClock), config)
         .with_logs(logs.clone())
         .with_lb_config(lb_config.clone());
@@ -543,7 +558,7 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
             "    export AWS_SECRET_ACCESS_KEY={}",
             root_keys[0].secret_access_key
         );
-        eprintln!("    export AWS_DEFAULT_REGION=us-east-1");
+        eprintln!("    export AWS_DEFAULT_REGION={}", args.region);
     }
     eprintln!("  aws --endpoint-url {scheme}://{addr}{ca_flag} ecs list-clusters");
     if let Some(runtime) = runtime {
@@ -562,12 +577,13 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
             let cluster = if managed { MANAGED_CLUSTER } else { "default" };
             let creds = wharf_control::tokens::local_agent_credentials(
                 &control,
+                &args.region,
                 cluster,
                 control.clock.now(),
             )
             .await
             .map_err(|e| anyhow::anyhow!("cannot make the local agents' credentials: {e}"))?;
-            let client = ControlClient::with_ca(&url, creds, "us-east-1", agent_ca.as_deref())?;
+            let client = ControlClient::with_ca(&url, creds, &args.region, agent_ca.as_deref())?;
             let local = Agent::new(
                 client,
                 runtime.clone(),

@@ -45,6 +45,8 @@ impl Drop for Wharf {
     }
 }
 
+const REGION: &str = "eu-central-1";
+
 fn start() -> Wharf {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -58,6 +60,8 @@ fn start() -> Wharf {
         .env("WHARF_ACCESS_KEY_ID", KEY)
         .env("WHARF_SECRET_ACCESS_KEY", SECRET)
         .env("WHARF_LOG", "warn")
+        // ECS is regional: the host joins the region the SDK signs for.
+        .env("AWS_DEFAULT_REGION", REGION)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -100,7 +104,7 @@ async fn rust_sdk_runs_and_stops_a_task_and_a_service() {
     let w = start();
     let config = aws_sdk_ecs::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("eu-central-1"))
+        .region(Region::new(REGION))
         .credentials_provider(Credentials::new(KEY, SECRET, None, None, "test"))
         .endpoint_url(&w.url)
         .build();

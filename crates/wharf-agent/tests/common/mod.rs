@@ -57,9 +57,10 @@ impl Host {
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         // Agents sign with agent credentials of their own, as `wharf up`'s do.
-        let agent_creds = wharf_control::tokens::local_agent_credentials(&control, "default", 0)
-            .await
-            .expect("agent credentials");
+        let agent_creds =
+            wharf_control::tokens::local_agent_credentials(&control, "us-east-1", "default", 0)
+                .await
+                .expect("agent credentials");
         tokio::spawn(async move {
             axum::serve(listener, wharf_control::http::router(control))
                 .await

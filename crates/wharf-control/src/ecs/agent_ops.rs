@@ -35,10 +35,10 @@ pub async fn discover_poll_endpoint(
     x: &Ctx,
     r: ecs::DiscoverPollEndpointRequest,
 ) -> ApiResult<ecs::DiscoverPollEndpointResponse> {
-    let name = cluster_name(r.cluster.as_deref())?;
-    active_cluster(c, &name).await?;
+    let name = cluster_name(x, r.cluster.as_deref())?;
+    active_cluster(c, x, &name).await?;
     if let Some(given) = &r.container_instance {
-        instances::find(c, &name, given)
+        instances::find(c, &x.cluster_key(&name), given)
             .await?
             .filter(|v| v.value.status != "INACTIVE")
             .ok_or_else(|| invalid("The referenced container instance was not found."))?;
@@ -53,12 +53,12 @@ pub async fn discover_poll_endpoint(
 
 pub async fn update_container_agent(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::UpdateContainerAgentRequest,
 ) -> ApiResult<ecs::UpdateContainerAgentResponse> {
-    let name = cluster_name(r.cluster.as_deref())?;
-    active_cluster(c, &name).await?;
-    let inst = instances::find(c, &name, &r.container_instance)
+    let name = cluster_name(x, r.cluster.as_deref())?;
+    active_cluster(c, x, &name).await?;
+    let inst = instances::find(c, &x.cluster_key(&name), &r.container_instance)
         .await?
         .filter(|v| v.value.status != "INACTIVE")
         .ok_or_else(|| invalid("The referenced container instance was not found."))?;
@@ -102,8 +102,14 @@ fn status_of(member: &str, given: Option<&str>, allowed: &[&str]) -> ApiResult<S
 
 /// Refuses a report of a task the cluster does not have, or of a container
 /// the task does not have (it would be dropped, not applied).
-async fn check_containers(c: &Control, cluster: &str, task: &str, names: &[&str]) -> ApiResult<()> {
-    let t = tasks::find(c, Some(cluster), task)
+async fn check_containers(
+    c: &Control,
+    x: &Ctx,
+    cluster: &str,
+    task: &str,
+    names: &[&str],
+) -> ApiResult<()> {
+    let t = tasks::find(c, x, Some(cluster), task)
         .await?
         .filter(|t| t.value.cluster == cluster)
         .ok_or_else(|| invalid("The referenced task was not found."))?;
@@ -129,7 +135,7 @@ pub async fn submit_task_state_change(
     x: &Ctx,
     r: ecs::SubmitTaskStateChangeRequest,
 ) -> ApiResult<ecs::SubmitTaskStateChangeResponse> {
-    let name = cluster_name(r.cluster.as_deref())?;
+    let name = cluster_name(x, r.cluster.as_deref())?;
     let task = task_of(r.task.as_ref())?;
     if r.attachments.as_ref().is_some_and(|a| !a.is_empty()) {
         return Err(invalid(
@@ -167,9 +173,9 @@ pub async fn submit_task_state_change(
             health_status: None,
         });
     }
-    active_cluster(c, &name).await?;
+    active_cluster(c, x, &name).await?;
     let names: Vec<&str> = report.containers.iter().map(|k| k.name.as_str()).collect();
-    check_containers(c, &name, task, &names).await?;
+    check_containers(c, x, &name, task, &names).await?;
     crate::agent_api::report(c, x, report).await?;
     Ok(ecs::SubmitTaskStateChangeResponse {
         acknowledgment: ack(),
@@ -181,7 +187,7 @@ pub async fn submit_container_state_change(
     x: &Ctx,
     r: ecs::SubmitContainerStateChangeRequest,
 ) -> ApiResult<ecs::SubmitContainerStateChangeResponse> {
-    let name = cluster_name(r.cluster.as_deref())?;
+    let name = cluster_name(x, r.cluster.as_deref())?;
     let task = task_of(r.task.as_ref())?;
     let container = r
         .container_name
@@ -202,8 +208,8 @@ pub async fn submit_container_state_change(
         network_bindings: r.network_bindings.clone().unwrap_or_default(),
         health_status: None,
     });
-    active_cluster(c, &name).await?;
-    check_containers(c, &name, task, &[container]).await?;
+    active_cluster(c, x, &name).await?;
+    check_containers(c, x, &name, task, &[container]).await?;
     crate::agent_api::report(c, x, report).await?;
     Ok(ecs::SubmitContainerStateChangeResponse {
         acknowledgment: ack(),

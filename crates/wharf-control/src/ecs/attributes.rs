@@ -6,7 +6,7 @@ use crate::records::{self, commit};
 use crate::wire::{self, paginate};
 use crate::{Control, Ctx};
 use std::collections::BTreeMap;
-use wharf_core::records::{keys, InstanceRecord};
+use wharf_core::records::{keys, ClusterKey, InstanceRecord};
 use wharf_model::ecs;
 use wharf_protocol::AwsError;
 use wharf_store::Txn;
@@ -21,7 +21,12 @@ fn target_not_found(id: &str) -> AwsError {
 /// Puts or removes `attrs` on their instances in one transaction: every
 /// target is found before anything is written, so a call refused for one
 /// attribute changes none.
-async fn edit(c: &Control, cluster: &str, attrs: &[ecs::Attribute], remove: bool) -> ApiResult<()> {
+async fn edit(
+    c: &Control,
+    cluster: &ClusterKey,
+    attrs: &[ecs::Attribute],
+    remove: bool,
+) -> ApiResult<()> {
     for a in attrs {
         if a.target_type
             .as_ref()
@@ -78,18 +83,18 @@ async fn edit(c: &Control, cluster: &str, attrs: &[ecs::Attribute], remove: bool
 
 pub async fn put(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::PutAttributesRequest,
 ) -> ApiResult<ecs::PutAttributesResponse> {
-    let name = cluster_name(r.cluster.as_deref())?;
-    active_cluster(c, &name).await?;
+    let name = cluster_name(x, r.cluster.as_deref())?;
+    active_cluster(c, x, &name).await?;
     if r.attributes.len() > 10 {
         return Err(AwsError::client(
             "AttributeLimitExceededException",
             "You can apply up to 10 custom attributes per resource.",
         ));
     }
-    edit(c, &name, &r.attributes, false).await?;
+    edit(c, &x.cluster_key(&name), &r.attributes, false).await?;
     Ok(ecs::PutAttributesResponse {
         attributes: Some(r.attributes),
     })
@@ -97,12 +102,12 @@ pub async fn put(
 
 pub async fn delete(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::DeleteAttributesRequest,
 ) -> ApiResult<ecs::DeleteAttributesResponse> {
-    let name = cluster_name(r.cluster.as_deref())?;
-    active_cluster(c, &name).await?;
-    edit(c, &name, &r.attributes, true).await?;
+    let name = cluster_name(x, r.cluster.as_deref())?;
+    active_cluster(c, x, &name).await?;
+    edit(c, &x.cluster_key(&name), &r.attributes, true).await?;
     Ok(ecs::DeleteAttributesResponse {
         attributes: Some(r.attributes),
     })
@@ -110,11 +115,11 @@ pub async fn delete(
 
 pub async fn list(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::ListAttributesRequest,
 ) -> ApiResult<ecs::ListAttributesResponse> {
-    let name = cluster_name(r.cluster.as_deref())?;
-    active_cluster(c, &name).await?;
+    let name = cluster_name(x, r.cluster.as_deref())?;
+    active_cluster(c, x, &name).await?;
     let size = wire::page_size(r.max_results, 100, 100)?;
     if r.target_type != ecs::TargetType::ContainerInstance {
         return Err(invalid("targetType must be container-instance."));
@@ -125,7 +130,8 @@ pub async fn list(
         ));
     }
     let (all, _) =
-        records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(&name)).await?;
+        records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(&x.cluster_key(&name)))
+            .await?;
     let mut items = vec![];
     for v in all.into_iter().filter(|v| v.value.status != "INACTIVE") {
         for (k, val) in &v.value.attributes {

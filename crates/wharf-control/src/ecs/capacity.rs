@@ -12,7 +12,8 @@ use crate::{Control, Ctx};
 use std::collections::BTreeMap;
 use wharf_core::capacity::{self, is_fargate, Item};
 use wharf_core::records::{
-    keys, tags_from_wire, tags_to_wire, CapacityProviderRecord, ClusterRecord, TaskRecord,
+    keys, tags_from_wire, tags_to_wire, CapacityProviderRecord, ClusterKey, ClusterRecord,
+    TaskRecord,
 };
 use wharf_core::service::ServiceRecord;
 use wharf_model::ecs;
@@ -160,7 +161,7 @@ pub async fn create(
         asg.managed_draining.as_ref(),
         None,
     )?;
-    let key = keys::capacity_provider(&r.name);
+    let key = keys::capacity_provider(x.region(), &r.name);
     let record = CapacityProviderRecord {
         name: r.name.clone(),
         arn: x.scope.capacity_provider(&r.name),
@@ -199,9 +200,20 @@ pub async fn create(
 }
 
 /// A custom provider by name or ARN; built-in names are the caller's to handle.
-async fn find(c: &Control, given: &str) -> ApiResult<Option<Versioned<CapacityProviderRecord>>> {
+async fn find(
+    c: &Control,
+    x: &Ctx,
+    given: &str,
+) -> ApiResult<Option<Versioned<CapacityProviderRecord>>> {
     let name = wharf_core::arn::capacity_provider_name(given).map_err(from_core)?;
-    records::get(c.store.as_ref(), &keys::capacity_provider(&name)).await
+    if !wharf_core::arn::in_region(given, x.region()) {
+        return Ok(None);
+    }
+    records::get(
+        c.store.as_ref(),
+        &keys::capacity_provider(x.region(), &name),
+    )
+    .await
 }
 
 pub async fn describe(
@@ -217,15 +229,18 @@ pub async fn describe(
         .any(|f| *f == ecs::CapacityProviderField::Tags);
     let in_cluster = match r.cluster.as_deref() {
         Some(given) => Some(
-            active_cluster(c, &cluster_name(Some(given))?)
+            active_cluster(c, x, &cluster_name(x, Some(given))?)
                 .await?
                 .value
                 .capacity_providers,
         ),
         None => None,
     };
-    let (all, _) =
-        records::list::<CapacityProviderRecord>(c.store.as_ref(), keys::CAPACITY_PROVIDERS).await?;
+    let (all, _) = records::list::<CapacityProviderRecord>(
+        c.store.as_ref(),
+        &keys::capacity_providers(x.region()),
+    )
+    .await?;
     let mut found: Vec<(String, ecs::CapacityProvider)> = vec![];
     let mut failures = vec![];
     match r.capacity_providers.as_deref().filter(|v| !v.is_empty()) {
@@ -237,7 +252,9 @@ pub async fn describe(
             }
             for given in names {
                 let name = wharf_core::arn::capacity_provider_name(given).map_err(from_core)?;
-                let p = if is_fargate(&name) {
+                let p = if !wharf_core::arn::in_region(given, x.region()) {
+                    None
+                } else if is_fargate(&name) {
                     Some(builtin(x, &name))
                 } else {
                     all.iter()
@@ -283,7 +300,7 @@ pub async fn describe(
 
 pub async fn update(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::UpdateCapacityProviderRequest,
 ) -> ApiResult<ecs::UpdateCapacityProviderResponse> {
     if r.managed_instances_provider.is_some() {
@@ -307,7 +324,7 @@ pub async fn update(
         ));
     };
     for _ in 0..records::MAX_ATTEMPTS {
-        let Some(mut v) = find(c, &r.name)
+        let Some(mut v) = find(c, x, &r.name)
             .await?
             .filter(|v| v.value.status == "ACTIVE")
         else {
@@ -340,7 +357,7 @@ pub async fn update(
 
 pub async fn delete(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::DeleteCapacityProviderRequest,
 ) -> ApiResult<ecs::DeleteCapacityProviderResponse> {
     if r.cluster.is_some() {
@@ -355,7 +372,10 @@ pub async fn delete(
         ));
     }
     for _ in 0..records::MAX_ATTEMPTS {
-        let Some(mut v) = find(c, &name).await?.filter(|v| v.value.status == "ACTIVE") else {
+        let Some(mut v) = find(c, x, &name)
+            .await?
+            .filter(|v| v.value.status == "ACTIVE")
+        else {
             return Err(does_not_exist());
         };
         if let Some(cluster) = &v.value.cluster {
@@ -385,6 +405,7 @@ pub async fn delete(
 /// exist or belongs to another cluster.
 pub(crate) async fn associate(
     c: &Control,
+    x: &Ctx,
     cluster: &str,
     current: &[String],
     wanted: &[String],
@@ -397,7 +418,10 @@ pub(crate) async fn associate(
             continue;
         }
         if !is_fargate(&name) {
-            let Some(mut v) = find(c, &name).await?.filter(|v| v.value.status == "ACTIVE") else {
+            let Some(mut v) = find(c, x, given)
+                .await?
+                .filter(|v| v.value.status == "ACTIVE")
+            else {
                 return Err(does_not_exist());
             };
             match v.value.cluster.as_deref() {
@@ -419,7 +443,7 @@ pub(crate) async fn associate(
         if is_fargate(gone) {
             continue;
         }
-        if let Some(mut v) = find(c, gone).await? {
+        if let Some(mut v) = find(c, x, gone).await? {
             if v.value.cluster.as_deref() == Some(cluster) {
                 v.value.cluster = None;
                 changed.push(v);
@@ -443,14 +467,20 @@ pub(crate) fn default_strategy(
 
 pub async fn put_cluster_providers(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::PutClusterCapacityProvidersRequest,
 ) -> ApiResult<ecs::PutClusterCapacityProvidersResponse> {
-    let name = cluster_name(Some(&r.cluster))?;
+    let name = cluster_name(x, Some(&r.cluster))?;
     for _ in 0..records::MAX_ATTEMPTS {
-        let mut v = active_cluster(c, &name).await?;
-        let (providers, changed) =
-            associate(c, &name, &v.value.capacity_providers, &r.capacity_providers).await?;
+        let mut v = active_cluster(c, x, &name).await?;
+        let (providers, changed) = associate(
+            c,
+            x,
+            &name,
+            &v.value.capacity_providers,
+            &r.capacity_providers,
+        )
+        .await?;
         let strategy = default_strategy(&r.default_capacity_provider_strategy, &providers)?;
         let removed: Vec<&String> = v
             .value
@@ -459,7 +489,7 @@ pub async fn put_cluster_providers(
             .filter(|p| !providers.contains(p))
             .collect();
         if !removed.is_empty() {
-            in_use(c, &name, &removed).await?;
+            in_use(c, &v.value.key(), &removed).await?;
         }
         v.value.capacity_providers = providers;
         v.value.default_strategy = strategy;
@@ -478,7 +508,7 @@ pub async fn put_cluster_providers(
 
 /// Refuses taking `removed` from a cluster while a service's strategy or a
 /// task not yet stopped uses one. (A rare call: it reads the cluster's tasks.)
-async fn in_use(c: &Control, cluster: &str, removed: &[&String]) -> ApiResult<()> {
+async fn in_use(c: &Control, cluster: &ClusterKey, removed: &[&String]) -> ApiResult<()> {
     let busy = || {
         AwsError::client(
             "ResourceInUseException",

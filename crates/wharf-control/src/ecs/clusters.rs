@@ -37,10 +37,10 @@ pub async fn create(
     if !settings.contains_key(insights) {
         settings.insert(
             insights.to_string(),
-            super::settings::effective(c, insights).await?,
+            super::settings::effective(c, x, insights).await?,
         );
     }
-    let key = keys::cluster(&name);
+    let key = keys::cluster(&x.cluster_key(&name));
     for _ in 0..records::MAX_ATTEMPTS {
         let existing = records::get::<ClusterRecord>(c.store.as_ref(), &key).await?;
         // Creating a cluster that exists returns it, as ECS does.
@@ -53,6 +53,7 @@ pub async fn create(
         }
         let (capacity_providers, providers) = super::capacity::associate(
             c,
+            x,
             &name,
             &[],
             r.capacity_providers.as_deref().unwrap_or_default(),
@@ -121,10 +122,10 @@ async fn describe_with(
         .fresh(&c.store)
         .await
         .map_err(crate::error::from_store)?
-        .on_cluster(&rec.name);
+        .on_cluster(&rec.key());
     let (services, _) = records::list::<wharf_core::service::ServiceRecord>(
         c.store.as_ref(),
-        &keys::services(&rec.name),
+        &keys::services(&rec.key()),
     )
     .await?;
     let mut cluster = wire::cluster(rec, now.registered, now.counts, with_tags, true);
@@ -193,7 +194,12 @@ pub async fn describe(
     let mut failures = vec![];
     for given in names {
         let name = wharf_core::arn::cluster_name(Some(&given)).map_err(from_core)?;
-        match records::get::<ClusterRecord>(c.store.as_ref(), &keys::cluster(&name)).await? {
+        let key = keys::cluster(&x.cluster_key(&name));
+        let found = match wharf_core::arn::in_region(&given, x.region()) {
+            true => records::get::<ClusterRecord>(c.store.as_ref(), &key).await?,
+            false => None,
+        };
+        match found {
             Some(v) if name != MANAGED_CLUSTER => {
                 // What `include` does not ask for is absent, as in ECS.
                 let mut cluster = describe_with(c, &v.value, with_tags, with_statistics).await?;
@@ -211,7 +217,11 @@ pub async fn describe(
                 clusters.push(cluster)
             }
             _ => failures.push(ecs::Failure {
-                arn: Some(x.scope.cluster(&name)),
+                // As given when an ARN (of another region, say).
+                arn: Some(match given.starts_with("arn:") {
+                    true => given.clone(),
+                    false => x.scope.cluster(&name),
+                }),
                 reason: Some("MISSING".into()),
                 detail: None,
             }),
@@ -225,11 +235,12 @@ pub async fn describe(
 
 pub async fn list(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::ListClustersRequest,
 ) -> ApiResult<ecs::ListClustersResponse> {
     let size = wire::page_size(r.max_results, 100, 100)?;
-    let (all, _) = records::list::<ClusterRecord>(c.store.as_ref(), keys::CLUSTERS).await?;
+    let (all, _) =
+        records::list::<ClusterRecord>(c.store.as_ref(), &keys::clusters(x.region())).await?;
     let items = all
         .into_iter()
         .filter(|v| v.value.status == "ACTIVE" && v.value.name != MANAGED_CLUSTER)
@@ -244,14 +255,14 @@ pub async fn list(
 
 pub async fn update(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::UpdateClusterRequest,
 ) -> ApiResult<ecs::UpdateClusterResponse> {
-    let name = cluster_name(Some(&r.cluster))?;
+    let name = cluster_name(x, Some(&r.cluster))?;
     check_settings(r.settings.as_deref().unwrap_or_default())?;
     super::exec::check_configuration(r.configuration.as_ref())?;
     for _ in 0..records::MAX_ATTEMPTS {
-        let mut v = active_cluster(c, &name).await?;
+        let mut v = active_cluster(c, x, &name).await?;
         for s in r.settings.iter().flatten() {
             let key = s
                 .name
@@ -319,14 +330,17 @@ fn check_settings(given: &[ecs::ClusterSetting]) -> ApiResult<()> {
 
 pub async fn delete(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::DeleteClusterRequest,
 ) -> ApiResult<ecs::DeleteClusterResponse> {
-    let name = cluster_name(Some(&r.cluster))?;
+    let name = cluster_name(x, Some(&r.cluster))?;
     for _ in 0..records::MAX_ATTEMPTS {
-        let mut v: Versioned<ClusterRecord> = active_cluster(c, &name).await?;
-        let (instances, _) =
-            records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(&name)).await?;
+        let mut v: Versioned<ClusterRecord> = active_cluster(c, x, &name).await?;
+        let (instances, _) = records::list::<InstanceRecord>(
+            c.store.as_ref(),
+            &keys::instances(&x.cluster_key(&name)),
+        )
+        .await?;
         if instances.iter().any(|i| i.value.status != "INACTIVE") {
             return Err(AwsError::client(
                 "ClusterContainsContainerInstancesException",
@@ -335,7 +349,7 @@ pub async fn delete(
         }
         let (services, _) = records::list::<wharf_core::service::ServiceRecord>(
             c.store.as_ref(),
-            &keys::services(&name),
+            &keys::services(&x.cluster_key(&name)),
         )
         .await?;
         if services.iter().any(|s| s.value.status != "INACTIVE") {
@@ -349,7 +363,7 @@ pub async fn delete(
             .fresh(&c.store)
             .await
             .map_err(crate::error::from_store)?
-            .on_cluster(&name)
+            .on_cluster(&x.cluster_key(&name))
             .live;
         if live > 0 {
             return Err(AwsError::client(
@@ -359,7 +373,7 @@ pub async fn delete(
         }
         // Its custom capacity providers are let go with it.
         let (_, providers) =
-            super::capacity::associate(c, &name, &v.value.capacity_providers, &[]).await?;
+            super::capacity::associate(c, x, &name, &v.value.capacity_providers, &[]).await?;
         v.value.status = "INACTIVE".into();
         // RunTask compares on the cluster record too, so no task slips in meanwhile.
         let mut txn = Txn::new().when(v.unchanged()).then(v.put());

@@ -10,7 +10,7 @@ use crate::{Control, Ctx};
 use std::time::Duration;
 use wharf_core::exec_protocol::{split_command, ExecSessionRecord, ATTACH_SECONDS, STREAM_PATH};
 use wharf_core::lifecycle::TaskStatus;
-use wharf_core::records::{keys, MANAGED_CLUSTER};
+use wharf_core::records::{keys, ClusterKey};
 use wharf_model::ecs;
 use wharf_protocol::AwsError;
 use wharf_store::{Op, Txn};
@@ -119,8 +119,8 @@ pub async fn execute_command(
     x: &Ctx,
     r: ecs::ExecuteCommandRequest,
 ) -> ApiResult<ecs::ExecuteCommandResponse> {
-    let cluster_given = cluster_name(r.cluster.as_deref())?;
-    let cluster = active_cluster(c, &cluster_given).await?;
+    let cluster_given = cluster_name(x, r.cluster.as_deref())?;
+    let cluster = active_cluster(c, x, &cluster_given).await?;
     if !r.interactive {
         return Err(invalid("Interactive is the only mode supported currently."));
     }
@@ -134,7 +134,7 @@ pub async fn execute_command(
     if r.task.is_empty() {
         return Err(invalid("task should not be null or empty."));
     }
-    let task = tasks::find(c, Some(&cluster.value.name), &r.task)
+    let task = tasks::find(c, x, Some(&cluster.value.name), &r.task)
         .await?
         .filter(|t| t.value.cluster == cluster.value.name)
         .ok_or_else(|| invalid("The specified task was not found."))?
@@ -168,9 +168,9 @@ pub async fn execute_command(
     }
     let instance_id = task.instance_id.clone().ok_or_else(not_connected)?;
     let capacity = if task.launch_type == "FARGATE" {
-        MANAGED_CLUSTER.to_string()
+        ClusterKey::managed()
     } else {
-        task.cluster.clone()
+        task.cluster_key()
     };
     let connected = c
         .store
@@ -182,7 +182,11 @@ pub async fn execute_command(
     }
     let td = crate::records::get::<wharf_core::records::TaskDefinitionRecord>(
         c.store.as_ref(),
-        &keys::task_definition(&task.family, task.revision),
+        &keys::task_definition(
+            wharf_core::arn::region_of(&task.task_definition_arn),
+            &task.family,
+            task.revision,
+        ),
     )
     .await?;
     let definition = td.as_ref().and_then(|td| {
@@ -203,7 +207,7 @@ pub async fn execute_command(
         .map_err(from_store)?;
     let record = ExecSessionRecord {
         session_id: session_id.clone(),
-        capacity,
+        capacity: capacity.as_str().to_string(),
         instance_id,
         task_arn: task.arn.clone(),
         container_name: container.name.clone(),

@@ -8,16 +8,21 @@ use std::collections::{BTreeMap, HashSet};
 use wharf_core::arn;
 use wharf_core::lifecycle::{request_stop, TaskStatus};
 use wharf_core::records::{
-    keys, tags_from_wire, ClusterRecord, InstanceRecord, Resources, TaskRecord, MANAGED_CLUSTER,
+    keys, tags_from_wire, ClusterKey, ClusterRecord, InstanceRecord, Resources, TaskRecord,
+    MANAGED_CLUSTER,
 };
 use wharf_model::ecs;
 use wharf_store::{Compare, RangeRequest, Txn};
 
 /// Instance `id` of cluster `name` as the API reports it beside its record
 /// (kept by the placement cache).
-pub(crate) async fn on_instance(c: &Control, name: &str, id: &str) -> ApiResult<OnInstance> {
+pub(crate) async fn on_instance(
+    c: &Control,
+    cluster: &ClusterKey,
+    id: &str,
+) -> ApiResult<OnInstance> {
     let view = c.cache.fresh(&c.store).await.map_err(from_store)?;
-    Ok(view.on_instance(name, name, id))
+    Ok(view.on_instance(cluster, cluster, id))
 }
 
 /// The tasks stored as placed on host `id` of `capacity` (STOPPED ones
@@ -26,7 +31,7 @@ pub(crate) async fn on_instance(c: &Control, name: &str, id: &str) -> ApiResult<
 /// complete at.
 pub(crate) async fn tasks_on(
     c: &Control,
-    capacity: &str,
+    capacity: &ClusterKey,
     id: &str,
 ) -> ApiResult<(Vec<Versioned<TaskRecord>>, wharf_store::Revision)> {
     let (keys, revision) = c
@@ -47,7 +52,7 @@ pub(crate) async fn tasks_on(
 }
 
 /// IDs of the cluster's instances whose agent holds a live session.
-pub async fn connected_instances(c: &Control, cluster: &str) -> ApiResult<HashSet<String>> {
+pub async fn connected_instances(c: &Control, cluster: &ClusterKey) -> ApiResult<HashSet<String>> {
     let prefix = keys::agent_sessions(cluster);
     let resp = c
         .store
@@ -77,10 +82,7 @@ pub async fn register(
     x: &Ctx,
     r: ecs::RegisterContainerInstanceRequest,
 ) -> ApiResult<ecs::RegisterContainerInstanceResponse> {
-    let name = cluster_name(r.cluster.as_deref())?;
-    if name == MANAGED_CLUSTER {
-        return Err(crate::error::cluster_not_found());
-    }
+    let name = cluster_name(x, r.cluster.as_deref())?;
     register_in(c, x, r, name).await
 }
 
@@ -93,6 +95,7 @@ pub(crate) async fn register_in(
     name: String,
 ) -> ApiResult<ecs::RegisterContainerInstanceResponse> {
     crate::auth::may_register_in(x, &name)?;
+    let key = x.cluster_key(&name);
     let agent = x.caller.agent_key().map(str::to_string);
     // Everything is checked before the default cluster is created: a
     // refused registration writes nothing.
@@ -120,7 +123,7 @@ pub(crate) async fn register_in(
         let exists = !wharf_core::capacity::is_fargate(p)
             && records::get::<wharf_core::records::CapacityProviderRecord>(
                 c.store.as_ref(),
-                &keys::capacity_provider(p),
+                &keys::capacity_provider(x.region(), p),
             )
             .await?
             .is_some_and(|v| v.value.status == "ACTIVE");
@@ -137,7 +140,7 @@ pub(crate) async fn register_in(
     // Like ECS, the default cluster comes into being when an instance joins
     // it; so does the managed capacity's hidden one.
     if (name == "default" || name == MANAGED_CLUSTER)
-        && records::get::<ClusterRecord>(c.store.as_ref(), &keys::cluster(&name))
+        && records::get::<ClusterRecord>(c.store.as_ref(), &keys::cluster(&key))
             .await?
             .is_none()
     {
@@ -149,7 +152,7 @@ pub(crate) async fn register_in(
             tags: Default::default(),
             settings: [(
                 insights.to_string(),
-                super::settings::effective(c, insights).await?,
+                super::settings::effective(c, x, insights).await?,
             )]
             .into(),
             created_at: x.now,
@@ -158,23 +161,21 @@ pub(crate) async fn register_in(
             service_connect_namespace: None,
             default_strategy: vec![],
         };
-        let key = keys::cluster(&name);
+        let at = keys::cluster(&key);
         commit(
             c.store.as_ref(),
             Txn::new()
-                .when(Compare::NotExists(key.clone()))
-                .then(records::put(&key, &record)),
+                .when(Compare::NotExists(at.clone()))
+                .then(records::put(&at, &record)),
         )
         .await?;
     }
-    let cluster = active_cluster(c, &name).await?;
+    let cluster = active_cluster(c, x, &name).await?;
     for _ in 0..records::MAX_ATTEMPTS {
         let existing = match &reregister_id {
-            Some(id) => {
-                records::get::<InstanceRecord>(c.store.as_ref(), &keys::instance(&name, id))
-                    .await?
-                    .filter(|v| v.value.status != "INACTIVE")
-            }
+            Some(id) => records::get::<InstanceRecord>(c.store.as_ref(), &keys::instance(&key, id))
+                .await?
+                .filter(|v| v.value.status != "INACTIVE"),
             None => None,
         };
         let (record, cmp) = match existing {
@@ -250,16 +251,16 @@ pub(crate) async fn register_in(
                     agent: agent.clone(),
                     ..InstanceRecord::new(&id, &arn, &name, registered, x.now)
                 };
-                (record, Compare::NotExists(keys::instance(&name, &id)))
+                (record, Compare::NotExists(keys::instance(&key, &id)))
             }
         };
-        let key = keys::instance(&name, &record.id);
+        let at = keys::instance(&key, &record.id);
         let txn = Txn::new()
             .when(cluster.unchanged())
             .when(cmp)
-            .then(records::put(&key, &record));
+            .then(records::put(&at, &record));
         if commit(c.store.as_ref(), txn).await? {
-            let now = on_instance(c, &name, &record.id).await?;
+            let now = on_instance(c, &key, &record.id).await?;
             return Ok(ecs::RegisterContainerInstanceResponse {
                 container_instance: Some(wire::container_instance(&record, &now, true)),
             });
@@ -294,11 +295,13 @@ pub(crate) fn validate_attributes(
 
 pub(crate) async fn find(
     c: &Control,
-    cluster: &str,
+    cluster: &ClusterKey,
     given: &str,
 ) -> ApiResult<Option<Versioned<InstanceRecord>>> {
     let (from_arn, id) = arn::container_instance_id(given).map_err(from_core)?;
-    if from_arn.as_deref().is_some_and(|n| n != cluster) {
+    if from_arn.as_deref().is_some_and(|n| n != cluster.name())
+        || cluster.region().is_some_and(|r| !arn::in_region(given, r))
+    {
         return Ok(None);
     }
     records::get(c.store.as_ref(), &keys::instance(cluster, &id)).await
@@ -309,24 +312,25 @@ pub async fn deregister(
     x: &Ctx,
     r: ecs::DeregisterContainerInstanceRequest,
 ) -> ApiResult<ecs::DeregisterContainerInstanceResponse> {
-    let name = cluster_name(r.cluster.as_deref())?;
-    active_cluster(c, &name).await?;
+    let name = cluster_name(x, r.cluster.as_deref())?;
+    active_cluster(c, x, &name).await?;
+    let key = x.cluster_key(&name);
     // Closed to placement first: once placements under way on it have
     // settled, the task listing below sees every task it will ever have.
     let (_, id) = arn::container_instance_id(&r.container_instance).map_err(from_core)?;
     let _closing = c
         .cache
-        .close(&c.store, &name, &id)
+        .close(&c.store, &key, &id)
         .await
         .map_err(from_store)?;
     for _ in 0..records::MAX_ATTEMPTS {
-        let Some(mut inst) = find(c, &name, &r.container_instance)
+        let Some(mut inst) = find(c, &key, &r.container_instance)
             .await?
             .filter(|v| v.value.status != "INACTIVE")
         else {
             return Err(invalid("The referenced container instance was not found."));
         };
-        let (mut live, _) = tasks_on(c, &name, &inst.value.id).await?;
+        let (mut live, _) = tasks_on(c, &key, &inst.value.id).await?;
         live.retain(|t| t.value.last_status != TaskStatus::Stopped);
         if !live.is_empty() && !r.force.unwrap_or(false) {
             return Err(invalid("Found running tasks on the instance."));
@@ -349,14 +353,14 @@ pub async fn deregister(
             let _ = c
                 .store
                 .txn(Txn::new().then(wharf_store::Op::delete(keys::agent_session(
-                    &name,
+                    &key,
                     &inst.value.id,
                 ))))
                 .await;
             // Its session is going: reported disconnected.
             let now = OnInstance {
                 connected: false,
-                ..on_instance(c, &name, &inst.value.id).await?
+                ..on_instance(c, &key, &inst.value.id).await?
             };
             return Ok(ecs::DeregisterContainerInstanceResponse {
                 container_instance: Some(wire::container_instance(&inst.value, &now, true)),
@@ -371,8 +375,9 @@ pub async fn describe(
     x: &Ctx,
     r: ecs::DescribeContainerInstancesRequest,
 ) -> ApiResult<ecs::DescribeContainerInstancesResponse> {
-    let name = cluster_name(r.cluster.as_deref())?;
-    active_cluster(c, &name).await?;
+    let name = cluster_name(x, r.cluster.as_deref())?;
+    active_cluster(c, x, &name).await?;
+    let key = x.cluster_key(&name);
     if r.container_instances.is_empty() || r.container_instances.len() > 100 {
         return Err(invalid(
             "containerInstances must name between 1 and 100 container instances.",
@@ -391,7 +396,7 @@ pub async fn describe(
     let mut found = vec![];
     let mut failures = vec![];
     for given in &r.container_instances {
-        match find(c, &name, given).await? {
+        match find(c, &key, given).await? {
             Some(v) => found.push(v.value),
             None => failures.push(ecs::Failure {
                 arn: Some(if given.starts_with("arn:") {
@@ -409,7 +414,7 @@ pub async fn describe(
     let out = found
         .iter()
         .map(|i| {
-            let now = view.on_instance(&name, &name, &i.id);
+            let now = view.on_instance(&key, &key, &i.id);
             let mut out = wire::container_instance(i, &now, with_tags);
             if with_health {
                 out.health_status = Some(health(now.connected, x.now));
@@ -449,11 +454,12 @@ fn health(connected: bool, now: i64) -> ecs::ContainerInstanceHealthStatus {
 
 pub async fn list(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::ListContainerInstancesRequest,
 ) -> ApiResult<ecs::ListContainerInstancesResponse> {
-    let name = cluster_name(r.cluster.as_deref())?;
-    active_cluster(c, &name).await?;
+    let name = cluster_name(x, r.cluster.as_deref())?;
+    active_cluster(c, x, &name).await?;
+    let key = x.cluster_key(&name);
     let size = wire::page_size(r.max_results, 100, 100)?;
     let filter = r
         .filter
@@ -462,7 +468,7 @@ pub async fn list(
         .transpose()
         .map_err(from_core)?;
     let (all, _) =
-        records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(&name)).await?;
+        records::list::<InstanceRecord>(c.store.as_ref(), &keys::instances(&key)).await?;
     let items = all
         .into_iter()
         .filter(|v| match &r.status {
@@ -484,8 +490,9 @@ pub async fn update_state(
     x: &Ctx,
     r: ecs::UpdateContainerInstancesStateRequest,
 ) -> ApiResult<ecs::UpdateContainerInstancesStateResponse> {
-    let name = cluster_name(r.cluster.as_deref())?;
-    active_cluster(c, &name)
+    let name = cluster_name(x, r.cluster.as_deref())?;
+    let key = x.cluster_key(&name);
+    active_cluster(c, x, &name)
         .await
         .map_err(|_| cluster_not_found())?;
     let status = match &r.status {
@@ -511,7 +518,7 @@ pub async fn update_state(
     let mut failures = vec![];
     'each: for given in &r.container_instances {
         for _ in 0..records::MAX_ATTEMPTS {
-            let Some(mut v) = find(c, &name, given)
+            let Some(mut v) = find(c, &key, given)
                 .await?
                 .filter(|v| v.value.status != "INACTIVE")
             else {
@@ -538,7 +545,7 @@ pub async fn update_state(
                     continue;
                 }
             }
-            let now = on_instance(c, &name, &v.value.id).await?;
+            let now = on_instance(c, &key, &v.value.id).await?;
             out.push(wire::container_instance(&v.value, &now, false));
             continue 'each;
         }

@@ -103,17 +103,26 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
     }
 }
 
-/// The named cluster if it exists and is ACTIVE.
-pub(crate) async fn active_cluster(c: &Control, name: &str) -> ApiResult<Versioned<ClusterRecord>> {
-    match records::get::<ClusterRecord>(c.store.as_ref(), &keys::cluster(name)).await? {
+/// The named cluster of the request's region if it exists and is ACTIVE.
+pub(crate) async fn active_cluster(
+    c: &Control,
+    x: &Ctx,
+    name: &str,
+) -> ApiResult<Versioned<ClusterRecord>> {
+    match records::get::<ClusterRecord>(c.store.as_ref(), &keys::cluster(&x.cluster_key(name)))
+        .await?
+    {
         Some(v) if v.value.status == "ACTIVE" => Ok(v),
         _ => Err(cluster_not_found()),
     }
 }
 
 /// The cluster a request names. The managed capacity's hidden cluster is
-/// not one a user can name.
-pub(crate) fn cluster_name(given: Option<&str>) -> ApiResult<String> {
+/// not one a user can name, nor is a cluster of another region.
+pub(crate) fn cluster_name(x: &Ctx, given: Option<&str>) -> ApiResult<String> {
+    if given.is_some_and(|g| !wharf_core::arn::in_region(g, x.region())) {
+        return Err(cluster_not_found());
+    }
     let name = wharf_core::arn::cluster_name(given).map_err(crate::error::from_core)?;
     if name == wharf_core::records::MANAGED_CLUSTER {
         return Err(cluster_not_found());

@@ -37,6 +37,7 @@ fn failure(arn: String, reason: &str, detail: &str) -> ecs::Failure {
 /// or not a service's (ECS's MISSING and TASK_NOT_VALID).
 async fn named(
     c: &Control,
+    x: &Ctx,
     cluster: &str,
     given: &[String],
     most: usize,
@@ -48,7 +49,7 @@ async fn named(
     }
     let (mut found, mut failures) = (vec![], vec![]);
     for g in given {
-        match tasks::find(c, Some(cluster), g).await? {
+        match tasks::find(c, x, Some(cluster), g).await? {
             None => failures.push(failure(g.clone(), "MISSING", "The task was not found.")),
             Some(t) if !t.value.group.starts_with("service:") => failures.push(failure(
                 t.value.arn.clone(),
@@ -66,8 +67,8 @@ pub async fn update(
     x: &Ctx,
     r: ecs::UpdateTaskProtectionRequest,
 ) -> ApiResult<ecs::UpdateTaskProtectionResponse> {
-    let cluster = cluster_name(Some(&r.cluster))?;
-    active_cluster(c, &cluster).await?;
+    let cluster = cluster_name(x, Some(&r.cluster))?;
+    active_cluster(c, x, &cluster).await?;
     let minutes = match (r.protection_enabled, r.expires_in_minutes) {
         (true, m) => {
             let m = m.unwrap_or(DEFAULT_MINUTES);
@@ -85,7 +86,7 @@ pub async fn update(
         }
         (false, None) => None,
     };
-    let (found, mut failures) = named(c, &cluster, &r.tasks, 10).await?;
+    let (found, mut failures) = named(c, x, &cluster, &r.tasks, 10).await?;
     let mut protected = vec![];
     for mut t in found {
         for _ in 0..records::MAX_ATTEMPTS {
@@ -133,9 +134,10 @@ pub async fn get(
     x: &Ctx,
     r: ecs::GetTaskProtectionRequest,
 ) -> ApiResult<ecs::GetTaskProtectionResponse> {
-    let cluster = cluster_name(Some(&r.cluster))?;
-    active_cluster(c, &cluster).await?;
-    let (found, failures) = named(c, &cluster, r.tasks.as_deref().unwrap_or_default(), 100).await?;
+    let cluster = cluster_name(x, Some(&r.cluster))?;
+    active_cluster(c, x, &cluster).await?;
+    let (found, failures) =
+        named(c, x, &cluster, r.tasks.as_deref().unwrap_or_default(), 100).await?;
     Ok(ecs::GetTaskProtectionResponse {
         protected_tasks: Some(
             found

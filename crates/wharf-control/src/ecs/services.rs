@@ -154,26 +154,35 @@ fn refuse_unsupported(m: &Members) -> ApiResult<()> {
 /// The service a request names (by name or ARN) in the request's cluster.
 async fn find(
     c: &Control,
+    x: &Ctx,
     cluster: Option<&str>,
     given: &str,
 ) -> ApiResult<(String, Option<Versioned<ServiceRecord>>)> {
     let (from_arn, name) = arn::service_name(given).map_err(from_core)?;
     let cluster = match from_arn {
         Some(c) => c,
-        None => cluster_name(cluster)?,
+        None => cluster_name(x, cluster)?,
     };
-    let v = records::get(c.store.as_ref(), &keys::service(&cluster, &name)).await?;
+    if !arn::in_region(given, x.region()) {
+        return Ok((cluster, None));
+    }
+    let v = records::get(
+        c.store.as_ref(),
+        &keys::service(&x.cluster_key(&cluster), &name),
+    )
+    .await?;
     Ok((cluster, v))
 }
 
 /// The named service of an ACTIVE cluster, or ServiceNotFoundException.
 pub(crate) async fn existing(
     c: &Control,
+    x: &Ctx,
     cluster: Option<&str>,
     given: &str,
 ) -> ApiResult<Versioned<ServiceRecord>> {
-    let (cluster, found) = find(c, cluster, given).await?;
-    active_cluster(c, &cluster).await?;
+    let (cluster, found) = find(c, x, cluster, given).await?;
+    active_cluster(c, x, &cluster).await?;
     found.ok_or_else(not_found)
 }
 
@@ -240,6 +249,7 @@ fn check_placement(
 /// definition maps.
 pub(crate) async fn check_load_balancers(
     c: &Control,
+    x: &Ctx,
     lbs: &[ecs::LoadBalancer],
     td: &ecs::TaskDefinition,
 ) -> ApiResult<()> {
@@ -274,14 +284,18 @@ pub(crate) async fn check_load_balancers(
         let port = lb
             .container_port
             .ok_or_else(|| invalid("containerPort must be specified for a load balancer."))?;
-        let group = wharf_lb::registry::target_group(c.store.as_ref(), arn)
-            .await
-            .map_err(crate::error::from_store)?
-            .ok_or_else(|| {
-                invalid(format!(
-                    "The target group with targetGroupArn {arn} does not exist."
-                ))
-            })?;
+        // ELB is regional too: another region's target group is none of ours.
+        let found = match arn::in_region(arn, x.region()) {
+            true => wharf_lb::registry::target_group(c.store.as_ref(), arn)
+                .await
+                .map_err(crate::error::from_store)?,
+            false => None,
+        };
+        let group = found.ok_or_else(|| {
+            invalid(format!(
+                "The target group with targetGroupArn {arn} does not exist."
+            ))
+        })?;
         if !usage.contains_key(arn) {
             return Err(invalid(format!(
                 "The target group with targetGroupArn {arn} does not have an associated load balancer."
@@ -329,7 +343,7 @@ pub async fn create(
     x: &Ctx,
     r: ecs::CreateServiceRequest,
 ) -> ApiResult<ecs::CreateServiceResponse> {
-    let cluster = active_cluster(c, &cluster_name(r.cluster.as_deref())?).await?;
+    let cluster = active_cluster(c, x, &cluster_name(x, r.cluster.as_deref())?).await?;
     if !arn::valid_name(&r.service_name) {
         return Err(invalid(
             "Service name may contain up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores.",
@@ -346,7 +360,7 @@ pub async fn create(
     let Some(td_ref) = r.task_definition.as_deref() else {
         return Err(invalid("TaskDefinition must be specified."));
     };
-    let td = taskdefs::resolve(c, td_ref).await?.value;
+    let td = taskdefs::resolve(c, x.region(), td_ref).await?.value;
     if td.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
         return Err(invalid("TaskDefinition is inactive"));
     }
@@ -368,7 +382,7 @@ pub async fn create(
         return Err(invalid("healthCheckGracePeriodSeconds must be 0 or more."));
     }
     let load_balancers = r.load_balancers.clone().unwrap_or_default();
-    check_load_balancers(c, &load_balancers, &td.definition).await?;
+    check_load_balancers(c, x, &load_balancers, &td.definition).await?;
     let strategy = r.capacity_provider_strategy.as_deref();
     if daemon && strategy.is_some_and(|s| !s.is_empty()) {
         return Err(invalid(
@@ -384,12 +398,18 @@ pub async fn create(
     let launch_type = super::tasks::launch_type_name(launch.as_ref())?;
     let name = cluster.value.name.clone();
     super::tasks::capacity_and_subnet(
-        &name,
+        &cluster.value.key(),
         &launch_type,
         &td.definition,
         r.network_configuration.as_ref(),
     )?;
-    let token = Token::of(CREATE_SERVICE, &name, r.client_token.as_deref(), &r)?;
+    let token = Token::of(
+        CREATE_SERVICE,
+        x.region(),
+        &name,
+        r.client_token.as_deref(),
+        &r,
+    )?;
     let mut rng = rand::rngs::StdRng::from_entropy();
     commit_new(c, x, &cluster, &r, token, |svc| {
         svc.desired_count = desired;
@@ -446,7 +466,7 @@ async fn commit_new(
     token: Option<Token>,
     mut make: impl FnMut(&mut ServiceRecord),
 ) -> ApiResult<ecs::CreateServiceResponse> {
-    let key = keys::service(&cluster.value.name, &r.service_name);
+    let key = keys::service(&cluster.value.key(), &r.service_name);
     let lease = c.tokens.for_token(c, token.as_ref()).await?;
     for _ in 0..records::MAX_ATTEMPTS {
         if let Some(token) = &token {
@@ -537,7 +557,13 @@ async fn create_external(
         return Err(invalid("healthCheckGracePeriodSeconds must be 0 or more."));
     }
     let name = cluster.value.name.clone();
-    let token = Token::of(CREATE_SERVICE, &name, r.client_token.as_deref(), &r)?;
+    let token = Token::of(
+        CREATE_SERVICE,
+        x.region(),
+        &name,
+        r.client_token.as_deref(),
+        &r,
+    )?;
     commit_new(c, x, cluster, &r, token, |svc| {
         svc.external = true;
         svc.desired_count = desired;
@@ -578,7 +604,7 @@ pub async fn update(
     refuse_unsupported(&members_of!(r))?;
     let td = match r.task_definition.as_deref() {
         Some(given) => {
-            let td = taskdefs::resolve(c, given).await?.value;
+            let td = taskdefs::resolve(c, x.region(), given).await?.value;
             if td.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
                 return Err(invalid("TaskDefinition is inactive"));
             }
@@ -588,7 +614,7 @@ pub async fn update(
     };
     let mut rng = rand::rngs::StdRng::from_entropy();
     for _ in 0..records::MAX_ATTEMPTS {
-        let mut v = existing(c, r.cluster.as_deref(), &r.service).await?;
+        let mut v = existing(c, x, r.cluster.as_deref(), &r.service).await?;
         if v.value.status != "ACTIVE" {
             return Err(not_active());
         }
@@ -628,18 +654,18 @@ pub async fn update(
             let def = match &td {
                 Some(td) => td.definition.clone(),
                 None => {
-                    taskdefs::resolve(c, &svc.task_definition)
+                    taskdefs::resolve(c, x.region(), &svc.task_definition)
                         .await?
                         .value
                         .definition
                 }
             };
-            check_load_balancers(c, lbs, &def).await?;
+            check_load_balancers(c, x, lbs, &def).await?;
             redeploy |= *lbs != svc.load_balancers;
             svc.load_balancers = lbs.clone();
         } else if let Some(td) = &td {
             // A new revision must still serve the service's load balancers.
-            check_load_balancers(c, &svc.load_balancers, &td.definition).await?;
+            check_load_balancers(c, x, &svc.load_balancers, &td.definition).await?;
         }
         if let Some(g) = r.health_check_grace_period_seconds {
             if g < 0 {
@@ -664,7 +690,7 @@ pub async fn update(
                 ));
             }
             // An empty strategy asks for the cluster's default.
-            let cluster = active_cluster(c, &svc.cluster).await?;
+            let cluster = active_cluster(c, x, &svc.cluster).await?;
             let (launch, providers) = super::capacity::resolve(&cluster.value, None, Some(given))?;
             if providers.is_empty() {
                 return Err(invalid(
@@ -704,10 +730,15 @@ pub async fn update(
             // The revision being deployed must suit the service's network.
             let def = match &td {
                 Some(td) => td.definition.clone(),
-                None => taskdefs::resolve(c, &target).await?.value.definition,
+                None => {
+                    taskdefs::resolve(c, x.region(), &target)
+                        .await?
+                        .value
+                        .definition
+                }
             };
             super::tasks::capacity_and_subnet(
-                &svc.cluster,
+                &svc.cluster_key(),
                 &svc.launch_type,
                 &def,
                 svc.network_configuration.as_ref(),
@@ -735,7 +766,7 @@ pub async fn delete(
     r: ecs::DeleteServiceRequest,
 ) -> ApiResult<ecs::DeleteServiceResponse> {
     for _ in 0..records::MAX_ATTEMPTS {
-        let mut v = existing(c, r.cluster.as_deref(), &r.service).await?;
+        let mut v = existing(c, x, r.cluster.as_deref(), &r.service).await?;
         if v.value.status == "INACTIVE" {
             return Err(not_active());
         }
@@ -776,8 +807,8 @@ pub async fn describe(
     x: &Ctx,
     r: ecs::DescribeServicesRequest,
 ) -> ApiResult<ecs::DescribeServicesResponse> {
-    let name = cluster_name(r.cluster.as_deref())?;
-    active_cluster(c, &name).await?;
+    let name = cluster_name(x, r.cluster.as_deref())?;
+    active_cluster(c, x, &name).await?;
     if r.services.is_empty() {
         return Err(invalid("Services cannot be empty."));
     }
@@ -792,7 +823,7 @@ pub async fn describe(
     let mut services = vec![];
     let mut failures = vec![];
     for given in &r.services {
-        match find(c, Some(&name), given).await? {
+        match find(c, x, Some(&name), given).await? {
             (cluster, Some(v)) if cluster == name => {
                 services.push(wire::service(&v.value, with_tags))
             }
@@ -815,13 +846,15 @@ pub async fn describe(
 
 pub async fn list(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::ListServicesRequest,
 ) -> ApiResult<ecs::ListServicesResponse> {
-    let name = cluster_name(r.cluster.as_deref())?;
-    active_cluster(c, &name).await?;
+    let name = cluster_name(x, r.cluster.as_deref())?;
+    active_cluster(c, x, &name).await?;
     let size = wire::page_size(r.max_results, 10, 100)?;
-    let (all, _) = records::list::<ServiceRecord>(c.store.as_ref(), &keys::services(&name)).await?;
+    let (all, _) =
+        records::list::<ServiceRecord>(c.store.as_ref(), &keys::services(&x.cluster_key(&name)))
+            .await?;
     let items = all
         .into_iter()
         .map(|v| v.value)
@@ -853,7 +886,7 @@ pub async fn list_deployments(
     r: ecs::ListServiceDeploymentsRequest,
 ) -> ApiResult<ecs::ListServiceDeploymentsResponse> {
     let size = wire::page_size(r.max_results, 20, 100)?;
-    let v = existing(c, r.cluster.as_deref(), &r.service).await?;
+    let v = existing(c, x, r.cluster.as_deref(), &r.service).await?;
     let after = r.created_at.as_ref().and_then(|c| c.after);
     let before = r.created_at.as_ref().and_then(|c| c.before);
     let items = v
@@ -899,8 +932,11 @@ pub async fn describe_deployments(
     let mut failures = vec![];
     for given in &r.service_deployment_arns {
         let (cluster, service, id) = arn::service_deployment(given).map_err(from_core)?;
-        let v: Option<Versioned<ServiceRecord>> =
-            records::get(c.store.as_ref(), &keys::service(&cluster, &service)).await?;
+        let key = keys::service(&x.cluster_key(&cluster), &service);
+        let v: Option<Versioned<ServiceRecord>> = match arn::in_region(given, x.region()) {
+            true => records::get(c.store.as_ref(), &key).await?,
+            false => None,
+        };
         match v
             .as_ref()
             .and_then(|v| v.value.history.iter().find(|h| h.id == id).map(|h| (v, h)))
@@ -933,8 +969,11 @@ pub async fn describe_revisions(
     let mut failures = vec![];
     for given in &r.service_revision_arns {
         let (cluster, service, id) = arn::service_revision(given).map_err(from_core)?;
-        let v: Option<Versioned<ServiceRecord>> =
-            records::get(c.store.as_ref(), &keys::service(&cluster, &service)).await?;
+        let key = keys::service(&x.cluster_key(&cluster), &service);
+        let v: Option<Versioned<ServiceRecord>> = match arn::in_region(given, x.region()) {
+            true => records::get(c.store.as_ref(), &key).await?,
+            false => None,
+        };
         // A revision is known while its service deployment is remembered.
         let Some((v, h)) = v
             .as_ref()
@@ -947,7 +986,7 @@ pub async fn describe_revisions(
             });
             continue;
         };
-        let images = match taskdefs::resolve(c, &h.task_definition).await {
+        let images = match taskdefs::resolve(c, x.region(), &h.task_definition).await {
             Ok(td) => td
                 .value
                 .definition
@@ -984,6 +1023,11 @@ pub async fn stop_deployment(
     }
     let (cluster, service, id) =
         arn::service_deployment(&r.service_deployment_arn).map_err(from_core)?;
+    let cluster = match arn::in_region(&r.service_deployment_arn, x.region()) {
+        true => x.cluster_key(&cluster),
+        // Another region's: no service of this region has it.
+        false => x.cluster_key(""),
+    };
     let mut rng = rand::rngs::StdRng::from_entropy();
     for _ in 0..records::MAX_ATTEMPTS {
         let Some(mut v) =

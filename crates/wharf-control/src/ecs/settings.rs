@@ -45,9 +45,9 @@ fn setting(x: &Ctx, name: &str, value: &str) -> ecs::Setting {
 }
 
 /// The value in effect for `name`: as set, else the default.
-pub(crate) async fn effective(c: &Control, name: &str) -> ApiResult<String> {
-    let set = records::get::<AccountSettingRecord>(c.store.as_ref(), &keys::account_setting(name))
-        .await?;
+pub(crate) async fn effective(c: &Control, x: &Ctx, name: &str) -> ApiResult<String> {
+    let key = keys::account_setting(x.region(), name);
+    let set = records::get::<AccountSettingRecord>(c.store.as_ref(), &key).await?;
     Ok(match set {
         Some(v) => v.value.value,
         None => rules::rule(name).map_or("", |r| r.default).to_string(),
@@ -68,7 +68,7 @@ async fn put_value(
         updated_at: x.now,
     };
     // The last writer wins, as in ECS: nothing is read first.
-    let key = keys::account_setting(name);
+    let key = keys::account_setting(x.region(), name);
     commit(
         c.store.as_ref(),
         Txn::new().then(records::put(&key, &record)),
@@ -106,7 +106,7 @@ pub async fn delete(
     principal(x, r.principal_arn.as_deref())?;
     let name = r.name.as_str();
     let rule = rules::settable(name).map_err(from_core)?;
-    let key = keys::account_setting(name);
+    let key = keys::account_setting(x.region(), name);
     let was = records::get::<AccountSettingRecord>(c.store.as_ref(), &key).await?;
     commit(c.store.as_ref(), Txn::new().then(Op::delete(key))).await?;
     // The setting as it was; the default applies from now on.
@@ -129,8 +129,11 @@ pub async fn list(
     if let Some(n) = &r.name {
         rules::known(n.as_str()).map_err(from_core)?;
     }
-    let (set, _) =
-        records::list::<AccountSettingRecord>(c.store.as_ref(), keys::ACCOUNT_SETTINGS).await?;
+    let (set, _) = records::list::<AccountSettingRecord>(
+        c.store.as_ref(),
+        &keys::account_settings(x.region()),
+    )
+    .await?;
     let value_of = |name: &str| {
         set.iter()
             .find(|v| v.value.name == name)

@@ -50,7 +50,8 @@ enum Kind {
     CapacityProvider,
 }
 
-fn locate(arn: &str) -> ApiResult<(Kind, String)> {
+fn locate(x: &Ctx, arn: &str) -> ApiResult<(Kind, String)> {
+    let region = x.region();
     let resource = arn
         .strip_prefix("arn:")
         .and_then(|r| {
@@ -60,31 +61,44 @@ fn locate(arn: &str) -> ApiResult<(Kind, String)> {
                 .filter(|_| r.split(':').nth(1) == Some("ecs"))
         })
         .ok_or_else(|| invalid(format!("Invalid resource ARN: {arn}")))?;
+    // ECS is regional: another region's resource is not found here.
+    if !wharf_core::arn::in_region(arn, region) {
+        return Err(not_found());
+    }
     if let Some(name) = resource.strip_prefix("cluster/") {
-        return Ok((Kind::Cluster, keys::cluster(name)));
+        return Ok((Kind::Cluster, keys::cluster(&x.cluster_key(name))));
     }
     if resource.starts_with("task-definition/") {
         let r = wharf_core::arn::task_definition_ref(arn).map_err(from_core)?;
         let rev = r
             .revision
             .ok_or_else(|| invalid("Task definition ARN must include a revision."))?;
-        return Ok((Kind::TaskDefinition, keys::task_definition(&r.family, rev)));
+        return Ok((
+            Kind::TaskDefinition,
+            keys::task_definition(region, &r.family, rev),
+        ));
     }
     if resource.starts_with("task/") {
         if let (Some(cluster), id) = wharf_core::arn::task_id(arn).map_err(from_core)? {
-            return Ok((Kind::Task, keys::task(&cluster, &id)));
+            return Ok((Kind::Task, keys::task(&x.cluster_key(&cluster), &id)));
         }
     }
     if resource.starts_with("container-instance/") {
         if let (Some(cluster), id) =
             wharf_core::arn::container_instance_id(arn).map_err(from_core)?
         {
-            return Ok((Kind::Instance, keys::instance(&cluster, &id)));
+            return Ok((
+                Kind::Instance,
+                keys::instance(&x.cluster_key(&cluster), &id),
+            ));
         }
     }
     if resource.starts_with("service/") {
         if let (Some(cluster), name) = wharf_core::arn::service_name(arn).map_err(from_core)? {
-            return Ok((Kind::Service, keys::service(&cluster, &name)));
+            return Ok((
+                Kind::Service,
+                keys::service(&x.cluster_key(&cluster), &name),
+            ));
         }
     }
     if let Some(name) = resource.strip_prefix("capacity-provider/") {
@@ -93,7 +107,10 @@ fn locate(arn: &str) -> ApiResult<(Kind, String)> {
                 "The {name} capacity provider is built in and cannot be tagged."
             )));
         }
-        return Ok((Kind::CapacityProvider, keys::capacity_provider(name)));
+        return Ok((
+            Kind::CapacityProvider,
+            keys::capacity_provider(region, name),
+        ));
     }
     Err(invalid(format!(
         "Tagging is not supported for resource {arn}"
@@ -132,8 +149,8 @@ where
 /// A change to a tag set; an error aborts it and nothing is written.
 type Edit<'a> = dyn Fn(&mut Tags) -> ApiResult<()> + Send + Sync + 'a;
 
-async fn apply(c: &Control, arn: &str, f: &Edit<'_>) -> ApiResult<Tags> {
-    let (kind, key) = locate(arn)?;
+async fn apply(c: &Control, x: &Ctx, arn: &str, f: &Edit<'_>) -> ApiResult<Tags> {
+    let (kind, key) = locate(x, arn)?;
     match kind {
         Kind::Cluster => edit::<ClusterRecord>(c, &key, |r| &mut r.tags, f).await,
         Kind::TaskDefinition => edit::<TaskDefinitionRecord>(c, &key, |r| &mut r.tags, f).await,
@@ -150,12 +167,12 @@ async fn apply(c: &Control, arn: &str, f: &Edit<'_>) -> ApiResult<Tags> {
 
 pub async fn tag(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::TagResourceRequest,
 ) -> ApiResult<ecs::TagResourceResponse> {
     check_tags(&r.tags)?;
     let new = r.tags.clone();
-    apply(c, &r.resource_arn, &|t: &mut Tags| {
+    apply(c, x, &r.resource_arn, &|t: &mut Tags| {
         for tag in &new {
             t.insert(
                 tag.key.clone().unwrap_or_default(),
@@ -173,11 +190,11 @@ pub async fn tag(
 
 pub async fn untag(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::UntagResourceRequest,
 ) -> ApiResult<ecs::UntagResourceResponse> {
     let keys = r.tag_keys.clone();
-    apply(c, &r.resource_arn, &|t: &mut Tags| {
+    apply(c, x, &r.resource_arn, &|t: &mut Tags| {
         for k in &keys {
             t.remove(k);
         }
@@ -189,10 +206,10 @@ pub async fn untag(
 
 pub async fn list(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::ListTagsForResourceRequest,
 ) -> ApiResult<ecs::ListTagsForResourceResponse> {
-    let tags = apply(c, &r.resource_arn, &|_| Ok(())).await?;
+    let tags = apply(c, x, &r.resource_arn, &|_| Ok(())).await?;
     Ok(ecs::ListTagsForResourceResponse {
         tags: Some(tags_to_wire(&tags)),
     })

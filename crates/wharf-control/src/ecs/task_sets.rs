@@ -33,10 +33,11 @@ fn not_found() -> AwsError {
 /// The named EXTERNAL service, ACTIVE.
 async fn external_service(
     c: &Control,
+    x: &Ctx,
     cluster: &str,
     service: &str,
 ) -> ApiResult<Versioned<ServiceRecord>> {
-    let v = existing(c, Some(cluster), service).await?;
+    let v = existing(c, x, Some(cluster), service).await?;
     if v.value.status != "ACTIVE" {
         return Err(AwsError::client(
             "ServiceNotActiveException",
@@ -86,14 +87,16 @@ pub async fn create(
     super::tasks::platform_version(r.platform_version.as_deref())?;
     super::tags::check_tags(r.tags.as_deref().unwrap_or_default())?;
     let scale = scale_of(r.scale.as_ref())?;
-    let td = taskdefs::resolve(c, &r.task_definition).await?.value;
+    let td = taskdefs::resolve(c, x.region(), &r.task_definition)
+        .await?
+        .value;
     if td.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
         return Err(invalid("TaskDefinition is inactive"));
     }
     let load_balancers = r.load_balancers.clone().unwrap_or_default();
-    check_load_balancers(c, &load_balancers, &td.definition).await?;
-    let first = external_service(c, &r.cluster, &r.service).await?;
-    let cluster = active_cluster(c, &first.value.cluster).await?;
+    check_load_balancers(c, x, &load_balancers, &td.definition).await?;
+    let first = external_service(c, x, &r.cluster, &r.service).await?;
+    let cluster = active_cluster(c, x, &first.value.cluster).await?;
     let (launch, providers) = super::capacity::resolve(
         &cluster.value,
         r.launch_type.as_ref(),
@@ -101,17 +104,23 @@ pub async fn create(
     )?;
     let launch_type = super::tasks::launch_type_name(launch.as_ref())?;
     super::tasks::capacity_and_subnet(
-        &cluster.value.name,
+        &cluster.value.key(),
         &launch_type,
         &td.definition,
         r.network_configuration.as_ref(),
     )?;
     let scope = first.value.cluster.clone();
-    let token = Token::of(CREATE_TASK_SET, &scope, r.client_token.as_deref(), &r)?;
+    let token = Token::of(
+        CREATE_TASK_SET,
+        x.region(),
+        &scope,
+        r.client_token.as_deref(),
+        &r,
+    )?;
     let lease = c.tokens.for_token(c, token.as_ref()).await?;
     let mut rng = rand::rngs::StdRng::from_entropy();
     for _ in 0..records::MAX_ATTEMPTS {
-        let mut v = external_service(c, &r.cluster, &r.service).await?;
+        let mut v = external_service(c, x, &r.cluster, &r.service).await?;
         if let Some(token) = &token {
             if let Some(made) = token.recall::<()>(c, CREATE_TASK_SET).await? {
                 let found = made
@@ -177,10 +186,10 @@ pub async fn create(
 
 pub async fn describe(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::DescribeTaskSetsRequest,
 ) -> ApiResult<ecs::DescribeTaskSetsResponse> {
-    let v = external_service(c, &r.cluster, &r.service).await?;
+    let v = external_service(c, x, &r.cluster, &r.service).await?;
     let with_tags = r
         .include
         .iter()
@@ -220,13 +229,14 @@ pub async fn describe(
 /// Changes one task set of the service with `f` and writes the service.
 async fn edit(
     c: &Control,
+    x: &Ctx,
     cluster: &str,
     service: &str,
     task_set: &str,
     f: impl Fn(&mut ServiceRecord, usize) -> ApiResult<()>,
 ) -> ApiResult<ecs::TaskSet> {
     for _ in 0..records::MAX_ATTEMPTS {
-        let mut v = external_service(c, cluster, service).await?;
+        let mut v = external_service(c, x, cluster, service).await?;
         let k = position(&v.value, task_set).ok_or_else(not_found)?;
         f(&mut v.value, k)?;
         v.value.steady = false;
@@ -249,7 +259,7 @@ pub async fn update(
     r: ecs::UpdateTaskSetRequest,
 ) -> ApiResult<ecs::UpdateTaskSetResponse> {
     let scale = scale_of(Some(&r.scale))?;
-    let ts = edit(c, &r.cluster, &r.service, &r.task_set, |svc, k| {
+    let ts = edit(c, x, &r.cluster, &r.service, &r.task_set, |svc, k| {
         if svc.task_sets[k].status == "DRAINING" {
             return Err(invalid("The task set is being deleted."));
         }
@@ -270,7 +280,7 @@ pub async fn delete(
     r: ecs::DeleteTaskSetRequest,
 ) -> ApiResult<ecs::DeleteTaskSetResponse> {
     let force = r.force == Some(true);
-    let ts = edit(c, &r.cluster, &r.service, &r.task_set, |svc, k| {
+    let ts = edit(c, x, &r.cluster, &r.service, &r.task_set, |svc, k| {
         let set = &mut svc.task_sets[k];
         if set.status == "PRIMARY" && !force {
             return Err(invalid(
@@ -292,27 +302,34 @@ pub async fn update_primary(
     x: &Ctx,
     r: ecs::UpdateServicePrimaryTaskSetRequest,
 ) -> ApiResult<ecs::UpdateServicePrimaryTaskSetResponse> {
-    let ts = edit(c, &r.cluster, &r.service, &r.primary_task_set, |svc, k| {
-        if svc.task_sets[k].status == "DRAINING" {
-            return Err(invalid("The task set is being deleted."));
-        }
-        for (n, set) in svc.task_sets.iter_mut().enumerate() {
-            if n == k {
-                set.status = "PRIMARY".into();
-                set.updated_at = x.now;
-            } else if set.status == "PRIMARY" {
-                set.status = "ACTIVE".into();
-                set.updated_at = x.now;
+    let ts = edit(
+        c,
+        x,
+        &r.cluster,
+        &r.service,
+        &r.primary_task_set,
+        |svc, k| {
+            if svc.task_sets[k].status == "DRAINING" {
+                return Err(invalid("The task set is being deleted."));
             }
-        }
-        // The primary task set's revision is the service's.
-        svc.task_definition = svc.task_sets[k].task_definition.clone();
-        svc.launch_type = svc.task_sets[k].launch_type.clone();
-        svc.capacity_provider_strategy = svc.task_sets[k].capacity_provider_strategy.clone();
-        svc.network_configuration = svc.task_sets[k].network_configuration.clone();
-        svc.load_balancers = svc.task_sets[k].load_balancers.clone();
-        Ok(())
-    })
+            for (n, set) in svc.task_sets.iter_mut().enumerate() {
+                if n == k {
+                    set.status = "PRIMARY".into();
+                    set.updated_at = x.now;
+                } else if set.status == "PRIMARY" {
+                    set.status = "ACTIVE".into();
+                    set.updated_at = x.now;
+                }
+            }
+            // The primary task set's revision is the service's.
+            svc.task_definition = svc.task_sets[k].task_definition.clone();
+            svc.launch_type = svc.task_sets[k].launch_type.clone();
+            svc.capacity_provider_strategy = svc.task_sets[k].capacity_provider_strategy.clone();
+            svc.network_configuration = svc.task_sets[k].network_configuration.clone();
+            svc.load_balancers = svc.task_sets[k].load_balancers.clone();
+            Ok(())
+        },
+    )
     .await?;
     Ok(ecs::UpdateServicePrimaryTaskSetResponse { task_set: Some(ts) })
 }

@@ -17,27 +17,34 @@ fn status(td: &TaskDefinitionRecord) -> TaskDefinitionStatus {
 }
 
 /// All revisions of a family, oldest first.
-async fn family(c: &Control, family: &str) -> ApiResult<Vec<Versioned<TaskDefinitionRecord>>> {
-    Ok(
-        records::list(c.store.as_ref(), &keys::task_definition_family(family))
-            .await?
-            .0,
-    )
+async fn family(
+    c: &Control,
+    region: &str,
+    family: &str,
+) -> ApiResult<Vec<Versioned<TaskDefinitionRecord>>> {
+    let prefix = keys::task_definition_family(region, family);
+    Ok(records::list(c.store.as_ref(), &prefix).await?.0)
 }
 
 /// Resolves `family`, `family:rev` or an ARN. A bare family means its latest
 /// ACTIVE revision.
 pub(crate) async fn resolve(
     c: &Control,
+    region: &str,
     given: &str,
 ) -> ApiResult<Versioned<TaskDefinitionRecord>> {
     let TaskDefRef {
         family: fam,
         revision,
     } = task_definition_ref(given).map_err(from_core)?;
+    if !wharf_core::arn::in_region(given, region) {
+        return Err(client("Unable to describe task definition."));
+    }
     let found = match revision {
-        Some(rev) => records::get(c.store.as_ref(), &keys::task_definition(&fam, rev)).await?,
-        None => family(c, &fam)
+        Some(rev) => {
+            records::get(c.store.as_ref(), &keys::task_definition(region, &fam, rev)).await?
+        }
+        None => family(c, region, &fam)
             .await?
             .into_iter()
             .rev()
@@ -57,7 +64,7 @@ pub async fn register(
     super::tags::check_tags(r.tags.as_deref().unwrap_or_default())?;
     let tags = tags_from_wire(r.tags.as_deref().unwrap_or_default());
     for _ in 0..records::MAX_ATTEMPTS {
-        let existing = family(c, &r.family).await?;
+        let existing = family(c, x.region(), &r.family).await?;
         let revision = existing
             .last()
             .and_then(|v| v.value.definition.revision)
@@ -68,7 +75,7 @@ pub async fn register(
         td.task_definition_arn = Some(x.scope.task_definition(&r.family, revision));
         td.registered_at = Some(to_epoch_seconds(x.now));
         td.registered_by = Some(format!("arn:aws:iam::{}:root", x.scope.account));
-        let key = keys::task_definition(&r.family, revision);
+        let key = keys::task_definition(x.region(), &r.family, revision);
         let record = TaskDefinitionRecord {
             definition: td.clone(),
             tags: tags.clone(),
@@ -88,10 +95,10 @@ pub async fn register(
 
 pub async fn describe(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::DescribeTaskDefinitionRequest,
 ) -> ApiResult<ecs::DescribeTaskDefinitionResponse> {
-    let v = resolve(c, &r.task_definition).await?;
+    let v = resolve(c, x.region(), &r.task_definition).await?;
     let with_tags = r
         .include
         .iter()
@@ -105,7 +112,7 @@ pub async fn describe(
 
 pub async fn list(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::ListTaskDefinitionsRequest,
 ) -> ApiResult<ecs::ListTaskDefinitionsResponse> {
     let size = wire::page_size(r.max_results, 100, 100)?;
@@ -114,8 +121,8 @@ pub async fn list(
         return Err(invalid(format!("Invalid status '{}'.", want.as_str())));
     }
     let prefix = match &r.family_prefix {
-        Some(f) => keys::task_definition_family(f),
-        None => keys::TASK_DEFINITIONS.to_string(),
+        Some(f) => keys::task_definition_family(x.region(), f),
+        None => keys::task_definitions(x.region()),
     };
     let (all, _) = records::list::<TaskDefinitionRecord>(c.store.as_ref(), &prefix).await?;
     let mut items: Vec<(String, String)> = all
@@ -140,12 +147,15 @@ pub async fn list(
 
 pub async fn list_families(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::ListTaskDefinitionFamiliesRequest,
 ) -> ApiResult<ecs::ListTaskDefinitionFamiliesResponse> {
     let size = wire::page_size(r.max_results, 100, 100)?;
-    let (all, _) =
-        records::list::<TaskDefinitionRecord>(c.store.as_ref(), keys::TASK_DEFINITIONS).await?;
+    let (all, _) = records::list::<TaskDefinitionRecord>(
+        c.store.as_ref(),
+        &keys::task_definitions(x.region()),
+    )
+    .await?;
     // family -> has an ACTIVE revision
     let mut families: BTreeMap<String, bool> = BTreeMap::new();
     for v in all {
@@ -191,7 +201,7 @@ pub async fn deregister(
         ));
     }
     for _ in 0..records::MAX_ATTEMPTS {
-        let mut v = resolve(c, &r.task_definition).await?;
+        let mut v = resolve(c, x.region(), &r.task_definition).await?;
         if status(&v.value) == TaskDefinitionStatus::Active {
             v.value.definition.status = Some(TaskDefinitionStatus::Inactive);
             v.value.definition.deregistered_at = Some(to_epoch_seconds(x.now));
@@ -238,7 +248,7 @@ pub async fn delete(
         for _ in 0..records::MAX_ATTEMPTS {
             let Some(mut v) = records::get::<TaskDefinitionRecord>(
                 c.store.as_ref(),
-                &keys::task_definition(&parsed.family, rev),
+                &keys::task_definition(x.region(), &parsed.family, rev),
             )
             .await?
             else {

@@ -13,8 +13,8 @@ use wharf_core::lifecycle::{request_stop, DesiredStatus, STOP_USER_INITIATED};
 use wharf_core::placement::{self, Constraint, Misfit, Strategy, ValueCounts};
 use wharf_core::query::HostView;
 use wharf_core::records::{
-    keys, tags_from_wire, ClusterRecord, ContainerRecord, InstanceRecord, Resources, Tags,
-    TaskDefinitionRecord, TaskRecord,
+    keys, tags_from_wire, ClusterKey, ClusterRecord, ContainerRecord, InstanceRecord, Resources,
+    Tags, TaskDefinitionRecord, TaskRecord,
 };
 use wharf_core::taskdef::{effective_containers, validate_overrides};
 use wharf_model::ecs;
@@ -32,7 +32,7 @@ pub(crate) struct Launch {
     pub enable_execute_command: bool,
     /// The cluster whose instances take the task: the task's own for EC2,
     /// the hidden managed capacity for FARGATE.
-    pub capacity: String,
+    pub capacity: ClusterKey,
     /// awsvpc: the subnet the task's network interface is "in".
     pub subnet: Option<String>,
     /// A service's target groups (RunTask and StartTask: none).
@@ -48,11 +48,11 @@ pub(crate) struct Launch {
 
 /// The capacity a launch type runs on, and the subnet an awsvpc task needs.
 pub(crate) fn capacity_and_subnet(
-    cluster: &str,
+    cluster: &ClusterKey,
     launch_type: &str,
     td: &ecs::TaskDefinition,
     network: Option<&ecs::NetworkConfiguration>,
-) -> ApiResult<(String, Option<String>)> {
+) -> ApiResult<(ClusterKey, Option<String>)> {
     if launch_type == "FARGATE"
         && !td
             .compatibilities
@@ -90,9 +90,9 @@ pub(crate) fn capacity_and_subnet(
         None
     };
     let capacity = if launch_type == "FARGATE" {
-        wharf_core::records::MANAGED_CLUSTER.to_string()
+        ClusterKey::managed()
     } else {
-        cluster.to_string()
+        cluster.clone()
     };
     Ok((capacity, subnet))
 }
@@ -101,6 +101,7 @@ pub(crate) fn capacity_and_subnet(
 #[allow(clippy::too_many_arguments)]
 async fn prepare(
     c: &Control,
+    x: &Ctx,
     cluster: Option<&str>,
     task_definition: &str,
     overrides: Option<&ecs::TaskOverride>,
@@ -112,9 +113,11 @@ async fn prepare(
     enable_execute_command: bool,
     network: Option<&ecs::NetworkConfiguration>,
 ) -> ApiResult<Launch> {
-    let cluster = active_cluster(c, &cluster_name(cluster)?).await?;
+    let cluster = active_cluster(c, x, &cluster_name(x, cluster)?).await?;
     let (launch_type, strategy) = super::capacity::resolve(&cluster.value, launch_type, strategy)?;
-    let td = taskdefs::resolve(c, task_definition).await?.value;
+    let td = taskdefs::resolve(c, x.region(), task_definition)
+        .await?
+        .value;
     if td.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
         return Err(invalid("TaskDefinition is inactive"));
     }
@@ -129,7 +132,7 @@ async fn prepare(
     let launch_type = launch_type_name(launch_type.as_ref())?;
     let family = td.definition.family.clone().unwrap_or_default();
     let (capacity, subnet) =
-        capacity_and_subnet(&cluster.value.name, &launch_type, &td.definition, network)?;
+        capacity_and_subnet(&cluster.value.key(), &launch_type, &td.definition, network)?;
     Ok(Launch {
         capacity,
         subnet,
@@ -146,7 +149,7 @@ async fn prepare(
         load_balancers: vec![],
         strategy,
         on_providers: BTreeMap::new(),
-        blocking_logs: blocking_logs(c).await?,
+        blocking_logs: blocking_logs(c, x).await?,
     })
 }
 
@@ -163,9 +166,10 @@ pub(crate) fn launch_type_name(given: Option<&ecs::LaunchType>) -> ApiResult<Str
 }
 
 /// Whether new tasks' containers block on log delivery by default.
-pub(crate) async fn blocking_logs(c: &Control) -> ApiResult<bool> {
-    let mode = super::settings::effective(c, wharf_core::account_settings::DEFAULT_LOG_DRIVER_MODE)
-        .await?;
+pub(crate) async fn blocking_logs(c: &Control, x: &Ctx) -> ApiResult<bool> {
+    let mode =
+        super::settings::effective(c, x, wharf_core::account_settings::DEFAULT_LOG_DRIVER_MODE)
+            .await?;
     Ok(mode == "blocking")
 }
 
@@ -414,7 +418,7 @@ pub(crate) async fn place(
 ) -> ApiResult<Placed> {
     use rand::seq::index::sample;
     let need = placement::demand(&l.td.definition, &l.overrides);
-    let cluster = l.cluster.value.name.clone();
+    let cluster = l.cluster.value.key();
     let none = wharf_core::query::GroupCounts::new();
     let started = std::time::Instant::now();
     for _ in 0..records::MAX_ATTEMPTS {
@@ -438,7 +442,7 @@ pub(crate) async fn place(
                 .fresh(&c.store)
                 .await
                 .map_err(crate::error::from_store)?;
-            let Some(capacity) = view.capacities.get_mut(&l.capacity) else {
+            let Some(capacity) = view.capacities.get_mut(l.capacity.as_str()) else {
                 return Err(no_capacity(l));
             };
             // The provider of each task (by the strategy), and the rules
@@ -708,6 +712,7 @@ pub async fn run(c: &Control, x: &Ctx, r: ecs::RunTaskRequest) -> ApiResult<ecs:
     }
     let mut l = prepare(
         c,
+        x,
         r.cluster.as_deref(),
         &r.task_definition,
         r.overrides.as_ref(),
@@ -733,8 +738,14 @@ pub async fn run(c: &Control, x: &Ctx, r: ecs::RunTaskRequest) -> ApiResult<ecs:
         &l.td.definition,
     )?;
     // The token belongs to the cluster the request names.
-    let cluster = l.cluster.value.name.clone();
-    let token = Token::of(RUN_TASK, &cluster, r.client_token.as_deref(), &r)?;
+    let cluster = l.cluster.value.key();
+    let token = Token::of(
+        RUN_TASK,
+        x.region(),
+        cluster.name(),
+        r.client_token.as_deref(),
+        &r,
+    )?;
     if let Some(token) = &token {
         if let Some(first) = token.recall(c, RUN_TASK).await? {
             return run_again(c, &cluster, first).await;
@@ -830,7 +841,7 @@ fn standalone_members(
 /// first request started, as they are now, and its failures.
 async fn run_again(
     c: &Control,
-    cluster: &str,
+    cluster: &ClusterKey,
     first: TokenRecord<Vec<ecs::Failure>>,
 ) -> ApiResult<ecs::RunTaskResponse> {
     let mut tasks = vec![];
@@ -860,6 +871,7 @@ pub async fn start(
     }
     let mut l = prepare(
         c,
+        x,
         r.cluster.as_deref(),
         &r.task_definition,
         r.overrides.as_ref(),
@@ -884,7 +896,7 @@ pub async fn start(
     let (mut ids, mut missing) = (vec![], vec![]);
     for given in &r.container_instances {
         let (_, id) = arn::container_instance_id(given).map_err(from_core)?;
-        match super::instances::find(c, &cluster, given).await? {
+        match super::instances::find(c, &l.cluster.value.key(), given).await? {
             Some(v) if v.value.status != "INACTIVE" => ids.push(id),
             _ => missing.push(ecs::Failure {
                 arn: Some(x.scope.container_instance(&cluster, &id)),
@@ -914,15 +926,19 @@ pub async fn start(
 /// Finds a task by ID or ARN in the request's cluster.
 pub(crate) async fn find(
     c: &Control,
+    x: &Ctx,
     cluster: Option<&str>,
     given: &str,
 ) -> ApiResult<Option<Versioned<TaskRecord>>> {
     let (from_arn, id) = arn::task_id(given).map_err(from_core)?;
+    if !arn::in_region(given, x.region()) {
+        return Ok(None);
+    }
     let cluster = match from_arn {
         Some(name) => name,
-        None => cluster_name(cluster)?,
+        None => cluster_name(x, cluster)?,
     };
-    records::get(c.store.as_ref(), &keys::task(&cluster, &id)).await
+    records::get(c.store.as_ref(), &keys::task(&x.cluster_key(&cluster), &id)).await
 }
 
 pub async fn stop(
@@ -930,8 +946,8 @@ pub async fn stop(
     x: &Ctx,
     r: ecs::StopTaskRequest,
 ) -> ApiResult<ecs::StopTaskResponse> {
-    let name = cluster_name(r.cluster.as_deref())?;
-    active_cluster(c, &name).await?;
+    let name = cluster_name(x, r.cluster.as_deref())?;
+    active_cluster(c, x, &name).await?;
     let reason = r
         .reason
         .clone()
@@ -940,7 +956,7 @@ pub async fn stop(
         return Err(invalid("reason may contain up to 255 characters."));
     }
     for _ in 0..records::MAX_ATTEMPTS {
-        let Some(mut v) = find(c, Some(&name), &r.task).await? else {
+        let Some(mut v) = find(c, x, Some(&name), &r.task).await? else {
             return Err(invalid("The referenced task was not found."));
         };
         if !request_stop(&mut v.value, x.now, STOP_USER_INITIATED, &reason) {
@@ -967,8 +983,8 @@ pub async fn describe(
     x: &Ctx,
     r: ecs::DescribeTasksRequest,
 ) -> ApiResult<ecs::DescribeTasksResponse> {
-    let name = cluster_name(r.cluster.as_deref())?;
-    active_cluster(c, &name).await?;
+    let name = cluster_name(x, r.cluster.as_deref())?;
+    active_cluster(c, x, &name).await?;
     if r.tasks.is_empty() {
         return Err(invalid("Tasks cannot be empty."));
     }
@@ -983,7 +999,7 @@ pub async fn describe(
     let mut tasks = vec![];
     let mut failures = vec![];
     for given in &r.tasks {
-        match find(c, Some(&name), given).await? {
+        match find(c, x, Some(&name), given).await? {
             Some(v) if v.value.cluster == name => tasks.push(wire::task(&v.value, with_tags)),
             _ => failures.push(ecs::Failure {
                 arn: Some(if given.starts_with("arn:") {
@@ -1004,11 +1020,11 @@ pub async fn describe(
 
 pub async fn list(
     c: &Control,
-    _x: &Ctx,
+    x: &Ctx,
     r: ecs::ListTasksRequest,
 ) -> ApiResult<ecs::ListTasksResponse> {
-    let name = cluster_name(r.cluster.as_deref())?;
-    active_cluster(c, &name).await?;
+    let name = cluster_name(x, r.cluster.as_deref())?;
+    active_cluster(c, x, &name).await?;
     let size = wire::page_size(r.max_results, 100, 100)?;
     let instance = r
         .container_instance
@@ -1053,7 +1069,7 @@ pub async fn list(
         group: String,
         desired_status: DesiredStatus,
     }
-    let prefix = keys::tasks(&name);
+    let prefix = keys::tasks(&x.cluster_key(&name));
     let mut start_after = match r.next_token.as_deref() {
         None | Some("") => None,
         Some(t) => Some(format!("{prefix}{}", wire::decode_token(t)?)),
@@ -1225,7 +1241,13 @@ mod tests {
                 .to_string();
             let id = arn.rsplit('/').next().unwrap();
             c.store
-                .txn(Txn::new().then(Op::put(keys::agent_session("c", id), b"1".to_vec())))
+                .txn(Txn::new().then(Op::put(
+                    keys::agent_session(
+                        &wharf_core::records::ClusterKey::new("us-east-1", "c"),
+                        id,
+                    ),
+                    b"1".to_vec(),
+                )))
                 .await
                 .unwrap();
             arns.push(arn);
@@ -1429,7 +1451,15 @@ mod tests {
                 json!({"cluster": "c", "taskDefinition": "web"}),
             )
         };
-        let closing = c.cache.close(&c.store, "c", id).await.unwrap();
+        let closing = c
+            .cache
+            .close(
+                &c.store,
+                &wharf_core::records::ClusterKey::new("us-east-1", "c"),
+                id,
+            )
+            .await
+            .unwrap();
         let refused = run().await.unwrap_err();
         assert!(refused.contains("No Container Instances"), "{refused}");
         drop(closing);

@@ -24,7 +24,7 @@ use wharf_control::{Control, ControlConfig, Ctx};
 use wharf_core::agent_protocol::REPORT_TASK_STATES;
 use wharf_core::arn::Scope;
 use wharf_core::clock::ManualClock;
-use wharf_core::records::keys;
+use wharf_core::records::{keys, ClusterKey};
 use wharf_protocol::AwsError;
 use wharf_store::{MemStore, Op, Txn};
 
@@ -356,7 +356,7 @@ async fn seeded_with_names() -> (Control, Vec<String>, Names) {
     let instance_id = instance_arn.rsplit('/').next().unwrap().to_string();
     c.store
         .txn(Txn::new().then(Op::put(
-            keys::agent_session("fuzz", &instance_id),
+            keys::agent_session(&ClusterKey::new("us-east-1", "fuzz"), &instance_id),
             b"1".to_vec(),
         )))
         .await
