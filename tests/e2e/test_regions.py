@@ -150,7 +150,20 @@ def test_resources_of_two_regions_are_apart(wharf):
 
 
 def test_agent_credentials_work_in_their_own_region(wharf):
-    creds = wharf.agent_credentials()
+    # An agent that signs for another region than its token's is told so at
+    # the join, and nothing is minted.
+    token = wharf.create_token()
+    body = json.dumps({"token": token["token"], "region": OTHER}).encode()
+    r = urllib.request.Request(wharf.url + "/", data=body, method="POST", headers={
+        "X-Amz-Target": "WharfAgent_v1.Join", "Content-Type": "application/x-amz-json-1.1"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(r, timeout=10)
+    err = json.loads(e.value.read())
+    assert err["__type"] == "InvalidParameterException" and f"--region {REGION}" in err["message"], err
+    listed = wharf.signed_call("WharfAdmin_v1.ListJoinTokens", {})["joinTokens"]
+    assert [(t["tokenId"], t["region"], t["agents"]) for t in listed] == [(token["joinToken"]["tokenId"], REGION, 0)]
+
+    creds = wharf.join(token["token"])
     agent_here = wharf.client_with(creds)
     agent_there = boto3.client("ecs", endpoint_url=wharf.url, region_name=OTHER,
                                aws_access_key_id=creds[0], aws_secret_access_key=creds[1])

@@ -53,6 +53,13 @@ def test_blue_green_with_task_sets(wharf_up):
     green = ecs.create_task_set(cluster="default", service="ext", taskDefinition="green",
                                 scale={"value": 50, "unit": "PERCENT"})["taskSet"]
     assert green["computedDesiredCount"] == 1
+    # Task sets are taggable resources, through their ARN.
+    ecs.tag_resource(resourceArn=green["taskSetArn"], tags=[{"key": "color", "value": "green"}])
+    assert ecs.list_tags_for_resource(resourceArn=green["taskSetArn"])["tags"] == [{"key": "color", "value": "green"}]
+    tagged = ecs.describe_task_sets(cluster="default", service="ext", taskSets=[green["id"]], include=["TAGS"])
+    assert tagged["taskSets"][0]["tags"] == [{"key": "color", "value": "green"}]
+    ecs.untag_resource(resourceArn=green["taskSetArn"], tagKeys=["color"])
+    assert ecs.list_tags_for_resource(resourceArn=green["taskSetArn"])["tags"] == []
     wait_for(lambda: len(running_of(ecs, green["id"])) == 1, "green's first task")
     ecs.update_task_set(cluster="default", service="ext", taskSet=green["id"], scale={"value": 100, "unit": "PERCENT"})
     wait_for(lambda: len(running_of(ecs, green["id"])) == 2, "green at full scale")
@@ -70,6 +77,8 @@ def test_blue_green_with_task_sets(wharf_up):
              == [green["id"]], "blue to drain away")
     assert running_of(ecs, blue["id"]) == [] and len(running_of(ecs, green["id"])) == 2
     missing = ecs.describe_task_sets(cluster="default", service="ext", taskSets=[blue["id"]])
+    assert refused(lambda: ecs.list_tags_for_resource(resourceArn=blue["taskSetArn"]),
+                   "could not be found") == "InvalidParameterException"
     assert missing["taskSets"] == [] and missing["failures"][0]["reason"] == "MISSING"
     assert refused(lambda: ecs.update_task_set(cluster="default", service="ext", taskSet=blue["id"],
                                                scale={"value": 10, "unit": "PERCENT"}),

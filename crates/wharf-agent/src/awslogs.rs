@@ -103,10 +103,12 @@ pub fn config(def: &ecs::ContainerDefinition) -> Result<Option<Config>, String> 
         create_group: opts.get("awslogs-create-group").map(String::as_str) == Some("true"),
         blocking,
         max_buffer_bytes,
-        region: opts
-            .get("awslogs-region")
-            .filter(|r| !r.is_empty())
-            .cloned(),
+        region: match opts.get("awslogs-region").filter(|r| !r.is_empty()) {
+            Some(r) if !wharf_core::arn::valid_region(r) => {
+                return Err(format!("invalid awslogs-region '{r}'"))
+            }
+            r => r.cloned(),
+        },
     }))
 }
 

@@ -91,6 +91,12 @@ impl ControlClient {
         region: &str,
         ca_bundle: Option<&Path>,
     ) -> Result<Self, ClientError> {
+        // The region goes into every signature's credential scope.
+        if !wharf_core::arn::valid_region(region) {
+            return Err(ClientError::Transport(format!(
+                "--region {region} is not a region name (lowercase letters, digits and '-')"
+            )));
+        }
         let url: http::Uri = url
             .parse()
             .map_err(|e| ClientError::Transport(format!("bad server URL {url}: {e}")))?;
@@ -161,6 +167,7 @@ impl ControlClient {
                 &target,
                 &JoinRequest {
                     token: join.token.clone(),
+                    region: Some(self.region.clone()),
                 },
                 false,
             )
@@ -184,7 +191,12 @@ impl ControlClient {
 
     /// The same client signing for `region` (a container's log group may be
     /// in another region than the agent's cluster, as `awslogs-region` says).
+    /// A region that is no region name (it could not be signed) keeps the
+    /// client's own.
     pub fn in_region(&self, region: &str) -> Self {
+        if !wharf_core::arn::valid_region(region) {
+            return self.clone();
+        }
         Self {
             region: region.to_string(),
             ..self.clone()

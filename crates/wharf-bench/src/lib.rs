@@ -44,6 +44,8 @@ pub fn start_server(bin: &Path, args: &[&str], log: &Path) -> anyhow::Result<(Pr
     let mut child = Command::new(bin)
         .args(args)
         .env("WHARF_LOG", "warn")
+        // The benchmarks sign for us-east-1: `up`'s host joins it there.
+        .env("AWS_DEFAULT_REGION", "us-east-1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -445,6 +445,7 @@ async fn main() -> anyhow::Result<()> {
             .args(["--server", &url, "--token", &token.token])
             .arg("--data-dir")
             .arg(dir.path().join("agent"))
+            .args(["--region", "us-east-1"])
             .env("WHARF_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("agent.log"))?)

@@ -393,11 +393,18 @@ async fn gone_instances(
         let Ok((Some(of), id)) = arn::container_instance_id(other) else {
             continue;
         };
-        if of != cluster.name() || cluster.region() != Some(arn::region_of(other)) {
+        if of != cluster.name() {
             continue;
         }
+        // Of the region its ARN names: the same host may have been an
+        // instance of this cluster name in another region (its `wharf up
+        // --region` changed), whose containers go once it is deregistered.
+        let at = match cluster.is_managed() {
+            true => cluster.clone(),
+            false => ClusterKey::new(arn::region_of(other), &of),
+        };
         let record =
-            records::get::<InstanceRecord>(c.store.as_ref(), &keys::instance(cluster, &id)).await?;
+            records::get::<InstanceRecord>(c.store.as_ref(), &keys::instance(&at, &id)).await?;
         if record.is_none_or(|v| v.value.status == "INACTIVE" || v.value.arn != *other) {
             gone.push(other.clone());
         }
@@ -410,7 +417,11 @@ pub(crate) async fn report(c: &Control, x: &Ctx, r: TaskStateReport) -> ApiResul
     // A managed host reports the tasks of every region: the task's ARN
     // names its own.
     let name = from_arn.unwrap_or_else(|| r.cluster.clone());
-    let cluster = ClusterKey::new(arn::region_of(&r.task_arn), &name);
+    let region = match r.task_arn.starts_with("arn:") {
+        true => arn::region_of(&r.task_arn),
+        false => x.region(),
+    };
+    let cluster = ClusterKey::new(region, &name);
     for _ in 0..records::MAX_ATTEMPTS {
         let Some(mut task) =
             records::get::<TaskRecord>(c.store.as_ref(), &keys::task(&cluster, &id)).await?

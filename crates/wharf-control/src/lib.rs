@@ -127,6 +127,14 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The server as this request reached it: `scheme://HOST` (the Host
+    /// header; `localhost` without one), `secure` or `plain` by whether the
+    /// API is served over TLS (`https`/`http`, `wss`/`ws`).
+    pub fn origin(&self, c: &Control, secure: &str, plain: &str) -> String {
+        let scheme = if c.config.tls { secure } else { plain };
+        format!("{scheme}://{}", self.host.as_deref().unwrap_or("localhost"))
+    }
+
     /// The region the request is signed for: every resource it names lives there.
     pub fn region(&self) -> &str {
         &self.scope.region

@@ -30,7 +30,7 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
     match op {
         CREATE_JOIN_TOKEN => call(body, |r| create(c, x, r)).await,
         LIST_JOIN_TOKENS => call(body, |r| list(c, x, r)).await,
-        REVOKE_JOIN_TOKEN => call(body, |r| revoke(c, r)).await,
+        REVOKE_JOIN_TOKEN => call(body, |r| revoke(c, x, r)).await,
         INTERRUPT_SPOT_TASKS => call(body, |r| crate::spot::interrupt(c, x, r)).await,
         _ => Err(AwsError::unknown_operation(&format!(
             "{TARGET_PREFIX}.{op}"
@@ -153,9 +153,16 @@ async fn list(c: &Control, x: &Ctx, r: ListJoinTokensRequest) -> ApiResult<ListJ
     Ok(ListJoinTokensResponse { join_tokens })
 }
 
-async fn revoke(c: &Control, r: RevokeJoinTokenRequest) -> ApiResult<RevokeJoinTokenResponse> {
+async fn revoke(
+    c: &Control,
+    x: &Ctx,
+    r: RevokeJoinTokenRequest,
+) -> ApiResult<RevokeJoinTokenResponse> {
+    // A token is its cluster's region's, as ListJoinTokens shows it.
     let Some(token) =
-        records::get::<JoinTokenRecord>(c.store.as_ref(), &keys::join_token(&r.token_id)).await?
+        records::get::<JoinTokenRecord>(c.store.as_ref(), &keys::join_token(&r.token_id))
+            .await?
+            .filter(|t| t.value.region == x.region())
     else {
         return Err(AwsError::client(
             "ResourceNotFoundException",
@@ -217,6 +224,15 @@ pub async fn join(c: &Control, now: Millis, body: &[u8]) -> ApiResult<Vec<u8>> {
         {
             return Err(refused());
         }
+        if let Some(region) = r.region.as_deref().filter(|r| *r != t.region) {
+            return Err(AwsError::client(
+                "InvalidParameterException",
+                format!(
+                    "The join token is for cluster {} in region {}, and the agent signs for {region}: start the agent with --region {}.",
+                    t.cluster, t.region, t.region
+                ),
+            ));
+        }
         let cred = AgentCredentialRecord {
             access_key_id: new_access_key_id(),
             secret_access_key: new_secret(),
@@ -255,19 +271,27 @@ pub async fn local_agent_credentials(
     cluster: &str,
     now: Millis,
 ) -> ApiResult<Credentials> {
-    // us-east-1's keep the ID they had before regions were kept apart, so
-    // an upgraded `wharf up` still owns the instance it registered.
+    // One key per cluster name, whatever the region (so an upgraded
+    // `wharf up` still owns the instance it registered): the record says
+    // which region it signs for, the one `up` runs for now.
     let tag = if cluster == MANAGED_CLUSTER {
         "MANAGED".to_string()
-    } else if region == wharf_core::records::DEFAULT_REGION {
-        sha256_hex(cluster)[..12].to_ascii_uppercase()
     } else {
-        sha256_hex(&format!("{region}/{cluster}"))[..12].to_ascii_uppercase()
+        sha256_hex(cluster)[..12].to_ascii_uppercase()
     };
     let akid = format!("AWAGLOCAL{tag}");
     let key = keys::agent_credential(&akid);
     loop {
-        if let Some(v) = records::get::<AgentCredentialRecord>(c.store.as_ref(), &key).await? {
+        if let Some(mut v) = records::get::<AgentCredentialRecord>(c.store.as_ref(), &key).await? {
+            if v.value.region != region {
+                v.value.region = region.to_string();
+                commit(
+                    c.store.as_ref(),
+                    Txn::new().when(v.unchanged()).then(v.put()),
+                )
+                .await?;
+                continue;
+            }
             return Ok(Credentials {
                 access_key_id: v.value.access_key_id,
                 secret_access_key: v.value.secret_access_key,

@@ -224,6 +224,10 @@ pub const JOIN: &str = "Join";
 #[serde(rename_all = "camelCase")]
 pub struct JoinRequest {
     pub token: String,
+    /// The region the agent signs for: refused, with nothing minted, unless
+    /// it is the token's cluster's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]

@@ -280,6 +280,14 @@ pub fn validate(
             ));
         }
         let options = lc.options.as_ref();
+        // The agent signs the container's log calls for it.
+        if let Some(region) = options.and_then(|o| o.get("awslogs-region")) {
+            if driver == "awslogs" && !crate::arn::valid_region(region) {
+                return Err(client(format!(
+                    "Invalid awslogs-region '{region}' for container '{name}': a region is lowercase letters, digits and '-'."
+                )));
+            }
+        }
         if let Some(mode) = options.and_then(|o| o.get("mode")) {
             if mode != "blocking" && mode != "non-blocking" {
                 return Err(client(format!(

@@ -238,8 +238,6 @@ pub struct ClusterRecord {
     pub default_strategy: Vec<ecs::CapacityProviderStrategyItem>,
 }
 
-/// An account setting someone set (PutAccountSetting for the root, or
-/// PutAccountSettingDefault: one and the same until IAM principals exist).
 impl ClusterRecord {
     /// Where its objects live (the region its ARN names).
     pub fn key(&self) -> ClusterKey {
@@ -247,6 +245,8 @@ impl ClusterRecord {
     }
 }
 
+/// An account setting someone set (PutAccountSetting for the root, or
+/// PutAccountSettingDefault: one and the same until IAM principals exist).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountSettingRecord {
     pub name: String,

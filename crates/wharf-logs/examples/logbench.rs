@@ -12,6 +12,9 @@ use wharf_model::logs::InputLogEvent;
 
 const STREAMS: usize = 10;
 
+/// `bench` of us-east-1, as the store keys it (`Scope::key`).
+const GROUP: &str = "us-east-1:bench";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let total: usize = args.next().map_or(Ok(1_000_000), |a| a.parse())?;
@@ -19,9 +22,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let store = LogStore::open(&dir.path().join("logs.redb"))?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
-    store.create_group("bench", now, BTreeMap::new())?;
+    // The store keeps groups by region: the API's FilterLogEvents below
+    // reads us-east-1's `bench`.
+    store.create_group(GROUP, now, BTreeMap::new())?;
     for s in 0..STREAMS {
-        store.create_stream("bench", &format!("stream-{s}"), now)?;
+        store.create_stream(GROUP, &format!("stream-{s}"), now)?;
     }
 
     // Events spread over the last 10 hours; 1% carry the word "needle".
@@ -45,12 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect();
         bytes += events.iter().map(|e| e.message.len()).sum::<usize>();
-        store.put_events(
-            "bench",
-            &format!("stream-{}", calls % STREAMS),
-            &events,
-            now,
-        )?;
+        store.put_events(GROUP, &format!("stream-{}", calls % STREAMS), &events, now)?;
         i += n;
         calls += 1;
     }
@@ -69,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let p = Pattern::parse(pattern)?;
         let t = Instant::now();
         let page = store.filter(
-            "bench",
+            GROUP,
             &StreamSelection::All,
             0,
             Pos::MAX,
@@ -109,7 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let t = Instant::now();
-    let tail = store.read_stream("bench", "stream-3", 0, Pos::MAX, false, 10_000)?;
+    let tail = store.read_stream(GROUP, "stream-3", 0, Pos::MAX, false, 10_000)?;
     println!(
         "GetLogEvents tail of one stream: {} events in {:.1} ms",
         tail.len(),

@@ -243,13 +243,11 @@ fn take_ids(txn: &WriteTransaction, key: &str, n: u64) -> LogResult<u64> {
 /// groups are regional; `:` never appears in a group name).
 const SCHEMA: u64 = 2;
 const SCHEMA_KEY: &str = "schema";
-/// Where groups of a store written before regions were kept apart go.
-const OLD_REGION: &str = "us-east-1";
 
-/// Moves an older layout's groups (keyed by bare name) to `OLD_REGION`, in
+/// Moves an older layout's groups (keyed by bare name) into `region`, in
 /// the opening transaction: their streams and events are keyed by the
 /// group's ID, which stays.
-fn upgrade(txn: &WriteTransaction) -> LogResult<()> {
+fn upgrade(txn: &WriteTransaction, region: &str) -> LogResult<()> {
     let mut meta = txn.open_table(META)?;
     let found = meta.get(SCHEMA_KEY)?.map(|v| v.value());
     match found {
@@ -271,7 +269,7 @@ fn upgrade(txn: &WriteTransaction) -> LogResult<()> {
     }
     for mut g in old {
         groups.remove(g.name.as_str())?;
-        g.name = format!("{OLD_REGION}:{}", g.name);
+        g.name = format!("{region}:{}", g.name);
         groups.insert(g.name.as_str(), to_json(&g)?.as_slice())?;
     }
     meta.insert(SCHEMA_KEY, SCHEMA)?;
@@ -279,12 +277,20 @@ fn upgrade(txn: &WriteTransaction) -> LogResult<()> {
 }
 
 impl LogStore {
-    /// Opens (or creates) the store file at `path`.
+    /// Opens (or creates) the store file at `path`; groups written before
+    /// regions were kept apart move to us-east-1 (see [`Self::open_for`]).
     pub fn open(path: &Path) -> LogResult<Self> {
+        Self::open_for(path, "us-east-1")
+    }
+
+    /// Opens (or creates) the store file at `path`; groups written before
+    /// regions were kept apart move to `region`, as the control plane's
+    /// store does (`wharf_control::migrate`).
+    pub fn open_for(path: &Path, region: &str) -> LogResult<Self> {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
-        Self::init(db)
+        Self::init(db, region)
     }
 
     /// A store in memory only: for tests and `wharf server --ephemeral`.
@@ -292,16 +298,16 @@ impl LogStore {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create_with_backend(redb::backends::InMemoryBackend::new())?;
-        Self::init(db)
+        Self::init(db, "us-east-1")
     }
 
-    fn init(db: Database) -> LogResult<Self> {
+    fn init(db: Database, region: &str) -> LogResult<Self> {
         let txn = db.begin_write()?;
         txn.open_table(GROUPS)?;
         txn.open_table(STREAMS)?;
         txn.open_table(EVENTS)?;
         txn.open_table(META)?;
-        upgrade(&txn)?;
+        upgrade(&txn, region)?;
         txn.commit()?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -722,10 +728,10 @@ mod tests {
     use super::*;
 
     /// A file as the layout before regions left it (groups by bare name, no
-    /// schema): opening moves its groups to us-east-1, streams and events
+    /// schema): opening moves its groups into the region, streams and events
     /// with them, once.
     #[test]
-    fn an_old_store_s_groups_move_to_us_east_1() {
+    fn an_old_store_s_groups_move_into_the_region_it_is_opened_for() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("logs.redb");
         {
@@ -743,12 +749,12 @@ mod tests {
             })
             .unwrap();
         }
-        let s = LogStore::open(&path).unwrap();
+        let s = LogStore::open_for(&path, "eu-west-1").unwrap();
         assert!(matches!(s.group("/ecs/web"), Err(LogError::GroupNotFound)));
-        let g = s.group("us-east-1:/ecs/web").unwrap();
-        assert_eq!(g.name, "us-east-1:/ecs/web");
+        let g = s.group("eu-west-1:/ecs/web").unwrap();
+        assert_eq!(g.name, "eu-west-1:/ecs/web");
         let events = s
-            .read_stream("us-east-1:/ecs/web", "a", 0, Pos::MAX, true, 10)
+            .read_stream("eu-west-1:/ecs/web", "a", 0, Pos::MAX, true, 10)
             .unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].message, "hello");

@@ -10,6 +10,8 @@ const ECS: &str = "AmazonEC2ContainerServiceV20141113";
 
 /// One container's log stream.
 struct Source {
+    /// Signing for the group's region (its `awslogs-region`, else the task's).
+    client: ControlClient,
     container: String,
     group: String,
     stream: String,
@@ -62,6 +64,7 @@ pub async fn run(
             .and_then(|c| c.runtime_id.clone())
             .unwrap_or_default();
         sources.push(Source {
+            client: cfg.client_for(client, t.task_arn.as_deref().unwrap_or_default()),
             stream: cfg.stream(&name, &task_id, &runtime_id),
             group: cfg.group,
             container: name,
@@ -79,7 +82,7 @@ pub async fn run(
     loop {
         let mut got = 0;
         for s in &mut sources {
-            match drain(client, s).await {
+            match drain(s).await {
                 Ok(lines) => {
                     got += lines.len();
                     for l in lines {
@@ -127,10 +130,8 @@ async fn describe_task(
 }
 
 /// Everything the stream has past the source's token.
-async fn drain(
-    client: &ControlClient,
-    s: &mut Source,
-) -> Result<Vec<String>, wharf_agent::client::ClientError> {
+async fn drain(s: &mut Source) -> Result<Vec<String>, wharf_agent::client::ClientError> {
+    let client = s.client.clone();
     let mut out = vec![];
     loop {
         let page: logs::GetLogEventsResponse = client

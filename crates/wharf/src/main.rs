@@ -257,7 +257,8 @@ struct ServerArgs {
     account_id: String,
     /// The region `wharf up`'s host joins as a container instance of its
     /// `default` cluster (ECS is regional: clients signing for another
-    /// region see other clusters), and the one the banner names.
+    /// region see other clusters), the one the banner names, and the one a
+    /// store written before regions were kept apart moves into.
     #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
     region: String,
     /// How long STOPPED tasks stay visible, in seconds.
@@ -431,6 +432,34 @@ fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data directory {}", dir.display()))
 }
 
+/// Says so when this host is still a container instance of another
+/// region's `default` (`wharf up` ran for another region before): that
+/// instance and its tasks stay there until it is deregistered.
+async fn warn_of_instances_elsewhere(control: &Control, agent: &str, region: &str) {
+    let Ok((all, _)) = wharf_control::records::list::<wharf_core::records::InstanceRecord>(
+        control.store.as_ref(),
+        wharf_core::records::keys::INSTANCES,
+    )
+    .await
+    else {
+        return;
+    };
+    for i in all.into_iter().map(|v| v.value) {
+        let elsewhere = i.cluster_key().region().is_some_and(|r| r != region);
+        if elsewhere && i.status != "INACTIVE" && i.agent.as_deref() == Some(agent) {
+            tracing::warn!(
+                instance = %i.arn,
+                "this host is still a container instance of {} in {}: it joins {region} now; deregister the old one (aws ecs deregister-container-instance --region {} --cluster {} --container-instance {} --force) to stop its tasks",
+                i.cluster,
+                wharf_core::arn::region_of(&i.arn),
+                wharf_core::arn::region_of(&i.arn),
+                i.cluster,
+                i.id
+            );
+        }
+    }
+}
+
 async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     // Flags that only the local agents or their TLS use are refused where
     // nothing would act on them.
@@ -472,7 +501,7 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
             .with_context(|| format!("cannot open store {}", path.display()))?;
         // Logs live in their own file: append-heavy and disposable, unlike cluster state.
         let logs_path = args.data_dir.join("logs.redb");
-        let logs = LogStore::open(&logs_path)
+        let logs = LogStore::open_for(&logs_path, &args.region)
             .with_context(|| format!("cannot open log store {}", logs_path.display()))?;
         (Arc::new(store), logs)
     };
@@ -512,7 +541,7 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         ..Default::default()
     };
     // Before anything reads the store: an older layout is moved first.
-    wharf_control::migrate::run(store.as_ref())
+    wharf_control::migrate::run(store.as_ref(), &args.region)
         .await
         .context("cannot upgrade the store's key layout")?;
     let control = Control::new(store, Arc::new(SystemClock), config)
@@ -583,6 +612,9 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
             )
             .await
             .map_err(|e| anyhow::anyhow!("cannot make the local agents' credentials: {e}"))?;
+            if !managed {
+                warn_of_instances_elsewhere(&control, &creds.access_key_id, &args.region).await;
+            }
             let client = ControlClient::with_ca(&url, creds, &args.region, agent_ca.as_deref())?;
             let local = Agent::new(
                 client,

@@ -63,8 +63,11 @@ pub async fn run(cmd: TokenCommand) -> anyhow::Result<()> {
             // The token alone on stdout, for scripts; the rest on stderr.
             println!("{}", resp.token);
             eprintln!(
-                "join token {} for cluster {} (shown once; start agents with `wharf agent --server URL --token TOKEN`)",
-                resp.join_token.token_id, resp.join_token.cluster
+                "join token {} for cluster {} in {} (shown once; start agents with `wharf agent --server URL --region {} --token TOKEN`)",
+                resp.join_token.token_id,
+                resp.join_token.cluster,
+                resp.join_token.region,
+                resp.join_token.region
             );
         }
         TokenCommand::List { cluster, sign } => {

@@ -26,8 +26,7 @@ fn ack() -> Option<String> {
 /// The server's own URL, as the caller reached it: Wharf's agent protocol,
 /// its log and telemetry APIs are all served there.
 fn own_url(c: &Control, x: &Ctx) -> String {
-    let scheme = if c.config.tls { "https" } else { "http" };
-    format!("{scheme}://{}/", x.host.as_deref().unwrap_or("localhost"))
+    format!("{}/", x.origin(c, "https", "http"))
 }
 
 pub async fn discover_poll_endpoint(

@@ -227,15 +227,14 @@ pub async fn execute_command(
         .await
         .map_err(from_store)?;
     tracing::info!(session = %session_id, task = %task.arn, container = %container.name, "exec session opened");
-    let scheme = if c.config.tls { "wss" } else { "ws" };
-    let host = x.host.as_deref().unwrap_or("localhost");
+    let origin = x.origin(c, "wss", "ws");
     Ok(ecs::ExecuteCommandResponse {
         cluster_arn: Some(cluster.value.arn.clone()),
         container_arn: Some(container.arn.clone()),
         container_name: Some(container.name.clone()),
         interactive: Some(true),
         session: Some(ecs::Session {
-            stream_url: Some(format!("{scheme}://{host}{STREAM_PATH}/{session_id}")),
+            stream_url: Some(format!("{origin}{STREAM_PATH}/{session_id}")),
             session_id: Some(session_id),
             token_value: Some(token),
         }),

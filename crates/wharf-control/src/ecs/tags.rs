@@ -1,5 +1,6 @@
 //! Tags on clusters, task definitions, tasks, container instances,
-//! services and capacity providers, stored inside each resource's record.
+//! services, task sets and capacity providers, stored inside each
+//! resource's record (a task set's in its service's).
 
 use crate::error::{from_core, invalid, ApiResult};
 use crate::records::{self, commit};
@@ -8,6 +9,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use wharf_core::records::{
     keys, tags_to_wire, ClusterRecord, InstanceRecord, Tags, TaskDefinitionRecord, TaskRecord,
 };
+use wharf_core::service::ServiceRecord;
 use wharf_model::ecs;
 use wharf_protocol::AwsError;
 use wharf_store::Txn;
@@ -48,6 +50,8 @@ enum Kind {
     Instance,
     Service,
     CapacityProvider,
+    /// A task set lives in its service's record: the key is the service's.
+    TaskSet,
 }
 
 fn locate(x: &Ctx, arn: &str) -> ApiResult<(Kind, String)> {
@@ -101,6 +105,17 @@ fn locate(x: &Ctx, arn: &str) -> ApiResult<(Kind, String)> {
             ));
         }
     }
+    // `task-set/CLUSTER/SERVICE/ecs-svc/NNN`: the set's ID has a `/` of its own.
+    if let Some(rest) = resource.strip_prefix("task-set/") {
+        let mut parts = rest.splitn(3, '/');
+        if let (Some(cluster), Some(service), Some(_)) = (parts.next(), parts.next(), parts.next())
+        {
+            return Ok((
+                Kind::TaskSet,
+                keys::service(&x.cluster_key(cluster), service),
+            ));
+        }
+    }
     if let Some(name) = resource.strip_prefix("capacity-provider/") {
         if wharf_core::capacity::is_fargate(name) {
             return Err(invalid(format!(
@@ -117,11 +132,12 @@ fn locate(x: &Ctx, arn: &str) -> ApiResult<(Kind, String)> {
     )))
 }
 
-/// Reads, changes and writes back the tags of a record of type T.
+/// Reads, changes and writes back the tags of a record of type T (those
+/// `tags` finds in it; None: the resource is not there).
 async fn edit<T>(
     c: &Control,
     key: &str,
-    tags: impl Fn(&mut T) -> &mut Tags + Send,
+    tags: impl Fn(&mut T) -> Option<&mut Tags> + Send,
     f: &Edit<'_>,
 ) -> ApiResult<Tags>
 where
@@ -131,7 +147,9 @@ where
         let Some(mut v) = records::get::<T>(c.store.as_ref(), key).await? else {
             return Err(not_found());
         };
-        let t = tags(&mut v.value);
+        let Some(t) = tags(&mut v.value) else {
+            return Err(not_found());
+        };
         f(t)?;
         let result = t.clone();
         if commit(
@@ -152,15 +170,20 @@ type Edit<'a> = dyn Fn(&mut Tags) -> ApiResult<()> + Send + Sync + 'a;
 async fn apply(c: &Control, x: &Ctx, arn: &str, f: &Edit<'_>) -> ApiResult<Tags> {
     let (kind, key) = locate(x, arn)?;
     match kind {
-        Kind::Cluster => edit::<ClusterRecord>(c, &key, |r| &mut r.tags, f).await,
-        Kind::TaskDefinition => edit::<TaskDefinitionRecord>(c, &key, |r| &mut r.tags, f).await,
-        Kind::Task => edit::<TaskRecord>(c, &key, |r| &mut r.tags, f).await,
-        Kind::Instance => edit::<InstanceRecord>(c, &key, |r| &mut r.tags, f).await,
-        Kind::Service => {
-            edit::<wharf_core::service::ServiceRecord>(c, &key, |r| &mut r.tags, f).await
+        Kind::Cluster => edit::<ClusterRecord>(c, &key, |r| Some(&mut r.tags), f).await,
+        Kind::TaskDefinition => {
+            edit::<TaskDefinitionRecord>(c, &key, |r| Some(&mut r.tags), f).await
         }
+        Kind::Task => edit::<TaskRecord>(c, &key, |r| Some(&mut r.tags), f).await,
+        Kind::Instance => edit::<InstanceRecord>(c, &key, |r| Some(&mut r.tags), f).await,
+        Kind::TaskSet => {
+            let of_set = |r: &ServiceRecord| r.task_sets.iter().position(|s| s.arn == arn);
+            edit::<ServiceRecord>(c, &key, |r| of_set(r).map(|k| &mut r.task_sets[k].tags), f).await
+        }
+        Kind::Service => edit::<ServiceRecord>(c, &key, |r| Some(&mut r.tags), f).await,
         Kind::CapacityProvider => {
-            edit::<wharf_core::records::CapacityProviderRecord>(c, &key, |r| &mut r.tags, f).await
+            edit::<wharf_core::records::CapacityProviderRecord>(c, &key, |r| Some(&mut r.tags), f)
+                .await
         }
     }
 }

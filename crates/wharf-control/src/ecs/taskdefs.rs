@@ -245,6 +245,11 @@ pub async fn delete(
             failures.push(failure(given, "The specified task definition identifier is invalid. Specify a valid name or ARN and try again."));
             continue;
         };
+        // Another region's ARN names none of this region's revisions.
+        if !wharf_core::arn::in_region(given, x.region()) {
+            failures.push(failure(given, "The specified task definition does not exist. Specify a valid name or ARN and try again."));
+            continue;
+        }
         for _ in 0..records::MAX_ATTEMPTS {
             let Some(mut v) = records::get::<TaskDefinitionRecord>(
                 c.store.as_ref(),
