@@ -190,7 +190,9 @@ pub async fn reconcile(
             && p.stop.is_empty()
             && p.service == v.value
             && at_rest(&v.value, &mine, &lb, now, settings);
-        apply(c, v, p, &mine, now, rng).await?;
+        if let Some(svc) = apply(c, v, p, &mine, now, rng).await? {
+            route(c, &svc).await?;
+        }
     }
     Ok(rest)
 }
@@ -203,6 +205,32 @@ fn scope_of(arn: &str) -> Scope {
     }
 }
 
+/// Makes a blue/green service's listener rules forward as its record says
+/// (`blue_green::traffic`): each pass, so a write lost to a crash or a
+/// concurrent change is made on the next.
+async fn route(c: &Control, svc: &ServiceRecord) -> ApiResult<()> {
+    use wharf_lb::registry::{set_forward, Forwarded};
+    for r in wharf_core::service::blue_green::traffic(svc) {
+        match set_forward(c.store.as_ref(), &r.rule, &r.groups)
+            .await
+            .map_err(crate::error::from_store)?
+        {
+            Forwarded::Missing => tracing::warn!(
+                service = %svc.arn,
+                rule = %r.rule,
+                "blue/green listener rule is gone or no longer forwards; traffic not shifted"
+            ),
+            Forwarded::Changed => {
+                tracing::info!(service = %svc.arn, rule = %r.rule, groups = ?r.groups, "shifted traffic")
+            }
+            Forwarded::Unchanged => {}
+        }
+    }
+    Ok(())
+}
+
+/// Applies a plan; the service record as the store now holds it, or None
+/// when a concurrent write won (the next pass re-plans).
 async fn apply(
     c: &Control,
     v: Versioned<ServiceRecord>,
@@ -210,7 +238,7 @@ async fn apply(
     tasks: &[TaskRecord],
     now: i64,
     rng: &mut StdRng,
-) -> ApiResult<()> {
+) -> ApiResult<Option<ServiceRecord>> {
     let Plan {
         service: mut svc,
         start,
@@ -247,9 +275,11 @@ async fn apply(
             .when(v.unchanged())
             .then(records::put(&v.key, &svc));
         // A concurrent UpdateService wins; the next pass re-plans from it.
-        commit(c.store.as_ref(), txn).await?;
+        if !commit(c.store.as_ref(), txn).await? {
+            return Ok(None);
+        }
     }
-    Ok(())
+    Ok(Some(svc))
 }
 
 /// Starts a plan's tasks through the same placement engine as RunTask, and
@@ -307,7 +337,7 @@ async fn launch(
             d.map(|d| d.capacity_provider_strategy.clone())
                 .unwrap_or_default(),
             svc.network_configuration.clone(),
-            svc.load_balancers.clone(),
+            deployment_load_balancers(svc, d),
         ),
     };
     let strategy = if given_strategy.is_empty() {
@@ -404,6 +434,29 @@ async fn launch(
         }
     }
     Ok(())
+}
+
+/// The load balancers a deployment's tasks register with: a blue/green
+/// deployment's own group of each pair.
+fn deployment_load_balancers(
+    svc: &ServiceRecord,
+    d: Option<&wharf_core::service::DeploymentRecord>,
+) -> Vec<wharf_model::ecs::LoadBalancer> {
+    let groups = d
+        .and_then(|d| d.blue_green.as_ref())
+        .map(|l| l.target_groups.as_slice())
+        .unwrap_or_default();
+    svc.load_balancers
+        .iter()
+        .enumerate()
+        .map(|(i, lb)| {
+            let mut lb = lb.clone();
+            if let Some(g) = groups.get(i) {
+                lb.target_group_arn = Some(g.clone());
+            }
+            lb
+        })
+        .collect()
 }
 
 /// Tasks of a service started per placement (and per event).

@@ -471,15 +471,25 @@ pub fn service_deployment(
         }),
         status: Some(status),
         status_reason: h.status_reason.clone(),
-        deployment_configuration: Some(ecs::DeploymentConfiguration {
-            deployment_circuit_breaker: Some(ecs::DeploymentCircuitBreaker {
-                enable: h.config.circuit_breaker,
-                rollback: h.config.rollback,
-                ..Default::default()
-            }),
-            maximum_percent: Some(h.config.maximum_percent),
-            minimum_healthy_percent: Some(h.config.minimum_healthy_percent),
-            ..Default::default()
+        deployment_configuration: Some(deployment_configuration(&h.config)),
+        lifecycle_stage: h
+            .lifecycle
+            .as_ref()
+            .map(|l| ecs::ServiceDeploymentLifecycleStage::from(l.shown_stage())),
+        lifecycle_hook_details: h.lifecycle.as_ref().map(|l| {
+            l.hooks
+                .iter()
+                .map(|k| ecs::DeploymentLifecycleHookDetail {
+                    hook_id: Some(k.id.clone()),
+                    target_type: Some(ecs::DeploymentLifecycleHookTargetType::Pause),
+                    target_arn: None,
+                    status: Some(ecs::DeploymentLifecycleHookStatus::from(k.status.as_str())),
+                    expires_at: Some(to_epoch_seconds(k.expires_at)),
+                    timeout_action: Some(ecs::DeploymentLifecycleHookAction::from(
+                        k.timeout_action.as_str(),
+                    )),
+                })
+                .collect()
         }),
         rollback: h.rollback.as_ref().map(|r| ecs::Rollback {
             reason: Some(r.reason.clone()),
@@ -491,8 +501,30 @@ pub fn service_deployment(
     (brief, full)
 }
 
+/// A service's (or a service deployment's) deployment configuration.
+fn deployment_configuration(
+    cfg: &wharf_core::service::DeploymentConfig,
+) -> ecs::DeploymentConfiguration {
+    let bg = cfg.blue_green.as_ref();
+    ecs::DeploymentConfiguration {
+        deployment_circuit_breaker: Some(ecs::DeploymentCircuitBreaker {
+            enable: cfg.circuit_breaker,
+            rollback: cfg.rollback,
+            ..Default::default()
+        }),
+        maximum_percent: Some(cfg.maximum_percent),
+        minimum_healthy_percent: Some(cfg.minimum_healthy_percent),
+        strategy: Some(match bg {
+            Some(_) => ecs::DeploymentStrategy::BlueGreen,
+            None => ecs::DeploymentStrategy::Rolling,
+        }),
+        bake_time_in_minutes: bg.map(|b| b.bake_time_minutes),
+        lifecycle_hooks: bg.map(|b| b.hooks.clone()).filter(|h| !h.is_empty()),
+        ..Default::default()
+    }
+}
+
 pub fn service(s: &wharf_core::service::ServiceRecord, with_tags: bool) -> ecs::Service {
-    let cfg = &s.deployment_config;
     ecs::Service {
         service_arn: Some(s.arn.clone()),
         service_name: Some(s.name.clone()),
@@ -512,16 +544,7 @@ pub fn service(s: &wharf_core::service::ServiceRecord, with_tags: bool) -> ecs::
             .then(|| s.capacity_provider_strategy.clone()),
         // An EXTERNAL service has none until a task set is made primary.
         task_definition: Some(s.task_definition.clone()).filter(|t| !t.is_empty()),
-        deployment_configuration: Some(ecs::DeploymentConfiguration {
-            deployment_circuit_breaker: Some(ecs::DeploymentCircuitBreaker {
-                enable: cfg.circuit_breaker,
-                rollback: cfg.rollback,
-                ..Default::default()
-            }),
-            maximum_percent: Some(cfg.maximum_percent),
-            minimum_healthy_percent: Some(cfg.minimum_healthy_percent),
-            ..Default::default()
-        }),
+        deployment_configuration: Some(deployment_configuration(&s.deployment_config)),
         deployments: Some(
             s.deployments
                 .iter()

@@ -71,6 +71,18 @@ pub struct DeploymentConfig {
     pub maximum_percent: i32,
     pub circuit_breaker: bool,
     pub rollback: bool,
+    /// The BLUE_GREEN strategy; None is ROLLING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenConfig>,
+}
+
+/// How a blue/green deployment runs (see [`blue_green`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlueGreenConfig {
+    /// How long blue keeps running after production traffic moved to green.
+    pub bake_time_minutes: i32,
+    /// PAUSE hooks, as given (checked: each names its stages).
+    pub hooks: Vec<ecs::DeploymentLifecycleHook>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +112,9 @@ pub struct DeploymentRecord {
     /// deployment carries out: its own, or the one it rolls back.
     #[serde(default)]
     pub service_deployment: String,
+    /// Where a blue/green deployment is in its lifecycle (None: rolling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<blue_green::Lifecycle>,
 }
 
 /// ECS's "service deployment": the history of one rollout, kept after its
@@ -126,6 +141,9 @@ pub struct ServiceDeploymentRecord {
     /// run (DescribeServiceRevisions). None in records made before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<RevisionRecord>,
+    /// A blue/green deployment's stage and hooks, as it last stood.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<blue_green::Lifecycle>,
 }
 
 /// A task set of an EXTERNAL service: `scale` percent of the service's
@@ -300,6 +318,7 @@ impl ServiceRecord {
                 maximum_percent: 200,
                 circuit_breaker: false,
                 rollback: false,
+                blue_green: None,
             },
             placement_constraints: vec![],
             placement_strategy: vec![],
@@ -376,6 +395,10 @@ impl ServiceRecord {
     /// Rolls the current service deployment back to the last COMPLETED
     /// revision; false if there is none to go back to.
     pub fn rollback<R: Rng + ?Sized>(&mut self, now: Millis, reason: &str, rng: &mut R) -> bool {
+        // Blue/green goes back to blue, which still runs.
+        if blue_green::in_progress(self) {
+            return blue_green::rollback(self, now, reason, rng);
+        }
         let Some((target_id, target_td)) = self.last_completed.clone() else {
             return false;
         };
@@ -400,6 +423,40 @@ impl ServiceRecord {
             rng,
         );
         true
+    }
+
+    /// The PRIMARY deployment has rolled out: it is what a rollback goes
+    /// back to, and its service deployment succeeded (or rolled back).
+    fn complete<R: Rng + ?Sized>(&mut self, now: Millis, rng: &mut R) {
+        let d = &mut self.deployments[0];
+        let id = d.id.clone();
+        d.rollout_state = "COMPLETED".into();
+        d.rollout_state_reason = format!("ECS deployment {id} completed.");
+        d.updated_at = now;
+        self.last_completed = Some((id.clone(), d.task_definition.clone()));
+        let serving = d.service_deployment.clone();
+        let rolled_back = self
+            .history
+            .iter()
+            .any(|h| h.id == serving && h.status == "ROLLBACK_IN_PROGRESS");
+        self.finish_history(
+            &serving,
+            now,
+            if rolled_back {
+                "ROLLBACK_SUCCESSFUL"
+            } else {
+                "SUCCESSFUL"
+            },
+            None,
+        );
+        self.throttle.failures = 0;
+        self.throttle.until = 0;
+        let name = self.name.clone();
+        self.event(
+            now,
+            format!("(service {name}) (deployment {id}) deployment completed."),
+            rng,
+        );
     }
 
     /// Ends a service deployment's record with `status`.
@@ -469,6 +526,7 @@ impl ServiceRecord {
                         load_balancers: self.load_balancers.clone(),
                         network_configuration: self.network_configuration.clone(),
                     }),
+                    lifecycle: None,
                 },
             );
             self.history.truncate(MAX_HISTORY);
@@ -495,8 +553,12 @@ impl ServiceRecord {
                 launch_type: self.launch_type.clone(),
                 capacity_provider_strategy: self.capacity_provider_strategy.clone(),
                 service_deployment: serving,
+                blue_green: None,
             },
         );
+        if rolls_back.is_none() && self.deployment_config.blue_green.is_some() {
+            blue_green::begin(self, now);
+        }
         self.task_definition = task_definition.to_string();
         self.throttle = Throttle {
             last_failure: self.throttle.last_failure,
@@ -696,43 +758,19 @@ fn health_stops<'t>(
     stopping
 }
 
-/// One step of the service scheduler. `tasks` are the service's tasks (its
-/// group), `instances` the cluster's, with `connected` agents; `lb` says how
-/// a task stands in its target groups (a task behind a load balancer counts
-/// as healthy only once every group does).
-#[allow(clippy::too_many_arguments)]
-pub fn plan<R: Rng + ?Sized>(
-    svc: &ServiceRecord,
-    tasks: &[TaskRecord],
-    instances: &[InstanceRecord],
-    connected: &dyn Fn(&str) -> bool,
+/// What every replica plan does first: failed tasks feed the breaker and
+/// the launch throttle, failing health checks stop their tasks, and the
+/// breaker trips (rolling back if it may). Returns the tasks so stopped.
+fn failures_and_breaker<'t, R: Rng + ?Sized>(
+    svc: &mut ServiceRecord,
+    tasks: &'t [TaskRecord],
     lb: &dyn Fn(&TaskRecord) -> LbHealth,
     now: Millis,
     s: &Settings,
+    stop: &mut Vec<StopOrder>,
     rng: &mut R,
-) -> Plan {
-    let lb_ok = |t: &TaskRecord| t.load_balancers.is_empty() || lb(t) == LbHealth::Healthy;
-    let is_healthy = |t: &TaskRecord| healthy(t, now, s) && lb_ok(t);
-    let mut svc = svc.clone();
-    let mut stop: Vec<StopOrder> = vec![];
-    let mut start: Vec<Start> = vec![];
+) -> BTreeSet<&'t str> {
     let name = svc.name.clone();
-    if svc.external && svc.status != "INACTIVE" {
-        return external::plan(&svc, tasks, instances, lb, now, s, rng);
-    }
-    if svc.status == "INACTIVE" || svc.deployments.is_empty() {
-        return Plan {
-            service: svc,
-            start,
-            stop,
-        };
-    }
-    let active_instance = |id: &Option<String>| {
-        id.as_deref()
-            .and_then(|id| instances.iter().find(|i| i.id == id))
-            .is_some_and(|i| i.status == "ACTIVE")
-    };
-
     // Failures of the rolling-out deployment feed the breaker; any new
     // failure feeds the launch throttle.
     let mut newest_failure = svc.throttle.last_failure;
@@ -770,7 +808,7 @@ pub fn plan<R: Rng + ?Sized>(
         }
     }
 
-    let mut stopping = health_stops(&svc, tasks, lb, now, &mut stop);
+    let stopping = health_stops(svc, tasks, lb, now, stop);
 
     // Circuit breaker on the PRIMARY deployment.
     let threshold = failure_threshold(svc.desired_count);
@@ -818,6 +856,77 @@ pub fn plan<R: Rng + ?Sized>(
                 Some("ECS deployment circuit breaker: tasks failed to start.".into()),
             );
         }
+    }
+
+    stopping
+}
+
+/// Each deployment's running and pending counts (its wanted tasks not
+/// being stopped now); the PRIMARY wants `desired`, the others nothing.
+fn count_deployments(
+    svc: &mut ServiceRecord,
+    tasks: &[TaskRecord],
+    stopping: &BTreeSet<&str>,
+    desired: i32,
+) {
+    for (i, d) in svc.deployments.iter_mut().enumerate() {
+        let (mut running, mut pending) = (0, 0);
+        for t in tasks.iter().filter(|t| {
+            t.started_by.as_deref() == Some(d.id.as_str())
+                && wanted(t)
+                && !stopping.contains(t.id.as_str())
+        }) {
+            if t.last_status == TaskStatus::Running {
+                running += 1;
+            } else {
+                pending += 1;
+            }
+        }
+        d.running_count = running;
+        d.pending_count = pending;
+        d.desired_count = if i == 0 { desired } else { 0 };
+    }
+}
+
+/// One step of the service scheduler. `tasks` are the service's tasks (its
+/// group), `instances` the cluster's, with `connected` agents; `lb` says how
+/// a task stands in its target groups (a task behind a load balancer counts
+/// as healthy only once every group does).
+#[allow(clippy::too_many_arguments)]
+pub fn plan<R: Rng + ?Sized>(
+    svc: &ServiceRecord,
+    tasks: &[TaskRecord],
+    instances: &[InstanceRecord],
+    connected: &dyn Fn(&str) -> bool,
+    lb: &dyn Fn(&TaskRecord) -> LbHealth,
+    now: Millis,
+    s: &Settings,
+    rng: &mut R,
+) -> Plan {
+    let lb_ok = |t: &TaskRecord| t.load_balancers.is_empty() || lb(t) == LbHealth::Healthy;
+    let is_healthy = |t: &TaskRecord| healthy(t, now, s) && lb_ok(t);
+    let mut svc = svc.clone();
+    let mut stop: Vec<StopOrder> = vec![];
+    let mut start: Vec<Start> = vec![];
+    if svc.external && svc.status != "INACTIVE" {
+        return external::plan(&svc, tasks, instances, lb, now, s, rng);
+    }
+    if svc.status == "INACTIVE" || svc.deployments.is_empty() {
+        return Plan {
+            service: svc,
+            start,
+            stop,
+        };
+    }
+    let active_instance = |id: &Option<String>| {
+        id.as_deref()
+            .and_then(|id| instances.iter().find(|i| i.id == id))
+            .is_some_and(|i| i.status == "ACTIVE")
+    };
+
+    let mut stopping = failures_and_breaker(&mut svc, tasks, lb, now, s, &mut stop, rng);
+    if blue_green::in_progress(&svc) {
+        return blue_green::plan(svc, tasks, lb, now, s, stop, stopping, rng);
     }
 
     let primary = svc.deployments[0].id.clone();
@@ -1001,22 +1110,7 @@ pub fn plan<R: Rng + ?Sized>(
     } else {
         svc.desired_count
     };
-    for (i, d) in svc.deployments.iter_mut().enumerate() {
-        let mine = tasks
-            .iter()
-            .filter(|t| t.started_by.as_deref() == Some(d.id.as_str()) && wanted(t));
-        let (mut running, mut pending) = (0, 0);
-        for t in mine.filter(|t| !stopping_ids.contains(t.id.as_str())) {
-            if t.last_status == TaskStatus::Running {
-                running += 1;
-            } else {
-                pending += 1;
-            }
-        }
-        d.running_count = running;
-        d.pending_count = pending;
-        d.desired_count = if i == 0 { desired_now } else { 0 };
-    }
+    count_deployments(&mut svc, tasks, &stopping_ids, desired_now);
     let still_live = |d: &DeploymentRecord| {
         tasks
             .iter()
@@ -1053,35 +1147,7 @@ pub fn plan<R: Rng + ?Sized>(
         && start.is_empty()
         && !tasks.iter().any(|t| live(t) && !wanted(t));
     if settled && p.rollout_state == "IN_PROGRESS" {
-        let id = p.id.clone();
-        let td = p.task_definition.clone();
-        let d = &mut svc.deployments[0];
-        d.rollout_state = "COMPLETED".into();
-        d.rollout_state_reason = format!("ECS deployment {id} completed.");
-        d.updated_at = now;
-        svc.last_completed = Some((id.clone(), td));
-        let serving = svc.deployments[0].service_deployment.clone();
-        let rolled_back = svc
-            .history
-            .iter()
-            .any(|h| h.id == serving && h.status == "ROLLBACK_IN_PROGRESS");
-        svc.finish_history(
-            &serving,
-            now,
-            if rolled_back {
-                "ROLLBACK_SUCCESSFUL"
-            } else {
-                "SUCCESSFUL"
-            },
-            None,
-        );
-        svc.throttle.failures = 0;
-        svc.throttle.until = 0;
-        svc.event(
-            now,
-            format!("(service {name}) (deployment {id}) deployment completed."),
-            rng,
-        );
+        svc.complete(now, rng);
     }
     let moved = drained_old || !start.is_empty() || !stop.is_empty();
     mark_steady(&mut svc, settled, moved, now, rng);
@@ -1096,6 +1162,7 @@ pub fn plan<R: Rng + ?Sized>(
     }
 }
 
+pub mod blue_green;
 mod external;
 
 #[cfg(test)]

@@ -206,3 +206,144 @@ pub fn deregister(
     let (compare, write) = draining(t, now)?;
     Some(Txn::new().when(compare).then(write))
 }
+
+/// What [`set_forward`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarded {
+    /// No such rule or listener, or it does not forward.
+    Missing,
+    Unchanged,
+    Changed,
+}
+
+/// The listener a listener ARN or a listener's default rule ARN names,
+/// or the rule a rule ARN names.
+enum Forwarder {
+    Listener(Versioned<ListenerRecord>),
+    Rule(Versioned<RuleRecord>),
+}
+
+async fn forwarder(store: &dyn Store, arn: &str) -> Result<Option<Forwarder>, StoreError> {
+    let region = region_of(arn);
+    if let Some((lb, id)) = crate::arn::listener_parts(arn) {
+        let l =
+            typed::get::<ListenerRecord>(store, &keys::listener(&scoped(region, lb), id)).await?;
+        return Ok(l.filter(|l| l.value.arn == arn).map(Forwarder::Listener));
+    }
+    let Some((lb, listener, id)) = crate::arn::rule_parts(arn) else {
+        return Ok(None);
+    };
+    let lb = scoped(region, lb);
+    if listener == id {
+        // A default rule: the listener's ARN as a rule, its id as the rule's.
+        let l = typed::get::<ListenerRecord>(store, &keys::listener(&lb, listener)).await?;
+        return Ok(l
+            .filter(|l| {
+                l.value.arn.replacen(":listener/", ":listener-rule/", 1) + "/" + &l.value.id == arn
+            })
+            .map(Forwarder::Listener));
+    }
+    let r = typed::get::<RuleRecord>(store, &keys::rule(&lb, listener, id)).await?;
+    Ok(r.filter(|r| r.value.arn == arn).map(Forwarder::Rule))
+}
+
+/// The load balancer (ARN) whose listener a rule or listener ARN names,
+/// and the target groups its forward action sends to; None when it does
+/// not exist or does not forward.
+pub async fn forward_of(
+    store: &dyn Store,
+    arn: &str,
+) -> Result<Option<(String, Vec<(String, u32)>)>, StoreError> {
+    let (listener_arn, actions) = match forwarder(store, arn).await? {
+        None => return Ok(None),
+        Some(Forwarder::Listener(l)) => (l.value.arn.clone(), l.value.default_actions),
+        Some(Forwarder::Rule(r)) => (r.value.listener_arn.clone(), r.value.actions),
+    };
+    let Some(groups) = actions
+        .iter()
+        .find(|a| a.r#type == m::ActionTypeEnum::Forward)
+        .and_then(|a| validate::forward_groups(a).ok())
+    else {
+        return Ok(None);
+    };
+    let Some((lb, id)) = crate::arn::listener_parts(&listener_arn) else {
+        return Ok(None);
+    };
+    let l = typed::get::<ListenerRecord>(
+        store,
+        &keys::listener(&scoped(region_of(&listener_arn), lb), id),
+    )
+    .await?;
+    Ok(l.map(|l| (l.value.load_balancer_arn, groups)))
+}
+
+/// Makes the forward action of a listener rule (a default rule included)
+/// or of a listener (an NLB's, by its ARN) send to `groups` by weight,
+/// keeping its group stickiness: how ECS shifts a blue/green service's
+/// traffic. Compare-and-swap: a concurrent change makes it `Unchanged`
+/// for the caller to try again on its next pass.
+pub async fn set_forward(
+    store: &dyn Store,
+    arn: &str,
+    groups: &[(String, u32)],
+) -> Result<Forwarded, StoreError> {
+    let shifted = |actions: &[m::Action]| -> Option<Vec<m::Action>> {
+        let at = actions
+            .iter()
+            .position(|a| a.r#type == m::ActionTypeEnum::Forward)?;
+        let old = &actions[at];
+        let new = m::Action {
+            r#type: m::ActionTypeEnum::Forward,
+            order: old.order,
+            forward_config: Some(m::ForwardActionConfig {
+                target_groups: Some(
+                    groups
+                        .iter()
+                        .map(|(arn, w)| m::TargetGroupTuple {
+                            target_group_arn: Some(arn.clone()),
+                            weight: Some(i32::try_from(*w).unwrap_or(999).min(999)),
+                        })
+                        .collect(),
+                ),
+                target_group_stickiness_config: old
+                    .forward_config
+                    .as_ref()
+                    .and_then(|f| f.target_group_stickiness_config.clone()),
+            }),
+            ..Default::default()
+        };
+        let mut out = actions.to_vec();
+        out[at] = new;
+        Some(out)
+    };
+    let (guard, op, same) = match forwarder(store, arn).await? {
+        None => return Ok(Forwarded::Missing),
+        Some(Forwarder::Listener(mut l)) => {
+            let Some(actions) = shifted(&l.value.default_actions) else {
+                return Ok(Forwarded::Missing);
+            };
+            let same = actions == l.value.default_actions;
+            let guard = l.unchanged();
+            l.value.default_actions = actions;
+            (guard, l.put(), same)
+        }
+        Some(Forwarder::Rule(mut r)) => {
+            let Some(actions) = shifted(&r.value.actions) else {
+                return Ok(Forwarded::Missing);
+            };
+            let same = actions == r.value.actions;
+            let guard = r.unchanged();
+            r.value.actions = actions;
+            (guard, r.put(), same)
+        }
+    };
+    if same {
+        return Ok(Forwarded::Unchanged);
+    }
+    Ok(
+        match typed::commit(store, Txn::new().when(guard).then(op)).await? {
+            true => Forwarded::Changed,
+            false => Forwarded::Unchanged,
+        },
+    )
+}

@@ -329,6 +329,7 @@ impl World {
             maximum_percent: max,
             circuit_breaker,
             rollback: circuit_breaker && rng.gen_bool(0.8),
+            blue_green: None,
         };
         rec.placement_constraints = placement_constraints;
         rec.placement_strategy = placement_strategy;

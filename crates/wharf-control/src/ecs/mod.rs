@@ -59,6 +59,7 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
         }
         "DescribeServiceRevisions" => call(body, |r| services::describe_revisions(c, x, r)).await,
         "StopServiceDeployment" => call(body, |r| services::stop_deployment(c, x, r)).await,
+        "ContinueServiceDeployment" => call(body, |r| services::continue_deployment(c, x, r)).await,
         "CreateCapacityProvider" => call(body, |r| capacity::create(c, x, r)).await,
         "DescribeCapacityProviders" => call(body, |r| capacity::describe(c, x, r)).await,
         "UpdateCapacityProvider" => call(body, |r| capacity::update(c, x, r)).await,

@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use wharf_core::arn;
 use wharf_core::placement;
 use wharf_core::records::{keys, tags_from_wire};
-use wharf_core::service::{DeploymentConfig, ServiceRecord};
+use wharf_core::service::{BlueGreenConfig, DeploymentConfig, ServiceRecord};
 use wharf_model::ecs;
 use wharf_protocol::AwsError;
 use wharf_store::Txn;
@@ -97,23 +97,17 @@ fn refuse_unsupported(m: &Members) -> ApiResult<()> {
     }
     super::tasks::platform_version(m.platform_version)?;
     if let Some(d) = m.deployment_configuration {
-        if d.strategy
-            .as_ref()
-            .is_some_and(|s| *s != ecs::DeploymentStrategy::Rolling)
-        {
+        if d.strategy.as_ref().is_some_and(|s| {
+            matches!(
+                s,
+                ecs::DeploymentStrategy::Linear | ecs::DeploymentStrategy::Canary
+            )
+        }) {
             return Err(unsupported(
-                "A deployment strategy other than ROLLING (blue/green, linear, canary)",
+                "The LINEAR and CANARY deployment strategies (ROLLING and BLUE_GREEN are)",
             ));
         }
         for (member, set) in [
-            (
-                "deploymentConfiguration.bakeTimeInMinutes",
-                d.bake_time_in_minutes.is_some_and(|b| b > 0),
-            ),
-            (
-                "deploymentConfiguration.lifecycleHooks",
-                given(d.lifecycle_hooks.as_ref().map(Vec::len)),
-            ),
             (
                 "deploymentConfiguration.linearConfiguration",
                 d.linear_configuration.is_some(),
@@ -197,6 +191,7 @@ fn deployment_config(
         None => (100, 200),
     };
     let breaker = given.and_then(|g| g.deployment_circuit_breaker.as_ref());
+    let blue_green = blue_green_config(given, current, daemon)?;
     let cfg = DeploymentConfig {
         minimum_healthy_percent: given
             .and_then(|g| g.minimum_healthy_percent)
@@ -208,6 +203,7 @@ fn deployment_config(
         rollback: breaker
             .map(|b| b.rollback)
             .unwrap_or(current.is_some_and(|c| c.rollback)),
+        blue_green,
     };
     if !(0..=100).contains(&cfg.minimum_healthy_percent) {
         return Err(invalid("minimumHealthyPercent must be between 0 and 100."));
@@ -226,6 +222,78 @@ fn deployment_config(
         ));
     }
     Ok(cfg)
+}
+
+/// The BLUE_GREEN strategy's settings: what the request gives, else what
+/// the service had. Only PAUSE hooks: Wharf has no Lambda to invoke.
+fn blue_green_config(
+    given: Option<&ecs::DeploymentConfiguration>,
+    current: Option<&DeploymentConfig>,
+    daemon: bool,
+) -> ApiResult<Option<BlueGreenConfig>> {
+    let was = current.and_then(|c| c.blue_green.clone());
+    let strategy = given.and_then(|g| g.strategy.as_ref());
+    let on = match strategy {
+        Some(s) => *s == ecs::DeploymentStrategy::BlueGreen,
+        None => was.is_some(),
+    };
+    let bake = given.and_then(|g| g.bake_time_in_minutes);
+    let hooks = given.and_then(|g| g.lifecycle_hooks.clone());
+    if !on {
+        if bake.is_some_and(|b| b != 0) {
+            return Err(invalid(
+                "bakeTimeInMinutes applies to the BLUE_GREEN deployment strategy only.",
+            ));
+        }
+        if hooks.as_ref().is_some_and(|h| !h.is_empty()) {
+            return Err(invalid(
+                "lifecycleHooks apply to the BLUE_GREEN deployment strategy only.",
+            ));
+        }
+        return Ok(None);
+    }
+    if daemon {
+        return Err(invalid(
+            "The BLUE_GREEN deployment strategy is not supported with the DAEMON scheduling strategy.",
+        ));
+    }
+    let bake = bake.unwrap_or(was.as_ref().map_or(0, |w| w.bake_time_minutes));
+    if !(0..=1440).contains(&bake) {
+        return Err(invalid("bakeTimeInMinutes must be between 0 and 1440."));
+    }
+    let hooks = hooks.unwrap_or_else(|| was.map(|w| w.hooks).unwrap_or_default());
+    for h in &hooks {
+        if h.target_type != Some(ecs::DeploymentLifecycleHookTargetType::Pause) {
+            return Err(unsupported(
+                "AWS_LAMBDA lifecycle hooks (Wharf has no Lambda; targetType PAUSE hooks are)",
+            ));
+        }
+        if h.hook_target_arn.is_some() {
+            return Err(invalid("hookTargetArn is not applicable for PAUSE hooks."));
+        }
+        if h.role_arn.is_some() {
+            return Err(invalid("roleArn is not applicable for PAUSE hooks."));
+        }
+        if h.hook_details.is_some() {
+            return Err(invalid("hookDetails is not used for PAUSE hooks."));
+        }
+        if h.lifecycle_stages.as_ref().is_none_or(|s| s.is_empty()) {
+            return Err(invalid("A lifecycle hook must name its lifecycleStages."));
+        }
+        if let Some(t) = h
+            .timeout_configuration
+            .as_ref()
+            .and_then(|t| t.timeout_in_minutes)
+        {
+            if !(1..=20_160).contains(&t) {
+                return Err(invalid("timeoutInMinutes must be between 1 and 20160."));
+            }
+        }
+    }
+    Ok(Some(BlueGreenConfig {
+        bake_time_minutes: bake,
+        hooks,
+    }))
 }
 
 fn check_placement(
@@ -252,6 +320,7 @@ pub(crate) async fn check_load_balancers(
     x: &Ctx,
     lbs: &[ecs::LoadBalancer],
     td: &ecs::TaskDefinition,
+    blue_green: bool,
 ) -> ApiResult<()> {
     if lbs.len() > 5 {
         return Err(invalid("A service can have at most 5 load balancers."));
@@ -269,10 +338,18 @@ pub(crate) async fn check_load_balancers(
         if lb.load_balancer_name.is_some() {
             return Err(unsupported("Classic Load Balancers (loadBalancerName)"));
         }
-        if lb.advanced_configuration.is_some() {
-            return Err(unsupported(
-                "advancedConfiguration (blue/green deployments)",
-            ));
+        match (&lb.advanced_configuration, blue_green) {
+            (Some(_), false) => {
+                return Err(invalid(
+                    "advancedConfiguration applies to the BLUE_GREEN deployment strategy only.",
+                ))
+            }
+            (None, true) => {
+                return Err(invalid(
+                    "A load balancer of a BLUE_GREEN service needs advancedConfiguration with alternateTargetGroupArn and productionListenerRule.",
+                ))
+            }
+            _ => {}
         }
         let arn = lb.target_group_arn.as_deref().ok_or_else(|| {
             invalid("targetGroupArn must be specified for an Application or Network Load Balancer.")
@@ -296,7 +373,9 @@ pub(crate) async fn check_load_balancers(
                 "The target group with targetGroupArn {arn} does not exist."
             ))
         })?;
-        if !usage.contains_key(arn) {
+        if let Some(adv) = &lb.advanced_configuration {
+            check_blue_green_pair(c, x, arn, &group, adv, &usage).await?;
+        } else if !usage.contains_key(arn) {
             return Err(invalid(format!(
                 "The target group with targetGroupArn {arn} does not have an associated load balancer."
             )));
@@ -332,6 +411,91 @@ pub(crate) async fn check_load_balancers(
         if !seen.insert((arn.to_owned(), container.to_owned(), port)) {
             return Err(invalid(format!(
                 "The load balancer {arn} for container {container} port {port} is given twice."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A blue/green load balancer's pair of target groups and its listener
+/// rules: the alternate group exists, suits the same tasks and is free
+/// for this load balancer; each rule (or NLB listener) exists and forwards
+/// to one of the pair.
+async fn check_blue_green_pair(
+    c: &Control,
+    x: &Ctx,
+    primary: &str,
+    group: &wharf_lb::records::TargetGroupRecord,
+    adv: &ecs::AdvancedConfiguration,
+    usage: &std::collections::BTreeMap<String, Vec<String>>,
+) -> ApiResult<()> {
+    let store = c.store.as_ref();
+    let alternate = adv.alternate_target_group_arn.as_deref().ok_or_else(|| {
+        invalid("advancedConfiguration.alternateTargetGroupArn must be specified.")
+    })?;
+    if alternate == primary {
+        return Err(invalid(
+            "alternateTargetGroupArn must differ from targetGroupArn.",
+        ));
+    }
+    let alt = match arn::in_region(alternate, x.region()) {
+        true => wharf_lb::registry::target_group(store, alternate)
+            .await
+            .map_err(crate::error::from_store)?,
+        false => None,
+    }
+    .ok_or_else(|| {
+        invalid(format!(
+            "The target group with targetGroupArn {alternate} does not exist."
+        ))
+    })?;
+    if alt.target_type != group.target_type || alt.protocol != group.protocol {
+        return Err(invalid(format!(
+            "The alternate target group {alternate} must have the target type and protocol of {primary}."
+        )));
+    }
+    let production = adv.production_listener_rule.as_deref().ok_or_else(|| {
+        invalid("advancedConfiguration.productionListenerRule must be specified.")
+    })?;
+    let mut balancer: Option<String> = None;
+    for (member, rule) in [
+        ("productionListenerRule", Some(production)),
+        ("testListenerRule", adv.test_listener_rule.as_deref()),
+    ] {
+        let Some(rule) = rule else { continue };
+        let found = match arn::in_region(rule, x.region()) {
+            true => wharf_lb::registry::forward_of(store, rule)
+                .await
+                .map_err(crate::error::from_store)?,
+            false => None,
+        };
+        let Some((lb_arn, groups)) = found else {
+            return Err(invalid(format!(
+                "The {member} {rule} does not exist or does not forward to a target group."
+            )));
+        };
+        if !groups.iter().all(|(g, _)| g == primary || g == alternate) {
+            return Err(invalid(format!(
+                "The {member} {rule} must forward to targetGroupArn or alternateTargetGroupArn only."
+            )));
+        }
+        match &balancer {
+            Some(b) if *b != lb_arn => {
+                return Err(invalid(
+                    "productionListenerRule and testListenerRule must belong to the same load balancer.",
+                ))
+            }
+            _ => balancer = Some(lb_arn),
+        }
+    }
+    let lb_arn = balancer.unwrap_or_default();
+    for g in [primary, alternate] {
+        if usage
+            .get(g)
+            .is_some_and(|lbs| lbs.iter().any(|l| *l != lb_arn))
+        {
+            return Err(invalid(format!(
+                "The target group {g} is associated with another load balancer."
             )));
         }
     }
@@ -382,7 +546,14 @@ pub async fn create(
         return Err(invalid("healthCheckGracePeriodSeconds must be 0 or more."));
     }
     let load_balancers = r.load_balancers.clone().unwrap_or_default();
-    check_load_balancers(c, x, &load_balancers, &td.definition).await?;
+    check_load_balancers(
+        c,
+        x,
+        &load_balancers,
+        &td.definition,
+        cfg.blue_green.is_some(),
+    )
+    .await?;
     let strategy = r.capacity_provider_strategy.as_deref();
     if daemon && strategy.is_some_and(|s| !s.is_empty()) {
         return Err(invalid(
@@ -549,6 +720,11 @@ async fn create_external(
         return Err(invalid("desiredCount must be 0 or more."));
     }
     let cfg = deployment_config(r.deployment_configuration.as_ref(), false, None)?;
+    if cfg.blue_green.is_some() {
+        return Err(invalid(
+            "The BLUE_GREEN deployment strategy needs the ECS deployment controller.",
+        ));
+    }
     let constraints = r.placement_constraints.clone().unwrap_or_default();
     let strategies = r.placement_strategy.clone().unwrap_or_default();
     check_placement(&constraints, &strategies, false)?;
@@ -641,6 +817,7 @@ pub async fn update(
             svc.desired_count = n;
             svc.steady = false;
         }
+        let was_blue_green = svc.deployment_config.blue_green.is_some();
         if r.deployment_configuration.is_some() {
             svc.deployment_config = deployment_config(
                 r.deployment_configuration.as_ref(),
@@ -648,9 +825,17 @@ pub async fn update(
                 Some(&svc.deployment_config),
             )?;
         }
+        let blue_green = svc.deployment_config.blue_green.is_some();
+        if blue_green && svc.external {
+            return Err(invalid(
+                "The BLUE_GREEN deployment strategy needs the ECS deployment controller.",
+            ));
+        }
         let mut redeploy = r.force_new_deployment == Some(true);
-        if let Some(lbs) = &r.load_balancers {
-            // Checked against the revision the new deployment runs.
+        // Load balancers are checked against the revision the next
+        // deployment runs, and again when the strategy changes.
+        let lbs = r.load_balancers.as_ref();
+        if lbs.is_some() || td.is_some() || blue_green != was_blue_green {
             let def = match &td {
                 Some(td) => td.definition.clone(),
                 None => {
@@ -660,12 +845,10 @@ pub async fn update(
                         .definition
                 }
             };
-            check_load_balancers(c, x, lbs, &def).await?;
+            let lbs = lbs.unwrap_or(&svc.load_balancers);
+            check_load_balancers(c, x, lbs, &def, blue_green).await?;
             redeploy |= *lbs != svc.load_balancers;
             svc.load_balancers = lbs.clone();
-        } else if let Some(td) = &td {
-            // A new revision must still serve the service's load balancers.
-            check_load_balancers(c, x, &svc.load_balancers, &td.definition).await?;
         }
         if let Some(g) = r.health_check_grace_period_seconds {
             if g < 0 {
@@ -1010,6 +1193,103 @@ pub async fn describe_revisions(
     })
 }
 
+fn deployment_not_found() -> AwsError {
+    AwsError::client(
+        "ServiceDeploymentNotFoundException",
+        "The service deployment does not exist.",
+    )
+}
+
+/// The service a service deployment ARN names (in the request's region),
+/// the deployment's id and its status.
+async fn service_deployment(
+    c: &Control,
+    x: &Ctx,
+    given: &str,
+) -> ApiResult<(Versioned<ServiceRecord>, String, String)> {
+    let (cluster, service, id) = arn::service_deployment(given).map_err(from_core)?;
+    if !arn::in_region(given, x.region()) {
+        // Another region's: no service of this region has it.
+        return Err(deployment_not_found());
+    }
+    let key = keys::service(&x.cluster_key(&cluster), &service);
+    let v = records::get::<ServiceRecord>(c.store.as_ref(), &key)
+        .await?
+        .ok_or_else(deployment_not_found)?;
+    let status = v
+        .value
+        .history
+        .iter()
+        .find(|h| h.id == id)
+        .map(|h| h.status.clone())
+        .ok_or_else(deployment_not_found)?;
+    Ok((v, id, status))
+}
+
+/// ContinueServiceDeployment: resolves a PAUSE hook of a blue/green
+/// deployment in progress, continuing it or rolling it back.
+pub async fn continue_deployment(
+    c: &Control,
+    x: &Ctx,
+    r: ecs::ContinueServiceDeploymentRequest,
+) -> ApiResult<ecs::ContinueServiceDeploymentResponse> {
+    use wharf_core::service::blue_green::{continue_hook, ContinueError};
+    let roll_back = r.action == Some(ecs::DeploymentLifecycleHookAction::Rollback);
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    change_deployment(c, x, &r.service_deployment_arn, |svc, status| {
+        if status != "IN_PROGRESS" {
+            return Err(invalid(format!(
+                "The service deployment is {status}; only a deployment IN_PROGRESS can be continued."
+            )));
+        }
+        continue_hook(svc, &r.hook_id, roll_back, x.now, &mut rng).map_err(|e| match e {
+            ContinueError::NoSuchHook => invalid(format!(
+                "The service deployment has no lifecycle hook {}.",
+                r.hook_id
+            )),
+            ContinueError::NotAwaiting => invalid(format!(
+                "The lifecycle hook {} is not in AWAITING_ACTION status.",
+                r.hook_id
+            )),
+            ContinueError::NothingToRollBackTo => {
+                invalid("There is no previous service revision to roll back to.")
+            }
+        })
+    })
+    .await?;
+    Ok(ecs::ContinueServiceDeploymentResponse {
+        service_deployment_arn: Some(r.service_deployment_arn.clone()),
+    })
+}
+
+/// Changes the service of a service deployment with `change`, given the
+/// deployment's status (IN_PROGRESS only while it is the PRIMARY's), and
+/// commits it with compare-and-swap.
+async fn change_deployment(
+    c: &Control,
+    x: &Ctx,
+    arn: &str,
+    mut change: impl FnMut(&mut ServiceRecord, &str) -> ApiResult<()>,
+) -> ApiResult<()> {
+    for _ in 0..records::MAX_ATTEMPTS {
+        let (mut v, id, mut status) = service_deployment(c, x, arn).await?;
+        if v.value.deployments[0].service_deployment != id && status == "IN_PROGRESS" {
+            status = "SUPERSEDED".into();
+        }
+        change(&mut v.value, &status)?;
+        v.value.version += 1;
+        if commit(
+            c.store.as_ref(),
+            Txn::new().when(v.unchanged()).then(v.put()),
+        )
+        .await?
+        {
+            return Ok(());
+        }
+    }
+    Err(records::contention())
+}
+
 pub async fn stop_deployment(
     c: &Control,
     x: &Ctx,
@@ -1021,38 +1301,9 @@ pub async fn stop_deployment(
     {
         return Err(invalid("The only supported stopType is ROLLBACK."));
     }
-    let (cluster, service, id) =
-        arn::service_deployment(&r.service_deployment_arn).map_err(from_core)?;
-    let cluster = match arn::in_region(&r.service_deployment_arn, x.region()) {
-        true => x.cluster_key(&cluster),
-        // Another region's: no service of this region has it.
-        false => x.cluster_key(""),
-    };
     let mut rng = rand::rngs::StdRng::from_entropy();
-    for _ in 0..records::MAX_ATTEMPTS {
-        let Some(mut v) =
-            records::get::<ServiceRecord>(c.store.as_ref(), &keys::service(&cluster, &service))
-                .await?
-        else {
-            return Err(AwsError::client(
-                "ServiceDeploymentNotFoundException",
-                "The service deployment does not exist.",
-            ));
-        };
-        let Some(status) = v
-            .value
-            .history
-            .iter()
-            .find(|h| h.id == id)
-            .map(|h| h.status.clone())
-        else {
-            return Err(AwsError::client(
-                "ServiceDeploymentNotFoundException",
-                "The service deployment does not exist.",
-            ));
-        };
-        let svc = &mut v.value;
-        if status != "IN_PROGRESS" || svc.deployments[0].service_deployment != id {
+    change_deployment(c, x, &r.service_deployment_arn, |svc, status| {
+        if status != "IN_PROGRESS" {
             return Err(AwsError::client(
                 "ConflictException",
                 format!(
@@ -1060,26 +1311,19 @@ pub async fn stop_deployment(
                 ),
             ));
         }
-        if !svc.rollback(
+        match svc.rollback(
             x.now,
             "Service deployment rolled back because of a stop request.",
             &mut rng,
         ) {
-            return Err(invalid(
+            true => Ok(()),
+            false => Err(invalid(
                 "There is no completed service revision to roll back to.",
-            ));
+            )),
         }
-        svc.version += 1;
-        if commit(
-            c.store.as_ref(),
-            Txn::new().when(v.unchanged()).then(v.put()),
-        )
-        .await?
-        {
-            return Ok(ecs::StopServiceDeploymentResponse {
-                service_deployment_arn: Some(r.service_deployment_arn.clone()),
-            });
-        }
-    }
-    Err(records::contention())
+    })
+    .await?;
+    Ok(ecs::StopServiceDeploymentResponse {
+        service_deployment_arn: Some(r.service_deployment_arn.clone()),
+    })
 }

@@ -193,11 +193,17 @@ pub fn of(service: Service, op: &str, n: &Names) -> Vec<Value> {
                 .extend(placement.as_object().unwrap().clone());
             vec![r]
         }
-        (Service::Ecs, "UpdateService") => vec![json!({"cluster": "fuzz", "service": "svc",
+        (Service::Ecs, "UpdateService") => vec![
+            json!({"cluster": "fuzz", "service": "svc",
             "desiredCount": 3, "taskDefinition": "web:2", "forceNewDeployment": true,
             "healthCheckGracePeriodSeconds": 10,
             "deploymentConfiguration": {"maximumPercent": 150, "minimumHealthyPercent": 100},
-            "placementStrategy": [{"type": "random"}]})],
+            "placementStrategy": [{"type": "random"}]}),
+            json!({"cluster": "fuzz", "service": "svc", "taskDefinition": "web:2",
+            "deploymentConfiguration": {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 1,
+                "lifecycleHooks": [{"targetType": "PAUSE", "lifecycleStages": ["POST_SCALE_UP"],
+                    "timeoutConfiguration": {"timeoutInMinutes": 5, "action": "CONTINUE"}}]}}),
+        ],
         (Service::Ecs, "DeleteService") => {
             vec![json!({"cluster": "fuzz", "service": "svc", "force": true})]
         }
@@ -217,6 +223,10 @@ pub fn of(service: Service, op: &str, n: &Names) -> Vec<Value> {
         (Service::Ecs, "StopServiceDeployment") => {
             vec![json!({"serviceDeploymentArn": deployment, "stopType": "ROLLBACK"})]
         }
+        (Service::Ecs, "ContinueServiceDeployment") => vec![
+            json!({"serviceDeploymentArn": deployment, "hookId": "ecs-pause-x", "action": "CONTINUE"}),
+            json!({"serviceDeploymentArn": deployment, "hookId": "ecs-pause-x", "action": "ROLLBACK"}),
+        ],
         (Service::Ecs, "TagResource") => {
             vec![json!({"resourceArn": task, "tags": [{"key": "a", "value": "b"}]})]
         }

@@ -26,6 +26,7 @@ fn service(desired: i32, min: i32, max: i32) -> ServiceRecord {
         maximum_percent: max,
         circuit_breaker: true,
         rollback: true,
+        blue_green: None,
     };
     s.deploy(0, "td:1", &mut StdRng::seed_from_u64(1));
     s
@@ -616,4 +617,257 @@ fn a_deployment_waits_for_a_protected_task_of_the_old_revision() {
     w.run(6);
     assert_eq!(w.running("td:1"), 0);
     assert_eq!(w.running("td:2"), 2);
+}
+
+mod blue_green {
+    use super::super::blue_green::{continue_hook, traffic, Route};
+    use super::*;
+
+    const BLUE_TG: &str = "arn:tg/blue";
+    const GREEN_TG: &str = "arn:tg/green";
+    const PROD: &str = "arn:rule/prod";
+    const TEST: &str = "arn:rule/test";
+
+    fn pause(stage: ecs::DeploymentLifecycleHookStage) -> ecs::DeploymentLifecycleHook {
+        ecs::DeploymentLifecycleHook {
+            target_type: Some(ecs::DeploymentLifecycleHookTargetType::Pause),
+            lifecycle_stages: Some(vec![stage]),
+            ..Default::default()
+        }
+    }
+
+    /// Three tasks behind a load balancer, deployed blue/green.
+    fn world(hooks: Vec<ecs::DeploymentLifecycleHook>, bake: i32) -> World {
+        let mut s = ServiceRecord::new("web", "arn:svc/web", "c", "arn:c", 0);
+        s.desired_count = 3;
+        s.deployment_config.blue_green = Some(BlueGreenConfig {
+            bake_time_minutes: bake,
+            hooks,
+        });
+        s.load_balancers = vec![ecs::LoadBalancer {
+            target_group_arn: Some(BLUE_TG.into()),
+            container_name: Some("app".into()),
+            container_port: Some(80),
+            advanced_configuration: Some(ecs::AdvancedConfiguration {
+                alternate_target_group_arn: Some(GREEN_TG.into()),
+                production_listener_rule: Some(PROD.into()),
+                test_listener_rule: Some(TEST.into()),
+                role_arn: None,
+            }),
+            ..Default::default()
+        }];
+        s.deploy(0, "td:1", &mut StdRng::seed_from_u64(1));
+        let mut w = World::new(s);
+        w.run(8);
+        assert_eq!(w.running("td:1"), 3);
+        assert_eq!(w.svc.primary().rollout_state, "COMPLETED");
+        w
+    }
+
+    fn route(w: &World, rule: &str) -> Vec<(String, u32)> {
+        traffic(&w.svc)
+            .into_iter()
+            .find(|r: &Route| r.rule == rule)
+            .map(|r| r.groups)
+            .unwrap()
+    }
+
+    fn to(tg: &str) -> Vec<(String, u32)> {
+        let other = if tg == BLUE_TG { GREEN_TG } else { BLUE_TG };
+        vec![(tg.to_string(), 100), (other.to_string(), 0)]
+    }
+
+    fn stage(w: &World) -> String {
+        w.svc.primary().blue_green.as_ref().unwrap().stage.clone()
+    }
+
+    fn history_status(w: &World) -> String {
+        w.svc.history[0].status.clone()
+    }
+
+    #[test]
+    fn green_runs_in_full_beside_blue_then_takes_the_traffic() {
+        let mut w = world(vec![], 0);
+        assert_eq!(route(&w, PROD), to(BLUE_TG));
+        w.seen.clear();
+        w.svc.deploy(w.now, "td:2", &mut StdRng::seed_from_u64(3));
+        let mut both = false;
+        for _ in 0..20 {
+            w.step();
+            both |= w.running("td:1") == 3 && w.running("td:2") == 3;
+        }
+        assert!(both, "green ran in full beside blue");
+        assert_eq!(w.running("td:1"), 0);
+        assert_eq!(w.running("td:2"), 3);
+        assert_eq!(w.svc.primary().rollout_state, "COMPLETED");
+        assert_eq!(history_status(&w), "SUCCESSFUL");
+        assert_eq!(stage(&w), "CLEAN_UP");
+        // Green took the alternate group and now has production and test.
+        assert_eq!(route(&w, PROD), to(GREEN_TG));
+        assert_eq!(route(&w, TEST), to(GREEN_TG));
+        // Blue never stopped before green served: never fewer than 3 healthy.
+        assert!(
+            w.seen.iter().all(|(_, healthy)| *healthy >= 3),
+            "{:?}",
+            w.seen
+        );
+        // The next deployment goes back to the first group.
+        w.svc.deploy(w.now, "td:3", &mut StdRng::seed_from_u64(4));
+        w.run(20);
+        assert_eq!(w.running("td:3"), 3);
+        assert_eq!(route(&w, PROD), to(BLUE_TG));
+    }
+
+    #[test]
+    fn a_pause_hook_holds_its_stage_until_continued() {
+        let mut w = world(
+            vec![pause(ecs::DeploymentLifecycleHookStage::PostScaleUp)],
+            0,
+        );
+        w.svc.deploy(w.now, "td:2", &mut StdRng::seed_from_u64(3));
+        w.run(15);
+        assert_eq!(stage(&w), "POST_SCALE_UP");
+        assert_eq!(w.running("td:1"), 3);
+        assert_eq!(w.running("td:2"), 3);
+        assert_eq!(route(&w, PROD), to(BLUE_TG));
+        assert_eq!(route(&w, TEST), to(BLUE_TG));
+        let hook = w.svc.primary().blue_green.as_ref().unwrap().hooks[0].clone();
+        assert_eq!(hook.status, "AWAITING_ACTION");
+        assert!(hook.id.starts_with("ecs-pause-") && hook.id.len() == 53);
+        assert_eq!(hook.timeout_action, "ROLLBACK");
+        assert_eq!(
+            hook.expires_at,
+            w.now - 15 * 3_000 + 3_000 * 3 + 1440 * 60_000
+        );
+        let mut rng = StdRng::seed_from_u64(5);
+        assert_eq!(
+            continue_hook(&mut w.svc, "ecs-pause-nope", false, w.now, &mut rng),
+            Err(super::super::blue_green::ContinueError::NoSuchHook)
+        );
+        continue_hook(&mut w.svc, &hook.id, false, w.now, &mut rng).unwrap();
+        assert_eq!(
+            continue_hook(&mut w.svc, &hook.id, false, w.now, &mut rng),
+            Err(super::super::blue_green::ContinueError::NotAwaiting)
+        );
+        w.run(15);
+        assert_eq!(w.running("td:2"), 3);
+        assert_eq!(w.running("td:1"), 0);
+        assert_eq!(history_status(&w), "SUCCESSFUL");
+        assert_eq!(route(&w, PROD), to(GREEN_TG));
+    }
+
+    #[test]
+    fn rolling_back_at_a_hook_returns_traffic_to_blue_and_stops_green() {
+        let mut w = world(
+            vec![pause(
+                ecs::DeploymentLifecycleHookStage::PostTestTrafficShift,
+            )],
+            0,
+        );
+        w.svc.deploy(w.now, "td:2", &mut StdRng::seed_from_u64(3));
+        w.run(15);
+        assert_eq!(stage(&w), "POST_TEST_TRAFFIC_SHIFT");
+        // Test traffic reaches green; production still blue.
+        assert_eq!(route(&w, TEST), to(GREEN_TG));
+        assert_eq!(route(&w, PROD), to(BLUE_TG));
+        let hook = w.svc.primary().blue_green.as_ref().unwrap().hooks[0]
+            .id
+            .clone();
+        w.seen.clear();
+        continue_hook(
+            &mut w.svc,
+            &hook,
+            true,
+            w.now,
+            &mut StdRng::seed_from_u64(5),
+        )
+        .unwrap();
+        assert_eq!(w.svc.task_definition, "td:1");
+        assert_eq!(route(&w, TEST), to(BLUE_TG));
+        assert_eq!(route(&w, PROD), to(BLUE_TG));
+        assert_eq!(history_status(&w), "ROLLBACK_IN_PROGRESS");
+        w.run(10);
+        assert_eq!(w.running("td:1"), 3);
+        assert_eq!(w.running("td:2"), 0);
+        assert_eq!(w.svc.deployments.len(), 1);
+        assert_eq!(history_status(&w), "ROLLBACK_SUCCESSFUL");
+        let lifecycle = w.svc.history[0].lifecycle.as_ref().unwrap();
+        assert_eq!(lifecycle.hooks[0].status, "FAILED");
+        // Blue kept serving throughout.
+        assert!(
+            w.seen.iter().all(|(_, healthy)| *healthy >= 3),
+            "{:?}",
+            w.seen
+        );
+    }
+
+    #[test]
+    fn hooks_time_out_to_their_action() {
+        for (action, rolled_back) in [
+            (ecs::DeploymentLifecycleHookAction::Continue, false),
+            (ecs::DeploymentLifecycleHookAction::Rollback, true),
+        ] {
+            let mut hook = pause(ecs::DeploymentLifecycleHookStage::PreScaleUp);
+            hook.timeout_configuration = Some(ecs::DeploymentLifecycleHookTimeoutConfiguration {
+                timeout_in_minutes: Some(1),
+                action: Some(action),
+            });
+            let mut w = world(vec![hook], 0);
+            w.svc.deploy(w.now, "td:2", &mut StdRng::seed_from_u64(3));
+            w.run(5);
+            assert_eq!(stage(&w), "PRE_SCALE_UP");
+            assert_eq!(
+                w.running("td:2"),
+                0,
+                "nothing starts before PRE_SCALE_UP passes"
+            );
+            w.now += 60_000;
+            w.run(20);
+            let timed_out = w.svc.history[0].lifecycle.as_ref().unwrap().hooks[0].clone();
+            assert_eq!(timed_out.status, "TIMED_OUT");
+            if rolled_back {
+                assert_eq!(history_status(&w), "ROLLBACK_SUCCESSFUL");
+                assert_eq!(w.running("td:1"), 3);
+            } else {
+                assert_eq!(history_status(&w), "SUCCESSFUL");
+                assert_eq!(w.running("td:2"), 3);
+            }
+        }
+    }
+
+    #[test]
+    fn blue_runs_through_the_bake_time() {
+        let mut w = world(vec![], 1);
+        w.svc.deploy(w.now, "td:2", &mut StdRng::seed_from_u64(3));
+        w.run(12);
+        assert_eq!(stage(&w), "BAKE_TIME");
+        assert_eq!(route(&w, PROD), to(GREEN_TG));
+        assert_eq!(w.running("td:1"), 3, "blue keeps running while green bakes");
+        w.now += 60_000;
+        w.run(5);
+        assert_eq!(w.running("td:1"), 0);
+        assert_eq!(history_status(&w), "SUCCESSFUL");
+    }
+
+    #[test]
+    fn a_deployment_superseded_midway_is_reconciled_away() {
+        let mut w = world(
+            vec![pause(ecs::DeploymentLifecycleHookStage::PostScaleUp)],
+            0,
+        );
+        w.svc.deploy(w.now, "td:2", &mut StdRng::seed_from_u64(3));
+        w.run(15);
+        assert_eq!(w.running("td:2"), 3);
+        // td:3 replaces td:2 before it took any traffic: td:2 goes, blue stays.
+        w.svc.deploy(w.now, "td:3", &mut StdRng::seed_from_u64(4));
+        w.run(15);
+        assert_eq!(w.running("td:2"), 0);
+        assert_eq!(w.running("td:1"), 3);
+        assert_eq!(w.running("td:3"), 3);
+        assert_eq!(stage(&w), "POST_SCALE_UP");
+        // td:3 registers with the group blue does not use.
+        let l = w.svc.primary().blue_green.as_ref().unwrap();
+        assert_eq!(l.target_groups, vec![GREEN_TG.to_string()]);
+        assert_eq!(route(&w, PROD), to(BLUE_TG));
+    }
 }
