@@ -144,6 +144,27 @@ def test_blue_green_shifts_test_then_production_traffic_and_rolls_back_at_a_hook
         wait_for(lambda: versions_running(ecs, "bg") == ["2", "2"], "v3 to stop")
         svc = ecs.describe_services(services=["bg"])["services"][0]
         assert svc["taskDefinition"].endswith(":2") and len(svc["deployments"]) == 1
+
+        # CANARY: 30 % of production goes to v4 for the canary's minute,
+        # then all of it.
+        load.mark("v4")
+        canary = {"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 30, "canaryBakeTimeInMinutes": 1},
+                  "lifecycleHooks": []}
+        ecs.update_service(service="bg", taskDefinition=version_task(ecs, "v4"), deploymentConfiguration=canary)
+        cfg = ecs.describe_services(services=["bg"])["services"][0]["deploymentConfiguration"]
+        assert cfg["strategy"] == "CANARY" and cfg["canaryConfiguration"] == canary["canaryConfiguration"], cfg
+        wait_for(lambda: current_deployment(ecs, "bg").get("lifecycleStage") == "PRODUCTION_TRAFFIC_SHIFT",
+                 "the canary step", timeout=120)
+        # v4 registered with the group v2 does not use (blue's): 300 of 999.
+        split = weights(elb, prod)
+        assert split == {blue: 300, green: 699}, split
+        got = [get(prod_port)[2].strip().decode() for _ in range(300)]
+        assert set(got) == {"v2", "v4"}, set(got)
+        share = got.count("v4") / len(got)
+        assert 0.18 <= share <= 0.42, share
+        wait_for(lambda: current_deployment(ecs, "bg")["status"] == "SUCCESSFUL", "the canary to finish", timeout=150)
+        assert answers(prod_port) == {"v4"}
+        wait_for(lambda: versions_running(ecs, "bg") == ["4", "4"], "v2 to be cleaned up")
         time.sleep(2)
     finally:
         load.stop()
@@ -178,14 +199,19 @@ def test_blue_green_requests_are_checked(wharf):
          "does not exist"),
         (bg, lbs(alternateTargetGroupArn=green, productionListenerRule=rule + "0"), "productionListenerRule"),
         (bg, lbs(alternateTargetGroupArn=green), "productionListenerRule"),
-        ({"strategy": "CANARY"}, lbs(), "CANARY"),
+        ({"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 0.05}},
+         lbs(alternateTargetGroupArn=green, productionListenerRule=rule), "canaryPercent"),
+        ({"strategy": "LINEAR", "linearConfiguration": {"stepPercent": 10.05}},
+         lbs(alternateTargetGroupArn=green, productionListenerRule=rule), "stepPercent"),
+        ({**bg, "linearConfiguration": {"stepPercent": 10}},
+         lbs(alternateTargetGroupArn=green, productionListenerRule=rule), "linearConfiguration applies"),
     ]:
         with pytest.raises(ClientError) as e:
             ecs.create_service(serviceName="chk", taskDefinition=td, desiredCount=1,
                                deploymentConfiguration=cfg, loadBalancers=balancers)
         err = e.value.response["Error"]
         # What Wharf lacks (Lambda, the canary strategy) is named as such.
-        code = "UnsupportedFeatureException" if message in ("AWS_LAMBDA", "CANARY") else "InvalidParameterException"
+        code = "UnsupportedFeatureException" if message == "AWS_LAMBDA" else "InvalidParameterException"
         assert err["Code"] == code and message in err["Message"], (cfg, err)
     assert ecs.list_services()["serviceArns"] == [], "a refused request writes nothing"
     with pytest.raises(ClientError) as e:

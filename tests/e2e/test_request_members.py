@@ -25,14 +25,17 @@ def test_members_nothing_acts_on_are_refused(wharf, ecs):
         {"name": "app", "image": IMAGE, "memory": 16}])
     unsupported = "UnsupportedFeatureException"
     for extra, text in [
-        ({"deploymentConfiguration": {"strategy": "BLUE_GREEN"}}, "A deployment strategy other than ROLLING"),
+        ({"deploymentConfiguration": {"strategy": "BLUE_GREEN", "lifecycleHooks": [
+            {"lifecycleStages": ["PRE_SCALE_UP"], "hookTargetArn": "arn:aws:lambda:us-east-1:0:function:f"}]}},
+         "AWS_LAMBDA lifecycle hooks"),
         ({"deploymentConfiguration": {"alarms": {"alarmNames": ["a"], "enable": True, "rollback": True}}},
          "deploymentConfiguration.alarms"),
-        ({"deploymentConfiguration": {"bakeTimeInMinutes": 5}}, "bakeTimeInMinutes"),
         ({"serviceConnectConfiguration": {"enabled": True, "namespace": "ns"}}, "Service Connect"),
         ({"availabilityZoneRebalancing": "ENABLED"}, "availabilityZoneRebalancing"),
     ]:
         refused(lambda: ecs.create_service(serviceName="s", taskDefinition="web", **extra), unsupported, text)
+    refused(lambda: ecs.create_service(serviceName="s", taskDefinition="web", deploymentConfiguration={
+        "bakeTimeInMinutes": 5}), "InvalidParameterException", "bakeTimeInMinutes applies to the BLUE_GREEN")
     refused(lambda: ecs.create_service(serviceName="s", taskDefinition="web", capacityProviderStrategy=[
         {"capacityProvider": "FARGATE", "weight": 1}]), "InvalidParameterException", "not associated with the cluster")
     refused(lambda: ecs.create_service(serviceName="s", taskDefinition="web", platformVersion="1.3.0"),
@@ -44,7 +47,8 @@ def test_members_nothing_acts_on_are_refused(wharf, ecs):
                        serviceConnectConfiguration={"enabled": False})
     for extra, text in [
         ({"deploymentController": {"type": "EXTERNAL"}}, "Changing a service's deployment controller"),
-        ({"deploymentConfiguration": {"strategy": "CANARY"}}, "A deployment strategy other than ROLLING"),
+        ({"deploymentConfiguration": {"alarms": {"alarmNames": ["a"], "enable": True, "rollback": False}}},
+         "deploymentConfiguration.alarms"),
     ]:
         refused(lambda: ecs.update_service(service="s", **extra), unsupported, text)
 

@@ -514,10 +514,26 @@ fn deployment_configuration(
         }),
         maximum_percent: Some(cfg.maximum_percent),
         minimum_healthy_percent: Some(cfg.minimum_healthy_percent),
-        strategy: Some(match bg {
-            Some(_) => ecs::DeploymentStrategy::BlueGreen,
+        strategy: Some(match bg.map(|b| b.steps.as_ref().map(|t| t.linear)) {
             None => ecs::DeploymentStrategy::Rolling,
+            Some(None) => ecs::DeploymentStrategy::BlueGreen,
+            Some(Some(true)) => ecs::DeploymentStrategy::Linear,
+            Some(Some(false)) => ecs::DeploymentStrategy::Canary,
         }),
+        linear_configuration: bg
+            .and_then(|b| b.steps.as_ref())
+            .filter(|t| t.linear)
+            .map(|t| ecs::LinearConfiguration {
+                step_percent: Some(t.percent),
+                step_bake_time_in_minutes: Some(t.bake_minutes),
+            }),
+        canary_configuration: bg
+            .and_then(|b| b.steps.as_ref())
+            .filter(|t| !t.linear)
+            .map(|t| ecs::CanaryConfiguration {
+                canary_percent: Some(t.percent),
+                canary_bake_time_in_minutes: Some(t.bake_minutes),
+            }),
         bake_time_in_minutes: bg.map(|b| b.bake_time_minutes),
         lifecycle_hooks: bg.map(|b| b.hooks.clone()).filter(|h| !h.is_empty()),
         ..Default::default()

@@ -83,6 +83,20 @@ pub struct BlueGreenConfig {
     pub bake_time_minutes: i32,
     /// PAUSE hooks, as given (checked: each names its stages).
     pub hooks: Vec<ecs::DeploymentLifecycleHook>,
+    /// LINEAR and CANARY: production traffic moves in steps; None moves
+    /// it all at once (BLUE_GREEN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<TrafficSteps>,
+}
+
+/// How LINEAR and CANARY shift production traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrafficSteps {
+    /// LINEAR: `percent` more each step; CANARY: `percent`, then the rest.
+    pub linear: bool,
+    pub percent: f64,
+    /// The wait after each step short of 100 %.
+    pub bake_minutes: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -396,7 +410,7 @@ impl ServiceRecord {
     /// revision; false if there is none to go back to.
     pub fn rollback<R: Rng + ?Sized>(&mut self, now: Millis, reason: &str, rng: &mut R) -> bool {
         // Blue/green goes back to blue, which still runs.
-        if blue_green::in_progress(self) {
+        if blue_green::active(self) {
             return blue_green::rollback(self, now, reason, rng);
         }
         let Some((target_id, target_td)) = self.last_completed.clone() else {
@@ -829,11 +843,15 @@ fn failures_and_breaker<'t, R: Rng + ?Sized>(
             ),
             rng,
         );
-        let can_roll_back = svc
-            .last_completed
-            .as_ref()
-            .is_some_and(|(_, td)| *td != p.task_definition);
-        if !(svc.deployment_config.rollback
+        // Blue/green goes back to blue, rollback or not: blue still has
+        // production's traffic, and green must not replace it.
+        let blue_green = blue_green::active(svc);
+        let can_roll_back = blue_green
+            || svc
+                .last_completed
+                .as_ref()
+                .is_some_and(|(_, td)| *td != p.task_definition);
+        if !((svc.deployment_config.rollback || blue_green)
             && can_roll_back
             && svc.rollback(
                 now,

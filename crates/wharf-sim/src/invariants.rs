@@ -49,7 +49,14 @@
 //! 6. **Rollback.** When the breaker fails a PRIMARY of a service with
 //!    rollback and a last COMPLETED revision other than the failed one,
 //!    the same plan makes that revision the new PRIMARY; and the service
-//!    settles on it (unless the user deploys again).
+//!    settles on it (unless the user deploys again). A blue/green
+//!    deployment's failure (rollback or not) makes blue the PRIMARY again,
+//!    as does the user's ROLLBACK at a PAUSE hook.
+//! 7. **Blue/green.** While a blue/green deployment rolls out (its maximum
+//!    is `max(200, maximumPercent)` percent), the scheduler stops no task
+//!    of the deployment production traffic reaches, unless the same plan
+//!    moves production away from it (health-check stops aside). The
+//!    minimum-healthy rule of 3 does not apply: blue serves, untouched.
 
 use crate::settings;
 use crate::world::{daemon_eligible, Service, World};
@@ -67,7 +74,12 @@ fn wanted(t: &TaskRecord) -> bool {
 }
 
 pub fn max_total(s: &ServiceRecord) -> usize {
-    s.desired_count.max(0) as usize * s.deployment_config.maximum_percent.max(0) as usize / 100
+    // Blue/green runs green in full beside blue.
+    let percent = match s.deployment_config.blue_green {
+        Some(_) => s.deployment_config.maximum_percent.max(200),
+        None => s.deployment_config.maximum_percent.max(0),
+    };
+    s.desired_count.max(0) as usize * percent as usize / 100
 }
 
 pub fn min_healthy(s: &ServiceRecord) -> usize {
@@ -212,7 +224,10 @@ pub fn placement(w: &World, h: usize) {
 pub fn plan(w: &World, si: usize, plan: &Plan) -> Option<String> {
     let s = &w.services[si];
     let name = &s.rec.name;
-    if !s.daemon() {
+    let blue_green = service::blue_green::in_progress(&s.rec);
+    if blue_green {
+        serving_kept(w, s, plan);
+    } else if !s.daemon() {
         let stops: BTreeSet<&str> = plan.stop.iter().map(|o| o.task_id.as_str()).collect();
         let healthy: Vec<&TaskRecord> = s
             .tasks
@@ -246,6 +261,19 @@ pub fn plan(w: &World, si: usize, plan: &Plan) -> Option<String> {
         return None;
     }
     let cfg = &s.rec.deployment_config;
+    if blue_green {
+        // Blue/green goes back to blue, whatever `rollback` says.
+        let blue = old.blue_green.as_ref().and_then(|l| l.blue.as_ref());
+        let b = blue.and_then(|b| s.rec.deployments.iter().find(|d| &d.id == b))?;
+        let p = plan.service.primary();
+        if p.id != b.id {
+            w.fail(format!(
+                "{name}: breaker failed blue/green {} but did not go back to blue {} (primary now {})",
+                old.id, b.id, p.id
+            ));
+        }
+        return Some(b.task_definition.clone());
+    }
     let target = s.rec.last_completed.as_ref().map(|(_, td)| td);
     match target {
         Some(td) if cfg.rollback && td != &old.task_definition => {
@@ -259,6 +287,53 @@ pub fn plan(w: &World, si: usize, plan: &Plan) -> Option<String> {
             Some(td.clone())
         }
         _ => None,
+    }
+}
+
+/// Invariant 7 for a blue/green plan: the scheduler never stops a task of
+/// the deployment production traffic goes to (health-check stops aside)
+/// unless the same plan moves production away from it.
+fn serving_kept(w: &World, s: &crate::world::Service, plan: &Plan) {
+    let Some(serving) = service::blue_green::serving(&s.rec).map(|d| d.id.clone()) else {
+        return;
+    };
+    // Green serving already (a first deployment): its scale-in is the user's.
+    if serving == s.rec.primary().id {
+        return;
+    }
+    let still = service::blue_green::serving(&plan.service).is_some_and(|d| d.id == serving);
+    if !still {
+        return;
+    }
+    let stops: BTreeSet<&str> = plan
+        .stop
+        .iter()
+        .filter(|o| {
+            o.reason != service::UNHEALTHY_REASON
+                && !o.reason.starts_with(service::ELB_UNHEALTHY_REASON)
+        })
+        .map(|o| o.task_id.as_str())
+        .collect();
+    let serving_wanted: Vec<&TaskRecord> = s
+        .tasks
+        .iter()
+        .filter(|t| wanted(t) && t.started_by.as_deref() == Some(serving.as_str()))
+        .collect();
+    let stopped = serving_wanted
+        .iter()
+        .filter(|t| stops.contains(t.id.as_str()))
+        .count();
+    // Only what a lowered desired count leaves in excess may go.
+    let floor = serving_wanted
+        .len()
+        .min(plan.service.desired_count.max(0) as usize);
+    if serving_wanted.len() - stopped < floor {
+        w.fail(format!(
+            "{}: blue/green stops {stopped} of the {} tasks of {serving}, which production traffic still reaches (desired {})",
+            s.rec.name,
+            serving_wanted.len(),
+            plan.service.desired_count
+        ));
     }
 }
 

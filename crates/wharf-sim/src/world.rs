@@ -17,8 +17,11 @@ use wharf_core::lifecycle::{apply_report, request_stop, DesiredStatus, TaskStatu
 use wharf_core::placement::{self, Constraint, Strategy};
 use wharf_core::query::{self, HostView};
 use wharf_core::records::{ContainerRecord, InstanceRecord, Resources, TaskRecord};
-use wharf_core::service::{self, DeploymentConfig, Plan, ServiceRecord, STOP_SCHEDULER};
+use wharf_core::service::{
+    self, BlueGreenConfig, DeploymentConfig, Plan, ServiceRecord, STOP_SCHEDULER,
+};
 use wharf_model::ecs;
+use wharf_model::ecs::DeploymentLifecycleHookStage as Stage;
 
 /// How a revision's tasks behave on the hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,9 +213,13 @@ impl World {
     }
 
     /// Panics with what's needed to replay: the seed, the step, the time
-    /// and the last trace lines.
+    /// and the last trace lines (every line in a replay).
     pub fn fail(&self, msg: String) -> ! {
-        let recent: Vec<&str> = self.recent.iter().map(String::as_str).collect();
+        // A replay keeps the whole trace: all of it, then.
+        let recent: Vec<&str> = match self.cfg.keep_trace {
+            true => self.report.trace.iter().map(String::as_str).collect(),
+            false => self.recent.iter().map(String::as_str).collect(),
+        };
         panic!(
             "wharf-sim seed {} step {} t={}ms: {msg}\n--- last trace lines ---\n{}\n--- replay: WHARF_SIM_SEED={} cargo test -p wharf-sim replay -- --nocapture",
             self.seed,
@@ -329,7 +336,7 @@ impl World {
             maximum_percent: max,
             circuit_breaker,
             rollback: circuit_breaker && rng.gen_bool(0.8),
-            blue_green: None,
+            blue_green: (!daemon && rng.gen_bool(0.3)).then(|| blue_green(rng)),
         };
         rec.placement_constraints = placement_constraints;
         rec.placement_strategy = placement_strategy;
@@ -1005,6 +1012,54 @@ impl World {
                 };
                 self.deploy(si, kind);
             }
+            26..=29 => {
+                // The user answers a blue/green deployment's PAUSE hook.
+                let waiting: Vec<(usize, String)> = self
+                    .services
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(si, s)| Some((si, awaiting_hook(&s.rec)?)))
+                    .collect();
+                let Some((si, hook)) = waiting.choose(&mut self.rng).cloned() else {
+                    return;
+                };
+                let roll_back = self.rng.gen_bool(0.3);
+                let now = self.now;
+                let s = &mut self.services[si];
+                let blue = s
+                    .rec
+                    .primary()
+                    .blue_green
+                    .as_ref()
+                    .and_then(|l| l.blue.clone());
+                let blue_td = blue.and_then(|b| {
+                    s.rec
+                        .deployments
+                        .iter()
+                        .find(|d| d.id == b)
+                        .map(|d| d.task_definition.clone())
+                });
+                let answered = service::blue_green::continue_hook(
+                    &mut s.rec,
+                    &hook,
+                    roll_back,
+                    now,
+                    &mut self.rng,
+                );
+                if roll_back && answered.is_ok() {
+                    s.rolled_back_to = blue_td;
+                    self.report.rollbacks += 1;
+                }
+                if let Err(e) = answered {
+                    let name = self.services[si].rec.name.clone();
+                    self.fail(format!("{name}: hook {hook} awaits action, yet {e:?}"));
+                }
+                let name = self.services[si].rec.name.clone();
+                self.trace(format!(
+                    "user {} {name} at hook {hook}",
+                    if roll_back { "rolls back" } else { "continues" }
+                ));
+            }
             22..=25 => {
                 let replicas: Vec<usize> = (0..self.services.len())
                     .filter(|&i| {
@@ -1128,6 +1183,70 @@ impl World {
             }
         }
     }
+}
+
+/// A blue/green configuration: sometimes a bake time, sometimes a PAUSE hook
+/// at a random stage with a timeout (well within the liveness bound) that
+/// continues or rolls back.
+fn blue_green(rng: &mut StdRng) -> BlueGreenConfig {
+    let stages = [
+        Stage::ReconcileService,
+        Stage::PreScaleUp,
+        Stage::PostScaleUp,
+        Stage::TestTrafficShift,
+        Stage::PostTestTrafficShift,
+        Stage::PreProductionTrafficShift,
+        Stage::ProductionTrafficShift,
+        Stage::PostProductionTrafficShift,
+    ];
+    let hooks = if rng.gen_bool(0.6) {
+        let action = if rng.gen_bool(0.5) {
+            ecs::DeploymentLifecycleHookAction::Continue
+        } else {
+            ecs::DeploymentLifecycleHookAction::Rollback
+        };
+        vec![ecs::DeploymentLifecycleHook {
+            target_type: Some(ecs::DeploymentLifecycleHookTargetType::Pause),
+            lifecycle_stages: Some(vec![stages.choose(rng).unwrap().clone()]),
+            timeout_configuration: Some(ecs::DeploymentLifecycleHookTimeoutConfiguration {
+                timeout_in_minutes: Some(rng.gen_range(1..=2)),
+                action: Some(action),
+            }),
+            ..Default::default()
+        }]
+    } else {
+        vec![]
+    };
+    let steps = match rng.gen_range(0..4) {
+        0 => Some(service::TrafficSteps {
+            linear: true,
+            percent: 34.0,
+            bake_minutes: rng.gen_range(0..=1),
+        }),
+        1 => Some(service::TrafficSteps {
+            linear: false,
+            percent: 10.0,
+            bake_minutes: rng.gen_range(0..=1),
+        }),
+        _ => None,
+    };
+    BlueGreenConfig {
+        bake_time_minutes: i32::from(rng.gen_bool(0.3)),
+        hooks,
+        steps,
+    }
+}
+
+/// The id of the PAUSE hook a service's blue/green deployment waits at.
+fn awaiting_hook(rec: &ServiceRecord) -> Option<String> {
+    if !service::blue_green::in_progress(rec) {
+        return None;
+    }
+    let l = rec.primary().blue_green.as_ref()?;
+    l.hooks
+        .iter()
+        .find(|h| h.status == "AWAITING_ACTION")
+        .map(|h| h.id.clone())
 }
 
 /// Instances a DAEMON service must run on: ACTIVE and matching its memberOf

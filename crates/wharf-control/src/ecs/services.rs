@@ -97,25 +97,7 @@ fn refuse_unsupported(m: &Members) -> ApiResult<()> {
     }
     super::tasks::platform_version(m.platform_version)?;
     if let Some(d) = m.deployment_configuration {
-        if d.strategy.as_ref().is_some_and(|s| {
-            matches!(
-                s,
-                ecs::DeploymentStrategy::Linear | ecs::DeploymentStrategy::Canary
-            )
-        }) {
-            return Err(unsupported(
-                "The LINEAR and CANARY deployment strategies (ROLLING and BLUE_GREEN are)",
-            ));
-        }
         for (member, set) in [
-            (
-                "deploymentConfiguration.linearConfiguration",
-                d.linear_configuration.is_some(),
-            ),
-            (
-                "deploymentConfiguration.canaryConfiguration",
-                d.canary_configuration.is_some(),
-            ),
             (
                 "deploymentConfiguration.earlySuccessCriteria",
                 d.early_success_criteria.is_some(),
@@ -231,23 +213,41 @@ fn blue_green_config(
     current: Option<&DeploymentConfig>,
     daemon: bool,
 ) -> ApiResult<Option<BlueGreenConfig>> {
+    use ecs::DeploymentStrategy as S;
     let was = current.and_then(|c| c.blue_green.clone());
-    let strategy = given.and_then(|g| g.strategy.as_ref());
-    let on = match strategy {
-        Some(s) => *s == ecs::DeploymentStrategy::BlueGreen,
-        None => was.is_some(),
+    let strategy = match given.and_then(|g| g.strategy.clone()) {
+        Some(s) => s,
+        None => match was.as_ref().map(|w| w.steps.as_ref().map(|t| t.linear)) {
+            None => S::Rolling,
+            Some(None) => S::BlueGreen,
+            Some(Some(true)) => S::Linear,
+            Some(Some(false)) => S::Canary,
+        },
     };
+    let on = matches!(strategy, S::BlueGreen | S::Linear | S::Canary);
     let bake = given.and_then(|g| g.bake_time_in_minutes);
     let hooks = given.and_then(|g| g.lifecycle_hooks.clone());
+    let linear = given.and_then(|g| g.linear_configuration.as_ref());
+    let canary = given.and_then(|g| g.canary_configuration.as_ref());
+    if linear.is_some() && strategy != S::Linear {
+        return Err(invalid(
+            "linearConfiguration applies to the LINEAR deployment strategy only.",
+        ));
+    }
+    if canary.is_some() && strategy != S::Canary {
+        return Err(invalid(
+            "canaryConfiguration applies to the CANARY deployment strategy only.",
+        ));
+    }
     if !on {
         if bake.is_some_and(|b| b != 0) {
             return Err(invalid(
-                "bakeTimeInMinutes applies to the BLUE_GREEN deployment strategy only.",
+                "bakeTimeInMinutes applies to the BLUE_GREEN, LINEAR and CANARY deployment strategies only.",
             ));
         }
         if hooks.as_ref().is_some_and(|h| !h.is_empty()) {
             return Err(invalid(
-                "lifecycleHooks apply to the BLUE_GREEN deployment strategy only.",
+                "lifecycleHooks apply to the BLUE_GREEN, LINEAR and CANARY deployment strategies only.",
             ));
         }
         return Ok(None);
@@ -261,7 +261,7 @@ fn blue_green_config(
     if !(0..=1440).contains(&bake) {
         return Err(invalid("bakeTimeInMinutes must be between 0 and 1440."));
     }
-    let hooks = hooks.unwrap_or_else(|| was.map(|w| w.hooks).unwrap_or_default());
+    let hooks = hooks.unwrap_or_else(|| was.as_ref().map(|w| w.hooks.clone()).unwrap_or_default());
     for h in &hooks {
         if h.target_type != Some(ecs::DeploymentLifecycleHookTargetType::Pause) {
             return Err(unsupported(
@@ -290,10 +290,69 @@ fn blue_green_config(
             }
         }
     }
+    // A step's share and bake: given, else kept from the same strategy,
+    // else ECS's defaults.
+    let kept = was
+        .and_then(|w| w.steps)
+        .filter(|t| t.linear == (strategy == S::Linear));
+    let steps = match strategy {
+        S::Linear => Some(traffic_steps(
+            true,
+            linear.and_then(|l| l.step_percent),
+            linear.and_then(|l| l.step_bake_time_in_minutes),
+            kept,
+        )?),
+        S::Canary => Some(traffic_steps(
+            false,
+            canary.and_then(|c| c.canary_percent),
+            canary.and_then(|c| c.canary_bake_time_in_minutes),
+            kept,
+        )?),
+        _ => None,
+    };
     Ok(Some(BlueGreenConfig {
         bake_time_minutes: bake,
         hooks,
+        steps,
     }))
+}
+
+/// LINEAR's `stepPercent` (3–100, default 10) and `stepBakeTimeInMinutes`
+/// (default 6), or CANARY's `canaryPercent` (0.1–100, default 5) and
+/// `canaryBakeTimeInMinutes` (default 10): multiples of 0.1 percent, bakes
+/// of 0–1440 minutes.
+fn traffic_steps(
+    linear: bool,
+    percent: Option<f64>,
+    bake: Option<i32>,
+    kept: Option<wharf_core::service::TrafficSteps>,
+) -> ApiResult<wharf_core::service::TrafficSteps> {
+    let (member, low, default_percent, default_bake) = match linear {
+        true => ("linearConfiguration.stepPercent", 3.0, 10.0, 6),
+        false => ("canaryConfiguration.canaryPercent", 0.1, 5.0, 10),
+    };
+    let percent = percent
+        .or(kept.as_ref().map(|k| k.percent))
+        .unwrap_or(default_percent);
+    let tenths = percent * 10.0;
+    if !(low - 1e-9..=100.0 + 1e-9).contains(&percent) || (tenths - tenths.round()).abs() > 1e-6 {
+        return Err(invalid(format!(
+            "{member} must be a multiple of 0.1 from {low} to 100.0."
+        )));
+    }
+    let bake = bake
+        .or(kept.as_ref().map(|k| k.bake_minutes))
+        .unwrap_or(default_bake);
+    if !(0..=1440).contains(&bake) {
+        return Err(invalid(
+            "The step bake time must be between 0 and 1440 minutes.",
+        ));
+    }
+    Ok(wharf_core::service::TrafficSteps {
+        linear,
+        percent: tenths.round() / 10.0,
+        bake_minutes: bake,
+    })
 }
 
 fn check_placement(

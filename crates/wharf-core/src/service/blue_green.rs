@@ -52,7 +52,14 @@ pub struct Lifecycle {
     /// deployment's tasks to (by the service's `loadBalancers` order).
     pub target_groups: Vec<String>,
     pub test_shifted: bool,
+    /// All of production's traffic goes to green.
     pub production_shifted: bool,
+    /// LINEAR and CANARY: the share (percent) of production green has
+    /// while it shifts, and since when.
+    #[serde(default)]
+    pub production_percent: f64,
+    #[serde(default)]
+    pub step_since: Millis,
     /// Every hook run so far, in the order they ran.
     pub hooks: Vec<HookRecord>,
 }
@@ -82,17 +89,22 @@ pub struct HookRecord {
     pub timeout_action: String,
 }
 
-/// Whether the service's PRIMARY deployment is a blue/green one still
-/// rolling out (a deleted service's stop as any other's).
+/// Whether the service's PRIMARY deployment is a blue/green one whose
+/// lifecycle has not ended.
+pub fn active(svc: &ServiceRecord) -> bool {
+    svc.deployments
+        .first()
+        .is_some_and(|d| d.blue_green.as_ref().is_some_and(|l| !l.done))
+}
+
+/// Whether blue/green's scheduler has the service: its PRIMARY is rolling
+/// out blue/green (a deleted service's tasks stop as any other's).
 pub fn in_progress(svc: &ServiceRecord) -> bool {
-    svc.status == "ACTIVE"
-        && svc.deployments.first().is_some_and(|d| {
-            d.rollout_state == "IN_PROGRESS" && d.blue_green.as_ref().is_some_and(|l| !l.done)
-        })
+    svc.status == "ACTIVE" && active(svc) && svc.deployments[0].rollout_state == "IN_PROGRESS"
 }
 
 /// The deployment whose tasks production traffic reaches now.
-fn serving(svc: &ServiceRecord) -> Option<&DeploymentRecord> {
+pub fn serving(svc: &ServiceRecord) -> Option<&DeploymentRecord> {
     let p = svc.deployments.first()?;
     match &p.blue_green {
         Some(l) if !l.production_shifted => l
@@ -164,6 +176,8 @@ pub(super) fn begin(svc: &mut ServiceRecord, now: Millis) {
         target_groups,
         test_shifted: false,
         production_shifted: false,
+        production_percent: 0.0,
+        step_since: now,
         hooks: vec![],
     });
 }
@@ -193,12 +207,19 @@ pub fn traffic(svc: &ServiceRecord) -> Vec<Route> {
         Some(l) if !l.test_shifted => prod,
         _ => p,
     };
+    // Green's weight of 999 while LINEAR or CANARY shift production.
+    let split = match &p.blue_green {
+        Some(l) if !l.done && !l.production_shifted && l.production_percent > 0.0 => {
+            Some(((l.production_percent / 100.0 * 999.0).round() as u32).clamp(1, 998))
+        }
+        _ => None,
+    };
     let mut out = vec![];
     for (i, lb) in svc.load_balancers.iter().enumerate() {
         let Some(adv) = &lb.advanced_configuration else {
             continue;
         };
-        let mut route = |rule: &Option<String>, d: &DeploymentRecord| {
+        let mut route = |rule: &Option<String>, d: &DeploymentRecord, split: Option<u32>| {
             let (Some(rule), Some(to)) = (rule, group_of(svc, d, i)) else {
                 return;
             };
@@ -207,11 +228,14 @@ pub fn traffic(svc: &ServiceRecord) -> Vec<Route> {
             };
             out.push(Route {
                 rule: rule.clone(),
-                groups: vec![(to, 100), (other, 0)],
+                groups: match split {
+                    Some(green) => vec![(to, 999 - green), (other, green)],
+                    None => vec![(to, 100), (other, 0)],
+                },
             });
         };
-        route(&adv.production_listener_rule, prod);
-        route(&adv.test_listener_rule, test);
+        route(&adv.production_listener_rule, prod, split);
+        route(&adv.test_listener_rule, test, None);
     }
     out
 }
@@ -368,6 +392,12 @@ pub(super) fn rollback<R: Rng + ?Sized>(
     blue.rollout_state_reason = format!("Rolling back: {reason}");
     blue.service_deployment = serving;
     blue.updated_at = now;
+    // Blue had production's traffic: its own lifecycle (if it had one,
+    // cut short when green superseded it) is over.
+    if let Some(bl) = blue.blue_green.as_mut() {
+        bl.done = true;
+        bl.production_shifted = true;
+    }
     svc.task_definition = blue.task_definition.clone();
     let target = blue.id.clone();
     svc.deployments.insert(0, blue);
@@ -410,7 +440,7 @@ pub(super) fn plan<'t, R: Rng + ?Sized>(
 
     let mut entered_now = false;
     let mut rolled_back = None;
-    while let Some(l) = svc.deployments[0].blue_green.as_ref() {
+    while let Some(l) = svc.deployments[0].blue_green.clone() {
         let stage = l.stage.clone();
         let green_tasks: Vec<&TaskRecord> = tasks
             .iter()
@@ -419,8 +449,33 @@ pub(super) fn plan<'t, R: Rng + ?Sized>(
         let done = match stage.as_str() {
             RECONCILE_SERVICE => !has_stray,
             SCALE_UP => green_tasks.len() == desired && green_tasks.iter().all(|t| is_healthy(t)),
-            TEST_TRAFFIC_SHIFT | PRODUCTION_TRAFFIC_SHIFT => {
+            TEST_TRAFFIC_SHIFT => !entered_now || svc.load_balancers.is_empty(),
+            PRODUCTION_TRAFFIC_SHIFT if l.production_shifted => {
                 !entered_now || svc.load_balancers.is_empty()
+            }
+            PRODUCTION_TRAFFIC_SHIFT => {
+                // LINEAR or CANARY: the next step once this one has baked.
+                let steps = svc
+                    .deployment_config
+                    .blue_green
+                    .as_ref()
+                    .and_then(|b| b.steps.clone());
+                let bake = steps.as_ref().map_or(0, |t| t.bake_minutes.max(0));
+                let d = &mut svc.deployments[0];
+                if let (Some(l), true) = (
+                    d.blue_green.as_mut(),
+                    now >= l.step_since.saturating_add(i64::from(bake) * 60_000),
+                ) {
+                    let next = match steps {
+                        Some(t) if t.linear => l.production_percent + t.percent,
+                        _ => 100.0,
+                    };
+                    l.production_percent = next.min(100.0);
+                    l.production_shifted = next >= 100.0 - 1e-9;
+                    l.step_since = now;
+                    d.updated_at = now;
+                }
+                false
             }
             BAKE_TIME => {
                 let bake = svc
@@ -467,7 +522,24 @@ pub(super) fn plan<'t, R: Rng + ?Sized>(
         l.stage = next.into();
         l.since = now;
         l.test_shifted |= next == TEST_TRAFFIC_SHIFT;
-        l.production_shifted |= next == PRODUCTION_TRAFFIC_SHIFT;
+        if next == PRODUCTION_TRAFFIC_SHIFT {
+            // All at once, or the first step of LINEAR or CANARY.
+            match svc
+                .deployment_config
+                .blue_green
+                .as_ref()
+                .and_then(|b| b.steps.as_ref())
+            {
+                Some(t) if t.percent < 100.0 && !svc.load_balancers.is_empty() => {
+                    l.production_percent = t.percent;
+                    l.step_since = now;
+                }
+                _ => {
+                    l.production_percent = 100.0;
+                    l.production_shifted = true;
+                }
+            }
+        }
         entered_now = true;
     }
     if let Some(reason) = rolled_back {
@@ -493,13 +565,23 @@ pub(super) fn plan<'t, R: Rng + ?Sized>(
     let still_green = svc.deployments[0].id == green;
     let reason = format!("Scaling activity initiated by (deployment {green})");
     if still_green {
-        // Strays go at once; blue only at CLEAN_UP.
+        // Strays go at once; blue only at CLEAN_UP, or what a lowered
+        // desired count leaves in excess.
         let cleaning = stage >= stage_index(CLEAN_UP);
-        let going: Vec<&TaskRecord> = tasks
+        let mut going: Vec<&TaskRecord> = tasks
             .iter()
             .filter(|t| wanted(t) && !of(t, &green) && !stopping.contains(t.id.as_str()))
             .filter(|t| stray(t) || cleaning)
             .collect();
+        if let (Some(b), false) = (&blue, cleaning) {
+            let mut kept: Vec<&TaskRecord> = tasks
+                .iter()
+                .filter(|t| of(t, b) && wanted(t) && !stopping.contains(t.id.as_str()))
+                .collect();
+            stop_preference(&mut kept, &is_healthy);
+            let excess = kept.len().saturating_sub(desired);
+            going.extend(kept.into_iter().take(excess));
+        }
         for t in going {
             stop.push(StopOrder {
                 task_id: t.id.clone(),
@@ -521,7 +603,14 @@ pub(super) fn plan<'t, R: Rng + ?Sized>(
                     reason: reason.clone(),
                 });
             }
-            let count = desired - keep.len();
+            // Tasks stopping (now or before) hold their slots until
+            // STOPPED, as in a rolling deployment; blue and green together
+            // stay within twice the desired count (or maximumPercent).
+            let live_green = tasks.iter().filter(|t| of(t, &green) && live(t)).count();
+            let live_all = tasks.iter().filter(|t| live(t)).count();
+            let percent = svc.deployment_config.maximum_percent.max(200) as usize;
+            let room = (desired * percent / 100).saturating_sub(live_all);
+            let count = desired.saturating_sub(live_green).min(room);
             if count > 0 && now >= svc.throttle.until {
                 start.push(Start {
                     deployment: green.clone(),

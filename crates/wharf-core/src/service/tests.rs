@@ -643,6 +643,7 @@ mod blue_green {
         s.deployment_config.blue_green = Some(BlueGreenConfig {
             bake_time_minutes: bake,
             hooks,
+            steps: None,
         });
         s.load_balancers = vec![ecs::LoadBalancer {
             target_group_arn: Some(BLUE_TG.into()),
@@ -847,6 +848,75 @@ mod blue_green {
         w.run(5);
         assert_eq!(w.running("td:1"), 0);
         assert_eq!(history_status(&w), "SUCCESSFUL");
+    }
+
+    /// Green's share (percent, rounded) of production's weights.
+    fn green_share(w: &World, green: &str) -> u32 {
+        let groups = route(w, PROD);
+        let total: u32 = groups.iter().map(|(_, n)| n).sum();
+        let g = groups.iter().find(|(tg, _)| tg == green).unwrap().1;
+        (g * 100 + total / 2) / total
+    }
+
+    #[test]
+    fn linear_and_canary_move_production_in_steps() {
+        for (linear, percent, expect) in [
+            (true, 30.0, vec![30, 60, 90, 100]),
+            (false, 5.0, vec![5, 100]),
+        ] {
+            let mut w = world(vec![], 0);
+            w.svc.deployment_config.blue_green.as_mut().unwrap().steps = Some(TrafficSteps {
+                linear,
+                percent,
+                bake_minutes: 1,
+            });
+            w.svc.deploy(w.now, "td:2", &mut StdRng::seed_from_u64(3));
+            w.run(12);
+            assert_eq!(stage(&w), "PRODUCTION_TRAFFIC_SHIFT");
+            let mut seen = vec![green_share(&w, GREEN_TG)];
+            for _ in 0..5 {
+                w.now += 60_000;
+                w.run(2);
+                let share = if stage(&w) == "PRODUCTION_TRAFFIC_SHIFT" {
+                    green_share(&w, GREEN_TG)
+                } else {
+                    100
+                };
+                if seen.last() != Some(&share) {
+                    seen.push(share);
+                }
+                // Blue serves its share until the last step.
+                if share < 100 {
+                    assert_eq!(w.running("td:1"), 3, "linear {linear}: {seen:?}");
+                }
+            }
+            assert_eq!(seen, expect, "linear {linear}");
+            w.run(5);
+            assert_eq!(history_status(&w), "SUCCESSFUL");
+            assert_eq!(w.running("td:1"), 0);
+            assert_eq!(route(&w, PROD), to(GREEN_TG));
+        }
+    }
+
+    #[test]
+    fn a_tripped_breaker_goes_back_to_blue_even_without_rollback() {
+        let mut w = world(vec![], 0);
+        w.svc.deployment_config.circuit_breaker = true;
+        w.svc.deployment_config.rollback = false;
+        w.broken.push("td:bad".into());
+        w.seen.clear();
+        w.svc.deploy(w.now, "td:bad", &mut StdRng::seed_from_u64(3));
+        w.run(40);
+        assert_eq!(history_status(&w), "ROLLBACK_SUCCESSFUL");
+        assert_eq!(w.svc.task_definition, "td:1");
+        assert_eq!(w.running("td:1"), 3);
+        assert_eq!(w.svc.deployments.len(), 1);
+        assert_eq!(route(&w, PROD), to(BLUE_TG));
+        assert!(
+            w.seen.iter().all(|(_, healthy)| *healthy >= 3),
+            "{:?}",
+            w.seen
+        );
     }
 
     #[test]
