@@ -165,6 +165,15 @@ def test_blue_green_shifts_test_then_production_traffic_and_rolls_back_at_a_hook
         wait_for(lambda: current_deployment(ecs, "bg")["status"] == "SUCCESSFUL", "the canary to finish", timeout=150)
         assert answers(prod_port) == {"v4"}
         wait_for(lambda: versions_running(ecs, "bg") == ["4", "4"], "v2 to be cleaned up")
+        # Back to ROLLING only onto the group production reaches (blue's now).
+        for balancers, message in [
+            (None, "advancedConfiguration applies"),
+            ([{"targetGroupArn": green, "containerName": "web", "containerPort": 80}], "Production traffic goes to"),
+        ]:
+            with pytest.raises(ClientError) as e:
+                ecs.update_service(service="bg", deploymentConfiguration={"strategy": "ROLLING"},
+                                   **({"loadBalancers": balancers} if balancers else {}))
+            assert message in e.value.response["Error"]["Message"], e.value.response["Error"]
         time.sleep(2)
     finally:
         load.stop()
@@ -203,6 +212,11 @@ def test_blue_green_requests_are_checked(wharf):
          lbs(alternateTargetGroupArn=green, productionListenerRule=rule), "canaryPercent"),
         ({"strategy": "LINEAR", "linearConfiguration": {"stepPercent": 10.05}},
          lbs(alternateTargetGroupArn=green, productionListenerRule=rule), "stepPercent"),
+        ({"strategy": "FOO"}, lbs(), "strategy FOO"),
+        ({**bg, "lifecycleHooks": [{"targetType": "PAUSE", "lifecycleStages": ["CLEAN_UP"]}]},
+         lbs(alternateTargetGroupArn=green, productionListenerRule=rule), "CLEAN_UP is not a lifecycle stage"),
+        (bg, lbs(alternateTargetGroupArn=green, productionListenerRule=rule, testListenerRule=rule),
+         "testListenerRule must differ"),
         ({**bg, "linearConfiguration": {"stepPercent": 10}},
          lbs(alternateTargetGroupArn=green, productionListenerRule=rule), "linearConfiguration applies"),
     ]:

@@ -190,9 +190,14 @@ pub async fn reconcile(
             && p.stop.is_empty()
             && p.service == v.value
             && at_rest(&v.value, &mine, &lb, now, settings);
-        if let Some(svc) = apply(c, v, p, &mine, now, rng).await? {
-            route(c, &svc).await?;
+        // Traffic first: the listener rules forward as the planned record
+        // says before its stops (blue's at CLEAN_UP, green's on a
+        // rollback) take effect; a rule changed under us is retried.
+        if !route(c, &p.service).await? {
+            rest = false;
+            continue;
         }
+        apply(c, v, p, &mine, now, rng).await?;
     }
     Ok(rest)
 }
@@ -206,10 +211,11 @@ fn scope_of(arn: &str) -> Scope {
 }
 
 /// Makes a blue/green service's listener rules forward as its record says
-/// (`blue_green::traffic`): each pass, so a write lost to a crash or a
-/// concurrent change is made on the next.
-async fn route(c: &Control, svc: &ServiceRecord) -> ApiResult<()> {
+/// (`blue_green::traffic`), on every pass that plans it, so a write lost to
+/// a crash is made on the next. False when a rule changed under the write.
+async fn route(c: &Control, svc: &ServiceRecord) -> ApiResult<bool> {
     use wharf_lb::registry::{set_forward, Forwarded};
+    let mut all = true;
     for r in wharf_core::service::blue_green::traffic(svc) {
         match set_forward(c.store.as_ref(), &r.rule, &r.groups)
             .await
@@ -223,14 +229,15 @@ async fn route(c: &Control, svc: &ServiceRecord) -> ApiResult<()> {
             Forwarded::Changed => {
                 tracing::info!(service = %svc.arn, rule = %r.rule, groups = ?r.groups, "shifted traffic")
             }
+            Forwarded::Conflict => all = false,
             Forwarded::Unchanged => {}
         }
     }
-    Ok(())
+    Ok(all)
 }
 
-/// Applies a plan; the service record as the store now holds it, or None
-/// when a concurrent write won (the next pass re-plans).
+/// Applies a plan, unless a concurrent write to the service wins (the next
+/// pass re-plans from it).
 async fn apply(
     c: &Control,
     v: Versioned<ServiceRecord>,
@@ -238,7 +245,7 @@ async fn apply(
     tasks: &[TaskRecord],
     now: i64,
     rng: &mut StdRng,
-) -> ApiResult<Option<ServiceRecord>> {
+) -> ApiResult<()> {
     let Plan {
         service: mut svc,
         start,
@@ -256,13 +263,18 @@ async fn apply(
             if !request_stop(&mut t.value, now, STOP_SCHEDULER, &order.reason) {
                 break;
             }
-            if commit(
-                c.store.as_ref(),
-                Txn::new().when(t.unchanged()).then(t.put()),
-            )
-            .await?
-            {
+            // Only while the service is as the plan read it: a stale plan
+            // must not stop the tasks a concurrent rollback keeps.
+            let txn = Txn::new()
+                .when(t.unchanged())
+                .when(v.unchanged())
+                .then(t.put());
+            if commit(c.store.as_ref(), txn).await? {
                 break;
+            }
+            let current = records::get::<ServiceRecord>(c.store.as_ref(), &v.key).await?;
+            if current.is_none_or(|s| s.mod_revision != v.mod_revision) {
+                return Ok(());
             }
         }
     }
@@ -275,11 +287,9 @@ async fn apply(
             .when(v.unchanged())
             .then(records::put(&v.key, &svc));
         // A concurrent UpdateService wins; the next pass re-plans from it.
-        if !commit(c.store.as_ref(), txn).await? {
-            return Ok(None);
-        }
+        commit(c.store.as_ref(), txn).await?;
     }
-    Ok(Some(svc))
+    Ok(())
 }
 
 /// Starts a plan's tasks through the same placement engine as RunTask, and

@@ -873,6 +873,10 @@ fn failures_and_breaker<'t, R: Rng + ?Sized>(
                 },
                 Some("ECS deployment circuit breaker: tasks failed to start.".into()),
             );
+            // A blue/green deployment with no blue to go back to ends here.
+            if let Some(l) = svc.deployments[0].blue_green.as_mut() {
+                l.done = true;
+            }
         }
     }
 
@@ -944,7 +948,7 @@ pub fn plan<R: Rng + ?Sized>(
 
     let mut stopping = failures_and_breaker(&mut svc, tasks, lb, now, s, &mut stop, rng);
     if blue_green::in_progress(&svc) {
-        return blue_green::plan(svc, tasks, lb, now, s, stop, stopping, rng);
+        return blue_green::plan(svc, tasks, instances, lb, now, s, stop, stopping, rng);
     }
 
     let primary = svc.deployments[0].id.clone();

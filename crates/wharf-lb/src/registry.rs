@@ -214,6 +214,8 @@ pub enum Forwarded {
     Missing,
     Unchanged,
     Changed,
+    /// The record changed since it was read: try again.
+    Conflict,
 }
 
 /// The listener a listener ARN or a listener's default rule ARN names,
@@ -280,8 +282,7 @@ pub async fn forward_of(
 /// Makes the forward action of a listener rule (a default rule included)
 /// or of a listener (an NLB's, by its ARN) send to `groups` by weight,
 /// keeping its group stickiness: how ECS shifts a blue/green service's
-/// traffic. Compare-and-swap: a concurrent change makes it `Unchanged`
-/// for the caller to try again on its next pass.
+/// traffic. Compare-and-swap: a concurrent change is a `Conflict`.
 pub async fn set_forward(
     store: &dyn Store,
     arn: &str,
@@ -343,7 +344,7 @@ pub async fn set_forward(
     Ok(
         match typed::commit(store, Txn::new().when(guard).then(op)).await? {
             true => Forwarded::Changed,
-            false => Forwarded::Unchanged,
+            false => Forwarded::Conflict,
         },
     )
 }

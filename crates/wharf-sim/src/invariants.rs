@@ -305,13 +305,23 @@ fn serving_kept(w: &World, s: &crate::world::Service, plan: &Plan) {
     if !still {
         return;
     }
+    // Health-check stops aside; a draining host's tasks move while the
+    // healthy stay at the minimum; anything else only as excess.
+    let moving = |o: &&service::StopOrder| o.reason == "Container instance is not ACTIVE";
     let stops: BTreeSet<&str> = plan
         .stop
         .iter()
         .filter(|o| {
             o.reason != service::UNHEALTHY_REASON
                 && !o.reason.starts_with(service::ELB_UNHEALTHY_REASON)
+                && !moving(o)
         })
+        .map(|o| o.task_id.as_str())
+        .collect();
+    let moved: BTreeSet<&str> = plan
+        .stop
+        .iter()
+        .filter(moving)
         .map(|o| o.task_id.as_str())
         .collect();
     let serving_wanted: Vec<&TaskRecord> = s
@@ -323,16 +333,34 @@ fn serving_kept(w: &World, s: &crate::world::Service, plan: &Plan) {
         .iter()
         .filter(|t| stops.contains(t.id.as_str()))
         .count();
-    // Only what a lowered desired count leaves in excess may go.
-    let floor = serving_wanted
-        .len()
-        .min(plan.service.desired_count.max(0) as usize);
-    if serving_wanted.len() - stopped < floor {
+    let moved_here = serving_wanted
+        .iter()
+        .filter(|t| moved.contains(t.id.as_str()))
+        .count();
+    // Stops and moves are distinct orders: what is neither stays.
+    let staying = serving_wanted.len() - moved_here;
+    let floor = staying.min(plan.service.desired_count.max(0) as usize);
+    if staying.saturating_sub(stopped) < floor {
         w.fail(format!(
             "{}: blue/green stops {stopped} of the {} tasks of {serving}, which production traffic still reaches (desired {})",
             s.rec.name,
             serving_wanted.len(),
             plan.service.desired_count
+        ));
+    }
+    let healthy_left = serving_wanted
+        .iter()
+        .filter(|t| service::healthy(t, w.now, &settings()))
+        .filter(|t| !moved.contains(t.id.as_str()) && !stops.contains(t.id.as_str()))
+        .count();
+    let moved_healthy = serving_wanted
+        .iter()
+        .any(|t| moved.contains(t.id.as_str()) && service::healthy(t, w.now, &settings()));
+    if moved_healthy && healthy_left < min_healthy(&plan.service) {
+        w.fail(format!(
+            "{}: blue/green moves healthy tasks of {serving} off draining hosts leaving {healthy_left} healthy (minimum {})",
+            s.rec.name,
+            min_healthy(&plan.service)
         ));
     }
 }

@@ -216,6 +216,12 @@ fn blue_green_config(
     use ecs::DeploymentStrategy as S;
     let was = current.and_then(|c| c.blue_green.clone());
     let strategy = match given.and_then(|g| g.strategy.clone()) {
+        Some(s) if !s.is_known() => {
+            return Err(invalid(format!(
+                "strategy {} is not one of ROLLING, BLUE_GREEN, LINEAR, CANARY.",
+                s.as_str()
+            )))
+        }
         Some(s) => s,
         None => match was.as_ref().map(|w| w.steps.as_ref().map(|t| t.linear)) {
             None => S::Rolling,
@@ -279,6 +285,24 @@ fn blue_green_config(
         }
         if h.lifecycle_stages.as_ref().is_none_or(|s| s.is_empty()) {
             return Err(invalid("A lifecycle hook must name its lifecycleStages."));
+        }
+        if let Some(bad) = h.lifecycle_stages.iter().flatten().find(|s| !s.is_known()) {
+            return Err(invalid(format!(
+                "{} is not a lifecycle stage a hook can run at.",
+                bad.as_str()
+            )));
+        }
+        if let Some(a) = h
+            .timeout_configuration
+            .as_ref()
+            .and_then(|t| t.action.as_ref())
+        {
+            if !a.is_known() {
+                return Err(invalid(format!(
+                    "timeoutConfiguration.action {} is not one of ROLLBACK, CONTINUE.",
+                    a.as_str()
+                )));
+            }
         }
         if let Some(t) = h
             .timeout_configuration
@@ -476,6 +500,26 @@ pub(crate) async fn check_load_balancers(
     Ok(())
 }
 
+/// A service may go from blue/green back to ROLLING between deployments,
+/// and only onto the target groups production traffic reaches now: the
+/// rolling deployment's tasks register there, and nothing moves traffic.
+fn leave_blue_green(svc: &ServiceRecord, lbs: &[ecs::LoadBalancer]) -> ApiResult<()> {
+    use wharf_core::service::blue_green;
+    if blue_green::active(svc) {
+        return Err(invalid(
+            "A blue/green deployment is in progress: the strategy can change once it has finished.",
+        ));
+    }
+    for (lb, serving) in lbs.iter().zip(blue_green::serving_groups(svc)) {
+        if let Some(serving) = serving.filter(|s| lb.target_group_arn.as_ref() != Some(s)) {
+            return Err(invalid(format!(
+                "Production traffic goes to target group {serving}: a ROLLING service's targetGroupArn must be it."
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A blue/green load balancer's pair of target groups and its listener
 /// rules: the alternate group exists, suits the same tasks and is free
 /// for this load balancer; each rule (or NLB listener) exists and forwards
@@ -516,6 +560,11 @@ async fn check_blue_green_pair(
     let production = adv.production_listener_rule.as_deref().ok_or_else(|| {
         invalid("advancedConfiguration.productionListenerRule must be specified.")
     })?;
+    if adv.test_listener_rule.as_deref() == Some(production) {
+        return Err(invalid(
+            "testListenerRule must differ from productionListenerRule.",
+        ));
+    }
     let mut balancer: Option<String> = None;
     for (member, rule) in [
         ("productionListenerRule", Some(production)),
@@ -906,6 +955,9 @@ pub async fn update(
             };
             let lbs = lbs.unwrap_or(&svc.load_balancers);
             check_load_balancers(c, x, lbs, &def, blue_green).await?;
+            if was_blue_green && !blue_green {
+                leave_blue_green(svc, lbs)?;
+            }
             redeploy |= *lbs != svc.load_balancers;
             svc.load_balancers = lbs.clone();
         }
@@ -1293,6 +1345,12 @@ pub async fn continue_deployment(
     r: ecs::ContinueServiceDeploymentRequest,
 ) -> ApiResult<ecs::ContinueServiceDeploymentResponse> {
     use wharf_core::service::blue_green::{continue_hook, ContinueError};
+    if let Some(a) = r.action.as_ref().filter(|a| !a.is_known()) {
+        return Err(invalid(format!(
+            "action {} is not one of CONTINUE, ROLLBACK.",
+            a.as_str()
+        )));
+    }
     let roll_back = r.action == Some(ecs::DeploymentLifecycleHookAction::Rollback);
     let mut rng = rand::rngs::StdRng::from_entropy();
     change_deployment(c, x, &r.service_deployment_arn, |svc, status| {

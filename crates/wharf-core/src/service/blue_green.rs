@@ -60,6 +60,10 @@ pub struct Lifecycle {
     pub production_percent: f64,
     #[serde(default)]
     pub step_since: Millis,
+    /// RECONCILE_SERVICE found tasks of neither blue nor green to stop:
+    /// then (only) its hooks run.
+    #[serde(default)]
+    pub reconciled: bool,
     /// Every hook run so far, in the order they ran.
     pub hooks: Vec<HookRecord>,
 }
@@ -119,10 +123,32 @@ pub fn serving(svc: &ServiceRecord) -> Option<&DeploymentRecord> {
 /// The target group deployment `d` registers its tasks with for the
 /// service's `i`th load balancer.
 fn group_of(svc: &ServiceRecord, d: &DeploymentRecord, i: usize) -> Option<String> {
+    let revision = || {
+        // A deployment of the rolling days: the groups it was deployed with.
+        let h = svc.history.iter().find(|h| h.id == d.service_deployment)?;
+        h.revision
+            .as_ref()?
+            .load_balancers
+            .get(i)?
+            .target_group_arn
+            .clone()
+    };
     d.blue_green
         .as_ref()
         .and_then(|l| l.target_groups.get(i).cloned())
+        .or_else(revision)
         .or_else(|| svc.load_balancers.get(i)?.target_group_arn.clone())
+}
+
+/// The target group production traffic reaches for each of the service's
+/// load balancers now.
+pub fn serving_groups(svc: &ServiceRecord) -> Vec<Option<String>> {
+    let Some(d) = serving(svc) else {
+        return vec![];
+    };
+    (0..svc.load_balancers.len())
+        .map(|i| group_of(svc, d, i))
+        .collect()
 }
 
 /// The pair of target groups of a load balancer entry, and the one of the
@@ -178,6 +204,7 @@ pub(super) fn begin(svc: &mut ServiceRecord, now: Millis) {
         production_shifted: false,
         production_percent: 0.0,
         step_since: now,
+        reconciled: false,
         hooks: vec![],
     });
 }
@@ -417,6 +444,7 @@ pub(super) fn rollback<R: Rng + ?Sized>(
 pub(super) fn plan<'t, R: Rng + ?Sized>(
     mut svc: ServiceRecord,
     tasks: &'t [TaskRecord],
+    instances: &[InstanceRecord],
     lb: &dyn Fn(&TaskRecord) -> LbHealth,
     now: Millis,
     s: &Settings,
@@ -437,6 +465,17 @@ pub(super) fn plan<'t, R: Rng + ?Sized>(
     // Tasks of neither green nor blue (a deployment superseded midway).
     let stray = |t: &TaskRecord| !of(t, &green) && blue.as_deref().is_none_or(|b| !of(t, b));
     let has_stray = tasks.iter().any(|t| live(t) && stray(t));
+    let active_instance = |t: &TaskRecord| {
+        t.instance_id
+            .as_deref()
+            .and_then(|id| instances.iter().find(|i| i.id == id))
+            .is_some_and(|i| i.status == "ACTIVE")
+    };
+    if has_stray {
+        if let Some(l) = svc.deployments[0].blue_green.as_mut() {
+            l.reconciled |= l.stage == RECONCILE_SERVICE;
+        }
+    }
 
     let mut entered_now = false;
     let mut rolled_back = None;
@@ -496,8 +535,7 @@ pub(super) fn plan<'t, R: Rng + ?Sized>(
         // RECONCILE_SERVICE happens only when there was something to
         // reconcile; a first deployment has no blue to hold for (or to
         // roll back to), so its hooks and bake time do not apply.
-        let skip_hooks =
-            blue.is_none() || (stage == RECONCILE_SERVICE && l.hooks.is_empty() && !has_stray);
+        let skip_hooks = blue.is_none() || (stage == RECONCILE_SERVICE && !l.reconciled);
         if !skip_hooks {
             match run_hooks(&mut svc, now, rng) {
                 Hooks::Passed => {}
@@ -565,29 +603,82 @@ pub(super) fn plan<'t, R: Rng + ?Sized>(
     let still_green = svc.deployments[0].id == green;
     let reason = format!("Scaling activity initiated by (deployment {green})");
     if still_green {
-        // Strays go at once; blue only at CLEAN_UP, or what a lowered
-        // desired count leaves in excess.
         let cleaning = stage >= stage_index(CLEAN_UP);
-        let mut going: Vec<&TaskRecord> = tasks
+        let mut going: Vec<(&TaskRecord, String)> = vec![];
+        let retire = |t: &TaskRecord| !active_instance(t);
+        let moved = || "Container instance is not ACTIVE".to_string();
+        // What production reaches keeps its minimum healthy while a
+        // draining host's tasks move, as in a rolling deployment.
+        let serving_id = serving(&svc).map(|d| d.id.clone()).unwrap_or_default();
+        let min_healthy =
+            (desired * svc.deployment_config.minimum_healthy_percent.max(0) as usize).div_ceil(100);
+        let mut serving_healthy = tasks
             .iter()
-            .filter(|t| wanted(t) && !of(t, &green) && !stopping.contains(t.id.as_str()))
-            .filter(|t| stray(t) || cleaning)
-            .collect();
+            .filter(|t| of(t, &serving_id) && !stopping.contains(t.id.as_str()) && is_healthy(t))
+            .count();
+        for t in tasks
+            .iter()
+            .filter(|t| wanted(t) && !stopping.contains(t.id.as_str()))
+        {
+            let blue_task = blue.as_deref().is_some_and(|b| of(t, b));
+            if stray(t) {
+                // A deployment superseded midway: it goes at once.
+                going.push((t, reason.clone()));
+            } else if retire(t) {
+                if of(t, &serving_id) && is_healthy(t) {
+                    if serving_healthy <= min_healthy {
+                        continue;
+                    }
+                    serving_healthy -= 1;
+                }
+                going.push((t, moved()));
+            } else if blue_task && cleaning && !t.protected(now) {
+                // Blue goes at CLEAN_UP; a protected task waits for its
+                // protection to lapse.
+                going.push((t, reason.clone()));
+            }
+        }
+        // Beyond what a lowered desired count leaves, blue's excess goes.
         if let (Some(b), false) = (&blue, cleaning) {
             let mut kept: Vec<&TaskRecord> = tasks
                 .iter()
                 .filter(|t| of(t, b) && wanted(t) && !stopping.contains(t.id.as_str()))
+                .filter(|t| !retire(t))
                 .collect();
             stop_preference(&mut kept, &is_healthy);
             let excess = kept.len().saturating_sub(desired);
-            going.extend(kept.into_iter().take(excess));
+            going.extend(kept.into_iter().take(excess).map(|t| (t, reason.clone())));
         }
-        for t in going {
+        for (t, why) in going {
             stop.push(StopOrder {
                 task_id: t.id.clone(),
-                reason: reason.clone(),
+                reason: why,
             });
             stopping.insert(t.id.as_str());
+        }
+        // Tasks stopping (now or before) hold their slots until STOPPED,
+        // as in a rolling deployment; blue and green together stay within
+        // twice the desired count (or maximumPercent).
+        let percent = svc.deployment_config.maximum_percent.max(200) as usize;
+        let mut room =
+            (desired * percent / 100).saturating_sub(tasks.iter().filter(|t| live(t)).count());
+        let throttled = now < svc.throttle.until;
+        // Blue keeps the desired count while it may serve again: lost
+        // tasks are replaced until CLEAN_UP.
+        if let (Some(b), false, false) = (&blue, cleaning, throttled) {
+            if let Some(d) = svc.deployments.iter().find(|d| &d.id == b) {
+                let live_blue = tasks.iter().filter(|t| of(t, b) && live(t)).count();
+                let count = desired.saturating_sub(live_blue).min(room);
+                if count > 0 {
+                    room -= count;
+                    start.push(Start {
+                        deployment: b.clone(),
+                        task_definition: d.task_definition.clone(),
+                        count,
+                        instance: None,
+                    });
+                }
+            }
         }
         // From SCALE_UP on, green runs the desired count in full.
         if stage >= stage_index(SCALE_UP) {
@@ -603,15 +694,9 @@ pub(super) fn plan<'t, R: Rng + ?Sized>(
                     reason: reason.clone(),
                 });
             }
-            // Tasks stopping (now or before) hold their slots until
-            // STOPPED, as in a rolling deployment; blue and green together
-            // stay within twice the desired count (or maximumPercent).
             let live_green = tasks.iter().filter(|t| of(t, &green) && live(t)).count();
-            let live_all = tasks.iter().filter(|t| live(t)).count();
-            let percent = svc.deployment_config.maximum_percent.max(200) as usize;
-            let room = (desired * percent / 100).saturating_sub(live_all);
             let count = desired.saturating_sub(live_green).min(room);
-            if count > 0 && now >= svc.throttle.until {
+            if count > 0 && !throttled {
                 start.push(Start {
                     deployment: green.clone(),
                     task_definition: svc.deployments[0].task_definition.clone(),
@@ -659,7 +744,8 @@ pub(super) fn plan<'t, R: Rng + ?Sized>(
             }
         }
     }
-    let settled = !in_progress(&svc) && stop.is_empty() && start.is_empty();
+    let settled =
+        !in_progress(&svc) && svc.deployments.len() == 1 && stop.is_empty() && start.is_empty();
     mark_steady(
         &mut svc,
         settled,
@@ -715,6 +801,12 @@ pub fn continue_hook<R: Rng + ?Sized>(
     } else {
         hook.status = "SUCCEEDED".into();
         p.updated_at = now;
+        // DescribeServiceDeployments shows it at once.
+        let (serving, lifecycle) = (p.service_deployment.clone(), p.blue_green.clone());
+        if let Some(h) = svc.history.iter_mut().find(|h| h.id == serving) {
+            h.lifecycle = lifecycle;
+            h.updated_at = now;
+        }
         svc.steady = false;
         svc.event(
             now,

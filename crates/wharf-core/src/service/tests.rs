@@ -144,10 +144,16 @@ impl World {
         }
         for s in &p.start {
             for n in 0..s.count {
+                // Placement takes ACTIVE instances only.
+                let active: Vec<&InstanceRecord> = self
+                    .instances
+                    .iter()
+                    .filter(|i| i.status == "ACTIVE")
+                    .collect();
                 let inst = s
                     .instance
                     .clone()
-                    .unwrap_or_else(|| self.instances[n % self.instances.len()].id.clone());
+                    .unwrap_or_else(|| active[n % active.len()].id.clone());
                 let t = self.task(&s.deployment, &s.task_definition, &inst);
                 self.tasks.push(t);
             }
@@ -172,6 +178,20 @@ impl World {
         for _ in 0..steps {
             self.step();
         }
+    }
+
+    /// A RUNNING task of `td` exits (its essential container stopped).
+    fn crash_one(&mut self, td: &str) {
+        let now = self.now;
+        let victim = self
+            .tasks
+            .iter_mut()
+            .find(|t| t.task_definition_arn == td && t.last_status == TaskStatus::Running)
+            .unwrap();
+        victim.last_status = TaskStatus::Stopped;
+        victim.desired_status = DesiredStatus::Stopped;
+        victim.stop_code = Some(STOP_ESSENTIAL_EXITED.into());
+        victim.stopping_at = Some(now);
     }
 
     fn running(&self, td: &str) -> usize {
@@ -209,15 +229,7 @@ fn reaches_desired_count_and_steady_state() {
 fn replaces_a_task_that_dies() {
     let mut w = World::new(service(3, 100, 200));
     w.run(6);
-    let victim = w
-        .tasks
-        .iter_mut()
-        .find(|t| t.last_status == TaskStatus::Running)
-        .unwrap();
-    victim.last_status = TaskStatus::Stopped;
-    victim.desired_status = DesiredStatus::Stopped;
-    victim.stop_code = Some(STOP_ESSENTIAL_EXITED.into());
-    victim.stopping_at = Some(w.now);
+    w.crash_one("td:1");
     w.run(4);
     assert_eq!(w.running("td:1"), 3);
 }
@@ -719,14 +731,20 @@ mod blue_green {
         assert_eq!(route(&w, PROD), to(BLUE_TG));
     }
 
-    #[test]
-    fn a_pause_hook_holds_its_stage_until_continued() {
+    /// td:2 deployed and paused at POST_SCALE_UP, both revisions running.
+    fn paused_after_scale_up() -> World {
         let mut w = world(
             vec![pause(ecs::DeploymentLifecycleHookStage::PostScaleUp)],
             0,
         );
         w.svc.deploy(w.now, "td:2", &mut StdRng::seed_from_u64(3));
         w.run(15);
+        w
+    }
+
+    #[test]
+    fn a_pause_hook_holds_its_stage_until_continued() {
+        let mut w = paused_after_scale_up();
         assert_eq!(stage(&w), "POST_SCALE_UP");
         assert_eq!(w.running("td:1"), 3);
         assert_eq!(w.running("td:2"), 3);
@@ -899,6 +917,61 @@ mod blue_green {
     }
 
     #[test]
+    fn blue_is_kept_whole_while_it_serves_and_protection_holds_clean_up() {
+        let mut w = paused_after_scale_up();
+        assert_eq!(stage(&w), "POST_SCALE_UP");
+        // A blue task dies while the deployment waits: blue is made whole.
+        w.crash_one("td:1");
+        w.run(4);
+        assert_eq!(w.running("td:1"), 3);
+        // A protected blue task holds CLEAN_UP until its protection lapses.
+        let until = w.now + 60_000;
+        let kept = w
+            .tasks
+            .iter_mut()
+            .find(|t| t.task_definition_arn == "td:1" && t.last_status == TaskStatus::Running)
+            .unwrap();
+        kept.protected_until = Some(until);
+        let kept = kept.id.clone();
+        let hook = w.svc.primary().blue_green.as_ref().unwrap().hooks[0]
+            .id
+            .clone();
+        continue_hook(
+            &mut w.svc,
+            &hook,
+            false,
+            w.now,
+            &mut StdRng::seed_from_u64(5),
+        )
+        .unwrap();
+        w.run(10);
+        assert_eq!(stage(&w), "CLEAN_UP");
+        assert_eq!(w.running("td:1"), 1);
+        assert!(w
+            .tasks
+            .iter()
+            .any(|t| t.id == kept && t.desired_status == DesiredStatus::Running));
+        w.now = until;
+        w.run(4);
+        assert_eq!(w.running("td:1"), 0);
+        assert_eq!(history_status(&w), "SUCCESSFUL");
+    }
+
+    #[test]
+    fn a_draining_hosts_green_tasks_move() {
+        let mut w = world(vec![], 0);
+        w.instances.push(instance("i-3"));
+        w.instances[0].status = "DRAINING".into();
+        w.svc.deploy(w.now, "td:2", &mut StdRng::seed_from_u64(3));
+        w.run(20);
+        assert_eq!(w.running("td:2"), 3);
+        assert_eq!(history_status(&w), "SUCCESSFUL");
+        assert!(w.tasks.iter().all(
+            |t| t.instance_id.as_deref() != Some("i-1") || t.last_status == TaskStatus::Stopped
+        ));
+    }
+
+    #[test]
     fn a_tripped_breaker_goes_back_to_blue_even_without_rollback() {
         let mut w = world(vec![], 0);
         w.svc.deployment_config.circuit_breaker = true;
@@ -921,12 +994,7 @@ mod blue_green {
 
     #[test]
     fn a_deployment_superseded_midway_is_reconciled_away() {
-        let mut w = world(
-            vec![pause(ecs::DeploymentLifecycleHookStage::PostScaleUp)],
-            0,
-        );
-        w.svc.deploy(w.now, "td:2", &mut StdRng::seed_from_u64(3));
-        w.run(15);
+        let mut w = paused_after_scale_up();
         assert_eq!(w.running("td:2"), 3);
         // td:3 replaces td:2 before it took any traffic: td:2 goes, blue stays.
         w.svc.deploy(w.now, "td:3", &mut StdRng::seed_from_u64(4));
