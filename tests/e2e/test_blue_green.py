@@ -228,6 +228,16 @@ def test_blue_green_requests_are_checked(wharf):
         code = "UnsupportedFeatureException" if message == "AWS_LAMBDA" else "InvalidParameterException"
         assert err["Code"] == code and message in err["Message"], (cfg, err)
     assert ecs.list_services()["serviceArns"] == [], "a refused request writes nothing"
+    # One service shifts a rule's traffic.
+    ecs.create_service(serviceName="one", taskDefinition=td, desiredCount=0, deploymentConfiguration=bg,
+                       loadBalancers=lbs(alternateTargetGroupArn=green, productionListenerRule=rule))
+    with pytest.raises(ClientError) as e:
+        ecs.create_service(serviceName="two", taskDefinition=td, desiredCount=0, deploymentConfiguration=bg,
+                           loadBalancers=lbs(alternateTargetGroupArn=green, productionListenerRule=rule))
+    assert "already shifts the traffic of service" in e.value.response["Error"]["Message"]
+    # Its own update names its own rule.
+    ecs.update_service(service="one", loadBalancers=lbs(alternateTargetGroupArn=green, productionListenerRule=rule))
+    ecs.delete_service(service="one", force=True)
     with pytest.raises(ClientError) as e:
         ecs.continue_service_deployment(
             serviceDeploymentArn=f"arn:aws:ecs:{REGION}:000000000000:service-deployment/default/chk/123",

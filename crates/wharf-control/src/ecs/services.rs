@@ -403,7 +403,7 @@ pub(crate) async fn check_load_balancers(
     x: &Ctx,
     lbs: &[ecs::LoadBalancer],
     td: &ecs::TaskDefinition,
-    blue_green: bool,
+    blue_green: Option<&str>,
 ) -> ApiResult<()> {
     if lbs.len() > 5 {
         return Err(invalid("A service can have at most 5 load balancers."));
@@ -421,7 +421,7 @@ pub(crate) async fn check_load_balancers(
         if lb.load_balancer_name.is_some() {
             return Err(unsupported("Classic Load Balancers (loadBalancerName)"));
         }
-        match (&lb.advanced_configuration, blue_green) {
+        match (&lb.advanced_configuration, blue_green.is_some()) {
             (Some(_), false) => {
                 return Err(invalid(
                     "advancedConfiguration applies to the BLUE_GREEN deployment strategy only.",
@@ -457,7 +457,8 @@ pub(crate) async fn check_load_balancers(
             ))
         })?;
         if let Some(adv) = &lb.advanced_configuration {
-            check_blue_green_pair(c, x, arn, &group, adv, &usage).await?;
+            let owner = blue_green.unwrap_or_default();
+            check_blue_green_pair(c, x, owner, arn, &group, adv, &usage).await?;
         } else if !usage.contains_key(arn) {
             return Err(invalid(format!(
                 "The target group with targetGroupArn {arn} does not have an associated load balancer."
@@ -527,6 +528,7 @@ fn leave_blue_green(svc: &ServiceRecord, lbs: &[ecs::LoadBalancer]) -> ApiResult
 async fn check_blue_green_pair(
     c: &Control,
     x: &Ctx,
+    owner: &str,
     primary: &str,
     group: &wharf_lb::records::TargetGroupRecord,
     adv: &ecs::AdvancedConfiguration,
@@ -596,6 +598,28 @@ async fn check_blue_green_pair(
             _ => balancer = Some(lb_arn),
         }
     }
+    // One service moves a rule's traffic: two would undo each other.
+    let (services, _) = records::list::<ServiceRecord>(store, keys::SERVICES).await?;
+    let mine = [Some(production), adv.test_listener_rule.as_deref()];
+    for other in services.iter().map(|v| &v.value).filter(|s| {
+        s.arn != owner && s.status != "INACTIVE" && s.deployment_config.blue_green.is_some()
+    }) {
+        let theirs = other
+            .load_balancers
+            .iter()
+            .filter_map(|l| l.advanced_configuration.as_ref())
+            .flat_map(|a| [&a.production_listener_rule, &a.test_listener_rule])
+            .flatten();
+        if let Some(rule) = theirs
+            .into_iter()
+            .find(|r| mine.contains(&Some(r.as_str())))
+        {
+            return Err(invalid(format!(
+                "The listener rule {rule} already shifts the traffic of service {}.",
+                other.arn
+            )));
+        }
+    }
     let lb_arn = balancer.unwrap_or_default();
     for g in [primary, alternate] {
         if usage
@@ -654,12 +678,13 @@ pub async fn create(
         return Err(invalid("healthCheckGracePeriodSeconds must be 0 or more."));
     }
     let load_balancers = r.load_balancers.clone().unwrap_or_default();
+    let owner = x.scope.service(&cluster.value.name, &r.service_name);
     check_load_balancers(
         c,
         x,
         &load_balancers,
         &td.definition,
-        cfg.blue_green.is_some(),
+        cfg.blue_green.is_some().then_some(owner.as_str()),
     )
     .await?;
     let strategy = r.capacity_provider_strategy.as_deref();
@@ -954,7 +979,8 @@ pub async fn update(
                 }
             };
             let lbs = lbs.unwrap_or(&svc.load_balancers);
-            check_load_balancers(c, x, lbs, &def, blue_green).await?;
+            let owner = svc.arn.clone();
+            check_load_balancers(c, x, lbs, &def, blue_green.then_some(owner.as_str())).await?;
             if was_blue_green && !blue_green {
                 leave_blue_green(svc, lbs)?;
             }

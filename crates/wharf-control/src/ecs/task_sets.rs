@@ -94,7 +94,7 @@ pub async fn create(
         return Err(invalid("TaskDefinition is inactive"));
     }
     let load_balancers = r.load_balancers.clone().unwrap_or_default();
-    check_load_balancers(c, x, &load_balancers, &td.definition, false).await?;
+    check_load_balancers(c, x, &load_balancers, &td.definition, None).await?;
     let first = external_service(c, x, &r.cluster, &r.service).await?;
     let cluster = active_cluster(c, x, &first.value.cluster).await?;
     let (launch, providers) = super::capacity::resolve(
