@@ -452,17 +452,18 @@ fn deployment_load_balancers(
     svc: &ServiceRecord,
     d: Option<&wharf_core::service::DeploymentRecord>,
 ) -> Vec<wharf_model::ecs::LoadBalancer> {
-    let groups = d
-        .and_then(|d| d.blue_green.as_ref())
-        .map(|l| l.target_groups.as_slice())
-        .unwrap_or_default();
+    let blue_green = svc.deployment_config.blue_green.is_some();
     svc.load_balancers
         .iter()
         .enumerate()
         .map(|(i, lb)| {
             let mut lb = lb.clone();
-            if let Some(g) = groups.get(i) {
-                lb.target_group_arn = Some(g.clone());
+            // A blue/green service's deployment keeps the group it has
+            // (blue's, replaced while it may serve again, included).
+            if let (Some(d), true) = (d, blue_green || d.is_some_and(|d| d.blue_green.is_some())) {
+                if let Some(g) = wharf_core::service::blue_green::group_of(svc, d, i) {
+                    lb.target_group_arn = Some(g);
+                }
             }
             lb
         })

@@ -122,7 +122,7 @@ pub fn serving(svc: &ServiceRecord) -> Option<&DeploymentRecord> {
 
 /// The target group deployment `d` registers its tasks with for the
 /// service's `i`th load balancer.
-fn group_of(svc: &ServiceRecord, d: &DeploymentRecord, i: usize) -> Option<String> {
+pub fn group_of(svc: &ServiceRecord, d: &DeploymentRecord, i: usize) -> Option<String> {
     let revision = || {
         // A deployment of the rolling days: the groups it was deployed with.
         let h = svc.history.iter().find(|h| h.id == d.service_deployment)?;
