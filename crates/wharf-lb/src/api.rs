@@ -328,23 +328,13 @@ fn rule_to_wire(r: &RuleRecord) -> m::Rule {
 /// The default rule of a listener, as DescribeRules shows it.
 fn default_rule(l: &ListenerRecord) -> m::Rule {
     m::Rule {
-        rule_arn: Some(default_rule_arn(l)),
+        rule_arn: Some(l.default_rule_arn()),
         priority: Some("default".into()),
         conditions: Some(vec![]),
         actions: Some(l.default_actions.clone()),
         is_default: Some(true),
         transforms: None,
     }
-}
-
-/// A listener's default rule's ARN: the listener's, as a rule, with the
-/// listener's own id as the rule id.
-fn default_rule_arn(l: &ListenerRecord) -> String {
-    format!(
-        "{}/{}",
-        l.arn.replacen(":listener/", ":listener-rule/", 1),
-        l.id
-    )
 }
 
 /// The health-check protocol's defaults for a target group protocol.
@@ -1834,7 +1824,7 @@ impl Api<'_> {
             if let Some(l) =
                 get::<ListenerRecord>(self.lb, &keys::listener(&self.here(lb), listener)).await?
             {
-                if default_rule_arn(&l.value) == rule_arn {
+                if l.value.default_rule_arn() == rule_arn {
                     return Ok(RuleRef::Default(l));
                 }
             }

@@ -43,6 +43,15 @@ impl TargetGroupRecord {
 }
 
 impl ListenerRecord {
+    /// Its default rule's ARN: the listener's, as a rule, with the
+    /// listener's own id as the rule id.
+    pub fn default_rule_arn(&self) -> String {
+        format!(
+            "{}/{}",
+            self.arn.replacen(":listener/", ":listener-rule/", 1),
+            self.id
+        )
+    }
     /// Its load balancer's name as its keys hold it ([`scoped`]).
     pub fn scoped_load_balancer(&self) -> String {
         scoped(region_of(&self.arn), &self.load_balancer)

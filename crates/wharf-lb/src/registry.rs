@@ -240,9 +240,7 @@ async fn forwarder(store: &dyn Store, arn: &str) -> Result<Option<Forwarder>, St
         // A default rule: the listener's ARN as a rule, its id as the rule's.
         let l = typed::get::<ListenerRecord>(store, &keys::listener(&lb, listener)).await?;
         return Ok(l
-            .filter(|l| {
-                l.value.arn.replacen(":listener/", ":listener-rule/", 1) + "/" + &l.value.id == arn
-            })
+            .filter(|l| l.value.default_rule_arn() == arn)
             .map(Forwarder::Listener));
     }
     let r = typed::get::<RuleRecord>(store, &keys::rule(&lb, listener, id)).await?;
@@ -256,27 +254,29 @@ pub async fn forward_of(
     store: &dyn Store,
     arn: &str,
 ) -> Result<Option<(String, Vec<(String, u32)>)>, StoreError> {
-    let (listener_arn, actions) = match forwarder(store, arn).await? {
+    let (lb_arn, actions) = match forwarder(store, arn).await? {
         None => return Ok(None),
-        Some(Forwarder::Listener(l)) => (l.value.arn.clone(), l.value.default_actions),
-        Some(Forwarder::Rule(r)) => (r.value.listener_arn.clone(), r.value.actions),
+        Some(Forwarder::Listener(l)) => (l.value.load_balancer_arn, l.value.default_actions),
+        Some(Forwarder::Rule(r)) => {
+            // A rule's load balancer is its listener's.
+            let listener = match crate::arn::listener_parts(&r.value.listener_arn) {
+                Some((lb, id)) => {
+                    let key = keys::listener(&scoped(region_of(&r.value.listener_arn), lb), id);
+                    typed::get::<ListenerRecord>(store, &key).await?
+                }
+                None => None,
+            };
+            let Some(l) = listener else {
+                return Ok(None);
+            };
+            (l.value.load_balancer_arn, r.value.actions)
+        }
     };
-    let Some(groups) = actions
+    Ok(actions
         .iter()
         .find(|a| a.r#type == m::ActionTypeEnum::Forward)
         .and_then(|a| validate::forward_groups(a).ok())
-    else {
-        return Ok(None);
-    };
-    let Some((lb, id)) = crate::arn::listener_parts(&listener_arn) else {
-        return Ok(None);
-    };
-    let l = typed::get::<ListenerRecord>(
-        store,
-        &keys::listener(&scoped(region_of(&listener_arn), lb), id),
-    )
-    .await?;
-    Ok(l.map(|l| (l.value.load_balancer_arn, groups)))
+        .map(|groups| (lb_arn, groups)))
 }
 
 /// Makes the forward action of a listener rule (a default rule included)
@@ -317,25 +317,25 @@ pub async fn set_forward(
         out[at] = new;
         Some(out)
     };
-    let (guard, op, same) = match forwarder(store, arn).await? {
-        None => return Ok(Forwarded::Missing),
-        Some(Forwarder::Listener(mut l)) => {
-            let Some(actions) = shifted(&l.value.default_actions) else {
-                return Ok(Forwarded::Missing);
-            };
-            let same = actions == l.value.default_actions;
-            let guard = l.unchanged();
+    let Some(f) = forwarder(store, arn).await? else {
+        return Ok(Forwarded::Missing);
+    };
+    let current = match &f {
+        Forwarder::Listener(l) => &l.value.default_actions,
+        Forwarder::Rule(r) => &r.value.actions,
+    };
+    let Some(actions) = shifted(current) else {
+        return Ok(Forwarded::Missing);
+    };
+    let same = actions == *current;
+    let (guard, op) = match f {
+        Forwarder::Listener(mut l) => {
             l.value.default_actions = actions;
-            (guard, l.put(), same)
+            (l.unchanged(), l.put())
         }
-        Some(Forwarder::Rule(mut r)) => {
-            let Some(actions) = shifted(&r.value.actions) else {
-                return Ok(Forwarded::Missing);
-            };
-            let same = actions == r.value.actions;
-            let guard = r.unchanged();
+        Forwarder::Rule(mut r) => {
             r.value.actions = actions;
-            (guard, r.put(), same)
+            (r.unchanged(), r.put())
         }
     };
     if same {
