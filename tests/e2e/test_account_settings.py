@@ -42,7 +42,7 @@ def test_account_settings_api(wharf, ecs):
     refused(lambda: ecs.put_account_setting(name="guardDutyActivate", value="on"), "read-only")
     refused(lambda: ecs.put_account_setting(name="containerInsights", value="sometimes"), "Invalid value 'sometimes'")
     refused(lambda: ecs.put_account_setting(name="containerInsights", value="enabled",
-                                            principalArn="arn:aws:iam::000000000000:user/alice"), "only for the root")
+                                            principalArn="arn:aws:iam::000000000000:user/alice"), "must be the root")
     refused(lambda: ecs.put_account_setting_default(name="fargateFIPSMode", value="enabled"), "FIPS")
     assert ecs.list_account_settings()["settings"] == [], "nothing refused was stored"
 

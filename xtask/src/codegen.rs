@@ -48,6 +48,14 @@ pub const SERVICES: &[Service] = &[
         model: "elbv2-2015-12-01.service-2.json",
         module: "elbv2",
     },
+    Service {
+        model: "iam-2010-05-08.service-2.json",
+        module: "iam",
+    },
+    Service {
+        model: "sts-2011-06-15.service-2.json",
+        module: "sts",
+    },
 ];
 
 /// Shape names that would shadow std/prelude names the generated code uses.
@@ -261,11 +269,55 @@ pub fn generate(models_dir: &Path, service: &Service, workspace: &Path) -> Resul
     let path = models_dir.join(service.model);
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let root = json::parse(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mut root = json::parse(&text).with_context(|| format!("parsing {}", path.display()))?;
+    give_every_operation_an_input(&mut root);
     let (raw, notes) = render(service.model, &root)?;
     let code = rustfmt(&raw, workspace)
         .with_context(|| format!("formatting the code generated from {}", service.model))?;
     Ok(Generated { code, notes })
+}
+
+/// Some operations take nothing (IAM's `DeleteAccountPasswordPolicy`); each
+/// gets an empty `{Operation}Request` structure, so every operation has an
+/// input type to decode into.
+fn give_every_operation_an_input(root: &mut Json) {
+    let Json::Object(top) = root else { return };
+    let mut added = Vec::new();
+    for (key, value) in top.iter_mut() {
+        if key != "operations" {
+            continue;
+        }
+        let Json::Object(ops) = value else { continue };
+        for (name, op) in ops.iter_mut() {
+            let Json::Object(fields) = op else { continue };
+            if fields.iter().any(|(k, _)| k == "input") {
+                continue;
+            }
+            let shape = format!("{name}Request");
+            fields.push((
+                "input".into(),
+                Json::Object(vec![("shape".into(), Json::String(shape.clone()))]),
+            ));
+            added.push(shape);
+        }
+    }
+    for (key, value) in top.iter_mut() {
+        if key != "shapes" {
+            continue;
+        }
+        let Json::Object(shapes) = value else {
+            continue;
+        };
+        for shape in &added {
+            shapes.push((
+                shape.clone(),
+                Json::Object(vec![
+                    ("type".into(), Json::String("structure".into())),
+                    ("members".into(), Json::Object(Vec::new())),
+                ]),
+            ));
+        }
+    }
 }
 
 fn render(file: &str, root: &Json) -> Result<(String, Notes)> {
@@ -291,8 +343,9 @@ fn render(file: &str, root: &Json) -> Result<(String, Notes)> {
         if !matches!(model.kind(name)?, Kind::Structure | Kind::Enum(_)) {
             continue;
         }
-        let mut rust = name.to_owned();
-        if RESERVED_TYPE_NAMES.contains(&name) {
+        // IAM names some shapes in lowerCamelCase (`userNameType`).
+        let mut rust = upper_first(name);
+        if RESERVED_TYPE_NAMES.contains(&rust.as_str()) {
             rust.push_str("Shape");
             notes.renamed.push((name.to_owned(), rust.clone()));
         }
@@ -733,6 +786,14 @@ impl<'de> serde::Deserialize<'de> for {rust} {{
 
 /// `camelCase`/`PascalCase` wire name -> `snake_case` field name; keywords
 /// become raw identifiers (`type` -> `r#type`).
+fn upper_first(name: &str) -> String {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) => c.to_ascii_uppercase().to_string() + chars.as_str(),
+        None => String::new(),
+    }
+}
+
 pub fn field_name(wire: &str) -> String {
     if let Some((_, field)) = FIELD_NAME_OVERRIDES.iter().find(|(w, _)| *w == wire) {
         return (*field).to_owned();

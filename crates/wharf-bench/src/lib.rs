@@ -106,3 +106,105 @@ pub fn line(name: &str, figure: String, target: &str, met: Option<bool>) {
     };
     println!("{name:<48} {figure:>22}   target {target:<14} {verdict}");
 }
+
+/// A signed client of the API over one keep-alive connection, as the
+/// SDKs keep theirs.
+pub struct Client {
+    addr: String,
+    uri: http::Uri,
+    creds: wharf_protocol::sigv4::Credentials,
+    conn: tokio::sync::Mutex<
+        Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>>,
+    >,
+}
+
+impl Client {
+    pub fn new(url: &str, key: &str, secret: &str) -> Client {
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        Client {
+            uri: format!("http://{addr}/").parse().expect("a server URL"),
+            addr,
+            creds: wharf_protocol::sigv4::Credentials {
+                access_key_id: key.into(),
+                secret_access_key: secret.into(),
+            },
+            conn: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// An awsQuery call of `service` (its signing name); the XML answer.
+    pub async fn query(&self, service: &str, form: &str) -> anyhow::Result<String> {
+        self.send(service, None, form).await
+    }
+
+    /// An ECS JSON 1.1 call; the JSON answer.
+    pub async fn ecs(&self, op: &str, body: &str) -> anyhow::Result<String> {
+        self.send("ecs", Some(op), body).await
+    }
+
+    async fn send(&self, service: &str, op: Option<&str>, body: &str) -> anyhow::Result<String> {
+        use http_body_util::BodyExt;
+        let mut headers = http::HeaderMap::new();
+        match op {
+            Some(op) => {
+                headers.insert(
+                    "x-amz-target",
+                    http::HeaderValue::from_str(&format!(
+                        "AmazonEC2ContainerServiceV20141113.{op}"
+                    ))?,
+                );
+                headers.insert(
+                    "content-type",
+                    http::HeaderValue::from_static("application/x-amz-json-1.1"),
+                );
+            }
+            None => {
+                headers.insert(
+                    "content-type",
+                    http::HeaderValue::from_static(
+                        "application/x-www-form-urlencoded; charset=utf-8",
+                    ),
+                );
+            }
+        }
+        wharf_protocol::sigv4::sign(
+            &http::Method::POST,
+            &self.uri,
+            &mut headers,
+            body.as_bytes(),
+            &self.creds,
+            "us-east-1",
+            service,
+            time::OffsetDateTime::now_utc(),
+        );
+        let mut conn = self.conn.lock().await;
+        if conn.as_ref().is_none_or(|c| c.is_closed()) {
+            let stream = tokio::net::TcpStream::connect(&self.addr).await?;
+            let (sender, c) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                let _ = c.await;
+            });
+            *conn = Some(sender);
+        }
+        let sender = conn.as_mut().expect("connected above");
+        sender.ready().await?;
+        let mut req = http::Request::post(self.uri.clone()).body(http_body_util::Full::new(
+            bytes::Bytes::from(body.to_string()),
+        ))?;
+        *req.headers_mut() = headers;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        let text = String::from_utf8(resp.into_body().collect().await?.to_bytes().to_vec())?;
+        if !status.is_success() {
+            bail!(
+                "{service} {} failed: {status} {text}",
+                op.unwrap_or("query")
+            );
+        }
+        Ok(text)
+    }
+}

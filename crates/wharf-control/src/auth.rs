@@ -1,11 +1,15 @@
-//! Who is calling, and what they may call. Two kinds of caller sign
-//! requests: the account's root (the API keys given at start) and agents
-//! (credentials minted from a join token, see [`crate::tokens`]). Root may
-//! call every public operation but not the agent protocol; an agent may
-//! call the agent protocol and the few public operations an ECS agent's
-//! instance role allows (register its instance, ship logs), for its own
-//! cluster and instances only.
+//! Who is calling, and what they may call. Three kinds of caller sign
+//! requests: the account's root (the API keys given at start), IAM
+//! principals (users' access keys and STS session credentials, see
+//! `wharf_iam`), and agents (credentials minted from a join token, see
+//! [`crate::tokens`]). Root may call every public operation but not the
+//! agent protocol; an IAM principal what its policies allow (judged by
+//! `wharf_iam`'s evaluator on the checks [`crate::authz`] reads from the
+//! request); an agent the agent protocol and the few public operations an
+//! ECS agent's instance role allows (register its instance, ship logs),
+//! for its own cluster and instances only.
 
+use crate::authz::Check;
 use crate::error::{from_store, ApiResult};
 use crate::{records, Control, Ctx};
 use axum::http::{HeaderMap, Method, Uri};
@@ -20,6 +24,8 @@ pub enum Caller {
     Root,
     /// Signed with agent credentials.
     Agent(AgentCaller),
+    /// Signed with an IAM user's access key or STS credentials.
+    Iam(wharf_iam::Caller),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +41,7 @@ impl Caller {
     /// The access key of an agent's credentials (None: root).
     pub fn agent_key(&self) -> Option<&str> {
         match self {
-            Caller::Root => None,
+            Caller::Root | Caller::Iam(_) => None,
             Caller::Agent(a) => Some(&a.access_key_id),
         }
     }
@@ -48,6 +54,19 @@ impl Caller {
                 "arn:aws:sts::{account}:assumed-role/wharf-agent/{}",
                 a.access_key_id
             ),
+            Caller::Iam(c) => c.principal.arn(account),
+        }
+    }
+
+    /// Who the caller is as IAM and STS see it (agents have no IAM identity).
+    pub fn iam(&self) -> Option<wharf_iam::Caller> {
+        match self {
+            Caller::Root => Some(wharf_iam::Caller {
+                principal: wharf_iam::Principal::Root,
+                session: None,
+            }),
+            Caller::Iam(c) => Some(c.clone()),
+            Caller::Agent(_) => None,
         }
     }
 }
@@ -64,6 +83,9 @@ pub enum Api {
     /// Elastic Load Balancing v2 (awsQuery: the operation is the form's
     /// `Action`, not a header).
     Elbv2,
+    /// IAM and STS (awsQuery).
+    Iam,
+    Sts,
 }
 
 impl Api {
@@ -84,11 +106,13 @@ impl Api {
         let service = match self {
             Api::Logs => "logs",
             Api::Elbv2 => wharf_model::elbv2::SIGNING_NAME,
+            Api::Iam => wharf_model::iam::SIGNING_NAME,
+            Api::Sts => wharf_model::sts::SIGNING_NAME,
             Api::Ecs | Api::Agent | Api::Admin => "ecs",
         };
         Expect {
             service,
-            signed: if self == Api::Elbv2 {
+            signed: if self.is_query() {
                 &[]
             } else {
                 &["x-amz-target"]
@@ -96,14 +120,21 @@ impl Api {
         }
     }
 
-    /// The IAM action prefix of its operations, for messages.
-    fn action_prefix(self) -> &'static str {
+    /// Whether it speaks awsQuery (the operation in the form, not a header).
+    pub fn is_query(self) -> bool {
+        matches!(self, Api::Elbv2 | Api::Iam | Api::Sts)
+    }
+
+    /// The IAM action prefix of its operations.
+    pub fn action_prefix(self) -> &'static str {
         match self {
             Api::Ecs => "ecs",
             Api::Logs => "logs",
             Api::Agent => "wharf-agent",
             Api::Admin => "wharf",
             Api::Elbv2 => "elasticloadbalancing",
+            Api::Iam => "iam",
+            Api::Sts => "sts",
         }
     }
 }
@@ -130,19 +161,23 @@ pub async fn authenticate(
         .find(|k| k.access_key_id == akid)
     {
         Some(k) => (k.secret_access_key.clone(), Caller::Root),
-        None => {
-            let Some(agent) = agent_credential(c, akid).await? else {
-                return Err(AwsError::unrecognized_client());
-            };
-            (
-                agent.secret_access_key,
-                Caller::Agent(AgentCaller {
-                    access_key_id: agent.access_key_id,
-                    cluster: agent.cluster,
-                    region: agent.region,
-                }),
-            )
-        }
+        // IAM's keys are in memory; an agent's are read from the store.
+        None => match iam_credential(c, akid, uri, headers, now).await? {
+            Some(found) => found,
+            None => {
+                let Some(agent) = agent_credential(c, akid).await? else {
+                    return Err(AwsError::unrecognized_client());
+                };
+                (
+                    agent.secret_access_key,
+                    Caller::Agent(AgentCaller {
+                        access_key_id: agent.access_key_id,
+                        cluster: agent.cluster,
+                        region: agent.region,
+                    }),
+                )
+            }
+        },
     };
     let verified = presented.verify(method, uri, headers, body, &secret, &expect, now)?;
     // A presigned URL that left the body unsigned vouches for no body.
@@ -152,6 +187,49 @@ pub async fn authenticate(
         ));
     }
     Ok((caller, verified))
+}
+
+/// An IAM user's key or STS credentials: its secret and who it is (None:
+/// not a key IAM knows). The session token comes in
+/// `X-Amz-Security-Token` (header or presigned query).
+async fn iam_credential(
+    c: &Control,
+    akid: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    now: time::OffsetDateTime,
+) -> ApiResult<Option<(String, Caller)>> {
+    let token = headers
+        .get("x-amz-security-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            uri.query()?.split('&').find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                (k == "X-Amz-Security-Token").then(|| {
+                    percent_encoding::percent_decode_str(v)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
+            })
+        });
+    c.iam.cache.ready().await;
+    let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+    match c.iam.cache.credential(akid, token.as_deref(), now_ms) {
+        Ok(cred) => Ok(Some((
+            cred.secret,
+            Caller::Iam(wharf_iam::Caller {
+                principal: cred.principal,
+                session: cred.session,
+            }),
+        ))),
+        Err(wharf_iam::cache::KeyError::Unknown) => Ok(None),
+        Err(wharf_iam::cache::KeyError::Expired) => Err(AwsError::client(
+            "ExpiredTokenException",
+            "The security token included in the request is expired",
+        )),
+        Err(wharf_iam::cache::KeyError::Invalid) => Err(AwsError::unrecognized_client()),
+    }
 }
 
 async fn agent_credential(c: &Control, akid: &str) -> ApiResult<Option<AgentCredentialRecord>> {
@@ -183,8 +261,9 @@ const AGENT_LOGS_OPERATIONS: &[&str] = &[
 ];
 
 /// Whether the caller may call `op` of `api` at all (handlers then check
-/// which cluster, instance or task).
-pub fn authorize(x: &Ctx, api: Api, op: &str) -> ApiResult<()> {
+/// which cluster, instance or task); for an IAM principal, whether its
+/// policies allow each of the request's `checks`.
+pub fn authorize(c: &Control, x: &Ctx, api: Api, op: &str, checks: &[Check]) -> ApiResult<()> {
     // Agent credentials are for their cluster's region (the managed
     // capacity's serve every region); their log writes may go to any.
     if let Caller::Agent(a) = &x.caller {
@@ -203,12 +282,16 @@ pub fn authorize(x: &Ctx, api: Api, op: &str) -> ApiResult<()> {
         }
     }
     let allowed = match (&x.caller, api) {
-        (Caller::Root, Api::Agent) => false,
+        (Caller::Root | Caller::Iam(_), Api::Agent) => false,
         (Caller::Root, _) => true,
+        // STS judges its own requests (the trust policy decides AssumeRole;
+        // no permission is needed to ask who one is).
+        (Caller::Iam(_), Api::Sts) => true,
+        (Caller::Iam(who), _) => return evaluate(c, x, who, checks),
         (Caller::Agent(_), Api::Agent) => true,
         (Caller::Agent(_), Api::Ecs) => AGENT_ECS_OPERATIONS.contains(&op),
         (Caller::Agent(_), Api::Logs) => AGENT_LOGS_OPERATIONS.contains(&op),
-        (Caller::Agent(_), Api::Admin | Api::Elbv2) => false,
+        (Caller::Agent(_), Api::Admin | Api::Elbv2 | Api::Iam | Api::Sts) => false,
     };
     if allowed {
         return Ok(());
@@ -220,6 +303,48 @@ pub fn authorize(x: &Ctx, api: Api, op: &str) -> ApiResult<()> {
         );
     }
     Err(e)
+}
+
+/// IAM's decision on each check; the first resource refused is the error.
+fn evaluate(c: &Control, x: &Ctx, who: &wharf_iam::Caller, checks: &[Check]) -> ApiResult<()> {
+    use wharf_iam::policy::Decision;
+    for check in checks {
+        for resource in &check.resources {
+            let why = match c.iam.cache.authorize(
+                &who.principal,
+                who.session.as_deref(),
+                &check.action,
+                resource,
+                &check.context,
+            ) {
+                Decision::Allow => continue,
+                Decision::ExplicitDeny(kind) => {
+                    format!(
+                        " with an explicit deny in {} {}",
+                        article(kind.describe()),
+                        kind.describe()
+                    )
+                }
+                Decision::ImplicitDeny(kind) => format!(
+                    " because no {} allows the {} action",
+                    kind.describe(),
+                    check.action
+                ),
+            };
+            let mut e = access_denied(x, &check.action, resource);
+            e.message.push_str(&why);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }
 
 /// ECS's AccessDeniedException: "User: … is not authorized to perform: …

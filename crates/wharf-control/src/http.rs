@@ -117,7 +117,16 @@ async fn handle_query(
     body: &[u8],
     request_id: &str,
 ) -> Response {
-    let namespace = wharf_model::elbv2::SCHEMA.xml_namespace;
+    // Errors are in the namespace of the service the signature names.
+    let namespace = match wharf_protocol::sigv4::presented(uri, headers)
+        .ok()
+        .as_ref()
+        .map(|p| p.service())
+    {
+        Some(wharf_model::iam::SIGNING_NAME) => wharf_model::iam::SCHEMA.xml_namespace,
+        Some(wharf_model::sts::SIGNING_NAME) => wharf_model::sts::SCHEMA.xml_namespace,
+        _ => wharf_model::elbv2::SCHEMA.xml_namespace,
+    };
     let (status, body) = match dispatch_query(control, method, uri, headers, body, request_id).await
     {
         Ok(xml) => (StatusCode::OK, xml),
@@ -156,8 +165,14 @@ async fn dispatch_query(
 ) -> ApiResult<Vec<u8>> {
     let (now_ms, now) = now(control)?;
     let presented = wharf_protocol::sigv4::presented(uri, headers)?;
-    let api = match presented.service() {
-        wharf_model::elbv2::SIGNING_NAME => Api::Elbv2,
+    let (api, version, name) = match presented.service() {
+        wharf_model::elbv2::SIGNING_NAME => (
+            Api::Elbv2,
+            wharf_model::elbv2::API_VERSION,
+            "Elastic Load Balancing v2",
+        ),
+        wharf_model::iam::SIGNING_NAME => (Api::Iam, wharf_model::iam::API_VERSION, "IAM"),
+        wharf_model::sts::SIGNING_NAME => (Api::Sts, wharf_model::sts::API_VERSION, "STS"),
         other => {
             return Err(AwsError::client(
                 "InvalidAction",
@@ -168,30 +183,82 @@ async fn dispatch_query(
     let (caller, verified) =
         auth::authenticate(control, method, uri, headers, body, api, now).await?;
     let request = wharf_protocol::query::parse(body)?;
-    if request.version != wharf_model::elbv2::API_VERSION {
+    if request.version != version {
         return Err(AwsError::client(
             "InvalidAction",
             format!(
-                "Version '{}' is not supported; Elastic Load Balancing v2 is 2015-12-01",
+                "Version '{}' is not supported; {name} is {version}",
                 request.version
             ),
         ));
     }
     let ctx = ctx(control, headers, verified.region, now_ms, caller)?;
-    auth::authorize(&ctx, api, &request.action)?;
-    let scope = wharf_lb::Scope {
-        region: ctx.scope.region,
-        account: ctx.scope.account,
-    };
-    wharf_lb::dispatch(
-        &control.lb,
-        &scope,
-        now_ms,
+    let checks = checks(
+        control,
+        &ctx,
+        api,
         &request.action,
-        &request.params,
-        request_id,
+        None,
+        Some(&request.params),
+    );
+    auth::authorize(control, &ctx, api, &request.action, &checks)?;
+    match api {
+        Api::Iam | Api::Sts => {
+            let who = ctx.caller.iam().ok_or_else(|| {
+                auth::access_denied(
+                    &ctx,
+                    &format!("{}:{}", api.action_prefix(), request.action),
+                    "*",
+                )
+            })?;
+            let (iam, action, params) = (&control.iam, &request.action, &request.params);
+            if api == Api::Iam {
+                wharf_iam::dispatch_iam(iam, &who, now_ms, action, params, request_id).await
+            } else {
+                wharf_iam::dispatch_sts(iam, &who, now_ms, action, params, request_id).await
+            }
+        }
+        _ => {
+            let scope = wharf_lb::Scope {
+                region: ctx.scope.region,
+                account: ctx.scope.account,
+            };
+            wharf_lb::dispatch(
+                &control.lb,
+                &scope,
+                now_ms,
+                &request.action,
+                &request.params,
+                request_id,
+            )
+            .await
+        }
+    }
+}
+
+/// What IAM is asked of a request: only for IAM principals (root and
+/// agents are judged without it, and their requests are not read twice).
+fn checks(
+    control: &Control,
+    ctx: &Ctx,
+    api: Api,
+    op: &str,
+    body: Option<&[u8]>,
+    params: Option<&[(String, String)]>,
+) -> Vec<crate::authz::Check> {
+    if !matches!(ctx.caller, auth::Caller::Iam(_)) {
+        return Vec::new();
+    }
+    let json = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+    crate::authz::checks(
+        api.action_prefix(),
+        op,
+        json.as_ref(),
+        params,
+        &ctx.scope,
+        ctx.now,
+        control.config.tls,
     )
-    .await
 }
 
 /// A verified request's context: its region (from the signature), the
@@ -243,6 +310,7 @@ fn query_error(mut e: AwsError) -> AwsError {
         "MissingAuthenticationTokenException" => ("MissingAuthenticationToken", 403),
         "IncompleteSignatureException" => ("IncompleteSignature", 400),
         "AccessDeniedException" => ("AccessDenied", 403),
+        "ExpiredTokenException" => ("ExpiredToken", 403),
         "SerializationException" => ("ValidationError", 400),
         "ServerException" => ("InternalFailure", 500),
         _ => return e,
@@ -301,13 +369,14 @@ async fn dispatch(
     })?;
     let api = api.ok_or_else(|| AwsError::unknown_operation(target))?;
     let ctx = ctx(control, headers, verified.region, now_ms, caller)?;
-    auth::authorize(&ctx, api, op)?;
+    let checks = checks(control, &ctx, api, op, Some(body), None);
+    auth::authorize(control, &ctx, api, op, &checks)?;
     match api {
         Api::Ecs => ecs::dispatch(control, &ctx, op, body).await,
         Api::Agent => agent_api::dispatch(control, &ctx, op, body).await,
         Api::Admin => crate::tokens::dispatch(control, &ctx, op, body).await,
         // Never from a target prefix: awsQuery requests go by `handle_query`.
-        Api::Elbv2 => Err(AwsError::unknown_operation(target)),
+        Api::Elbv2 | Api::Iam | Api::Sts => Err(AwsError::unknown_operation(target)),
         Api::Logs => {
             let scope = wharf_logs::Scope {
                 region: ctx.scope.region,

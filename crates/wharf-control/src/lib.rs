@@ -7,6 +7,7 @@
 
 pub mod agent_api;
 pub mod auth;
+pub mod authz;
 pub mod cache;
 pub mod controller;
 pub mod ecs;
@@ -76,6 +77,8 @@ pub struct Control {
     /// The ELBv2 API (its records live in `store`; the listeners are
     /// served by `wharf_lb::dataplane`).
     pub lb: wharf_lb::Lb,
+    /// IAM and STS, and the policy cache every request is judged by.
+    pub iam: wharf_iam::Iam,
     /// The lease clientToken records are written under.
     pub tokens: Arc<idempotency::Leases>,
     /// ECS Exec sessions with one end attached.
@@ -86,6 +89,7 @@ impl Control {
     /// A control plane whose log store is in memory; see [`Control::with_logs`].
     pub fn new(store: DynStore, clock: Arc<dyn Clock>, config: ControlConfig) -> Self {
         Self {
+            iam: wharf_iam::Iam::new(store.clone(), config.account_id.clone()),
             clock,
             config: Arc::new(config),
             sessions: Arc::default(),

@@ -8,7 +8,7 @@ use crate::records::{
     TargetRecord,
 };
 use crate::validate::{self, invalid_config, not_supported, validation};
-use serde::{de::DeserializeOwned, Serialize};
+use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use wharf_model::elbv2 as m;
@@ -104,31 +104,6 @@ async fn commit(lb: &Lb, txn: Txn) -> Result<bool, AwsError> {
     typed::commit(&*lb.store, txn).await.map_err(from_store)
 }
 
-/// Decodes the parameters, runs the handler, encodes its output.
-async fn call<Req, Resp, F, Fut>(
-    action: &str,
-    params: &[(String, String)],
-    request_id: &str,
-    f: F,
-) -> Result<Vec<u8>, AwsError>
-where
-    Req: DeserializeOwned,
-    Resp: Serialize,
-    F: FnOnce(Req) -> Fut,
-    Fut: std::future::Future<Output = Result<Resp, AwsError>>,
-{
-    let schema = &m::SCHEMA;
-    let op = schema.operation(action).ok_or_else(|| {
-        AwsError::client(
-            "InvalidAction",
-            format!("Could not find operation {action}"),
-        )
-    })?;
-    let req = query::decode::<Req>(schema, op.input, params)?;
-    let resp = f(req).await?;
-    query::encode(schema, action, &resp, request_id)
-}
-
 /// Runs one ELBv2 action. `params` are the form parameters without
 /// `Action` and `Version`.
 pub async fn dispatch(
@@ -143,7 +118,7 @@ pub async fn dispatch(
     let api = &api;
     macro_rules! op {
         ($f:ident) => {
-            call(action, params, request_id, |r| api.$f(r)).await
+            query::call(&m::SCHEMA, action, params, request_id, |r| api.$f(r)).await
         };
     }
     match action {

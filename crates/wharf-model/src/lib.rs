@@ -9,8 +9,10 @@
 
 pub mod ecs;
 pub mod elbv2;
+pub mod iam;
 pub mod logs;
 pub mod schema;
+pub mod sts;
 
 /// Something done once per operation with the operation's input type, for
 /// code that must cover every operation of an API (`<module>::visit_operations`).

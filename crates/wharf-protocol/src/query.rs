@@ -94,6 +94,33 @@ impl Node {
     }
 }
 
+/// One operation of an awsQuery service's dispatch table: decodes the
+/// parameters into the operation's input type, runs the handler, encodes
+/// its output as the operation's XML response.
+pub async fn call<Req, Resp, F, Fut>(
+    schema: &Schema,
+    action: &str,
+    params: &[(String, String)],
+    request_id: &str,
+    f: F,
+) -> Result<Vec<u8>, AwsError>
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    F: FnOnce(Req) -> Fut,
+    Fut: std::future::Future<Output = Result<Resp, AwsError>>,
+{
+    let op = schema.operation(action).ok_or_else(|| {
+        AwsError::client(
+            "InvalidAction",
+            format!("Could not find operation {action}"),
+        )
+    })?;
+    let req = decode::<Req>(schema, op.input, params)?;
+    let resp = f(req).await?;
+    encode(schema, action, &resp, request_id)
+}
+
 /// Decodes an operation's input from its parameters into `T` (the
 /// operation's generated input type).
 pub fn decode<T: DeserializeOwned>(

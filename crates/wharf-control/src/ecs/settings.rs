@@ -1,8 +1,10 @@
-//! Account settings (`/account-settings/NAME`). Until IAM principals exist
-//! (#16) every caller is the account's root, so a principal's setting and
-//! the account default are one: PutAccountSetting and
-//! PutAccountSettingDefault write the same record, and a `principalArn`
-//! other than the root's is refused. What each value does, or why it is
+//! Account settings (`/account-settings/NAME`). Settings are kept for the
+//! account only, not per IAM principal: the root's own setting and the
+//! account default are one (PutAccountSetting by the root and
+//! PutAccountSettingDefault write the same record), a `principalArn` other
+//! than the root's is refused, and so is an IAM principal's
+//! PutAccountSetting/DeleteAccountSetting of its own setting (it may set
+//! the account's with PutAccountSettingDefault, if its policies allow). What each value does, or why it is
 //! refused, is `wharf_core::account_settings`.
 
 use crate::error::{from_core, invalid, ApiResult};
@@ -18,14 +20,21 @@ fn root(x: &Ctx) -> String {
     format!("arn:aws:iam::{}:root", x.scope.account)
 }
 
-/// The principal a request names (its own when none): only the root.
-fn principal(x: &Ctx, given: Option<&str>) -> ApiResult<String> {
+/// The principal a request names (its own when none): only the root. A
+/// write of an IAM principal's own setting is refused.
+fn principal(x: &Ctx, given: Option<&str>, writes: bool) -> ApiResult<String> {
     let root = root(x);
+    if writes && given.is_none() && !matches!(x.caller, crate::auth::Caller::Root) {
+        return Err(invalid(format!(
+            "Wharf keeps account settings for the account, not for each IAM principal: {} cannot have a setting of its own. Set the account's with PutAccountSettingDefault.",
+            x.caller.arn(&x.scope.account)
+        )));
+    }
     match given {
         None => Ok(root),
         Some(p) if p == root => Ok(root),
         Some(p) => Err(invalid(format!(
-            "Account settings can be set only for the root ({root}) until Wharf has IAM users and roles; {p} was given."
+            "Wharf keeps account settings for the account only: principalArn must be the root ({root}), not {p}."
         ))),
     }
 }
@@ -82,7 +91,7 @@ pub async fn put(
     x: &Ctx,
     r: ecs::PutAccountSettingRequest,
 ) -> ApiResult<ecs::PutAccountSettingResponse> {
-    principal(x, r.principal_arn.as_deref())?;
+    principal(x, r.principal_arn.as_deref(), true)?;
     Ok(ecs::PutAccountSettingResponse {
         setting: Some(put_value(c, x, &r.name, &r.value).await?),
     })
@@ -103,7 +112,7 @@ pub async fn delete(
     x: &Ctx,
     r: ecs::DeleteAccountSettingRequest,
 ) -> ApiResult<ecs::DeleteAccountSettingResponse> {
-    principal(x, r.principal_arn.as_deref())?;
+    principal(x, r.principal_arn.as_deref(), true)?;
     let name = r.name.as_str();
     let rule = rules::settable(name).map_err(from_core)?;
     let key = keys::account_setting(x.region(), name);
@@ -121,7 +130,7 @@ pub async fn list(
     x: &Ctx,
     r: ecs::ListAccountSettingsRequest,
 ) -> ApiResult<ecs::ListAccountSettingsResponse> {
-    principal(x, r.principal_arn.as_deref())?;
+    principal(x, r.principal_arn.as_deref(), false)?;
     let size = wire::page_size(r.max_results, 10, 10)?;
     if r.value.is_some() && r.name.is_none() {
         return Err(invalid("value can only be specified together with name."));

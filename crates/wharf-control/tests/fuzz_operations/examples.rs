@@ -45,6 +45,9 @@ pub fn of(service: Service, op: &str, n: &Names) -> Vec<Value> {
     let events = json!([{"timestamp": NOW - 1000, "message": "{\"a\": 2}"},
                         {"timestamp": NOW, "message": "b ERROR"}]);
     let group = json!("/fuzz/group");
+    let allow = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*"}]}"#;
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:root"},"Action":["sts:AssumeRole","sts:TagSession"]}]}"#;
+    let policy = "arn:aws:iam::000000000000:policy/fuzz-policy";
     match (service, op) {
         (Service::Elbv2, "CreateLoadBalancer") => {
             vec![json!({"Name": "lb2", "Subnets": ["s-1", "s-2"],
@@ -338,6 +341,40 @@ pub fn of(service: Service, op: &str, n: &Names) -> Vec<Value> {
             json!({"cluster": "fuzz", "service": "svc"}),
         ],
         (Service::Join, "Join") => vec![json!({"token": "wharf-join.00112233aabbccdd.ff"})],
+        (Service::Iam, "CreateUser") => vec![json!({"UserName": "u2", "Path": "/team/",
+            "Tags": [{"Key": "team", "Value": "web"}]})],
+        (Service::Iam, "CreateRole") => {
+            vec![json!({"RoleName": "r2", "AssumeRolePolicyDocument": trust,
+            "MaxSessionDuration": 7200, "Description": "d"})]
+        }
+        (Service::Iam, "CreatePolicy") => {
+            vec![json!({"PolicyName": "p2", "PolicyDocument": allow})]
+        }
+        (Service::Iam, "CreatePolicyVersion") => {
+            vec![json!({"PolicyArn": policy, "PolicyDocument": allow,
+            "SetAsDefault": true})]
+        }
+        (Service::Iam, "PutUserPolicy" | "PutRolePolicy" | "PutGroupPolicy") => vec![json!({
+            "UserName": "fuzz-user", "RoleName": "fuzz-role", "GroupName": "fuzz-group",
+            "PolicyName": "p", "PolicyDocument": allow})],
+        (
+            Service::Iam,
+            "AttachUserPolicy" | "AttachRolePolicy" | "AttachGroupPolicy" | "DetachUserPolicy"
+            | "DetachRolePolicy" | "DetachGroupPolicy",
+        ) => vec![json!({
+            "UserName": "fuzz-user", "RoleName": "fuzz-role", "GroupName": "fuzz-group",
+            "PolicyArn": policy})],
+        (Service::Iam, "AddUserToGroup" | "RemoveUserFromGroup") => vec![json!({
+            "UserName": "fuzz-user", "GroupName": "fuzz-group"})],
+        (Service::Iam, "UpdateAssumeRolePolicy") => {
+            vec![json!({"RoleName": "fuzz-role", "PolicyDocument": trust})]
+        }
+        (Service::Sts, "AssumeRole") => vec![
+            json!({"RoleArn": "arn:aws:iam::000000000000:role/fuzz-role",
+            "RoleSessionName": "s", "DurationSeconds": 900, "Policy": allow,
+            "Tags": [{"Key": "k", "Value": "v"}]}),
+        ],
+        (Service::Sts, "GetSessionToken") => vec![json!({"DurationSeconds": 900})],
         _ => vec![],
     }
 }

@@ -48,6 +48,21 @@ enum Service {
     /// flattened into form parameters by the model's schema; a body that is
     /// no JSON is sent as a raw form.
     Elbv2,
+    /// IAM and STS, awsQuery too, called as the account's root.
+    Iam,
+    Sts,
+}
+
+impl Service {
+    /// The shape graph of an awsQuery service.
+    fn query_schema(self) -> Option<&'static wharf_model::schema::Schema> {
+        match self {
+            Service::Elbv2 => Some(&wharf_model::elbv2::SCHEMA),
+            Service::Iam => Some(&wharf_model::iam::SCHEMA),
+            Service::Sts => Some(&wharf_model::sts::SCHEMA),
+            _ => None,
+        }
+    }
 }
 
 struct Operation {
@@ -85,6 +100,10 @@ fn operations() -> Vec<Operation> {
     wharf_core::admin_protocol::visit_operations(&mut admin);
     let mut elbv2 = Collect(Service::Elbv2, vec![]);
     wharf_model::elbv2::visit_operations(&mut elbv2);
+    let mut iam = Collect(Service::Iam, vec![]);
+    wharf_model::iam::visit_operations(&mut iam);
+    let mut sts = Collect(Service::Sts, vec![]);
+    wharf_model::sts::visit_operations(&mut sts);
     let mut join = Collect(Service::Join, vec![]);
     wharf_model::OperationVisitor::visit::<wharf_core::agent_protocol::JoinRequest>(
         &mut join,
@@ -96,6 +115,8 @@ fn operations() -> Vec<Operation> {
         (&agent, wharf_core::agent_protocol::OPERATIONS),
         (&admin, wharf_core::admin_protocol::OPERATIONS),
         (&elbv2, wharf_model::elbv2::OPERATIONS),
+        (&iam, wharf_model::iam::OPERATIONS),
+        (&sts, wharf_model::sts::OPERATIONS),
     ] {
         let visited: Vec<&str> = c.1.iter().map(|o| o.name).collect();
         assert_eq!(
@@ -110,6 +131,8 @@ fn operations() -> Vec<Operation> {
     all.extend(admin.1);
     all.extend(join.1);
     all.extend(elbv2.1);
+    all.extend(iam.1);
+    all.extend(sts.1);
     all
 }
 
@@ -197,8 +220,8 @@ async fn dispatch(
         Service::Agent => wharf_control::agent_api::dispatch(c, &x, op, body).await,
         Service::Admin => wharf_control::tokens::dispatch(c, &x, op, body).await,
         Service::Join => wharf_control::tokens::join(c, x.now, body).await,
-        Service::Elbv2 => {
-            let schema = &wharf_model::elbv2::SCHEMA;
+        Service::Elbv2 | Service::Iam | Service::Sts => {
+            let schema = service.query_schema().unwrap();
             let params = match (serde_json::from_slice::<Value>(body), schema.operation(op)) {
                 (Ok(v), Some(o)) => {
                     let mut params = vec![];
@@ -209,11 +232,25 @@ async fn dispatch(
                     .map(|r| r.params)
                     .unwrap_or_default(),
             };
-            let scope = wharf_lb::Scope {
-                region: x.scope.region,
-                account: x.scope.account,
+            let root = wharf_iam::Caller {
+                principal: wharf_iam::Principal::Root,
+                session: None,
             };
-            wharf_lb::dispatch(&c.lb, &scope, x.now, op, &params, "fuzz").await
+            match service {
+                Service::Iam => {
+                    wharf_iam::dispatch_iam(&c.iam, &root, x.now, op, &params, "fuzz").await
+                }
+                Service::Sts => {
+                    wharf_iam::dispatch_sts(&c.iam, &root, x.now, op, &params, "fuzz").await
+                }
+                _ => {
+                    let scope = wharf_lb::Scope {
+                        region: x.scope.region,
+                        account: x.scope.account,
+                    };
+                    wharf_lb::dispatch(&c.lb, &scope, x.now, op, &params, "fuzz").await
+                }
+            }
         }
         Service::Logs => {
             let scope = wharf_logs::Scope {
@@ -489,6 +526,93 @@ async fn seeded_with_names() -> (Control, Vec<String>, Names) {
         ],
     )
     .await;
+    // IAM: a user with a key and an inline policy, a group it is in, a
+    // role, a managed policy attached to the role.
+    let iam = |action: &'static str, params: Vec<(&'static str, String)>| {
+        let c = c.clone();
+        async move {
+            let params: Vec<(String, String)> = params
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            let root = wharf_iam::Caller {
+                principal: wharf_iam::Principal::Root,
+                session: None,
+            };
+            wharf_iam::dispatch_iam(&c.iam, &root, NOW, action, &params, "seed")
+                .await
+                .unwrap_or_else(|e| panic!("seeding {action}: {e}"))
+        }
+    };
+    let allow = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecs:*","Resource":"*"}]}"#;
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com","AWS":"arn:aws:iam::000000000000:root"},"Action":["sts:AssumeRole","sts:TagSession"]}]}"#;
+    iam("CreateUser", vec![("UserName", "fuzz-user".into())]).await;
+    let key =
+        String::from_utf8(iam("CreateAccessKey", vec![("UserName", "fuzz-user".into())]).await)
+            .unwrap();
+    words.push(between(&key, "<AccessKeyId>", "</AccessKeyId>"));
+    iam(
+        "PutUserPolicy",
+        vec![
+            ("UserName", "fuzz-user".into()),
+            ("PolicyName", "inline".into()),
+            ("PolicyDocument", allow.into()),
+        ],
+    )
+    .await;
+    iam("CreateGroup", vec![("GroupName", "fuzz-group".into())]).await;
+    iam(
+        "AddUserToGroup",
+        vec![
+            ("GroupName", "fuzz-group".into()),
+            ("UserName", "fuzz-user".into()),
+        ],
+    )
+    .await;
+    iam(
+        "CreateRole",
+        vec![
+            ("RoleName", "fuzz-role".into()),
+            ("AssumeRolePolicyDocument", trust.into()),
+        ],
+    )
+    .await;
+    let policy = String::from_utf8(
+        iam(
+            "CreatePolicy",
+            vec![
+                ("PolicyName", "fuzz-policy".into()),
+                ("PolicyDocument", allow.into()),
+            ],
+        )
+        .await,
+    )
+    .unwrap();
+    let policy_arn = between(&policy, "<Arn>", "</Arn>");
+    iam(
+        "AttachRolePolicy",
+        vec![
+            ("RoleName", "fuzz-role".into()),
+            ("PolicyArn", policy_arn.clone()),
+        ],
+    )
+    .await;
+    words.extend(
+        [
+            "fuzz-user",
+            "fuzz-group",
+            "fuzz-role",
+            "fuzz-policy",
+            "inline",
+            "v1",
+            "arn:aws:iam::000000000000:role/fuzz-role",
+            "arn:aws:iam::aws:policy/AdministratorAccess",
+            allow,
+            trust,
+        ]
+        .map(String::from),
+    );
+    words.push(policy_arn);
     words.extend([
         lb_arn.clone(),
         tg_arn.clone(),
@@ -656,6 +780,8 @@ fn known_code(service: Service, code: &str) -> bool {
         }
         Service::Logs => wharf_model::logs::error_http_status(code),
         Service::Elbv2 => wharf_model::elbv2::error_http_status(code),
+        Service::Iam => wharf_model::iam::error_http_status(code),
+        Service::Sts => wharf_model::sts::error_http_status(code),
     };
     modeled.is_some()
         || matches!(
@@ -670,6 +796,10 @@ fn known_code(service: Service, code: &str) -> bool {
                 | "ValidationError"
                 | "InvalidAction"
                 | "MissingAction"
+                // IAM and STS: operations Wharf does not implement, and
+                // AssumeRole's refusal.
+                | "NotImplemented"
+                | "AccessDenied"
         )
 }
 
@@ -694,7 +824,7 @@ async fn check(c: &Control, service: Service, op: &str, body: Vec<u8>) -> Option
         Ok(Ok(r)) => r,
     };
     match result {
-        Ok(out) if service == Service::Elbv2 => {
+        Ok(out) if service.query_schema().is_some() => {
             let xml = String::from_utf8_lossy(&out);
             (!(xml.starts_with(&format!("<{op}Response"))
                 && xml.ends_with(&format!("</{op}Response>"))))
@@ -754,6 +884,8 @@ async fn no_body_crashes_hangs_or_writes_when_refused() {
                     e.code.as_str(),
                     "UnsupportedFeatureException" | "InvalidOperationException"
                 ) && e.message.contains("not")
+                    || (matches!(op.service, Service::Iam | Service::Sts)
+                        && e.code == "NotImplemented")
                     || (op.service == Service::Elbv2
                         && e.code == "OperationNotPermitted"
                         && e.message
@@ -811,7 +943,14 @@ async fn no_body_crashes_hangs_or_writes_when_refused() {
     }
     // Names that are no operation at all.
     let (c, _) = seeded().await;
-    for service in [Service::Ecs, Service::Logs, Service::Agent, Service::Elbv2] {
+    for service in [
+        Service::Ecs,
+        Service::Logs,
+        Service::Agent,
+        Service::Elbv2,
+        Service::Iam,
+        Service::Sts,
+    ] {
         for op in [
             "",
             "Nonexistent",
