@@ -294,3 +294,51 @@ def test_done_when_with_the_aws_cli(wharf, tmp_path):
         {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}))
     assert cli("iam", "get-role", "--role-name", "task")["Role"]["AssumeRolePolicyDocument"]["Statement"][0][
         "Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+
+
+def test_no_way_around_a_policy(wharf):
+    """What a caller must not get around: a session policy by chaining
+    roles, GetSessionToken's limits, a name's case or path, the request's
+    own condition keys in a trust policy, AssumeRole by the root."""
+    iam, sts = wharf.client("iam"), wharf.client("sts")
+    jo = user_with_key(iam, "jo", json.dumps(ALLOW_ECS), doc(
+        {"Effect": "Allow", "Action": ["iam:*", "sts:*"], "Resource": "*"},
+        {"Effect": "Deny", "Action": "iam:DeleteUser", "Resource": f"arn:aws:iam::{ACCOUNT}:user/admins/*"}))
+    first = iam.create_role(RoleName="first", AssumeRolePolicyDocument=doc(
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/jo"}, "Action": "sts:AssumeRole"}))
+    iam.attach_role_policy(RoleName="first", PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
+    iam.create_role(RoleName="second", AssumeRolePolicyDocument=doc(
+        {"Effect": "Allow", "Principal": {"AWS": first["Role"]["Arn"]}, "Action": "sts:AssumeRole"}))
+    # A session narrowed to DescribeClusters cannot chain into a role that trusts its role.
+    narrow = client(wharf, "sts", jo).assume_role(
+        RoleArn=first["Role"]["Arn"], RoleSessionName="narrow",
+        Policy=doc({"Effect": "Allow", "Action": "ecs:DescribeClusters", "Resource": "*"}))["Credentials"]
+    narrow = (narrow["AccessKeyId"], narrow["SecretAccessKey"], narrow["SessionToken"])
+    refused(lambda: client(wharf, "sts", narrow).assume_role(
+        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/second", RoleSessionName="chained"), "AccessDenied")
+    # Unnarrowed, the role's own permission carries the chain.
+    full = client(wharf, "sts", jo).assume_role(RoleArn=first["Role"]["Arn"], RoleSessionName="full")["Credentials"]
+    full = (full["AccessKeyId"], full["SecretAccessKey"], full["SessionToken"])
+    chained = client(wharf, "sts", full).assume_role(RoleArn=f"arn:aws:iam::{ACCOUNT}:role/second",
+                                                     RoleSessionName="chained")
+    assert chained["AssumedRoleUser"]["Arn"].endswith("assumed-role/second/chained")
+    # GetSessionToken's credentials cannot mint keys.
+    t = client(wharf, "sts", jo).get_session_token()["Credentials"]
+    temp = (t["AccessKeyId"], t["SecretAccessKey"], t["SessionToken"])
+    refused(lambda: client(wharf, "iam", temp).create_access_key(UserName="jo"), "AccessDenied", "GetSessionToken")
+    client(wharf, "ecs", temp).list_clusters()
+    # A Deny on a path holds whatever case the request spells the name in.
+    iam.create_user(UserName="Root-Admin", Path="/admins/")
+    refused(lambda: client(wharf, "iam", jo).delete_user(UserName="root-admin"), "AccessDenied",
+            f"user/admins/Root-Admin")
+    # The request's keys reach trust policies: this one refuses plain HTTP.
+    iam.create_role(RoleName="tls-only", AssumeRolePolicyDocument=doc(
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/jo"}, "Action": "sts:AssumeRole"},
+        {"Effect": "Deny", "Principal": "*", "Action": "sts:AssumeRole",
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}}))
+    refused(lambda: client(wharf, "sts", jo).assume_role(RoleArn=f"arn:aws:iam::{ACCOUNT}:role/tls-only",
+                                                         RoleSessionName="plain"),
+            "AccessDenied", "explicit deny")
+    # The root does not assume roles, as in AWS.
+    refused(lambda: sts.assume_role(RoleArn=first["Role"]["Arn"], RoleSessionName="root"), "AccessDenied",
+            "root accounts")

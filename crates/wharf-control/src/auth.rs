@@ -284,6 +284,19 @@ pub fn authorize(c: &Control, x: &Ctx, api: Api, op: &str, checks: &[Check]) -> 
     let allowed = match (&x.caller, api) {
         (Caller::Root | Caller::Iam(_), Api::Agent) => false,
         (Caller::Root, _) => true,
+        // GetSessionToken's credentials may not call IAM, nor STS but to
+        // assume a role or ask who they are, as STS restricts them.
+        (Caller::Iam(who), Api::Iam | Api::Sts)
+            if who.session.is_some()
+                && !matches!(who.principal, wharf_iam::Principal::AssumedRole { .. })
+                && !(api == Api::Sts && matches!(op, "AssumeRole" | "GetCallerIdentity")) =>
+        {
+            let mut e = access_denied(x, &format!("{}:{op}", api.action_prefix()), "*");
+            e.message.push_str(
+                " (credentials from GetSessionToken cannot call IAM, or STS but AssumeRole and GetCallerIdentity)",
+            );
+            return Err(e);
+        }
         // STS judges its own requests (the trust policy decides AssumeRole;
         // no permission is needed to ask who one is).
         (Caller::Iam(_), Api::Sts) => true,

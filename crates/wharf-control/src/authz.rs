@@ -18,8 +18,15 @@ pub struct Check {
     pub context: Context,
 }
 
+/// The IAM users, roles and groups as they are stored: `(kind, name)` →
+/// the entity's ARN with its path (None: no such entity).
+pub type Entities<'a> = &'a dyn Fn(&str, &str) -> Option<String>;
+
 /// The checks of one request: the operation's own, and `iam:PassRole` for
-/// each role a task definition or service hands to ECS.
+/// each role a task definition or service hands to ECS. `caller_user` is
+/// the calling user's ARN, which IAM operations act on when they name no
+/// user.
+#[allow(clippy::too_many_arguments)]
 pub fn checks(
     prefix: &str,
     op: &str,
@@ -28,6 +35,8 @@ pub fn checks(
     scope: &Scope,
     now_ms: i64,
     secure: bool,
+    entities: Entities,
+    caller_user: Option<&str>,
 ) -> Vec<Check> {
     let mut context = Context::new();
     context.set("aws:RequestedRegion", scope.region.clone());
@@ -48,6 +57,7 @@ pub fn checks(
         "ecs" => {
             ecs_resources(op, v, scope, &mut resources, &mut context);
             request_tags(v.get("tags"), "key", "value", &mut context);
+            tag_keys(v.get("tagKeys"), &mut context);
             // The roles a request hands to ECS: a task definition's, a
             // RunTask/StartTask override's, a service's (`role`).
             let overrides = v.get("overrides").unwrap_or(&null);
@@ -66,7 +76,9 @@ pub fn checks(
                     let arn = if role.starts_with("arn:") {
                         role.to_string()
                     } else {
-                        format!("arn:aws:iam::{}:role/{role}", scope.account)
+                        entities("role", role).unwrap_or_else(|| {
+                            format!("arn:aws:iam::{}:role/{role}", scope.account)
+                        })
                     };
                     extra.push(Check {
                         action: "iam:PassRole".into(),
@@ -93,6 +105,9 @@ pub fn checks(
             if let Some(arn) = v.get("resourceArn").and_then(|g| g.as_str()) {
                 resources.push(arn.to_string());
             }
+            tag_keys(v.get("tagKeys"), &mut context);
+            // UntagLogGroup's `tags` is a list of keys.
+            tag_keys(v.get("tags").filter(|t| t.is_array()), &mut context);
             if let Some(serde_json::Value::Object(tags)) = v.get("tags") {
                 let mut keys = Vec::new();
                 for (k, val) in tags {
@@ -120,27 +135,56 @@ pub fn checks(
                 resources.push(a.to_string());
                 i += 1;
             }
+            query_tags(&param, &mut context);
         }
         "iam" => {
             let account = &scope.account;
-            if let Some(n) = param("UserName") {
-                resources.push(format!("arn:aws:iam::{account}:user/{n}"));
+            // Judged on the entity as stored (its path, its name's case);
+            // one not made yet on the path and name the request gives.
+            let path = if op.starts_with("Create") {
+                param("Path").unwrap_or("/")
+            } else {
+                "/"
+            };
+            let entity = |kind: &str, name: &str| {
+                entities(kind, name)
+                    .unwrap_or_else(|| format!("arn:aws:iam::{account}:{kind}{path}{name}"))
+            };
+            match param("UserName") {
+                Some(n) => resources.push(entity("user", n)),
+                // These act on the caller when they name no user.
+                None if matches!(
+                    op,
+                    "GetUser"
+                        | "CreateAccessKey"
+                        | "ListAccessKeys"
+                        | "UpdateAccessKey"
+                        | "DeleteAccessKey"
+                ) =>
+                {
+                    resources.extend(caller_user.map(str::to_string))
+                }
+                None => {}
+            }
+            // A rename needs permission on the new name too.
+            if let Some(n) = param("NewUserName") {
+                resources.push(entity("user", n));
             }
             if let Some(n) = param("RoleName") {
-                resources.push(format!("arn:aws:iam::{account}:role/{n}"));
+                resources.push(entity("role", n));
             }
             if let Some(n) = param("GroupName") {
-                resources.push(format!("arn:aws:iam::{account}:group/{n}"));
+                resources.push(entity("group", n));
             }
             if let Some(a) = param("PolicyArn") {
                 resources.push(a.to_string());
             }
             if op == "CreatePolicy" {
                 if let Some(n) = param("PolicyName") {
-                    let path = param("Path").unwrap_or("/");
                     resources.push(format!("arn:aws:iam::{account}:policy{path}{n}"));
                 }
             }
+            query_tags(&param, &mut context);
         }
         _ => {}
     }
@@ -318,6 +362,42 @@ fn request_tags(tags: Option<&serde_json::Value>, key: &str, value: &str, ctx: &
     ctx.set_many("aws:TagKeys", keys);
 }
 
+/// `aws:TagKeys` from a list of keys (an untag request's).
+fn tag_keys(keys: Option<&serde_json::Value>, ctx: &mut Context) {
+    let Some(keys) = keys.and_then(|k| k.as_array()) else {
+        return;
+    };
+    let keys: Vec<String> = keys
+        .iter()
+        .filter_map(|k| k.as_str().map(str::to_string))
+        .collect();
+    ctx.set_many("aws:TagKeys", keys);
+}
+
+/// `aws:RequestTag/KEY` and `aws:TagKeys` from awsQuery's `Tags.member.N`
+/// (`Key`/`Value`) or `TagKeys.member.N`.
+fn query_tags<'a>(param: &dyn Fn(&str) -> Option<&'a str>, ctx: &mut Context) {
+    let mut keys = Vec::new();
+    for i in 1.. {
+        let Some(k) = param(&format!("Tags.member.{i}.Key")) else {
+            break;
+        };
+        if let Some(v) = param(&format!("Tags.member.{i}.Value")) {
+            ctx.set(&format!("aws:RequestTag/{k}"), v);
+        }
+        keys.push(k.to_string());
+    }
+    for i in 1.. {
+        let Some(k) = param(&format!("TagKeys.member.{i}")) else {
+            break;
+        };
+        keys.push(k.to_string());
+    }
+    if !keys.is_empty() {
+        ctx.set_many("aws:TagKeys", keys);
+    }
+}
+
 fn iso8601(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ms / 1000)
         .ok()
@@ -348,6 +428,8 @@ mod tests {
             &scope(),
             1_700_000_000_000,
             false,
+            &|_, _| None,
+            None,
         )
     }
 
@@ -440,6 +522,62 @@ mod tests {
         assert_eq!(
             tags[0].context.get("aws:TagKeys"),
             Some(&["team".to_string()][..])
+        );
+    }
+
+    #[test]
+    fn iam_requests_are_judged_on_the_stored_entity() {
+        let params = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let stored = |kind: &str, name: &str| {
+            (kind == "user" && name.eq_ignore_ascii_case("admin"))
+                .then(|| "arn:aws:iam::123456789012:user/admins/Admin".to_string())
+        };
+        let iam = |op: &str, p: &[(&str, &str)], me: Option<&str>| {
+            let p = params(p);
+            checks("iam", op, None, Some(&p), &scope(), 0, false, &stored, me)
+        };
+        // The stored path and case, whatever case the request uses.
+        let got = iam("DeleteUser", &[("UserName", "ADMIN")], None);
+        assert_eq!(
+            got[0].resources,
+            ["arn:aws:iam::123456789012:user/admins/Admin"]
+        );
+        // A new user on the path it is made on.
+        let got = iam("CreateUser", &[("UserName", "bob"), ("Path", "/ci/")], None);
+        assert_eq!(got[0].resources, ["arn:aws:iam::123456789012:user/ci/bob"]);
+        // No user named: the caller.
+        let me = "arn:aws:iam::123456789012:user/carol";
+        let got = iam("CreateAccessKey", &[], Some(me));
+        assert_eq!(got[0].resources, [me]);
+        let got = iam(
+            "TagUser",
+            &[
+                ("UserName", "bob"),
+                ("Tags.member.1.Key", "team"),
+                ("Tags.member.1.Value", "web"),
+            ],
+            None,
+        );
+        assert_eq!(
+            got[0].context.get("aws:RequestTag/team"),
+            Some(&["web".to_string()][..])
+        );
+        assert_eq!(
+            got[0].context.get("aws:TagKeys"),
+            Some(&["team".to_string()][..])
+        );
+        let untag = ecs(
+            "UntagResource",
+            serde_json::json!({"resourceArn": "arn:x", "tagKeys": ["a", "b"]}),
+        );
+        assert_eq!(
+            untag[0].context.get("aws:TagKeys"),
+            Some(&["a".to_string(), "b".to_string()][..])
         );
     }
 }

@@ -215,7 +215,13 @@ async fn dispatch_query(
             if api == Api::Iam {
                 wharf_iam::dispatch_iam(iam, &who, now_ms, action, params, request_id).await
             } else {
-                wharf_iam::dispatch_sts(iam, &who, now_ms, action, params, request_id).await
+                let context = checks
+                    .into_iter()
+                    .next()
+                    .map(|c| c.context)
+                    .unwrap_or_default();
+                wharf_iam::dispatch_sts(iam, &who, &context, now_ms, action, params, request_id)
+                    .await
             }
         }
         _ => {
@@ -246,10 +252,19 @@ fn checks(
     body: Option<&[u8]>,
     params: Option<&[(String, String)]>,
 ) -> Vec<crate::authz::Check> {
-    if !matches!(ctx.caller, auth::Caller::Iam(_)) {
+    // STS reads the request's keys for trust policies whoever calls.
+    if !matches!(ctx.caller, auth::Caller::Iam(_)) && api != Api::Sts {
         return Vec::new();
     }
     let json = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+    let caller_user = match &ctx.caller {
+        auth::Caller::Iam(wharf_iam::Caller {
+            principal: wharf_iam::Principal::User { arn, .. },
+            ..
+        }) => Some(arn.as_str()),
+        _ => None,
+    };
+    let cache = &control.iam.cache;
     crate::authz::checks(
         api.action_prefix(),
         op,
@@ -258,6 +273,8 @@ fn checks(
         &ctx.scope,
         ctx.now,
         control.config.tls,
+        &|kind, name| cache.entity_arn(kind, name),
+        caller_user,
     )
 }
 

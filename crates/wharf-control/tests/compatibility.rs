@@ -116,7 +116,7 @@ async fn the_iam_and_sts_lists_match_the_server() {
             let answer = if is_iam {
                 wharf_iam::dispatch_iam(&iam, &root, 0, op, &[], "t").await
             } else {
-                wharf_iam::dispatch_sts(&iam, &root, 0, op, &[], "t").await
+                wharf_iam::dispatch_sts(&iam, &root, &Default::default(), 0, op, &[], "t").await
             };
             let unimplemented = answer.as_ref().is_err_and(|e| e.code == "NotImplemented");
             assert_eq!(

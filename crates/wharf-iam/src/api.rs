@@ -1164,36 +1164,31 @@ impl Api<'_> {
     }
 
     async fn delete_group(&self, r: m::DeleteGroupRequest) -> Result<(), AwsError> {
-        let g = self.need::<GroupRecord>(&r.group_name).await?;
-        if !g.value.members.is_empty() {
-            return Err(err(
-                "DeleteConflict",
-                "Cannot delete entity, must remove users from group first.",
-            ));
+        for _ in 0..MAX_ATTEMPTS {
+            let g = self.need::<GroupRecord>(&r.group_name).await?;
+            let conflict = |what: &str| {
+                err(
+                    "DeleteConflict",
+                    format!("Cannot delete entity, must {what} first."),
+                )
+            };
+            if !g.value.members.is_empty() {
+                return Err(conflict("remove users from group"));
+            }
+            if !g.value.policies.inline.is_empty() {
+                return Err(conflict("delete policies"));
+            }
+            if !g.value.policies.attached.is_empty() {
+                return Err(conflict("detach all policies"));
+            }
+            let txn = Txn::new()
+                .when(g.unchanged())
+                .then(Op::delete(g.key.clone()));
+            if self.commit(txn).await? {
+                return Ok(());
+            }
         }
-        if !g.value.policies.inline.is_empty() {
-            return Err(err(
-                "DeleteConflict",
-                "Cannot delete entity, must delete policies first.",
-            ));
-        }
-        if !g.value.policies.attached.is_empty() {
-            return Err(err(
-                "DeleteConflict",
-                "Cannot delete entity, must detach all policies first.",
-            ));
-        }
-        if !self
-            .commit(
-                Txn::new()
-                    .when(g.unchanged())
-                    .then(Op::delete(g.key.clone())),
-            )
-            .await?
-        {
-            return Err(contention());
-        }
-        Ok(())
+        Err(contention())
     }
 
     async fn membership(&self, group: &str, user: &str, join: bool) -> Result<(), AwsError> {

@@ -95,8 +95,18 @@ async fn follow(weak: std::sync::Weak<Cache>, store: DynStore) {
             Ok(mut rx) => {
                 while let Some(ev) = rx.recv().await {
                     let Some(cache) = weak.upgrade() else { return };
-                    let rev = ev.revision();
+                    // A transaction's events share its revision and arrive
+                    // together: the revision is published once all of them
+                    // are applied (a key and its user, say), never between.
+                    let mut rev = ev.revision();
                     cache.apply(&ev.kv.key, ev.kind, &ev.kv.value);
+                    while let Ok(next) = rx.try_recv() {
+                        if next.revision() != rev {
+                            cache.applied.send_replace(rev);
+                            rev = next.revision();
+                        }
+                        cache.apply(&next.kv.key, next.kind, &next.kv.value);
+                    }
                     cache.applied.send_replace(rev);
                     from = Some(rev + 1);
                 }
@@ -204,10 +214,12 @@ impl Cache {
         }
         let principal = match &s.of {
             SessionOf::Root => Principal::Root,
-            SessionOf::User { name } => {
+            SessionOf::User { name, id } => {
+                // A user deleted (or deleted and made again) ends its sessions.
                 let u = index
                     .users
                     .get(&name.to_ascii_lowercase())
+                    .filter(|u| &u.record.id == id)
                     .ok_or(KeyError::Invalid)?;
                 Principal::user(&self.account, &u.record)
             }
@@ -233,9 +245,22 @@ impl Cache {
         })
     }
 
+    /// Adds the principal's own condition keys to `ctx`: `aws:username`,
+    /// `aws:userid`, `aws:PrincipalArn`, …, and `aws:PrincipalTag/…` from
+    /// its user or role and its session's tags.
+    pub fn principal_context(
+        &self,
+        principal: &Principal,
+        session: Option<&str>,
+        ctx: &mut Context,
+    ) {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        index.principal_context(&self.account, principal, session, ctx);
+    }
+
     /// IAM's decision on `action` over `resource` for `principal` (root is
     /// allowed everything and never asked). The context gets the
-    /// principal's own keys (`aws:username`, `aws:PrincipalArn`, its tags).
+    /// principal's own keys ([`Cache::principal_context`]).
     pub fn authorize(
         &self,
         principal: &Principal,
@@ -249,42 +274,41 @@ impl Cache {
         }
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         let mut ctx = context.clone();
-        principal.describe(&self.account, &mut ctx);
+        index.principal_context(&self.account, principal, session, &mut ctx);
         let mut identity: Vec<&Policy> = Vec::new();
-        let mut boundary = None;
+        let mut boundary_arn = None;
         match principal {
             Principal::Root => {}
             Principal::User { name, .. } => {
                 if let Some(u) = index.users.get(&name.to_ascii_lowercase()) {
-                    for (k, v) in &u.record.tags {
-                        ctx.set(&format!("aws:PrincipalTag/{k}"), v.clone());
-                    }
                     index.gather(&u.inline, &u.record.policies.attached, &mut identity);
                     for g in &u.record.groups {
                         if let Some(g) = index.groups.get(&g.to_ascii_lowercase()) {
                             index.gather(&g.inline, &g.record.policies.attached, &mut identity);
                         }
                     }
-                    boundary = u.record.boundary.as_deref().and_then(|b| index.managed(b));
+                    boundary_arn = u.record.boundary.as_deref();
                 }
             }
             Principal::AssumedRole { role_name, .. } => {
                 if let Some(r) = index.roles.get(&role_name.to_ascii_lowercase()) {
-                    for (k, v) in &r.record.tags {
-                        ctx.set(&format!("aws:PrincipalTag/{k}"), v.clone());
-                    }
                     index.gather(&r.inline, &r.record.policies.attached, &mut identity);
-                    boundary = r.record.boundary.as_deref().and_then(|b| index.managed(b));
+                    boundary_arn = r.record.boundary.as_deref();
                 }
             }
         }
+        // A boundary that cannot be read allows nothing (never no boundary).
+        let boundary = boundary_arn.map(|b| index.managed(b).unwrap_or(&NOTHING));
+        // Session policies are read as they are now (a managed one's
+        // default version may have changed since the session began).
         let session = session.and_then(|s| index.sessions.get(s));
+        let mut session_layer: Vec<&Policy> = Vec::new();
+        let has_session_policy =
+            session.is_some_and(|s| s.record.policy.is_some() || !s.record.policy_arns.is_empty());
         if let Some(s) = session {
-            for (k, v) in &s.record.tags {
-                ctx.set(&format!("aws:PrincipalTag/{k}"), v.clone());
-            }
+            session_layer.extend(s.session_policy.as_deref());
+            session_layer.extend(s.record.policy_arns.iter().filter_map(|a| index.managed(a)));
         }
-        let session_policy = session.and_then(|s| s.session_policy.as_deref());
         let req = Request {
             action,
             resource,
@@ -296,10 +320,33 @@ impl Cache {
             &PolicySet {
                 identity: &identity,
                 boundary,
-                session: session_policy,
+                session: has_session_policy.then_some(session_layer.as_slice()),
                 resource: None,
             },
         )
+    }
+
+    /// The ARN of the user, role or group of that name (`kind` is `user`,
+    /// `role` or `group`), with its path, as IAM judges requests on it.
+    pub fn entity_arn(&self, kind: &str, name: &str) -> Option<String> {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let key = name.to_ascii_lowercase();
+        let a = &self.account;
+        match kind {
+            "user" => index
+                .users
+                .get(&key)
+                .map(|u| crate::user_arn(a, &u.record.path, &u.record.name)),
+            "role" => index
+                .roles
+                .get(&key)
+                .map(|r| crate::role_arn(a, &r.record.path, &r.record.name)),
+            "group" => index
+                .groups
+                .get(&key)
+                .map(|g| crate::group_arn(a, &g.record.path, &g.record.name)),
+            _ => None,
+        }
     }
 
     /// The compiled trust policy of a role and the role, for AssumeRole.
@@ -480,21 +527,10 @@ impl Index {
                 if let Some(r) =
                     decode("session").and_then(|v| serde_json::from_value::<SessionRecord>(v).ok())
                 {
-                    let mut docs: Vec<Arc<Policy>> = Vec::new();
-                    if let Some(p) = r
-                        .policy
-                        .as_deref()
-                        .and_then(|d| Policy::parse(d, false).ok())
-                    {
-                        docs.push(Arc::new(p));
-                    }
-                    for arn in &r.policy_arns {
-                        if let Some(p) = self.managed(arn) {
-                            docs.push(Arc::new(p.clone()));
-                        }
-                    }
-                    let has_session_policy = r.policy.is_some() || !r.policy_arns.is_empty();
-                    let session_policy = has_session_policy.then(|| Arc::new(Policy::union(&docs)));
+                    // A session policy that cannot be read allows nothing.
+                    let session_policy = r.policy.as_deref().map(|d| {
+                        Arc::new(Policy::parse(d, false).unwrap_or_else(|_| Policy::union(&[])))
+                    });
                     self.sessions.insert(
                         id.into(),
                         Compiled {
@@ -504,6 +540,34 @@ impl Index {
                     );
                 }
             }
+        }
+    }
+
+    fn principal_context(
+        &self,
+        account: &str,
+        principal: &Principal,
+        session: Option<&str>,
+        ctx: &mut Context,
+    ) {
+        principal.describe(account, ctx);
+        let tags = match principal {
+            Principal::Root => None,
+            Principal::User { name, .. } => self
+                .users
+                .get(&name.to_ascii_lowercase())
+                .map(|u| &u.record.tags),
+            Principal::AssumedRole { role_name, .. } => self
+                .roles
+                .get(&role_name.to_ascii_lowercase())
+                .map(|r| &r.record.tags),
+        };
+        let session_tags = session
+            .and_then(|s| self.sessions.get(s))
+            .map(|s| &s.record.tags);
+        // A session's tags win over its role's of the same key.
+        for (k, v) in tags.into_iter().chain(session_tags).flatten() {
+            ctx.set(&format!("aws:PrincipalTag/{k}"), v.clone());
         }
     }
 
@@ -526,6 +590,9 @@ impl Index {
         out.extend(attached.iter().filter_map(|a| self.managed(a)));
     }
 }
+
+/// A policy with no statements: allows nothing.
+static NOTHING: std::sync::LazyLock<Policy> = std::sync::LazyLock::new(|| Policy::union(&[]));
 
 /// AWS managed policies, compiled once.
 static BUILT_IN: std::sync::OnceLock<HashMap<String, Policy>> = std::sync::OnceLock::new();

@@ -102,18 +102,23 @@ impl Principal {
         }
     }
 
-    /// As a trust policy's `Principal` sees the caller.
+    /// As a trust policy's `Principal` sees the caller: a user or a
+    /// session by its own ARN; its account, and a session's role, only by
+    /// delegation.
     pub fn as_caller(&self, account: &str) -> policy::Caller {
         let root = format!("arn:aws:iam::{account}:root");
-        let names = match self {
-            Principal::Root => vec![root.clone()],
-            Principal::User { arn, .. } => vec![arn.clone()],
-            Principal::AssumedRole { role_arn, arn, .. } => vec![arn.clone(), role_arn.clone()],
+        let (names, mut delegated) = match self {
+            Principal::Root => (vec![root.clone()], vec![]),
+            Principal::User { arn, .. } => (vec![arn.clone()], vec![]),
+            Principal::AssumedRole { role_arn, arn, .. } => {
+                (vec![arn.clone()], vec![role_arn.clone()])
+            }
         };
+        delegated.push(root);
         policy::Caller {
             kind: "AWS",
             names,
-            account_root: Some(root),
+            delegated,
         }
     }
 }

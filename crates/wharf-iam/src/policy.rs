@@ -196,15 +196,15 @@ impl Context {
 }
 
 /// Who asks, as a trust or resource policy's `Principal` names them: the
-/// kind (`AWS`, `Service`) and every name that denotes the caller. For
-/// `AWS` the first name is the caller itself (a user, a role); the account
-/// (`arn:aws:iam::ACCOUNT:root`) matches only by delegation.
+/// kind (`AWS`, `Service`) and the names that denote the caller itself (a
+/// user, a role session's own ARN), which a policy grants to directly, and
+/// those that reach it only by delegation (the account's root; a session's
+/// role), whose grant the caller's own policies must also allow.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub kind: &'static str,
     pub names: Vec<String>,
-    /// The account's root ARN, for `AWS` callers.
-    pub account_root: Option<String>,
+    pub delegated: Vec<String>,
 }
 
 /// One request to evaluate.
@@ -275,7 +275,8 @@ impl PolicyKind {
 pub struct PolicySet<'a> {
     pub identity: &'a [&'a Policy],
     pub boundary: Option<&'a Policy>,
-    pub session: Option<&'a Policy>,
+    /// The session's policies, one layer (present: it must allow too).
+    pub session: Option<&'a [&'a Policy]>,
     pub resource: Option<&'a Policy>,
 }
 
@@ -293,7 +294,7 @@ pub fn evaluate(req: &Request, set: &PolicySet) -> Decision {
     };
     let identity = judge(set.identity);
     let boundary = set.boundary.map(|p| p.verdict_for(req, &action));
-    let session = set.session.map(|p| p.verdict_for(req, &action));
+    let session = set.session.map(judge);
     let resource = set.resource.map(|p| p.verdict_for(req, &action));
     for (kind, v) in [
         (PolicyKind::Identity, Some(&identity)),
@@ -532,10 +533,7 @@ fn principal_matches(spec: &Either<PrincipalSpec>, caller: &Caller) -> Option<bo
                     .any(|v| v == "*" || caller.names.iter().any(|n| n == v))
                 {
                     Some(true)
-                } else if values
-                    .iter()
-                    .any(|v| Some(v) == caller.account_root.as_ref())
-                {
+                } else if values.iter().any(|v| caller.delegated.contains(v)) {
                     Some(false)
                 } else {
                     None
@@ -750,7 +748,11 @@ fn parse_conditions(
                 values
                     .iter()
                     .map(|v| {
-                        if matches!(op, Operator::StringLike | Operator::ArnLike) {
+                        // ArnEquals takes wildcards in each part as ArnLike does.
+                        if matches!(
+                            op,
+                            Operator::StringLike | Operator::ArnLike | Operator::ArnEquals
+                        ) {
                             Pattern::compile(v, fold, variables)
                         } else {
                             Pattern::literal(v, fold, variables)
@@ -789,7 +791,9 @@ fn check_values(op: Operator, values: &[String], name: &str) -> Result<(), Malfo
     let bad = |v: &str| malformed(format!("Invalid value for {name}: {v}"));
     for v in values {
         match op {
-            Operator::Numeric(_) if v.parse::<f64>().is_err() => return Err(bad(v)),
+            Operator::Numeric(_) if !v.parse::<f64>().is_ok_and(f64::is_finite) => {
+                return Err(bad(v))
+            }
             Operator::Date(_) if parse_date(v).is_none() => return Err(bad(v)),
             Operator::Ip if parse_cidr(v).is_none() => return Err(bad(v)),
             Operator::Bool | Operator::Null

@@ -176,8 +176,13 @@ pub enum SessionOf {
         role_id: String,
         session_name: String,
     },
-    /// GetSessionToken of a user: the user itself.
-    User { name: String },
+    /// GetSessionToken of a user: the user itself (its ID, so a user
+    /// deleted and made again does not inherit the session).
+    User {
+        name: String,
+        #[serde(default)]
+        id: String,
+    },
     /// GetSessionToken of the account's root.
     Root,
 }

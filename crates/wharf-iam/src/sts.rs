@@ -13,15 +13,23 @@ use wharf_store::{Op, Txn};
 /// A session token's length (AWS's vary; SDKs treat them as opaque).
 const TOKEN_LEN: usize = 356;
 
+/// `context` holds the request's condition keys (`aws:SecureTransport`,
+/// `aws:CurrentTime`, …), which trust policies may test.
 pub async fn dispatch(
     iam: &Iam,
     caller: &Caller,
+    context: &Context,
     now: Millis,
     action: &str,
     params: &[(String, String)],
     request_id: &str,
 ) -> Result<Vec<u8>, AwsError> {
-    let sts = Sts { iam, caller, now };
+    let sts = Sts {
+        iam,
+        caller,
+        context,
+        now,
+    };
     let sts = &sts;
     macro_rules! op {
         ($f:ident) => {
@@ -56,6 +64,7 @@ pub const SUPPORTED: &[&str] = &[
 struct Sts<'a> {
     iam: &'a Iam,
     caller: &'a Caller,
+    context: &'a Context,
     now: Millis,
 }
 
@@ -195,6 +204,9 @@ impl Sts<'_> {
             ));
         }
         let denied = |why: &str| access_denied(&caller_arn, "sts:AssumeRole", &r.role_arn, why);
+        if self.caller.principal == Principal::Root {
+            return Err(denied(" (Roles may not be assumed by root accounts)"));
+        }
         let prefix = format!("arn:aws:iam::{}:role/", self.account());
         let name = r
             .role_arn
@@ -232,12 +244,27 @@ impl Sts<'_> {
                 ),
             ));
         }
-        let mut tags = Vec::new();
+        let mut tags: Vec<(String, String)> = Vec::new();
         for t in r.tags.iter().flatten() {
             if t.key.to_ascii_lowercase().starts_with("aws:") {
                 return Err(err(
                     "ValidationError",
                     "Session tags cannot begin with the reserved prefix 'aws:'.",
+                ));
+            }
+            if t.key.is_empty() || t.key.chars().count() > 128 || t.value.chars().count() > 256 {
+                return Err(err(
+                    "ValidationError",
+                    format!("The session tag {} is not valid: keys are 1 to 128 characters, values at most 256.", t.key),
+                ));
+            }
+            if tags.iter().any(|(k, _)| k.eq_ignore_ascii_case(&t.key)) {
+                return Err(err(
+                    "ValidationError",
+                    format!(
+                        "Duplicate tag keys found: {}. Tag keys are case insensitive.",
+                        t.key
+                    ),
                 ));
             }
             tags.push((t.key.clone(), t.value.clone()));
@@ -249,6 +276,12 @@ impl Sts<'_> {
             ));
         }
         if let Some(doc) = &r.policy {
+            if doc.len() > 2048 {
+                return Err(err(
+                    "PackedPolicyTooLarge",
+                    "Packed policy consumes more than 100% of the allotted space (2048 characters).",
+                ));
+            }
             policy::Policy::parse(doc, false).map_err(|e| err("MalformedPolicyDocument", e.0))?;
         }
         let mut policy_arns = Vec::new();
@@ -258,11 +291,20 @@ impl Sts<'_> {
             };
             policy_arns.push(arn.clone());
         }
+        if policy_arns.len() > 10 {
+            return Err(err(
+                "ValidationError",
+                "1 validation error detected: Value at 'policyArns' failed to satisfy constraint: Member must have length less than or equal to 10",
+            ));
+        }
 
-        // The trust policy must allow the caller; when it names only the
-        // caller's account, the caller's own policies must allow it too.
-        let mut ctx = Context::new();
-        self.caller.principal.describe(self.account(), &mut ctx);
+        // The request's own condition keys, the caller's, and AssumeRole's.
+        let mut ctx = self.context.clone();
+        self.iam.cache.principal_context(
+            &self.caller.principal,
+            self.caller.session.as_deref(),
+            &mut ctx,
+        );
         ctx.set("sts:RoleSessionName", session_name.clone());
         if let Some(x) = &r.external_id {
             ctx.set("sts:ExternalId", x.clone());
@@ -274,46 +316,9 @@ impl Sts<'_> {
         if !keys.is_empty() {
             ctx.set_many("aws:TagKeys", keys);
         }
-        let as_caller = self.caller.principal.as_caller(self.account());
-        let req = Request {
-            action: "sts:AssumeRole",
-            resource: &r.role_arn,
-            context: &ctx,
-            caller: Some(&as_caller),
-        };
-        let trusted = trust.verdict(&req);
-        if !trusted.denies.is_empty() {
-            return Err(denied(" with an explicit deny in a resource-based policy"));
-        }
+        self.trusted(&trust, "sts:AssumeRole", &r.role_arn, &ctx)?;
         if !tags.is_empty() {
-            let tag_req = Request {
-                action: "sts:TagSession",
-                ..req
-            };
-            if trust.verdict(&tag_req).allows.is_empty() {
-                return Err(access_denied(
-                    &caller_arn,
-                    "sts:TagSession",
-                    &r.role_arn,
-                    "",
-                ));
-            }
-        }
-        let identity = self.iam.cache.authorize(
-            &self.caller.principal,
-            self.caller.session.as_deref(),
-            "sts:AssumeRole",
-            &r.role_arn,
-            &ctx,
-        );
-        let allowed = match identity {
-            Decision::ExplicitDeny(_) => false,
-            _ if trusted.allows_directly => true,
-            Decision::Allow => !trusted.allows.is_empty(),
-            Decision::ImplicitDeny(_) => false,
-        };
-        if !allowed {
-            return Err(denied(""));
+            self.trusted(&trust, "sts:TagSession", &r.role_arn, &ctx)?;
         }
         // Each session policy ARN must name a managed policy.
         for arn in &policy_arns {
@@ -367,6 +372,54 @@ impl Sts<'_> {
         })
     }
 
+    /// Whether the role's trust policy and the caller's own policies let
+    /// the caller do `action` on the role: an explicit Deny in either
+    /// refuses; a trust policy that names the caller itself (a user, this
+    /// very session) grants on its own; one that reaches the caller only
+    /// by delegation (its account, its session's role) needs the caller's
+    /// policies to allow too, boundary and session policy included.
+    fn trusted(
+        &self,
+        trust: &policy::Policy,
+        action: &str,
+        role_arn: &str,
+        ctx: &Context,
+    ) -> Result<(), AwsError> {
+        let caller_arn = self.caller.principal.arn(self.account());
+        let as_caller = self.caller.principal.as_caller(self.account());
+        let verdict = trust.verdict(&Request {
+            action,
+            resource: role_arn,
+            context: ctx,
+            caller: Some(&as_caller),
+        });
+        if !verdict.denies.is_empty() {
+            return Err(access_denied(
+                &caller_arn,
+                action,
+                role_arn,
+                " with an explicit deny in a resource-based policy",
+            ));
+        }
+        let identity = self.iam.cache.authorize(
+            &self.caller.principal,
+            self.caller.session.as_deref(),
+            action,
+            role_arn,
+            ctx,
+        );
+        let allowed = match identity {
+            Decision::ExplicitDeny(_) => false,
+            Decision::Allow => !verdict.allows.is_empty(),
+            Decision::ImplicitDeny(_) => verdict.allows_directly,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(access_denied(&caller_arn, action, role_arn, ""))
+        }
+    }
+
     async fn get_session_token(
         &self,
         r: m::GetSessionTokenRequest,
@@ -392,7 +445,13 @@ impl Sts<'_> {
         }
         let (of, max) = match &self.caller.principal {
             Principal::Root => (SessionOf::Root, 3600),
-            Principal::User { name, .. } => (SessionOf::User { name: name.clone() }, 129_600),
+            Principal::User { name, id, .. } => (
+                SessionOf::User {
+                    name: name.clone(),
+                    id: id.clone(),
+                },
+                129_600,
+            ),
             Principal::AssumedRole { .. } => {
                 return Err(AwsError::new(
                     403,

@@ -241,7 +241,16 @@ async fn dispatch(
                     wharf_iam::dispatch_iam(&c.iam, &root, x.now, op, &params, "fuzz").await
                 }
                 Service::Sts => {
-                    wharf_iam::dispatch_sts(&c.iam, &root, x.now, op, &params, "fuzz").await
+                    wharf_iam::dispatch_sts(
+                        &c.iam,
+                        &root,
+                        &Default::default(),
+                        x.now,
+                        op,
+                        &params,
+                        "fuzz",
+                    )
+                    .await
                 }
                 _ => {
                     let scope = wharf_lb::Scope {

@@ -445,9 +445,10 @@ fn boundary_and_session_limit_identity() {
         evaluate(&req("iam:CreateUser"), &with_boundary),
         Decision::ImplicitDeny(PolicyKind::PermissionsBoundary)
     );
+    let session = [&only_ecs];
     let with_session = PolicySet {
         identity: &ids,
-        session: Some(&only_ecs),
+        session: Some(&session),
         ..Default::default()
     };
     assert_eq!(
@@ -489,14 +490,14 @@ fn trust_policies_name_principals() {
     let ecs = Caller {
         kind: "Service",
         names: vec!["ecs-tasks.amazonaws.com".into()],
-        account_root: None,
+        delegated: vec![],
     };
     let v = judge(&ecs);
     assert!(v.allows_directly && !v.allows.is_empty());
     let ci = Caller {
         kind: "AWS",
         names: vec!["arn:aws:iam::123456789012:user/ci".into()],
-        account_root: Some("arn:aws:iam::123456789012:root".into()),
+        delegated: vec!["arn:aws:iam::123456789012:root".into()],
     };
     assert!(judge(&ci).allows_directly);
     // Another user of the account is trusted only through the account:
@@ -504,20 +505,42 @@ fn trust_policies_name_principals() {
     let bob = Caller {
         kind: "AWS",
         names: vec!["arn:aws:iam::123456789012:user/bob".into()],
-        account_root: Some("arn:aws:iam::123456789012:root".into()),
+        delegated: vec!["arn:aws:iam::123456789012:root".into()],
     };
     let v = judge(&bob);
     assert!(!v.allows.is_empty() && !v.allows_directly);
     let stranger = Caller {
         kind: "AWS",
         names: vec!["arn:aws:iam::999999999999:user/x".into()],
-        account_root: Some("arn:aws:iam::999999999999:root".into()),
+        delegated: vec!["arn:aws:iam::999999999999:root".into()],
     };
     assert!(judge(&stranger).allows.is_empty());
+    // A role's session is named directly only by its own ARN: a grant to
+    // its role is delegation (the session's policies still apply).
+    let role_trust = Policy::parse(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:role/ci"},"Action":"sts:AssumeRole"}]}"#,
+        true,
+    )
+    .unwrap();
+    let session = Caller {
+        kind: "AWS",
+        names: vec!["arn:aws:sts::123456789012:assumed-role/ci/s1".into()],
+        delegated: vec![
+            "arn:aws:iam::123456789012:role/ci".into(),
+            "arn:aws:iam::123456789012:root".into(),
+        ],
+    };
+    let v = role_trust.verdict(&Request {
+        action: "sts:AssumeRole",
+        resource: "arn:aws:iam::123456789012:role/r",
+        context: &c,
+        caller: Some(&session),
+    });
+    assert!(!v.allows.is_empty() && !v.allows_directly);
     let ec2 = Caller {
         kind: "Service",
         names: vec!["ec2.amazonaws.com".into()],
-        account_root: None,
+        delegated: vec![],
     };
     assert!(judge(&ec2).allows.is_empty());
 }
