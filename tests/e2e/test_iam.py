@@ -34,6 +34,15 @@ def refused(call, code, *fragments):
     return err
 
 
+def allowed(call):
+    """Past IAM: answered, or refused by the service itself (here: no host
+    to place on), never AccessDenied."""
+    try:
+        call()
+    except botocore.exceptions.ClientError as e:
+        assert "AccessDenied" not in e.response["Error"]["Code"], e.response["Error"]
+
+
 def user_with_key(iam, name, *policies):
     iam.create_user(UserName=name)
     for i, p in enumerate(policies):
@@ -193,6 +202,23 @@ def test_pass_role_is_checked_when_a_task_definition_names_a_role(wharf):
         {"Effect": "Allow", "Action": "iam:PassRole", "Resource": role,
          "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}}))
     gina.register_task_definition(family="web", taskRoleArn=role, containerDefinitions=containers)
+    # Starting tasks of a registered task definition hands its roles to ECS too.
+    wharf.client().create_cluster(clusterName="default")
+    wharf.client().register_task_definition(family="admin", taskRoleArn=f"arn:aws:iam::{ACCOUNT}:role/admin",
+                                            containerDefinitions=containers)
+    refused(lambda: gina.run_task(taskDefinition="admin"), "AccessDeniedException",
+            f"iam:PassRole on resource: arn:aws:iam::{ACCOUNT}:role/admin")
+    refused(lambda: gina.create_service(serviceName="s", taskDefinition="admin:1", desiredCount=0),
+            "AccessDeniedException", "iam:PassRole")
+    allowed(lambda: gina.run_task(taskDefinition="web"))
+    # A bare family is judged on the revision it resolves to.
+    iam.put_user_policy(UserName="gina", PolicyName="p0", PolicyDocument=doc(
+        {"Effect": "Allow", "Action": "ecs:RunTask", "Resource": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/web:1"},
+        {"Effect": "Allow", "Action": "ecs:RegisterTaskDefinition", "Resource": "*"}))
+    allowed(lambda: gina.run_task(taskDefinition="web"))
+    gina.register_task_definition(family="web", taskRoleArn=role, containerDefinitions=containers)
+    refused(lambda: gina.run_task(taskDefinition="web"), "AccessDeniedException",
+            f"task-definition/web:2")
 
 
 def test_iam_api_errors_versions_and_paging(wharf):

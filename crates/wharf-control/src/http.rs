@@ -278,6 +278,56 @@ fn checks(
     )
 }
 
+/// For the operations that start tasks of a registered task definition:
+/// judged on that revision (a bare family resolves to its latest, as the
+/// handler will), and `iam:PassRole` on the roles it names, which ECS
+/// hands to the tasks. A task definition that does not resolve is left to
+/// the handler to refuse.
+async fn task_definition_checks(
+    control: &Control,
+    ctx: &Ctx,
+    op: &str,
+    body: &[u8],
+    checks: &mut Vec<crate::authz::Check>,
+) {
+    if !matches!(
+        op,
+        "RunTask" | "StartTask" | "CreateService" | "UpdateService" | "CreateTaskSet"
+    ) {
+        return;
+    }
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return;
+    };
+    let Some(given) = json.get("taskDefinition").and_then(|t| t.as_str()) else {
+        return;
+    };
+    let Ok(td) = crate::ecs::taskdefs::resolve(control, ctx.region(), given).await else {
+        return;
+    };
+    let def = &td.value.definition;
+    if matches!(op, "RunTask" | "StartTask") {
+        if let (Some(first), Some(arn)) = (checks.first_mut(), &def.task_definition_arn) {
+            first.resources = vec![arn.clone()];
+        }
+    }
+    let Some(base) = checks.first().map(|c| c.context.clone()) else {
+        return;
+    };
+    for role in [&def.task_role_arn, &def.execution_role_arn]
+        .into_iter()
+        .flatten()
+    {
+        let mut context = base.clone();
+        context.set("iam:PassedToService", "ecs-tasks.amazonaws.com");
+        checks.push(crate::authz::Check {
+            action: "iam:PassRole".into(),
+            resources: vec![role.clone()],
+            context,
+        });
+    }
+}
+
 /// A verified request's context: its region (from the signature), the
 /// account, the time, who called.
 fn ctx(
@@ -386,7 +436,10 @@ async fn dispatch(
     })?;
     let api = api.ok_or_else(|| AwsError::unknown_operation(target))?;
     let ctx = ctx(control, headers, verified.region, now_ms, caller)?;
-    let checks = checks(control, &ctx, api, op, Some(body), None);
+    let mut checks = checks(control, &ctx, api, op, Some(body), None);
+    if api == Api::Ecs && !checks.is_empty() {
+        task_definition_checks(control, &ctx, op, body, &mut checks).await;
+    }
     auth::authorize(control, &ctx, api, op, &checks)?;
     match api {
         Api::Ecs => ecs::dispatch(control, &ctx, op, body).await,
