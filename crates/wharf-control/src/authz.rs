@@ -166,9 +166,20 @@ pub fn checks(
                 }
                 None => {}
             }
-            // A rename needs permission on the new name too.
-            if let Some(n) = param("NewUserName") {
-                resources.push(entity("user", n));
+            // A rename or a move needs permission on where the user ends up.
+            if op == "UpdateUser" && (param("NewUserName").is_some() || param("NewPath").is_some())
+            {
+                let now = param("UserName").and_then(|n| entities("user", n));
+                // The stored path and name, from the ARN `…:user{path}{name}`.
+                let (path_now, name_now) = now
+                    .as_deref()
+                    .and_then(|a| a.split_once(":user"))
+                    .and_then(|(_, rest)| rest.rsplit_once('/'))
+                    .map(|(p, n)| (format!("{p}/"), n.to_string()))
+                    .unwrap_or_else(|| ("/".into(), param("UserName").unwrap_or("").into()));
+                let path = param("NewPath").map_or(path_now, str::to_string);
+                let name = param("NewUserName").map_or(name_now, str::to_string);
+                resources.push(format!("arn:aws:iam::{account}:user{path}{name}"));
             }
             if let Some(n) = param("RoleName") {
                 resources.push(entity("role", n));
@@ -570,6 +581,27 @@ mod tests {
         assert_eq!(
             got[0].context.get("aws:TagKeys"),
             Some(&["team".to_string()][..])
+        );
+        let got = iam(
+            "UpdateUser",
+            &[("UserName", "admin"), ("NewPath", "/x/")],
+            None,
+        );
+        assert_eq!(
+            got[0].resources,
+            [
+                "arn:aws:iam::123456789012:user/admins/Admin",
+                "arn:aws:iam::123456789012:user/x/Admin"
+            ]
+        );
+        let got = iam(
+            "UpdateUser",
+            &[("UserName", "admin"), ("NewUserName", "boss")],
+            None,
+        );
+        assert_eq!(
+            got[0].resources[1],
+            "arn:aws:iam::123456789012:user/admins/boss"
         );
         let untag = ecs(
             "UntagResource",

@@ -289,21 +289,25 @@ async fn task_definition_checks(
     op: &str,
     body: &[u8],
     checks: &mut Vec<crate::authz::Check>,
-) {
+) -> ApiResult<()> {
     if !matches!(
         op,
         "RunTask" | "StartTask" | "CreateService" | "UpdateService" | "CreateTaskSet"
     ) {
-        return;
+        return Ok(());
     }
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return;
+        return Ok(());
     };
     let Some(given) = json.get("taskDefinition").and_then(|t| t.as_str()) else {
-        return;
+        return Ok(());
     };
-    let Ok(td) = crate::ecs::taskdefs::resolve(control, ctx.region(), given).await else {
-        return;
+    let td = match crate::ecs::taskdefs::resolve(control, ctx.region(), given).await {
+        Ok(td) => td,
+        // Not found: the handler refuses it. Anything else (the store
+        // failing) refuses here, so no role goes unchecked.
+        Err(e) if e.status < 500 => return Ok(()),
+        Err(e) => return Err(e),
     };
     let def = &td.value.definition;
     if matches!(op, "RunTask" | "StartTask") {
@@ -312,7 +316,7 @@ async fn task_definition_checks(
         }
     }
     let Some(base) = checks.first().map(|c| c.context.clone()) else {
-        return;
+        return Ok(());
     };
     for role in [&def.task_role_arn, &def.execution_role_arn]
         .into_iter()
@@ -326,6 +330,7 @@ async fn task_definition_checks(
             context,
         });
     }
+    Ok(())
 }
 
 /// A verified request's context: its region (from the signature), the
@@ -438,7 +443,7 @@ async fn dispatch(
     let ctx = ctx(control, headers, verified.region, now_ms, caller)?;
     let mut checks = checks(control, &ctx, api, op, Some(body), None);
     if api == Api::Ecs && !checks.is_empty() {
-        task_definition_checks(control, &ctx, op, body, &mut checks).await;
+        task_definition_checks(control, &ctx, op, body, &mut checks).await?;
     }
     auth::authorize(control, &ctx, api, op, &checks)?;
     match api {

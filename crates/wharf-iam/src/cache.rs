@@ -301,7 +301,14 @@ impl Cache {
         let boundary = boundary_arn.map(|b| index.managed(b).unwrap_or(&NOTHING));
         // Session policies are read as they are now (a managed one's
         // default version may have changed since the session began).
-        let session = session.and_then(|s| index.sessions.get(s));
+        // A session that has just ended (its lease gone) allows nothing.
+        let session = match session {
+            Some(id) => match index.sessions.get(id) {
+                Some(s) => Some(s),
+                None => return Decision::ImplicitDeny(policy::PolicyKind::Session),
+            },
+            None => None,
+        };
         let mut session_layer: Vec<&Policy> = Vec::new();
         let has_session_policy =
             session.is_some_and(|s| s.record.policy.is_some() || !s.record.policy_arns.is_empty());

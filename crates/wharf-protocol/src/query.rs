@@ -280,7 +280,16 @@ fn indexed<'a>(
     let mut out = Vec::with_capacity(node.children.len());
     for (key, child) in &node.children {
         match key.parse::<usize>() {
-            Ok(i) if (1..=MAX_INDEX).contains(&i) && !key.starts_with('0') => out.push((i, child)),
+            // Digits only: `+1` parses as 1, and would name a member that
+            // whoever reads the parameters by their plain name (the IAM
+            // checks) does not see.
+            Ok(i)
+                if (1..=MAX_INDEX).contains(&i)
+                    && !key.starts_with('0')
+                    && key.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                out.push((i, child))
+            }
             _ => return Err(validation(format!("Invalid index {key} in {path}.{key}"))),
         }
     }
@@ -485,6 +494,9 @@ mod tests {
             .message
             .contains("member.1 is missing"));
         assert!(bad(&[("Name", "a"), ("Tags.member.0.Key", "x")])
+            .message
+            .contains("Invalid index"));
+        assert!(bad(&[("Name", "a"), ("Tags.member.+1.Key", "x")])
             .message
             .contains("Invalid index"));
         assert!(bad(&[("Port", "1")])
