@@ -162,7 +162,7 @@ pub async fn authenticate(
     {
         Some(k) => (k.secret_access_key.clone(), Caller::Root),
         // IAM's keys are in memory; an agent's are read from the store.
-        None => match iam_credential(c, akid, uri, headers, now).await? {
+        None => match iam_credential(c, akid, presented.security_token(), now).await? {
             Some(found) => found,
             None => {
                 let Some(agent) = agent_credential(c, akid).await? else {
@@ -190,32 +190,16 @@ pub async fn authenticate(
 }
 
 /// An IAM user's key or STS credentials: its secret and who it is (None:
-/// not a key IAM knows). The session token comes in
-/// `X-Amz-Security-Token` (header or presigned query).
+/// not a key IAM knows); temporary credentials need their session token.
 async fn iam_credential(
     c: &Control,
     akid: &str,
-    uri: &Uri,
-    headers: &HeaderMap,
+    token: Option<&str>,
     now: time::OffsetDateTime,
 ) -> ApiResult<Option<(String, Caller)>> {
-    let token = headers
-        .get("x-amz-security-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| {
-            uri.query()?.split('&').find_map(|p| {
-                let (k, v) = p.split_once('=')?;
-                (k == "X-Amz-Security-Token").then(|| {
-                    percent_encoding::percent_decode_str(v)
-                        .decode_utf8_lossy()
-                        .into_owned()
-                })
-            })
-        });
     c.iam.cache.ready().await;
     let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-    match c.iam.cache.credential(akid, token.as_deref(), now_ms) {
+    match c.iam.cache.credential(akid, token, now_ms) {
         Ok(cred) => Ok(Some((
             cred.secret,
             Caller::Iam(wharf_iam::Caller {

@@ -70,8 +70,6 @@ pub fn checks(
             ];
             for role in roles.into_iter().flatten() {
                 if let Some(role) = role.as_str() {
-                    let mut c = context.clone();
-                    c.set("iam:PassedToService", "ecs-tasks.amazonaws.com");
                     // A role may be named without its ARN (CreateService's `role`).
                     let arn = if role.starts_with("arn:") {
                         role.to_string()
@@ -80,11 +78,7 @@ pub fn checks(
                             format!("arn:aws:iam::{}:role/{role}", scope.account)
                         })
                     };
-                    extra.push(Check {
-                        action: "iam:PassRole".into(),
-                        resources: vec![arn],
-                        context: c,
-                    });
+                    extra.push(pass_role(arn, &context));
                 }
             }
         }
@@ -209,6 +203,17 @@ pub fn checks(
     }];
     out.extend(extra);
     out
+}
+
+/// `iam:PassRole` on a role ECS is handed for its tasks.
+pub fn pass_role(role_arn: String, base: &Context) -> Check {
+    let mut context = base.clone();
+    context.set("iam:PassedToService", "ecs-tasks.amazonaws.com");
+    Check {
+        action: "iam:PassRole".into(),
+        resources: vec![role_arn],
+        context,
+    }
 }
 
 /// ECS's resources by operation, and `ecs:cluster`.

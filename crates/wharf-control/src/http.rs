@@ -322,13 +322,7 @@ async fn task_definition_checks(
         .into_iter()
         .flatten()
     {
-        let mut context = base.clone();
-        context.set("iam:PassedToService", "ecs-tasks.amazonaws.com");
-        checks.push(crate::authz::Check {
-            action: "iam:PassRole".into(),
-            resources: vec![role.clone()],
-            context,
-        });
+        checks.push(crate::authz::pass_role(role.clone(), &base));
     }
     Ok(())
 }

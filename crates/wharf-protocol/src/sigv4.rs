@@ -92,6 +92,9 @@ pub struct Presented {
     amz_date: String,
     when: OffsetDateTime,
     form: Form,
+    /// `X-Amz-Security-Token` (header, or presigned query): temporary
+    /// credentials' session token.
+    security_token: Option<String>,
 }
 
 fn incomplete(msg: impl Into<String>) -> AwsError {
@@ -123,7 +126,7 @@ pub fn presented(uri: &Uri, headers: &HeaderMap) -> Result<Presented, AwsError> 
     };
     let auth = headers.get(http::header::AUTHORIZATION);
     let query_form = param("X-Amz-Algorithm").is_some() || param("X-Amz-Signature").is_some();
-    match (auth, query_form) {
+    let mut presented = match (auth, query_form) {
         (Some(_), true) => Err(AwsError::client(
             "InvalidRequest",
             "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or the Authorization header should be specified",
@@ -174,7 +177,12 @@ pub fn presented(uri: &Uri, headers: &HeaderMap) -> Result<Presented, AwsError> 
             )
         }
         (None, false) => Err(AwsError::missing_authentication()),
-    }
+    }?;
+    presented.security_token = match headers.get("x-amz-security-token") {
+        Some(v) => v.to_str().ok().map(str::to_string),
+        None => param("X-Amz-Security-Token").map(str::to_string),
+    };
+    Ok(presented)
 }
 
 impl Presented {
@@ -205,7 +213,13 @@ impl Presented {
             amz_date: amz_date.to_string(),
             when,
             form,
+            security_token: None,
         })
+    }
+
+    /// The session token of temporary credentials, if the request carries one.
+    pub fn security_token(&self) -> Option<&str> {
+        self.security_token.as_deref()
     }
 
     /// The access key the request claims to be signed with.
