@@ -169,6 +169,7 @@ def test_an_agent_acts_only_for_its_own_instances_and_tasks(wharf, ecs):
     refused("PollInstances", {"cluster": "default", "containerInstanceArns": [a.arn], "afterRevision": 0,
                               "waitMillis": 0})
     refused("Disconnect", {"cluster": "default", "containerInstanceArn": a.arn, "reason": "evil"})
+    refused("GetTaskCredentials", {"taskArn": task["taskArn"]})
     # Nor may it take the instance over, register in another cluster, or use the user API.
     bob_ecs = wharf.client_with(bob)
     with pytest.raises(botocore.exceptions.ClientError) as e:
@@ -185,7 +186,10 @@ def test_an_agent_acts_only_for_its_own_instances_and_tasks(wharf, ecs):
             call()
         assert code(e) == "AccessDeniedException"
     assert ecs.describe_tasks(tasks=[task["taskArn"]])["tasks"][0]["lastStatus"] == before
-    # The owner can.
+    # The owner can (and is told this task has no role to give credentials of).
+    with pytest.raises(urllib.error.HTTPError) as e:
+        wharf.agent_call("GetTaskCredentials", {"taskArn": task["taskArn"]}, alice)
+    assert json.loads(e.value.read())["message"] == "The task has no task role (taskRoleArn)."
     a.report(a.poll_once()[0], "RUNNING")
     assert ecs.describe_tasks(tasks=[task["taskArn"]])["tasks"][0]["lastStatus"] == "RUNNING"
 

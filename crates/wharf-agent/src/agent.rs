@@ -95,6 +95,10 @@ pub struct Agent {
     shipped: Mutex<HashSet<String>>,
     /// Who owns what on a Docker host other agents may share.
     owners: Mutex<Owners>,
+    /// The task credentials endpoint (shared by the agents of a process),
+    /// and this agent's mark on the entries it put there.
+    credentials: Arc<crate::credentials::Endpoint>,
+    credentials_owner: u64,
 }
 
 /// Several agents can share one Docker daemon (one per cluster, or two of
@@ -141,6 +145,19 @@ fn restartable(d: &ecs::ContainerDefinition, c: &ContainerStatus) -> bool {
     finished.duration_since(started).unwrap_or_default() >= period
 }
 
+/// A mark of this agent's own, for what it shares with the process's other agents.
+fn rand_owner() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
 fn now_ms() -> i64 {
     wharf_core::clock::Clock::now(&wharf_core::clock::SystemClock)
 }
@@ -158,6 +175,78 @@ impl Agent {
             shipping: Default::default(),
             shipped: Default::default(),
             owners: Default::default(),
+            credentials: crate::credentials::Endpoint::disabled(
+                "this agent serves no task credentials endpoint",
+            ),
+            credentials_owner: rand_owner(),
+        }
+    }
+
+    /// Serves its tasks' role credentials through `endpoint`.
+    pub fn with_credentials(mut self, endpoint: Arc<crate::credentials::Endpoint>) -> Self {
+        self.credentials = endpoint;
+        self
+    }
+
+    /// The ID a task with a task role finds its credentials under at the
+    /// endpoint, fetching them (again) from the control plane unless the
+    /// endpoint holds some that are good for a while yet. A task that is
+    /// `starting` and cannot have them fails with the reason; one already
+    /// running keeps what it has, and the next pass tries again.
+    async fn task_credentials(
+        &self,
+        t: &AssignedTask,
+        starting: bool,
+    ) -> Result<Result<Option<String>, String>, AgentError> {
+        if wharf_core::taskdef::task_role(&t.task_definition, &t.overrides).is_none() {
+            return Ok(Ok(None));
+        }
+        if let Some(why) = self.credentials.unavailable() {
+            return Ok(match starting {
+                true => Err(format!("ResourceInitializationError: {why}")),
+                false => Ok(None),
+            });
+        }
+        let held = self.credentials.id_of(&t.task_arn);
+        if let Some(id) = held
+            .as_ref()
+            .filter(|id| self.credentials.fresh(id, &t.task_arn, now_ms()))
+        {
+            return Ok(Ok(Some(id.clone())));
+        }
+        let req = TaskCredentialsRequest {
+            task_arn: t.task_arn.clone(),
+        };
+        let got: Result<TaskCredentialsResponse, _> = self
+            .client
+            .call(&format!("{TARGET_PREFIX}.{GET_TASK_CREDENTIALS}"), &req)
+            .await;
+        match got {
+            Ok(r) => {
+                self.credentials.put(
+                    self.credentials_owner,
+                    &r.credentials_id,
+                    crate::credentials::TaskCredentials {
+                        task_arn: t.task_arn.clone(),
+                        role_arn: r.role_arn,
+                        access_key_id: r.access_key_id,
+                        secret_access_key: r.secret_access_key,
+                        session_token: r.session_token,
+                        expiration: r.expiration,
+                    },
+                );
+                Ok(Ok(Some(r.credentials_id)))
+            }
+            Err(ClientError::Api { err, .. }) if starting => Ok(Err(format!(
+                "ResourceInitializationError: unable to get the task role's credentials: {}",
+                err.message
+            ))),
+            // Unreachable: a start waits for a later pass.
+            Err(e) if starting => Err(e.into()),
+            Err(e) => {
+                tracing::warn!(task = %t.task_arn, error = %e, "cannot refresh the task role's credentials; keeping the current ones");
+                Ok(Ok(held))
+            }
         }
     }
 
@@ -475,6 +564,14 @@ impl Agent {
                 .push(c);
         }
         let assigned: HashSet<&str> = tasks.iter().map(|t| t.task_arn.as_str()).collect();
+        // A stopped task's role credentials are no longer served.
+        let live: HashSet<&str> = tasks
+            .iter()
+            .filter(|t| t.last_status != "STOPPED")
+            .map(|t| t.task_arn.as_str())
+            .collect();
+        self.credentials
+            .retain(self.credentials_owner, |arn| live.contains(arn));
         self.sent
             .lock()
             .expect("sent lock")
@@ -763,6 +860,16 @@ impl Agent {
                     .await?;
             }
         }
+        // The task role's credentials, before any container that would
+        // look for them.
+        let credentials_id = match self.task_credentials(t, missing).await? {
+            Ok(id) => id,
+            Err(reason) => {
+                tracing::warn!(task = %t.task_arn, %reason, "the task cannot start");
+                report.reason = Some(reason);
+                return self.stop_task(&defs, existing, report).await.map(Some);
+            }
+        };
         // awsvpc: the task's network namespace first, owned by its pause
         // container on the shared awsvpc network.
         let is_pause = |c: &ContainerStatus| c.name_label() == crate::pause::CONTAINER_NAME;
@@ -823,7 +930,15 @@ impl Agent {
                     return self.stop_task(&defs, existing, report).await.map(Some);
                 }
             }
-            let spec = container_spec(&names, def, &sources, pause.as_ref().map(|p| p.id.as_str()));
+            let mut spec =
+                container_spec(&names, def, &sources, pause.as_ref().map(|p| p.id.as_str()));
+            if let Some(id) = &credentials_id {
+                // Last, so it wins over one the definition sets.
+                spec.env.push((
+                    crate::credentials::RELATIVE_URI_ENV.to_string(),
+                    format!("/v2/credentials/{id}"),
+                ));
+            }
             let id = self.runtime.create_container(&spec).await?;
             // awslogs: the log stream must exist before the container starts.
             let logs = match crate::awslogs::config(def) {

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod awslogs;
 pub mod client;
+pub mod credentials;
 pub mod deps;
 pub mod exec;
 pub mod pause;

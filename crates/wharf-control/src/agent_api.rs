@@ -146,6 +146,7 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
         POLL_INSTANCES => call(body, |r| poll_instances(c, x, r)).await,
         REPORT_TASK_STATES => call(body, |r| report_many(c, x, r)).await,
         DISCONNECT => call(body, |r| disconnect(c, x, r)).await,
+        GET_TASK_CREDENTIALS => call(body, |r| crate::task_credentials::get(c, x, r)).await,
         wharf_core::exec_protocol::POLL_EXEC_SESSIONS => {
             call(body, |r| poll_exec_sessions(c, x, r)).await
         }
@@ -412,6 +413,33 @@ async fn gone_instances(
     Ok(gone)
 }
 
+/// Refuses an agent a task not placed on one of its instances: only the
+/// agent of the host a task was placed on reports it, or gets its role's
+/// credentials.
+pub(crate) async fn check_task_owner(
+    c: &Control,
+    x: &Ctx,
+    op: &str,
+    task: &TaskRecord,
+) -> ApiResult<()> {
+    let host = task.instance_id.as_deref().unwrap_or_default();
+    if c.sessions.known_own(x, &[host]) {
+        return Ok(());
+    }
+    let capacity = if task.launch_type == "FARGATE" {
+        ClusterKey::managed()
+    } else {
+        task.cluster_key()
+    };
+    let owner = match &task.instance_id {
+        Some(host) => owner_of(c, &capacity, host).await.ok().flatten(),
+        None => None,
+    };
+    check_owner(x, op, owner.as_deref(), &task.arn)?;
+    c.sessions.remember_own(x, &[host]);
+    Ok(())
+}
+
 pub(crate) async fn report(c: &Control, x: &Ctx, r: TaskStateReport) -> ApiResult<Empty> {
     let (from_arn, id) = arn::task_id(&r.task_arn).map_err(crate::error::from_core)?;
     // A managed host reports the tasks of every region: the task's ARN
@@ -428,21 +456,7 @@ pub(crate) async fn report(c: &Control, x: &Ctx, r: TaskStateReport) -> ApiResul
         else {
             return Err(invalid("The referenced task was not found."));
         };
-        // Only the agent of the host the task was placed on reports it.
-        let host = task.value.instance_id.as_deref().unwrap_or_default();
-        if !c.sessions.known_own(x, &[host]) {
-            let capacity = if task.value.launch_type == "FARGATE" {
-                ClusterKey::managed()
-            } else {
-                task.value.cluster_key()
-            };
-            let owner = match &task.value.instance_id {
-                Some(host) => owner_of(c, &capacity, host).await.ok().flatten(),
-                None => None,
-            };
-            check_owner(x, REPORT_TASK_STATE, owner.as_deref(), &task.value.arn)?;
-            c.sessions.remember_own(x, &[host]);
-        }
+        check_task_owner(c, x, REPORT_TASK_STATE, &task.value).await?;
         let applied = apply_report(&mut task.value, &r, x.now);
         if !applied.changed {
             return Ok(Empty {});

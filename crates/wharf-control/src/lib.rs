@@ -22,6 +22,7 @@ pub mod reaper;
 pub mod records;
 pub mod serve;
 pub mod spot;
+pub mod task_credentials;
 pub mod tls;
 pub mod tokens;
 pub mod wire;

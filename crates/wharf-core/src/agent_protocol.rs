@@ -18,6 +18,33 @@ pub const DISCONNECT: &str = "Disconnect";
 /// of the hidden cluster [`crate::records::MANAGED_CLUSTER`] that no user
 /// sees. Body and answer are RegisterContainerInstance's.
 pub const REGISTER_MANAGED: &str = "RegisterManagedCapacity";
+/// Credentials of a task's role (see [`TaskCredentialsRequest`]).
+pub const GET_TASK_CREDENTIALS: &str = "GetTaskCredentials";
+
+/// Asks for fresh credentials of the task role of a task on one of the
+/// agent's instances, as ECS hands its agent a task's role credentials:
+/// STS session credentials of the role assumed by `ecs-tasks.amazonaws.com`
+/// with the task's ID as session name, revoked when the task stops.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCredentialsRequest {
+    pub task_arn: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCredentialsResponse {
+    /// The task's ID at the credentials endpoint
+    /// (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` is `/v2/credentials/ID`):
+    /// the same for every call of the task.
+    pub credentials_id: String,
+    pub role_arn: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    /// Milliseconds since the epoch.
+    pub expiration: i64,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -536,7 +536,20 @@ pub struct TaskRecord {
     /// stop waits in DEACTIVATING until the targets have drained.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub load_balancers: Vec<ecs::LoadBalancer>,
+    /// Its task role's credentials, once its agent asked for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_credentials: Option<RoleCredentials>,
     pub version: i64,
+}
+
+/// A task's task-role credentials: the ID its containers ask the
+/// credentials endpoint by, and the STS sessions issued for it so far
+/// (those not yet expired), which are revoked when it stops.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleCredentials {
+    pub id: String,
+    /// Access key ID and expiry of each live session.
+    pub sessions: Vec<(String, Millis)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -626,6 +639,7 @@ impl TaskRecord {
             enable_execute_command: false,
             eni: None,
             load_balancers: vec![],
+            role_credentials: None,
             version: 1,
         }
     }

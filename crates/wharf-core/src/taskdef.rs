@@ -585,6 +585,14 @@ pub fn validate_overrides(
     Ok(())
 }
 
+/// The task role a task runs with: its override's, else its definition's.
+pub fn task_role<'a>(td: &'a ecs::TaskDefinition, o: &'a ecs::TaskOverride) -> Option<&'a str> {
+    o.task_role_arn
+        .as_deref()
+        .or(td.task_role_arn.as_deref())
+        .filter(|r| !r.is_empty())
+}
+
 /// The definition's containers with the task's overrides applied.
 pub fn effective_containers(
     td: &ecs::TaskDefinition,

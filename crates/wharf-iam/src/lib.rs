@@ -14,6 +14,7 @@ pub mod cache;
 pub mod managed;
 pub mod policy;
 pub mod records;
+pub mod service_roles;
 pub mod sts;
 
 use records::{RoleRecord, UserRecord};

@@ -89,6 +89,87 @@ fn seconds(ms: Millis) -> f64 {
     ms as f64 / 1000.0
 }
 
+/// A session to issue: who it acts as and what limits it.
+pub(crate) struct Session {
+    pub of: SessionOf,
+    pub duration_seconds: u64,
+    pub policy: Option<String>,
+    pub policy_arns: Vec<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// Temporary credentials just issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    pub expires: Millis,
+}
+
+/// Writes a session under a lease that ends with it, in one transaction
+/// with what `with` adds (given the new access key ID and expiry: compares
+/// that must hold, and writes of the caller's own), and waits until the
+/// cache knows it. `None` when one of those compares failed (nothing is
+/// written).
+pub(crate) async fn issue(
+    iam: &Iam,
+    now: Millis,
+    session: Session,
+    with: impl FnOnce(&str, Millis) -> (Vec<wharf_store::Compare>, Vec<Op>),
+) -> Result<Option<Issued>, wharf_store::StoreError> {
+    let id = new_id("ASIA", 20);
+    let secret = new_secret(40);
+    let token = new_secret(TOKEN_LEN);
+    let duration_ms =
+        i64::try_from(session.duration_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let expires = now.saturating_add(duration_ms);
+    let record = SessionRecord {
+        id: id.clone(),
+        secret: secret.clone(),
+        token_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes())),
+        of: session.of,
+        issued: now,
+        expires,
+        policy: session.policy,
+        policy_arns: session.policy_arns,
+        tags: session.tags,
+    };
+    // A little past the expiry: the cache refuses it at `expires`
+    // either way, and the lease only tidies up.
+    let lease = iam
+        .store
+        .grant_lease(std::time::Duration::from_secs(
+            session.duration_seconds.saturating_add(60),
+        ))
+        .await?;
+    let (compares, ops) = with(&id, expires);
+    let mut txn = Txn::new();
+    for c in compares {
+        txn = txn.when(c);
+    }
+    for op in ops {
+        txn = txn.then(op);
+    }
+    let txn = txn.then(Op::put_with_lease(
+        keys::session(&id),
+        wharf_store::typed::encode(&record),
+        lease,
+    ));
+    let resp = iam.store.txn(txn).await?;
+    if !resp.succeeded {
+        let _ = iam.store.revoke_lease(lease).await;
+        return Ok(None);
+    }
+    iam.cache.caught_up(resp.revision).await;
+    Ok(Some(Issued {
+        access_key_id: id,
+        secret_access_key: secret,
+        session_token: token,
+        expires,
+    }))
+}
+
 impl Sts<'_> {
     fn account(&self) -> &str {
         &self.iam.account
@@ -126,48 +207,22 @@ impl Sts<'_> {
         policy_arns: Vec<String>,
         tags: Vec<(String, String)>,
     ) -> Result<m::Credentials, AwsError> {
-        let id = new_id("ASIA", 20);
-        let secret = new_secret(40);
-        let token = new_secret(TOKEN_LEN);
-        let expires = self.now.saturating_add(duration as i64 * 1000);
-        let record = SessionRecord {
-            id: id.clone(),
-            secret: secret.clone(),
-            token_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes())),
+        let session = Session {
             of,
-            issued: self.now,
-            expires,
+            duration_seconds: duration as u64,
             policy,
             policy_arns,
             tags,
         };
-        let store_err =
-            |e: wharf_store::StoreError| err("ServiceFailure", format!("Storage failure: {e}"));
-        // A little past the expiry: the cache refuses it at `expires`
-        // either way, and the lease only tidies up.
-        let lease = self
-            .iam
-            .store
-            .grant_lease(std::time::Duration::from_secs(duration as u64 + 60))
+        let issued = issue(self.iam, self.now, session, |_, _| (vec![], vec![]))
             .await
-            .map_err(store_err)?;
-        let key = keys::session(&id);
-        let resp = self
-            .iam
-            .store
-            .txn(Txn::new().then(Op::put_with_lease(
-                key,
-                wharf_store::typed::encode(&record),
-                lease,
-            )))
-            .await
-            .map_err(store_err)?;
-        self.iam.cache.caught_up(resp.revision).await;
+            .map_err(|e| err("ServiceFailure", format!("Storage failure: {e}")))?
+            .expect("no compares to fail");
         Ok(m::Credentials {
-            access_key_id: id,
-            secret_access_key: secret,
-            session_token: token,
-            expiration: seconds(expires),
+            access_key_id: issued.access_key_id,
+            secret_access_key: issued.secret_access_key,
+            session_token: issued.session_token,
+            expiration: seconds(issued.expires),
         })
     }
 

@@ -187,6 +187,12 @@ struct AgentArgs {
     /// image), always, once, prefer-cached; as the ECS agent's setting.
     #[arg(long, env = "ECS_IMAGE_PULL_BEHAVIOR", default_value = "default")]
     image_pull_behavior: PullBehavior,
+    /// (agent, `up`) Where tasks' role credentials are served: the ECS
+    /// agent's 169.254.170.2:80, where the SDKs look (the address is put on
+    /// the loopback interface); `off` serves none, and tasks with a task
+    /// role then fail to start.
+    #[arg(long, env = "WHARF_TASK_CREDENTIALS_ENDPOINT", default_value = wharf_agent::credentials::DEFAULT_ADDRESS)]
+    task_credentials_endpoint: String,
     #[command(flatten)]
     policy: PolicyArgs,
     /// Join this custom capacity provider (made with `aws ecs
@@ -272,6 +278,12 @@ struct ServerArgs {
     /// back to a cached image), always, once, prefer-cached.
     #[arg(long, env = "ECS_IMAGE_PULL_BEHAVIOR", default_value = "default")]
     image_pull_behavior: PullBehavior,
+    /// (agent, `up`) Where tasks' role credentials are served: the ECS
+    /// agent's 169.254.170.2:80, where the SDKs look (the address is put on
+    /// the loopback interface); `off` serves none, and tasks with a task
+    /// role then fail to start.
+    #[arg(long, env = "WHARF_TASK_CREDENTIALS_ENDPOINT", default_value = wharf_agent::credentials::DEFAULT_ADDRESS)]
+    task_credentials_endpoint: String,
     #[command(flatten)]
     policy: PolicyArgs,
 }
@@ -396,6 +408,7 @@ async fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             let runtime = connect_docker().await?;
+            let endpoint = credentials_endpoint(&args.task_credentials_endpoint).await;
             let agent = Agent::new(
                 client,
                 runtime,
@@ -407,10 +420,21 @@ async fn main() -> anyhow::Result<()> {
                     policy: args.policy.host_policy(),
                     capacity_provider: args.capacity_provider,
                 },
-            );
+            )
+            .with_credentials(endpoint);
             Arc::new(agent).run().await;
             Ok(())
         }
+    }
+}
+
+/// The task credentials endpoint the agents of this process share.
+async fn credentials_endpoint(address: &str) -> Arc<wharf_agent::credentials::Endpoint> {
+    match address {
+        "off" => wharf_agent::credentials::Endpoint::disabled(
+            "the task credentials endpoint is off (--task-credentials-endpoint off)",
+        ),
+        address => wharf_agent::credentials::Endpoint::serve(address).await,
     }
 }
 
@@ -560,6 +584,9 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         control.clone(),
         Duration::from_secs(60),
     ));
+    tokio::spawn(wharf_control::task_credentials::revoke_stopped(
+        control.clone(),
+    ));
     tokio::spawn(wharf_control::controller::run(
         control.clone(),
         Default::default(),
@@ -599,6 +626,7 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
             ip => ip.to_string(),
         };
         let url = format!("{scheme}://{host}:{}", addr.port());
+        let endpoint = credentials_endpoint(&args.task_credentials_endpoint).await;
         // The local host serves twice: as an EC2 container instance of
         // `default`, and as the managed capacity FARGATE tasks run on. Each
         // signs with agent credentials of its own, made here, not API keys.
@@ -627,7 +655,8 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
                     policy: args.policy.host_policy(),
                     capacity_provider: None,
                 },
-            );
+            )
+            .with_credentials(endpoint.clone());
             tokio::spawn(Arc::new(local).run());
         }
     }

@@ -123,6 +123,9 @@ async fn prepare(
     }
     let overrides = overrides.cloned().unwrap_or_default();
     validate_overrides(&td.definition, &overrides).map_err(from_core)?;
+    if let Some(role) = wharf_core::taskdef::task_role(&td.definition, &overrides) {
+        crate::task_credentials::check_role(c, role, &cluster.value.arn)?;
+    }
     if let Some(s) = started_by {
         if s.len() > 128 {
             return Err(invalid("startedBy may contain up to 128 characters."));

@@ -1,0 +1,297 @@
+//! The task credentials endpoint, as the ECS agent serves it: a task with a
+//! task role has `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=/v2/credentials/ID`
+//! in every container's environment, and `GET
+//! http://169.254.170.2/v2/credentials/ID` answers the role's current
+//! credentials in the ECS agent's JSON, which the SDKs' container
+//! credential provider reads unchanged.
+//!
+//! The address is put on the host's loopback interface, so it is local to
+//! the host and reached alike from a bridge container (through its
+//! gateway), a host-network one and an awsvpc task's namespace (through
+//! the awsvpc network's gateway); the ECS agent reaches the same with a
+//! NAT rule. One endpoint serves every agent of a process (`wharf up`'s
+//! two). The ID is 128 random bits that only the task's own containers
+//! are told: a task cannot name another's.
+//!
+//! Credentials come from the control plane (`GetTaskCredentials`) and are
+//! fetched again well before they expire; the entry goes when the task
+//! stops, and the control plane revokes the sessions themselves then.
+
+use axum::http::StatusCode;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+/// Where the ECS agent's endpoint is, and so where SDKs look.
+pub const DEFAULT_ADDRESS: &str = "169.254.170.2:80";
+/// The variable a task's containers find their credentials' path in.
+pub const RELATIVE_URI_ENV: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
+/// Fetch new credentials once less than this is left of the current ones
+/// (SDKs refresh theirs 15 minutes before expiry, so the endpoint must
+/// already hold newer ones by then).
+pub const REFRESH_BEFORE_MS: i64 = 30 * 60 * 1000;
+
+/// One task's role credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCredentials {
+    pub task_arn: String,
+    pub role_arn: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    /// Milliseconds since the epoch.
+    pub expiration: i64,
+}
+
+struct Entry {
+    /// The agent (of this process) whose task it is.
+    owner: u64,
+    credentials: TaskCredentials,
+}
+
+/// The credentials every agent of this process serves, by ID.
+pub struct Endpoint {
+    entries: RwLock<HashMap<String, Entry>>,
+    /// Why tasks with a role cannot be served, when the endpoint could not
+    /// be opened.
+    unavailable: Option<String>,
+}
+
+impl Endpoint {
+    /// Serves at `address` (`169.254.170.2:80` unless given): puts the
+    /// address on the loopback interface when it is not on the host yet,
+    /// then listens. An endpoint that cannot listen says why to every task
+    /// with a role, which then fails to start.
+    pub async fn serve(address: &str) -> Arc<Endpoint> {
+        match listen(address).await {
+            Ok(listener) => {
+                let endpoint = Arc::new(Endpoint::new(None));
+                let served = endpoint.clone();
+                tracing::info!(%address, "serving task role credentials");
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, router(served)).await {
+                        tracing::error!(error = %e, "the task credentials endpoint stopped");
+                    }
+                });
+                endpoint
+            }
+            Err(why) => {
+                let why = format!("the task credentials endpoint {address} is not served: {why}");
+                tracing::warn!("{why}; tasks with a task role will fail to start");
+                Arc::new(Endpoint::new(Some(why)))
+            }
+        }
+    }
+
+    /// An endpoint that serves nothing, with the reason tasks are given.
+    pub fn disabled(why: &str) -> Arc<Endpoint> {
+        Arc::new(Endpoint::new(Some(why.to_string())))
+    }
+
+    fn new(unavailable: Option<String>) -> Endpoint {
+        Endpoint {
+            entries: RwLock::new(HashMap::new()),
+            unavailable,
+        }
+    }
+
+    /// Why tasks with a role cannot be served here, if they cannot.
+    pub fn unavailable(&self) -> Option<&str> {
+        self.unavailable.as_deref()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Entry>> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Entry>> {
+        self.entries.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, id: &str) -> Option<TaskCredentials> {
+        self.read().get(id).map(|e| e.credentials.clone())
+    }
+
+    /// Whether the task's credentials under `id` are still good at `now`
+    /// for long enough not to be fetched again.
+    pub fn fresh(&self, id: &str, task_arn: &str, now: i64) -> bool {
+        self.read().get(id).is_some_and(|e| {
+            e.credentials.task_arn == task_arn
+                && e.credentials.expiration.saturating_sub(now) > REFRESH_BEFORE_MS
+        })
+    }
+
+    pub fn put(&self, owner: u64, id: &str, credentials: TaskCredentials) {
+        self.write()
+            .insert(id.to_string(), Entry { owner, credentials });
+    }
+
+    /// The ID the task's credentials are served under, if they are.
+    pub fn id_of(&self, task_arn: &str) -> Option<String> {
+        self.read()
+            .iter()
+            .find(|(_, e)| e.credentials.task_arn == task_arn)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Drops `owner`'s entries whose task `keep` does not keep (stopped, or
+    /// no longer the agent's).
+    pub fn retain(&self, owner: u64, keep: impl Fn(&str) -> bool) {
+        self.write()
+            .retain(|_, e| e.owner != owner || keep(&e.credentials.task_arn));
+    }
+}
+
+async fn listen(address: &str) -> Result<tokio::net::TcpListener, String> {
+    let addr: SocketAddr = address
+        .parse()
+        .map_err(|e| format!("not an address and port ({e})"))?;
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => return Ok(l),
+        Err(e) if e.kind() != std::io::ErrorKind::AddrNotAvailable => return Err(e.to_string()),
+        Err(_) => {}
+    }
+    // Not an address of this host yet: make it one, on loopback.
+    let out = tokio::process::Command::new("ip")
+        .args(["address", "add", &format!("{}/32", addr.ip()), "dev", "lo"])
+        .output()
+        .await
+        .map_err(|e| format!("cannot run `ip address add` ({e})"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Another process may have added it meanwhile.
+        if !stderr.contains("File exists") {
+            return Err(format!(
+                "cannot add {} to the loopback interface: {}",
+                addr.ip(),
+                stderr.trim()
+            ));
+        }
+    }
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn router(endpoint: Arc<Endpoint>) -> axum::Router {
+    axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let endpoint = endpoint.clone();
+        async move { answer(&endpoint, uri.path()) }
+    })
+}
+
+/// The ECS agent's error body.
+fn refusal(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> (StatusCode, axum::Json<serde_json::Value>) {
+    (
+        status,
+        axum::Json(serde_json::json!({
+            "code": code,
+            "message": message,
+            "HTTPErrorCode": status.as_u16(),
+        })),
+    )
+}
+
+/// The answer to `GET path`.
+pub fn answer(endpoint: &Endpoint, path: &str) -> (StatusCode, axum::Json<serde_json::Value>) {
+    let Some(id) = path.strip_prefix("/v2/credentials") else {
+        return refusal(StatusCode::NOT_FOUND, "NotFound", "No such endpoint");
+    };
+    let id = id.trim_start_matches('/');
+    if id.is_empty() {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "InvalidIdInRequest",
+            "CredentialsV2Request: No Credential ID in the request",
+        );
+    }
+    let Some(c) = endpoint.get(id) else {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "InvalidIdInRequest",
+            "CredentialsV2Request: Credentials not found",
+        );
+    };
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({
+            "RoleArn": c.role_arn,
+            "AccessKeyId": c.access_key_id,
+            "SecretAccessKey": c.secret_access_key,
+            "Token": c.session_token,
+            "Expiration": rfc3339(c.expiration),
+        })),
+    )
+}
+
+/// `2026-12-04T01:02:03Z`, as the ECS agent writes expiry times.
+fn rfc3339(ms: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(task: &str, expiration: i64) -> TaskCredentials {
+        TaskCredentials {
+            task_arn: task.into(),
+            role_arn: "arn:aws:iam::000000000000:role/app".into(),
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: "secret".into(),
+            session_token: "token".into(),
+            expiration,
+        }
+    }
+
+    #[test]
+    fn answers_in_the_ecs_agent_s_shape() {
+        let e = Endpoint::new(None);
+        e.put(1, "abc", creds("task/1", 1_764_810_123_000));
+        let (status, body) = answer(&e, "/v2/credentials/abc");
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body.0["AccessKeyId"], "ASIAEXAMPLE");
+        assert_eq!(body.0["Token"], "token");
+        assert_eq!(body.0["RoleArn"], "arn:aws:iam::000000000000:role/app");
+        assert_eq!(body.0["Expiration"], "2025-12-04T01:02:03Z");
+        let (status, body) = answer(&e, "/v2/credentials/abd");
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body.0["code"], "InvalidIdInRequest");
+        let (status, _) = answer(&e, "/v2/credentials/");
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = answer(&e, "/v1/metadata");
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn an_agent_drops_only_its_own_tasks_entries() {
+        let e = Endpoint::new(None);
+        e.put(1, "a", creds("task/1", 0));
+        e.put(2, "b", creds("task/2", 0));
+        e.retain(1, |_| false);
+        assert!(e.get("a").is_none());
+        assert!(
+            e.get("b").is_some(),
+            "another agent's task keeps its credentials"
+        );
+        assert_eq!(e.id_of("task/2").as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn credentials_are_fetched_again_half_an_hour_before_they_expire() {
+        let e = Endpoint::new(None);
+        let now = 1_000_000_000;
+        e.put(1, "a", creds("task/1", now + REFRESH_BEFORE_MS + 1));
+        assert!(e.fresh("a", "task/1", now));
+        assert!(!e.fresh("a", "task/1", now + 1), "due for a refresh");
+        assert!(!e.fresh("a", "task/2", now), "an ID is one task's");
+        assert!(!e.fresh("b", "task/1", now));
+    }
+}

@@ -1,0 +1,236 @@
+//! Roles a service assumes on the account's behalf, as ECS assumes a
+//! task's role as `ecs-tasks.amazonaws.com` and hands the credentials to
+//! the task's containers. The role's trust policy must name the service;
+//! the session acts as `assumed-role/ROLE/SESSION` with the role's
+//! permissions.
+
+use crate::policy::{Caller, Context, Request};
+use crate::records::{Millis, RoleRecord, SessionOf};
+use crate::sts::{issue, Issued, Session};
+use crate::{role_arn, Iam};
+use wharf_store::{Compare, Op, StoreError};
+
+/// The service principal ECS task roles trust.
+pub const ECS_TASKS: &str = "ecs-tasks.amazonaws.com";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceRoleError {
+    #[error("the role {0} does not exist")]
+    NoSuchRole(String),
+    #[error("the trust policy of {role} does not allow {service} to assume it")]
+    NotTrusted { role: String, service: String },
+    #[error("storage failure: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The role `role_arn` if its trust policy lets `service` assume it when
+/// acting for `source_arn` (a trust policy may test `aws:SourceArn` and
+/// `aws:SourceAccount`, as AWS's confused-deputy advice has it).
+pub fn check(
+    iam: &Iam,
+    service: &str,
+    role_arn_given: &str,
+    source_arn: &str,
+) -> Result<RoleRecord, ServiceRoleError> {
+    let missing = || ServiceRoleError::NoSuchRole(role_arn_given.to_string());
+    let prefix = format!("arn:aws:iam::{}:role/", iam.account);
+    let name = role_arn_given
+        .strip_prefix(&prefix)
+        .map(|rest| rest.rsplit('/').next().unwrap_or(rest))
+        .ok_or_else(missing)?;
+    let (role, trust) = iam.cache.trust_of(name).ok_or_else(missing)?;
+    if role_arn(&iam.account, &role.path, &role.name) != role_arn_given {
+        return Err(missing());
+    }
+    let mut context = Context::default();
+    context.set("aws:SourceAccount", iam.account.clone());
+    context.set("aws:SourceArn", source_arn.to_string());
+    context.set("aws:PrincipalServiceName", service.to_string());
+    let caller = Caller {
+        kind: "Service",
+        names: vec![service.to_string()],
+        delegated: vec![],
+    };
+    let verdict = trust.verdict(&Request {
+        action: "sts:AssumeRole",
+        resource: role_arn_given,
+        context: &context,
+        caller: Some(&caller),
+    });
+    // A service has no identity policies of its own: the trust policy
+    // must grant to it by name.
+    if !verdict.denies.is_empty() || !verdict.allows_directly {
+        return Err(ServiceRoleError::NotTrusted {
+            role: role_arn_given.to_string(),
+            service: service.to_string(),
+        });
+    }
+    Ok(role)
+}
+
+/// A role a service assumes for a resource of its own.
+#[derive(Debug, Clone, Copy)]
+pub struct Assume<'a> {
+    pub service: &'a str,
+    pub role_arn: &'a str,
+    pub session_name: &'a str,
+    /// What the service acts for (`aws:SourceArn`): an ECS task's ARN.
+    pub source_arn: &'a str,
+    pub duration_seconds: u64,
+}
+
+/// Assumes the role: a session committed in one transaction with what
+/// `with` adds (see [`crate::sts`]'s `issue`). `None` when one of `with`'s
+/// compares failed and nothing was written.
+pub async fn assume(
+    iam: &Iam,
+    a: Assume<'_>,
+    now: Millis,
+    with: impl FnOnce(&str, Millis) -> (Vec<Compare>, Vec<Op>),
+) -> Result<Option<Issued>, ServiceRoleError> {
+    let role = check(iam, a.service, a.role_arn, a.source_arn)?;
+    let session = Session {
+        of: SessionOf::Role {
+            role: role.name.clone(),
+            role_id: role.id.clone(),
+            session_name: a.session_name.to_string(),
+        },
+        duration_seconds: a.duration_seconds,
+        policy: None,
+        policy_arns: vec![],
+        tags: vec![],
+    };
+    Ok(issue(iam, now, session, with).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Caller, Principal};
+    use std::sync::Arc;
+
+    const ROLE: &str = "arn:aws:iam::000000000000:role/app";
+
+    async fn iam_with_role(trust: &str) -> Iam {
+        let iam = Iam::new(
+            Arc::new(wharf_store::MemStore::new()),
+            "000000000000".into(),
+        );
+        iam.cache.ready().await;
+        let root = Caller {
+            principal: Principal::Root,
+            session: None,
+        };
+        let params = [
+            ("RoleName".to_string(), "app".to_string()),
+            ("AssumeRolePolicyDocument".to_string(), trust.to_string()),
+        ];
+        crate::dispatch_iam(&iam, &root, 0, "CreateRole", &params, "r")
+            .await
+            .expect("CreateRole");
+        iam
+    }
+
+    fn trust(principal: &str, condition: &str) -> String {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{principal},"Action":"sts:AssumeRole"{condition}}}]}}"#
+        )
+    }
+
+    #[tokio::test]
+    async fn only_a_trust_policy_that_names_the_service_lets_it_assume_the_role() {
+        let source = "arn:aws:ecs:eu-west-1:000000000000:cluster/default";
+        for (principal, condition, trusted) in [
+            (r#"{"Service":"ecs-tasks.amazonaws.com"}"#, "", true),
+            (
+                r#"{"Service":["ec2.amazonaws.com","ecs-tasks.amazonaws.com"]}"#,
+                "",
+                true,
+            ),
+            (r#"{"Service":"ec2.amazonaws.com"}"#, "", false),
+            // The account's root is not the service.
+            (r#"{"AWS":"arn:aws:iam::000000000000:root"}"#, "", false),
+            (
+                r#"{"Service":"ecs-tasks.amazonaws.com"}"#,
+                r#","Condition":{"StringEquals":{"aws:SourceAccount":"000000000000"},"ArnLike":{"aws:SourceArn":"arn:aws:ecs:eu-west-1:000000000000:*"}}"#,
+                true,
+            ),
+            (
+                r#"{"Service":"ecs-tasks.amazonaws.com"}"#,
+                r#","Condition":{"StringEquals":{"aws:SourceAccount":"111111111111"}}"#,
+                false,
+            ),
+        ] {
+            let iam = iam_with_role(&trust(principal, condition)).await;
+            let got = check(&iam, ECS_TASKS, ROLE, source);
+            assert_eq!(got.is_ok(), trusted, "{principal} {condition}: {got:?}");
+        }
+        let iam = iam_with_role(&trust(r#"{"Service":"ecs-tasks.amazonaws.com"}"#, "")).await;
+        assert!(matches!(
+            check(
+                &iam,
+                ECS_TASKS,
+                "arn:aws:iam::000000000000:role/other",
+                source
+            ),
+            Err(ServiceRoleError::NoSuchRole(_))
+        ));
+        assert!(
+            matches!(
+                check(
+                    &iam,
+                    ECS_TASKS,
+                    "arn:aws:iam::000000000000:role/team/app",
+                    source
+                ),
+                Err(ServiceRoleError::NoSuchRole(_)),
+            ),
+            "the path is part of the role's ARN"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_commits_with_the_caller_s_writes_or_not_at_all() {
+        let iam = iam_with_role(&trust(r#"{"Service":"ecs-tasks.amazonaws.com"}"#, "")).await;
+        let a = Assume {
+            service: ECS_TASKS,
+            role_arn: ROLE,
+            session_name: "0123456789abcdef0123456789abcdef",
+            source_arn: "arn:aws:ecs:eu-west-1:000000000000:cluster/default",
+            duration_seconds: 3600,
+        };
+        let refused = assume(&iam, a, 1_000, |_, _| {
+            (vec![Compare::Exists("/tasks/x".into())], vec![])
+        })
+        .await
+        .expect("store");
+        assert!(refused.is_none(), "a failed compare issues nothing");
+        let issued = assume(&iam, a, 1_000, |akid, expires| {
+            (
+                vec![],
+                vec![Op::put("/tasks/x", format!("{akid} {expires}"))],
+            )
+        })
+        .await
+        .expect("store")
+        .expect("issued");
+        assert_eq!(issued.expires, 1_000 + 3_600_000);
+        let written = iam.store.get("/tasks/x").await.unwrap().unwrap();
+        assert_eq!(
+            written.value,
+            format!("{} 3601000", issued.access_key_id).into_bytes()
+        );
+        let c = iam
+            .cache
+            .credential(&issued.access_key_id, Some(&issued.session_token), 2_000)
+            .expect("the session authenticates");
+        assert_eq!(
+            c.principal.arn("000000000000"),
+            "arn:aws:sts::000000000000:assumed-role/app/0123456789abcdef0123456789abcdef"
+        );
+        assert!(iam
+            .cache
+            .credential(&issued.access_key_id, Some("wrong"), 2_000)
+            .is_err());
+    }
+}
