@@ -231,3 +231,48 @@ def test_every_network_mode_reaches_its_own_credentials(wharf_up):
     ecs.get_waiter("tasks_stopped").wait(tasks=arns, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
     for uri in uris:
         wait_for(lambda: gone(uri), "a stopped task's credentials to leave the endpoint", timeout=30)
+
+
+def test_an_agent_gets_a_task_s_credentials_only_while_it_runs(wharf):
+    """The agent protocol underneath, without Docker: sessions are listed in
+    the task, the oldest revoked beyond eight, all of them at STOPPED."""
+    from test_ecs_api import ProtocolAgent, register_instance
+    ecs, iam = wharf.client(), wharf.client("iam")
+    ecs.create_cluster(clusterName="default")
+    iam.create_role(RoleName="app", AssumeRolePolicyDocument=TRUST_ECS_TASKS)
+    iam.put_role_policy(RoleName="app", PolicyName="list", PolicyDocument=doc(
+        {"Effect": "Allow", "Action": "ecs:ListClusters", "Resource": "*"}))
+    creds = wharf.agent_credentials()
+    agent = ProtocolAgent(wharf, "default", register_instance(wharf.client_with(creds))["containerInstanceArn"], creds)
+    agent.poll_once()
+    ecs.register_task_definition(family="app", taskRoleArn=f"arn:aws:iam::{ACCOUNT}:role/app",
+                                 containerDefinitions=[{"name": "a", "image": IMAGE, "memory": 16}])
+    task = ecs.run_task(taskDefinition="app")["tasks"][0]
+
+    def fetch():
+        return wharf.agent_call("GetTaskCredentials", {"taskArn": task["taskArn"]}, creds)
+
+    def works(got):
+        c = boto3.client("ecs", endpoint_url=wharf.url, region_name=REGION, aws_access_key_id=got["accessKeyId"],
+                         aws_secret_access_key=got["secretAccessKey"], aws_session_token=got["sessionToken"])
+        try:
+            c.list_clusters()
+            return True
+        except botocore.exceptions.ClientError as e:
+            assert e.response["Error"]["Code"] == "UnrecognizedClientException", e.response
+            return False
+
+    issued = [fetch() for _ in range(9)]
+    assert len({i["credentialsId"] for i in issued}) == 1, "one ID per task"
+    assert len({i["accessKeyId"] for i in issued}) == 9
+    assert all(i["roleArn"] == f"arn:aws:iam::{ACCOUNT}:role/app" for i in issued)
+    assert all(i["expiration"] - i["issued"] == 3_600_000 for i in issued)
+    assert not works(issued[0]), "the ninth session revoked the oldest"
+    assert all(works(i) for i in issued[1:])
+    # STOPPED revokes every one of them, and no more are given.
+    ecs.stop_task(task=task["taskArn"])
+    agent.report(agent.poll_once()[0], "STOPPED", exit_code=0)
+    wait_for(lambda: not any(works(i) for i in issued[1:]), "the stopped task's sessions to be revoked", timeout=5)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        fetch()
+    assert "The task has stopped" in json.loads(e.value.read())["message"]

@@ -233,15 +233,20 @@ impl Agent {
                         secret_access_key: r.secret_access_key,
                         session_token: r.session_token,
                         expiration: r.expiration,
+                        refresh_at: crate::credentials::refresh_at(
+                            now_ms(),
+                            r.expiration.saturating_sub(r.issued),
+                        ),
                     },
                 );
                 Ok(Ok(Some(r.credentials_id)))
             }
-            Err(ClientError::Api { err, .. }) if starting => Ok(Err(format!(
+            // Refused (a role it cannot assume, say); a server error is
+            // retried by a later pass like an unreachable server.
+            Err(ClientError::Api { err, .. }) if starting && err.status < 500 => Ok(Err(format!(
                 "ResourceInitializationError: unable to get the task role's credentials: {}",
                 err.message
             ))),
-            // Unreachable: a start waits for a later pass.
             Err(e) if starting => Err(e.into()),
             Err(e) => {
                 tracing::warn!(task = %t.task_arn, error = %e, "cannot refresh the task role's credentials; keeping the current ones");
@@ -933,7 +938,10 @@ impl Agent {
             let mut spec =
                 container_spec(&names, def, &sources, pause.as_ref().map(|p| p.id.as_str()));
             if let Some(id) = &credentials_id {
-                // Last, so it wins over one the definition sets.
+                // Instead of one the definition sets (Docker keeps both,
+                // and a reader of the first would take the definition's).
+                spec.env
+                    .retain(|(k, _)| k != crate::credentials::RELATIVE_URI_ENV);
                 spec.env.push((
                     crate::credentials::RELATIVE_URI_ENV.to_string(),
                     format!("/v2/credentials/{id}"),

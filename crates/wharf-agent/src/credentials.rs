@@ -41,6 +41,19 @@ pub struct TaskCredentials {
     pub session_token: String,
     /// Milliseconds since the epoch.
     pub expiration: i64,
+    /// When to fetch new ones, by the agent's own clock.
+    pub refresh_at: i64,
+}
+
+/// When credentials received at `now` (the agent's clock) that last
+/// `lifetime_ms` are to be fetched again: [`REFRESH_BEFORE_MS`] before they
+/// expire, or half way for credentials shorter than that.
+pub fn refresh_at(now: i64, lifetime_ms: i64) -> i64 {
+    let ahead = lifetime_ms
+        .saturating_sub(REFRESH_BEFORE_MS)
+        .max(lifetime_ms / 2)
+        .max(0);
+    now.saturating_add(ahead)
 }
 
 struct Entry {
@@ -112,13 +125,12 @@ impl Endpoint {
         self.read().get(id).map(|e| e.credentials.clone())
     }
 
-    /// Whether the task's credentials under `id` are still good at `now`
-    /// for long enough not to be fetched again.
+    /// Whether the task's credentials under `id` are, at `now` (the
+    /// agent's clock), too new to fetch again.
     pub fn fresh(&self, id: &str, task_arn: &str, now: i64) -> bool {
-        self.read().get(id).is_some_and(|e| {
-            e.credentials.task_arn == task_arn
-                && e.credentials.expiration.saturating_sub(now) > REFRESH_BEFORE_MS
-        })
+        self.read()
+            .get(id)
+            .is_some_and(|e| e.credentials.task_arn == task_arn && now < e.credentials.refresh_at)
     }
 
     pub fn put(&self, owner: u64, id: &str, credentials: TaskCredentials) {
@@ -198,10 +210,11 @@ fn refusal(
 
 /// The answer to `GET path`.
 pub fn answer(endpoint: &Endpoint, path: &str) -> (StatusCode, axum::Json<serde_json::Value>) {
-    let Some(id) = path.strip_prefix("/v2/credentials") else {
-        return refusal(StatusCode::NOT_FOUND, "NotFound", "No such endpoint");
+    let id = match path.strip_prefix("/v2/credentials") {
+        Some("") | Some("/") => "",
+        Some(rest) if rest.starts_with('/') && !rest[1..].contains('/') => &rest[1..],
+        _ => return refusal(StatusCode::NOT_FOUND, "NotFound", "No such endpoint"),
     };
-    let id = id.trim_start_matches('/');
     if id.is_empty() {
         return refusal(
             StatusCode::BAD_REQUEST,
@@ -248,6 +261,7 @@ mod tests {
             secret_access_key: "secret".into(),
             session_token: "token".into(),
             expiration,
+            refresh_at: expiration - REFRESH_BEFORE_MS,
         }
     }
 
@@ -266,8 +280,13 @@ mod tests {
         assert_eq!(body.0["code"], "InvalidIdInRequest");
         let (status, _) = answer(&e, "/v2/credentials/");
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        let (status, _) = answer(&e, "/v1/metadata");
-        assert_eq!(status, StatusCode::NOT_FOUND);
+        for other in [
+            "/v1/metadata",
+            "/v2/credentialsabc",
+            "/v2/credentials/abc/x",
+        ] {
+            assert_eq!(answer(&e, other).0, StatusCode::NOT_FOUND, "{other}");
+        }
     }
 
     #[test]
@@ -293,5 +312,10 @@ mod tests {
         assert!(!e.fresh("a", "task/1", now + 1), "due for a refresh");
         assert!(!e.fresh("a", "task/2", now), "an ID is one task's");
         assert!(!e.fresh("b", "task/1", now));
+        // Timed by the agent's own clock, from the credentials' lifetime.
+        assert_eq!(refresh_at(5_000, 3_600_000), 5_000 + 1_800_000);
+        assert_eq!(refresh_at(5_000, 1_000_000), 5_000 + 500_000);
+        assert_eq!(refresh_at(i64::MAX, 3_600_000), i64::MAX);
+        assert_eq!(refresh_at(5_000, -1), 5_000);
     }
 }

@@ -40,8 +40,7 @@ pub fn checks(
 ) -> Vec<Check> {
     let mut context = Context::new();
     context.set("aws:RequestedRegion", scope.region.clone());
-    context.set("aws:CurrentTime", iso8601(now_ms));
-    context.set("aws:EpochTime", (now_ms / 1000).to_string());
+    context.set_time(now_ms);
     context.set("aws:SecureTransport", secure.to_string());
     let null = serde_json::Value::Null;
     let v = json.unwrap_or(&null);
@@ -412,16 +411,6 @@ fn query_tags<'a>(param: &dyn Fn(&str) -> Option<&'a str>, ctx: &mut Context) {
     if !keys.is_empty() {
         ctx.set_many("aws:TagKeys", keys);
     }
-}
-
-fn iso8601(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(ms / 1000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -28,8 +28,9 @@ use wharf_store::{EventKind, Op, Txn};
 /// well before (see `wharf_agent::credentials`).
 pub const DURATION_SECONDS: u64 = 3600;
 
-/// A task holds at most this many live sessions: an agent refreshing as it
-/// should has two at a time.
+/// A task holds at most this many live sessions (an agent refreshing as it
+/// should has two at a time; each restart of its agent adds one): a new one
+/// beyond them revokes the oldest.
 const MAX_LIVE_SESSIONS: usize = 8;
 
 /// ECS's refusal of a role it cannot assume for a task.
@@ -43,7 +44,7 @@ pub(crate) fn unable_to_assume(role: &str) -> wharf_protocol::AwsError {
 /// may not assume (it does not exist, or its trust policy does not name
 /// the service), as ECS does, rather than start tasks that cannot get it.
 pub(crate) fn check_role(c: &Control, role: &str, cluster_arn: &str) -> ApiResult<()> {
-    service_roles::check(&c.iam, ECS_TASKS, role, cluster_arn)
+    service_roles::check(&c.iam, ECS_TASKS, role, cluster_arn, None, c.clock.now())
         .map(|_| ())
         .map_err(|_| unable_to_assume(role))
 }
@@ -91,11 +92,10 @@ pub(crate) async fn get(
                 sessions: vec![],
             });
         held.sessions.retain(|(_, expires)| *expires > now);
-        if held.sessions.len() >= MAX_LIVE_SESSIONS {
-            return Err(client(format!(
-                "The task already holds {MAX_LIVE_SESSIONS} live sets of role credentials; use one of those."
-            )));
-        }
+        let evicted: Vec<String> = {
+            let over = (held.sessions.len() + 1).saturating_sub(MAX_LIVE_SESSIONS);
+            held.sessions.drain(..over).map(|(id, _)| id).collect()
+        };
         let assume = Assume {
             service: ECS_TASKS,
             role_arn: &role,
@@ -108,7 +108,13 @@ pub(crate) async fn get(
             let mut held = held.clone();
             held.sessions.push((akid.to_string(), expires));
             updated.value.role_credentials = Some(held);
-            (vec![task.unchanged()], vec![updated.put()])
+            let mut ops = vec![updated.put()];
+            ops.extend(
+                evicted
+                    .iter()
+                    .map(|id| Op::delete(wharf_iam::records::keys::session(id))),
+            );
+            (vec![task.unchanged()], ops)
         })
         .await;
         match issued {
@@ -120,6 +126,7 @@ pub(crate) async fn get(
                     secret_access_key: i.secret_access_key,
                     session_token: i.session_token,
                     expiration: i.expires,
+                    issued: now,
                 })
             }
             // The task changed meanwhile: read it again.
@@ -154,18 +161,20 @@ fn due(value: &[u8]) -> Vec<String> {
     }
 }
 
+/// Deletes the sessions, retrying until the store takes it: a stopped
+/// task's record may be reaped before anything would look at it again.
 async fn revoke(c: &Control, sessions: Vec<String>) {
-    if sessions.is_empty() {
-        return;
-    }
     // Deleting a session already gone (expired, revoked) writes nothing.
     for chunk in sessions.chunks(128) {
         let mut txn = Txn::new();
         for id in chunk {
             txn = txn.then(Op::delete(wharf_iam::records::keys::session(id)));
         }
-        if let Err(e) = c.store.txn(txn).await {
+        let mut wait = Duration::from_millis(100);
+        while let Err(e) = c.store.txn(txn.clone()).await {
             tracing::warn!(error = %e, "cannot revoke stopped tasks' role credentials; retrying");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
         }
     }
 }

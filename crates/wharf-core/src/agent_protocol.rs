@@ -44,6 +44,10 @@ pub struct TaskCredentialsResponse {
     pub session_token: String,
     /// Milliseconds since the epoch.
     pub expiration: i64,
+    /// When they were issued, by the server's clock: the agent times their
+    /// refresh by its own clock from their lifetime, not by comparing the
+    /// server's expiry with its own time.
+    pub issued: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -287,6 +291,7 @@ impl std::fmt::Debug for JoinResponse {
 /// Every operation under [`TARGET_PREFIX`], sorted by name.
 pub const OPERATIONS: &[&str] = &[
     DISCONNECT,
+    GET_TASK_CREDENTIALS,
     POLL,
     crate::exec_protocol::POLL_EXEC_SESSIONS,
     POLL_INSTANCES,
@@ -299,6 +304,7 @@ pub const OPERATIONS: &[&str] = &[
 /// order, as `wharf_model::ecs::visit_operations` does for ECS.
 pub fn visit_operations(v: &mut impl wharf_model::OperationVisitor) {
     v.visit::<DisconnectRequest>(DISCONNECT);
+    v.visit::<TaskCredentialsRequest>(GET_TASK_CREDENTIALS);
     v.visit::<PollRequest>(POLL);
     v.visit::<crate::exec_protocol::PollExecSessionsRequest>(
         crate::exec_protocol::POLL_EXEC_SESSIONS,

@@ -193,6 +193,19 @@ impl Context {
     pub fn get(&self, key: &str) -> Option<&[String]> {
         self.keys.get(&key.to_ascii_lowercase()).map(Vec::as_slice)
     }
+
+    /// `aws:CurrentTime` and `aws:EpochTime` of a request made at `now_ms`.
+    pub fn set_time(&mut self, now_ms: i64) -> &mut Self {
+        let at = time::OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000))
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        self.set("aws:CurrentTime", at);
+        self.set("aws:EpochTime", now_ms.div_euclid(1000).to_string())
+    }
 }
 
 /// Who asks, as a trust or resource policy's `Principal` names them: the

@@ -23,14 +23,18 @@ pub enum ServiceRoleError {
     Store(#[from] StoreError),
 }
 
-/// The role `role_arn` if its trust policy lets `service` assume it when
-/// acting for `source_arn` (a trust policy may test `aws:SourceArn` and
-/// `aws:SourceAccount`, as AWS's confused-deputy advice has it).
+/// The role `role_arn` if its trust policy lets `service` assume it at
+/// `now` when acting for `source_arn` (a trust policy may test
+/// `aws:SourceArn` and `aws:SourceAccount`, as AWS's confused-deputy advice
+/// has it, the time, the region, and `sts:RoleSessionName` once the
+/// session's name is known).
 pub fn check(
     iam: &Iam,
     service: &str,
     role_arn_given: &str,
     source_arn: &str,
+    session_name: Option<&str>,
+    now: Millis,
 ) -> Result<RoleRecord, ServiceRoleError> {
     let missing = || ServiceRoleError::NoSuchRole(role_arn_given.to_string());
     let prefix = format!("arn:aws:iam::{}:role/", iam.account);
@@ -46,6 +50,14 @@ pub fn check(
     context.set("aws:SourceAccount", iam.account.clone());
     context.set("aws:SourceArn", source_arn.to_string());
     context.set("aws:PrincipalServiceName", service.to_string());
+    context.set("aws:PrincipalType", "Service");
+    context.set_time(now);
+    if let Some(region) = source_arn.split(':').nth(3).filter(|r| !r.is_empty()) {
+        context.set("aws:RequestedRegion", region.to_string());
+    }
+    if let Some(name) = session_name {
+        context.set("sts:RoleSessionName", name.to_string());
+    }
     let caller = Caller {
         kind: "Service",
         names: vec![service.to_string()],
@@ -74,7 +86,7 @@ pub struct Assume<'a> {
     pub service: &'a str,
     pub role_arn: &'a str,
     pub session_name: &'a str,
-    /// What the service acts for (`aws:SourceArn`): an ECS task's ARN.
+    /// What the service acts for (`aws:SourceArn`): an ECS task's cluster.
     pub source_arn: &'a str,
     pub duration_seconds: u64,
 }
@@ -88,7 +100,14 @@ pub async fn assume(
     now: Millis,
     with: impl FnOnce(&str, Millis) -> (Vec<Compare>, Vec<Op>),
 ) -> Result<Option<Issued>, ServiceRoleError> {
-    let role = check(iam, a.service, a.role_arn, a.source_arn)?;
+    let role = check(
+        iam,
+        a.service,
+        a.role_arn,
+        a.source_arn,
+        Some(a.session_name),
+        now,
+    )?;
     let session = Session {
         of: SessionOf::Role {
             role: role.name.clone(),
@@ -160,18 +179,36 @@ mod tests {
                 r#","Condition":{"StringEquals":{"aws:SourceAccount":"111111111111"}}"#,
                 false,
             ),
+            (
+                r#"{"Service":"ecs-tasks.amazonaws.com"}"#,
+                r#","Condition":{"DateLessThan":{"aws:CurrentTime":"1971-01-01T00:00:00Z"}}"#,
+                true,
+            ),
+            (
+                r#"{"Service":"ecs-tasks.amazonaws.com"}"#,
+                r#","Condition":{"DateGreaterThan":{"aws:CurrentTime":"1971-01-01T00:00:00Z"}}"#,
+                false,
+            ),
         ] {
             let iam = iam_with_role(&trust(principal, condition)).await;
-            let got = check(&iam, ECS_TASKS, ROLE, source);
+            let got = check(&iam, ECS_TASKS, ROLE, source, None, 0);
             assert_eq!(got.is_ok(), trusted, "{principal} {condition}: {got:?}");
         }
+        // A Deny in the trust policy wins, on the time or the session's name.
+        let deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"},{"Effect":"Deny","Principal":"*","Action":"sts:AssumeRole","Condition":{"DateGreaterThan":{"aws:CurrentTime":"1971-01-01T00:00:00Z"}}},{"Effect":"Deny","Principal":"*","Action":"sts:AssumeRole","Condition":{"StringLike":{"sts:RoleSessionName":"bad*"}}}]}"#;
+        let iam = iam_with_role(deny).await;
+        assert!(check(&iam, ECS_TASKS, ROLE, source, Some("good"), 0).is_ok());
+        assert!(check(&iam, ECS_TASKS, ROLE, source, None, 1_764_000_000_000).is_err());
+        assert!(check(&iam, ECS_TASKS, ROLE, source, Some("bad1"), 0).is_err());
         let iam = iam_with_role(&trust(r#"{"Service":"ecs-tasks.amazonaws.com"}"#, "")).await;
         assert!(matches!(
             check(
                 &iam,
                 ECS_TASKS,
                 "arn:aws:iam::000000000000:role/other",
-                source
+                source,
+                None,
+                0
             ),
             Err(ServiceRoleError::NoSuchRole(_))
         ));
@@ -181,7 +218,9 @@ mod tests {
                     &iam,
                     ECS_TASKS,
                     "arn:aws:iam::000000000000:role/team/app",
-                    source
+                    source,
+                    None,
+                    0
                 ),
                 Err(ServiceRoleError::NoSuchRole(_)),
             ),
