@@ -95,10 +95,11 @@ pub struct Agent {
     shipped: Mutex<HashSet<String>>,
     /// Who owns what on a Docker host other agents may share.
     owners: Mutex<Owners>,
-    /// The task credentials endpoint (shared by the agents of a process),
-    /// and this agent's mark on the entries it put there.
-    credentials: Arc<crate::credentials::Endpoint>,
-    credentials_owner: u64,
+    /// The endpoint at 169.254.170.2 (task role credentials and task
+    /// metadata; shared by the agents of a process), and this agent's mark
+    /// on what it put there.
+    endpoint: Arc<crate::endpoint::Endpoint>,
+    endpoint_owner: u64,
 }
 
 /// Several agents can share one Docker daemon (one per cluster, or two of
@@ -175,16 +176,17 @@ impl Agent {
             shipping: Default::default(),
             shipped: Default::default(),
             owners: Default::default(),
-            credentials: crate::credentials::Endpoint::disabled(
+            endpoint: crate::endpoint::Endpoint::disabled(
                 "this agent serves no task credentials endpoint",
             ),
-            credentials_owner: rand_owner(),
+            endpoint_owner: rand_owner(),
         }
     }
 
-    /// Serves its tasks' role credentials through `endpoint`.
-    pub fn with_credentials(mut self, endpoint: Arc<crate::credentials::Endpoint>) -> Self {
-        self.credentials = endpoint;
+    /// Serves its tasks' role credentials and metadata through `endpoint`.
+    pub fn with_endpoint(mut self, endpoint: Arc<crate::endpoint::Endpoint>) -> Self {
+        endpoint.set_runtime(self.runtime.clone());
+        self.endpoint = endpoint;
         self
     }
 
@@ -201,16 +203,16 @@ impl Agent {
         if wharf_core::taskdef::task_role(&t.task_definition, &t.overrides).is_none() {
             return Ok(Ok(None));
         }
-        if let Some(why) = self.credentials.unavailable() {
+        if let Some(why) = self.endpoint.unavailable() {
             return Ok(match starting {
                 true => Err(format!("ResourceInitializationError: {why}")),
                 false => Ok(None),
             });
         }
-        let held = self.credentials.id_of(&t.task_arn);
+        let held = self.endpoint.id_of(&t.task_arn);
         if let Some(id) = held
             .as_ref()
-            .filter(|id| self.credentials.fresh(id, &t.task_arn, now_ms()))
+            .filter(|id| self.endpoint.fresh(id, &t.task_arn, now_ms()))
         {
             return Ok(Ok(Some(id.clone())));
         }
@@ -223,8 +225,8 @@ impl Agent {
             .await;
         match got {
             Ok(r) => {
-                self.credentials.put(
-                    self.credentials_owner,
+                self.endpoint.put(
+                    self.endpoint_owner,
                     &r.credentials_id,
                     crate::credentials::TaskCredentials {
                         task_arn: t.task_arn.clone(),
@@ -575,8 +577,8 @@ impl Agent {
             .filter(|t| t.last_status != "STOPPED")
             .map(|t| t.task_arn.as_str())
             .collect();
-        self.credentials
-            .retain(self.credentials_owner, |arn| live.contains(arn));
+        self.endpoint
+            .retain(self.endpoint_owner, |arn| live.contains(arn));
         self.sent
             .lock()
             .expect("sent lock")
@@ -586,6 +588,22 @@ impl Agent {
                 self.ship_logs(t, containers);
             }
         }
+        // The task metadata endpoint serves each live task as this pass
+        // sees it.
+        let launch_type = if self.config.managed {
+            "FARGATE"
+        } else {
+            "EC2"
+        };
+        let views = tasks
+            .iter()
+            .filter(|t| t.last_status != "STOPPED")
+            .filter_map(|t| {
+                let containers = by_task.get(&t.task_arn)?;
+                Some(crate::metadata::view(t, containers, launch_type))
+            })
+            .collect();
+        self.endpoint.set_metadata(self.endpoint_owner, views);
         let mut jobs = Vec::new();
         for t in tasks {
             // An assigned task's containers are never orphans, whether or
@@ -937,6 +955,16 @@ impl Agent {
             }
             let mut spec =
                 container_spec(&names, def, &sources, pause.as_ref().map(|p| p.id.as_str()));
+            if let Some(base) = self.endpoint.base_url() {
+                let token = crate::metadata::new_token();
+                spec.env.retain(|(k, _)| k != crate::metadata::URI_ENV);
+                spec.env.push((
+                    crate::metadata::URI_ENV.to_string(),
+                    format!("{base}/v4/{token}"),
+                ));
+                spec.labels
+                    .insert(crate::metadata::TOKEN_LABEL.to_string(), token);
+            }
             if let Some(id) = &credentials_id {
                 // Instead of one the definition sets (Docker keeps both,
                 // and a reader of the first would take the definition's).
@@ -1113,7 +1141,7 @@ enum Job {
     RemoveOrphan(Vec<ContainerStatus>),
 }
 
-trait NameLabel {
+pub(crate) trait NameLabel {
     fn name_label(&self) -> String;
 }
 

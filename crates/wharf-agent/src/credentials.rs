@@ -5,25 +5,17 @@
 //! credentials in the ECS agent's JSON, which the SDKs' container
 //! credential provider reads unchanged.
 //!
-//! The address is put on the host's loopback interface, so it is local to
-//! the host and reached alike from a bridge container (through its
-//! gateway), a host-network one and an awsvpc task's namespace (through
-//! the awsvpc network's gateway); the ECS agent reaches the same with a
-//! NAT rule. One endpoint serves every agent of a process (`wharf up`'s
-//! two). The ID is 128 random bits that only the task's own containers
-//! are told: a task cannot name another's.
+//! The ID is 128 random bits that only the task's own containers are told:
+//! a task cannot name another's.
 //!
 //! Credentials come from the control plane (`GetTaskCredentials`) and are
 //! fetched again well before they expire; the entry goes when the task
-//! stops, and the control plane revokes the sessions themselves then.
+//! stops, and the control plane revokes the sessions themselves then. The
+//! server they are served by is [`crate::endpoint`].
 
+use crate::endpoint::{refusal, Answer, Endpoint};
 use axum::http::StatusCode;
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
 
-/// Where the ECS agent's endpoint is, and so where SDKs look.
-pub const DEFAULT_ADDRESS: &str = "169.254.170.2:80";
 /// The variable a task's containers find their credentials' path in.
 pub const RELATIVE_URI_ENV: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
 /// Fetch new credentials once less than this is left of the current ones
@@ -56,160 +48,8 @@ pub fn refresh_at(now: i64, lifetime_ms: i64) -> i64 {
     now.saturating_add(ahead)
 }
 
-struct Entry {
-    /// The agent (of this process) whose task it is.
-    owner: u64,
-    credentials: TaskCredentials,
-}
-
-/// The credentials every agent of this process serves, by ID.
-pub struct Endpoint {
-    entries: RwLock<HashMap<String, Entry>>,
-    /// Why tasks with a role cannot be served, when the endpoint could not
-    /// be opened.
-    unavailable: Option<String>,
-}
-
-impl Endpoint {
-    /// Serves at `address` (`169.254.170.2:80` unless given): puts the
-    /// address on the loopback interface when it is not on the host yet,
-    /// then listens. An endpoint that cannot listen says why to every task
-    /// with a role, which then fails to start.
-    pub async fn serve(address: &str) -> Arc<Endpoint> {
-        match listen(address).await {
-            Ok(listener) => {
-                let endpoint = Arc::new(Endpoint::new(None));
-                let served = endpoint.clone();
-                tracing::info!(%address, "serving task role credentials");
-                tokio::spawn(async move {
-                    if let Err(e) = axum::serve(listener, router(served)).await {
-                        tracing::error!(error = %e, "the task credentials endpoint stopped");
-                    }
-                });
-                endpoint
-            }
-            Err(why) => {
-                let why = format!("the task credentials endpoint {address} is not served: {why}");
-                tracing::warn!("{why}; tasks with a task role will fail to start");
-                Arc::new(Endpoint::new(Some(why)))
-            }
-        }
-    }
-
-    /// An endpoint that serves nothing, with the reason tasks are given.
-    pub fn disabled(why: &str) -> Arc<Endpoint> {
-        Arc::new(Endpoint::new(Some(why.to_string())))
-    }
-
-    fn new(unavailable: Option<String>) -> Endpoint {
-        Endpoint {
-            entries: RwLock::new(HashMap::new()),
-            unavailable,
-        }
-    }
-
-    /// Why tasks with a role cannot be served here, if they cannot.
-    pub fn unavailable(&self) -> Option<&str> {
-        self.unavailable.as_deref()
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Entry>> {
-        self.entries.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Entry>> {
-        self.entries.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn get(&self, id: &str) -> Option<TaskCredentials> {
-        self.read().get(id).map(|e| e.credentials.clone())
-    }
-
-    /// Whether the task's credentials under `id` are, at `now` (the
-    /// agent's clock), too new to fetch again.
-    pub fn fresh(&self, id: &str, task_arn: &str, now: i64) -> bool {
-        self.read()
-            .get(id)
-            .is_some_and(|e| e.credentials.task_arn == task_arn && now < e.credentials.refresh_at)
-    }
-
-    pub fn put(&self, owner: u64, id: &str, credentials: TaskCredentials) {
-        self.write()
-            .insert(id.to_string(), Entry { owner, credentials });
-    }
-
-    /// The ID the task's credentials are served under, if they are.
-    pub fn id_of(&self, task_arn: &str) -> Option<String> {
-        self.read()
-            .iter()
-            .find(|(_, e)| e.credentials.task_arn == task_arn)
-            .map(|(id, _)| id.clone())
-    }
-
-    /// Drops `owner`'s entries whose task `keep` does not keep (stopped, or
-    /// no longer the agent's).
-    pub fn retain(&self, owner: u64, keep: impl Fn(&str) -> bool) {
-        self.write()
-            .retain(|_, e| e.owner != owner || keep(&e.credentials.task_arn));
-    }
-}
-
-async fn listen(address: &str) -> Result<tokio::net::TcpListener, String> {
-    let addr: SocketAddr = address
-        .parse()
-        .map_err(|e| format!("not an address and port ({e})"))?;
-    match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => return Ok(l),
-        Err(e) if e.kind() != std::io::ErrorKind::AddrNotAvailable => return Err(e.to_string()),
-        Err(_) => {}
-    }
-    // Not an address of this host yet: make it one, on loopback.
-    let out = tokio::process::Command::new("ip")
-        .args(["address", "add", &format!("{}/32", addr.ip()), "dev", "lo"])
-        .output()
-        .await
-        .map_err(|e| format!("cannot run `ip address add` ({e})"))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        // Another process may have added it meanwhile.
-        if !stderr.contains("File exists") {
-            return Err(format!(
-                "cannot add {} to the loopback interface: {}",
-                addr.ip(),
-                stderr.trim()
-            ));
-        }
-    }
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| e.to_string())
-}
-
-fn router(endpoint: Arc<Endpoint>) -> axum::Router {
-    axum::Router::new().fallback(move |uri: axum::http::Uri| {
-        let endpoint = endpoint.clone();
-        async move { answer(&endpoint, uri.path()) }
-    })
-}
-
-/// The ECS agent's error body.
-fn refusal(
-    status: StatusCode,
-    code: &str,
-    message: &str,
-) -> (StatusCode, axum::Json<serde_json::Value>) {
-    (
-        status,
-        axum::Json(serde_json::json!({
-            "code": code,
-            "message": message,
-            "HTTPErrorCode": status.as_u16(),
-        })),
-    )
-}
-
-/// The answer to `GET path`.
-pub fn answer(endpoint: &Endpoint, path: &str) -> (StatusCode, axum::Json<serde_json::Value>) {
+/// The answer to `GET /v2/credentials…` (`path`).
+pub fn answer(endpoint: &Endpoint, path: &str) -> Answer {
     let id = match path.strip_prefix("/v2/credentials") {
         Some("") | Some("/") => "",
         Some(rest) if rest.starts_with('/') && !rest[1..].contains('/') => &rest[1..],

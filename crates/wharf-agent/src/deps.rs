@@ -164,6 +164,8 @@ mod tests {
             ports: vec![],
             volumes: vec![],
             ip: None,
+            image_id: None,
+            created_at: None,
         }
     }
 

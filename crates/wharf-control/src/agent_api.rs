@@ -303,6 +303,8 @@ async fn poll(c: &Control, x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
                 == Some(wharf_core::capacity::SPOT_INTERRUPTION))
             .then_some(wharf_core::capacity::SPOT_WARNING_SECONDS),
             blocking_logs: t.blocking_logs,
+            group: t.group.clone(),
+            tags: t.tags.clone(),
             containers: t
                 .containers
                 .iter()

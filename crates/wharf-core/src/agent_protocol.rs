@@ -104,6 +104,12 @@ pub struct AssignedTask {
     /// launched: its containers that name no delivery mode block.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub blocking_logs: bool,
+    /// The task's group (`service:NAME` for a service's) and tags, which
+    /// the task metadata endpoint reports.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    #[serde(default, skip_serializing_if = "crate::records::Tags::is_empty")]
+    pub tags: crate::records::Tags,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -191,7 +191,7 @@ struct AgentArgs {
     /// agent's 169.254.170.2:80, where the SDKs look (the address is put on
     /// the loopback interface); `off` serves none, and tasks with a task
     /// role then fail to start.
-    #[arg(long, env = "WHARF_TASK_CREDENTIALS_ENDPOINT", default_value = wharf_agent::credentials::DEFAULT_ADDRESS)]
+    #[arg(long, env = "WHARF_TASK_CREDENTIALS_ENDPOINT", default_value = wharf_agent::endpoint::DEFAULT_ADDRESS)]
     task_credentials_endpoint: String,
     #[command(flatten)]
     policy: PolicyArgs,
@@ -282,7 +282,7 @@ struct ServerArgs {
     /// agent's 169.254.170.2:80, where the SDKs look (the address is put on
     /// the loopback interface); `off` serves none, and tasks with a task
     /// role then fail to start.
-    #[arg(long, env = "WHARF_TASK_CREDENTIALS_ENDPOINT", default_value = wharf_agent::credentials::DEFAULT_ADDRESS)]
+    #[arg(long, env = "WHARF_TASK_CREDENTIALS_ENDPOINT", default_value = wharf_agent::endpoint::DEFAULT_ADDRESS)]
     task_credentials_endpoint: String,
     #[command(flatten)]
     policy: PolicyArgs,
@@ -421,7 +421,7 @@ async fn main() -> anyhow::Result<()> {
                     capacity_provider: args.capacity_provider,
                 },
             )
-            .with_credentials(endpoint);
+            .with_endpoint(endpoint);
             Arc::new(agent).run().await;
             Ok(())
         }
@@ -429,12 +429,12 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// The task credentials endpoint the agents of this process share.
-async fn credentials_endpoint(address: &str) -> Arc<wharf_agent::credentials::Endpoint> {
+async fn credentials_endpoint(address: &str) -> Arc<wharf_agent::endpoint::Endpoint> {
     match address {
-        "off" => wharf_agent::credentials::Endpoint::disabled(
+        "off" => wharf_agent::endpoint::Endpoint::disabled(
             "the task credentials endpoint is off (--task-credentials-endpoint off)",
         ),
-        address => wharf_agent::credentials::Endpoint::serve(address).await,
+        address => wharf_agent::endpoint::Endpoint::serve(address).await,
     }
 }
 
@@ -656,7 +656,7 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
                     capacity_provider: None,
                 },
             )
-            .with_credentials(endpoint.clone());
+            .with_endpoint(endpoint.clone());
             tokio::spawn(Arc::new(local).run());
         }
     }

@@ -422,6 +422,8 @@ fn status_from_inspect(c: ContainerInspectResponse) -> ContainerStatus {
         Vec::new()
     };
     ContainerStatus {
+        image_id: c.image.clone().filter(|i| !i.is_empty()),
+        created_at: parse_time(c.created.as_deref()),
         id: c.id.unwrap_or_default(),
         name: c
             .name
@@ -907,6 +909,24 @@ impl Runtime for DockerRuntime {
             Some(true) => None,
             _ => inspected.exit_code,
         })
+    }
+
+    async fn stats(&self, id: &str) -> Result<Option<serde_json::Value>, RuntimeError> {
+        let opts = bollard::container::StatsOptions {
+            stream: false,
+            one_shot: false,
+        };
+        let mut samples = self.docker.stats(id, Some(opts));
+        match samples.next().await {
+            Some(Ok(s)) => {
+                Ok(Some(serde_json::to_value(s).map_err(|e| {
+                    RuntimeError::Other(format!("docker stats: {e}"))
+                })?))
+            }
+            Some(Err(e)) if is_status(&e, 404) => Ok(None),
+            Some(Err(e)) => Err(map_err(e)),
+            None => Ok(None),
+        }
     }
 
     fn logs(

@@ -447,6 +447,8 @@ impl Runtime for FakeRuntime {
             health: None,
             ports: Vec::new(),
             ip: None,
+            image_id: Some(format!("sha256:{:064x}", n)),
+            created_at: Some(std::time::SystemTime::now()),
             volumes: spec
                 .binds
                 .iter()
@@ -617,6 +619,14 @@ impl Runtime for FakeRuntime {
 
     async fn exec_exit_code(&self, _exec_id: &str) -> Result<Option<i64>, RuntimeError> {
         Ok(Some(0))
+    }
+
+    /// A sample with the container's ID and name, as Docker's has.
+    async fn stats(&self, id: &str) -> Result<Option<serde_json::Value>, RuntimeError> {
+        let st = self.lock();
+        Ok(st.containers.get(id).map(|c| {
+            serde_json::json!({"id": id, "name": format!("/{}", c.status.name), "cpu_stats": {}, "memory_stats": {}})
+        }))
     }
 
     /// What was pushed so far, from `since_nanos`'s second on; never follows.

@@ -111,6 +111,11 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// The exit code of exec `exec_id` once it has ended (`None` while it runs).
     async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, RuntimeError>;
+
+    /// One sample of Docker's stats for the container, in the Engine API's
+    /// JSON (what the task metadata endpoint's `/stats` answers); `None`
+    /// if there is no such container.
+    async fn stats(&self, id: &str) -> Result<Option<serde_json::Value>, RuntimeError>;
 }
 
 /// A command running in a container (see [`Runtime::exec`]).
@@ -424,6 +429,10 @@ pub struct ContainerStatus {
     pub volumes: Vec<String>,
     /// The container's address on a user-defined network, if it has one.
     pub ip: Option<String>,
+    /// The image's ID (`sha256:…`) and when the container was created, as
+    /// the task metadata endpoint reports them.
+    pub image_id: Option<String>,
+    pub created_at: Option<SystemTime>,
 }
 
 impl ContainerStatus {
