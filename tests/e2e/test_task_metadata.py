@@ -21,8 +21,11 @@ def read(cid, path=""):
 def test_every_container_reads_its_task_s_metadata(wharf_up):
     ecs = wharf_up.client()
     wait_instance(ecs)
-    pair = [{"name": n, "image": IMAGE, "memory": 32, "cpu": 64, "stopTimeout": 1, "command": ["sleep", "600"]}
-            for n in ("main", "side")]
+    # "side" reads its metadata as the first thing it does: it is served
+    # before the container starts (else wget fails and the task stops).
+    first = 'wget -q -O /tmp/first "$ECS_CONTAINER_METADATA_URI_V4" && exec sleep 600'
+    pair = [{"name": n, "image": IMAGE, "memory": 32, "cpu": 64, "stopTimeout": 1, "command": command}
+            for n, command in (("main", ["sleep", "600"]), ("side", ["sh", "-c", first]))]
     ecs.register_task_definition(family="md-bridge", containerDefinitions=pair)
     ecs.register_task_definition(family="md-host", networkMode="host", containerDefinitions=pair)
     ecs.register_task_definition(family="md-vpc", networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
@@ -54,6 +57,8 @@ def test_every_container_reads_its_task_s_metadata(wharf_up):
         if mode == "awsvpc":
             ip = {d["name"]: d["value"] for d in described["attachments"][0]["details"]}["privateIPv4Address"]
             assert me["Networks"][0]["IPv4Addresses"] == [ip]
+        at_start = subprocess.run(["docker", "exec", ids["side"], "cat", "/tmp/first"], capture_output=True, text=True)
+        assert json.loads(at_start.stdout)["Name"] == "side", at_start
         task = read(ids["side"], "/task")
         assert task["TaskARN"] == arn and task["Cluster"] == cluster_arn
         assert task["Family"] == f"md-{mode.replace('awsvpc', 'vpc')}" and task["Revision"] == "1"

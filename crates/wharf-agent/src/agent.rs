@@ -257,6 +257,15 @@ impl Agent {
         }
     }
 
+    /// The launch type of the tasks it runs.
+    fn launch_type(&self) -> &'static str {
+        if self.config.managed {
+            "FARGATE"
+        } else {
+            "EC2"
+        }
+    }
+
     /// The cluster this agent's instance belongs to.
     fn cluster(&self) -> &str {
         if self.config.managed {
@@ -553,6 +562,7 @@ impl Agent {
                 .map(|t| t.task_arn.clone())
                 .collect()
         };
+        let listed_at = std::time::Instant::now();
         let listed = match self.runtime.list_managed().await {
             Ok(listed) => listed,
             Err(e) => {
@@ -590,11 +600,7 @@ impl Agent {
         }
         // The task metadata endpoint serves each live task as this pass
         // sees it.
-        let launch_type = if self.config.managed {
-            "FARGATE"
-        } else {
-            "EC2"
-        };
+        let launch_type = self.launch_type();
         let views = tasks
             .iter()
             .filter(|t| t.last_status != "STOPPED")
@@ -603,7 +609,8 @@ impl Agent {
                 Some(crate::metadata::view(t, containers, launch_type))
             })
             .collect();
-        self.endpoint.set_metadata(self.endpoint_owner, views);
+        self.endpoint
+            .set_metadata(self.endpoint_owner, views, listed_at);
         let mut jobs = Vec::new();
         for t in tasks {
             // An assigned task's containers are never orphans, whether or
@@ -976,6 +983,15 @@ impl Agent {
                 ));
             }
             let id = self.runtime.create_container(&spec).await?;
+            // Its metadata is served before it starts.
+            if let Some(created) = self.runtime.inspect_container(&id).await? {
+                let mut seen = existing.clone();
+                seen.push(created);
+                self.endpoint.set_task_metadata(
+                    self.endpoint_owner,
+                    crate::metadata::view(t, &seen, self.launch_type()),
+                );
+            }
             // awslogs: the log stream must exist before the container starts.
             let logs = match crate::awslogs::config(def) {
                 Ok(Some(cfg)) => {

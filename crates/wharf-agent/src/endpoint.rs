@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 /// Where the ECS agent's endpoint is, and so where SDKs look.
 pub const DEFAULT_ADDRESS: &str = "169.254.170.2:80";
@@ -46,7 +47,8 @@ pub struct Endpoint {
 /// is.
 #[derive(Default)]
 struct Metadata {
-    tasks: HashMap<String, (u64, Arc<TaskView>)>,
+    /// By task ARN: the agent that put it, when, and the view.
+    tasks: HashMap<String, (u64, Instant, Arc<TaskView>)>,
     tokens: HashMap<String, (String, String)>,
 }
 
@@ -145,18 +147,26 @@ impl Endpoint {
             .retain(|_, e| e.owner != owner || keep(&e.credentials.task_arn));
     }
 
-    /// Replaces everything `owner` serves of task metadata with `views`
-    /// (its tasks as its latest pass saw them), each container reached by
-    /// its token.
-    pub fn set_metadata(&self, owner: u64, views: Vec<TaskView>) {
+    /// Replaces what `owner` serves of task metadata with `views`: its
+    /// tasks as a pass saw them in Docker's list taken at `listed`. A task
+    /// whose view was set after that (a container created meanwhile) keeps
+    /// the newer one.
+    pub fn set_metadata(&self, owner: u64, views: Vec<TaskView>, listed: Instant) {
         let mut m = self.metadata.write().unwrap_or_else(|e| e.into_inner());
-        m.tasks.retain(|_, (o, _)| *o != owner);
+        m.tasks.retain(|_, (o, at, _)| *o != owner || *at > listed);
         for v in views {
-            m.tasks.insert(v.task_arn.clone(), (owner, Arc::new(v)));
+            if m.tasks
+                .get(&v.task_arn)
+                .is_some_and(|(_, at, _)| *at > listed)
+            {
+                continue;
+            }
+            m.tasks
+                .insert(v.task_arn.clone(), (owner, listed, Arc::new(v)));
         }
         let Metadata { tasks, tokens } = &mut *m;
         tokens.retain(|_, (task, _)| tasks.contains_key(task));
-        for (arn, (_, v)) in tasks.iter() {
+        for (arn, (_, _, v)) in tasks.iter() {
             for c in &v.containers {
                 if let Some(token) = &c.token {
                     tokens.insert(token.clone(), (arn.clone(), c.name.clone()));
@@ -165,11 +175,27 @@ impl Endpoint {
         }
     }
 
+    /// Replaces one task's metadata (a container just created is served
+    /// before it starts, as the ECS agent does).
+    pub fn set_task_metadata(&self, owner: u64, view: TaskView) {
+        let mut m = self.metadata.write().unwrap_or_else(|e| e.into_inner());
+        for c in &view.containers {
+            if let Some(token) = &c.token {
+                m.tokens
+                    .insert(token.clone(), (view.task_arn.clone(), c.name.clone()));
+            }
+        }
+        m.tasks.insert(
+            view.task_arn.clone(),
+            (owner, Instant::now(), Arc::new(view)),
+        );
+    }
+
     /// The task a token's container belongs to, and the container's name.
     pub fn metadata_of(&self, token: &str) -> Option<(Arc<TaskView>, String)> {
         let m = self.metadata.read().unwrap_or_else(|e| e.into_inner());
         let (task, name) = m.tokens.get(token)?;
-        let (_, view) = m.tasks.get(task)?;
+        let (_, _, view) = m.tasks.get(task)?;
         Some((view.clone(), name.clone()))
     }
 

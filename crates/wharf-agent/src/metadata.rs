@@ -11,12 +11,15 @@
 //! follows every Docker event); stats are read from Docker when asked.
 
 use crate::agent::NameLabel;
-use crate::endpoint::{refusal, Answer, Endpoint};
+use crate::endpoint::{Answer, Endpoint};
 use crate::runtime::{ContainerState, ContainerStatus, Health};
 use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
 use std::time::SystemTime;
 use wharf_core::agent_protocol::AssignedTask;
+
+/// How long a stats request waits for Docker.
+const STATS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The variable each container finds its metadata URI in.
 pub const URI_ENV: &str = "ECS_CONTAINER_METADATA_URI_V4";
@@ -54,13 +57,21 @@ fn time(t: Option<SystemTime>) -> Option<String> {
         .ok()
 }
 
+/// The ECS container status of what Docker shows.
 fn known_status(c: &ContainerStatus) -> &'static str {
-    match c.state {
+    match &c.state {
         ContainerState::Running => "RUNNING",
         ContainerState::Created => "CREATED",
         ContainerState::Exited | ContainerState::Dead => "STOPPED",
-        ContainerState::Other(_) => "PENDING",
+        // Still its process, paused or about to run again.
+        ContainerState::Other(s) if s == "paused" || s == "restarting" => "RUNNING",
+        ContainerState::Other(_) => "STOPPED",
     }
+}
+
+/// The ECS agent's error: a JSON string.
+fn refused(status: StatusCode, message: &str) -> Answer {
+    (status, axum::Json(Value::String(message.to_string())))
 }
 
 fn insert(m: &mut Map<String, Value>, key: &str, v: Option<impl Into<Value>>) {
@@ -127,7 +138,7 @@ pub fn view(t: &AssignedTask, containers: &[ContainerStatus], launch_type: &str)
             insert(&mut m, "ExitCode", c.exit_code);
         }
         let mut limits = Map::new();
-        insert(&mut limits, "CPU", def.and_then(|d| d.cpu));
+        limits.insert("CPU".into(), def.and_then(|d| d.cpu).unwrap_or(0).into());
         insert(&mut limits, "Memory", def.and_then(|d| d.memory));
         m.insert("Limits".into(), limits.into());
         insert(&mut m, "CreatedAt", time(c.created_at));
@@ -190,17 +201,20 @@ pub fn view(t: &AssignedTask, containers: &[ContainerStatus], launch_type: &str)
     task.insert("DesiredStatus".into(), t.desired_status.clone().into());
     task.insert("KnownStatus".into(), t.last_status.clone().into());
     let mut limits = Map::new();
-    // The task's CPU in vCPUs, its memory in MiB.
-    let cpu = td
-        .cpu
-        .as_deref()
-        .and_then(|c| c.parse::<f64>().ok())
-        .map(|units| units / 1024.0);
-    insert(&mut limits, "CPU", cpu);
+    // The task's CPU in vCPUs, its memory in MiB: the override's, else the
+    // definition's, in any form registration takes ("1 vCPU", "2 GB").
+    let cpu = t.overrides.cpu.as_deref().or(td.cpu.as_deref());
+    let memory = t.overrides.memory.as_deref().or(td.memory.as_deref());
+    insert(
+        &mut limits,
+        "CPU",
+        cpu.and_then(|c| wharf_core::taskdef::parse_cpu(c).ok())
+            .map(|units| units as f64 / 1024.0),
+    );
     insert(
         &mut limits,
         "Memory",
-        td.memory.as_deref().and_then(|m| m.parse::<i64>().ok()),
+        memory.and_then(|m| wharf_core::taskdef::parse_memory(m).ok()),
     );
     if !limits.is_empty() {
         task.insert("Limits".into(), limits.into());
@@ -232,14 +246,16 @@ fn with_containers(v: &TaskView) -> Map<String, Value> {
 pub async fn answer(endpoint: &Endpoint, rest: &str) -> Answer {
     let (token, path) = rest.split_once('/').unwrap_or((rest, ""));
     let Some((view, name)) = endpoint.metadata_of(token) else {
-        return refusal(
+        return refused(
             StatusCode::NOT_FOUND,
-            "NotFound",
-            "V4 metadata handler: no container with this ID",
+            "V4 container metadata handler: unable to find a container for the ID in the request",
         );
     };
     let Some(me) = view.containers.iter().find(|c| c.name == name) else {
-        return refusal(StatusCode::NOT_FOUND, "NotFound", "The container is gone");
+        return refused(
+            StatusCode::NOT_FOUND,
+            "V4 container metadata handler: the container is gone",
+        );
     };
     let ok = |v: Value| (StatusCode::OK, axum::Json(v));
     match path {
@@ -252,39 +268,46 @@ pub async fn answer(endpoint: &Endpoint, rest: &str) -> Answer {
         }
         "stats" | "task/stats" => {
             let Some(runtime) = endpoint.runtime() else {
-                return refusal(
+                return refused(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "NoStats",
-                    "No Docker to ask",
+                    "V4 stats handler: no Docker to ask",
                 );
             };
-            let mine = std::slice::from_ref(me);
-            let of = if path == "stats" {
-                mine
-            } else {
-                &view.containers[..]
+            let of = match path {
+                "stats" => std::slice::from_ref(me),
+                _ => &view.containers[..],
             };
-            let mut out = Map::new();
-            for c in of {
-                match runtime.stats(&c.docker_id).await {
-                    Ok(s) => {
-                        out.insert(c.docker_id.clone(), s.unwrap_or(Value::Null));
-                    }
-                    Err(e) => {
-                        return refusal(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "StatsUnavailable",
-                            &format!("docker stats: {e}"),
-                        )
-                    }
+            // Each container's sample at once (Docker takes a second or so
+            // for one, to have a previous CPU reading), bounded in time; a
+            // container that has none is null.
+            let samples = futures::future::join_all(of.iter().map(|c| {
+                let runtime = runtime.clone();
+                async move {
+                    let got =
+                        tokio::time::timeout(STATS_TIMEOUT, runtime.stats(&c.docker_id)).await;
+                    let sample = match got {
+                        Ok(Ok(Some(s))) => s,
+                        Ok(Ok(None)) => Value::Null,
+                        Ok(Err(e)) => {
+                            tracing::debug!(container = %c.docker_id, error = %e, "no stats");
+                            Value::Null
+                        }
+                        Err(_) => Value::Null,
+                    };
+                    (c.docker_id.clone(), sample)
                 }
-            }
+            }))
+            .await;
             match path {
-                "stats" => ok(out.remove(&me.docker_id).unwrap_or(Value::Null)),
-                _ => ok(out.into()),
+                "stats" => ok(samples
+                    .into_iter()
+                    .next()
+                    .map(|(_, s)| s)
+                    .unwrap_or(Value::Null)),
+                _ => ok(Value::Object(samples.into_iter().collect())),
             }
         }
-        _ => refusal(StatusCode::NOT_FOUND, "NotFound", "No such endpoint"),
+        _ => refused(StatusCode::NOT_FOUND, "V4 metadata handler: no such path"),
     }
 }
 
@@ -352,6 +375,10 @@ mod tests {
         assert_eq!(j["KnownStatus"], "STOPPED");
         assert_eq!(j["ExitCode"], 3);
         assert_eq!(j["Limits"], json!({"CPU": 128, "Memory": 256}));
+        let mut exited = status("b", "app", ContainerState::Other("removing".into()), None);
+        assert_eq!(known_status(&exited), "STOPPED");
+        exited.state = ContainerState::Other("paused".into());
+        assert_eq!(known_status(&exited), "RUNNING");
         assert_eq!(j["LogDriver"], "awslogs");
         assert_eq!(j["LogOptions"], json!({"awslogs-group": "g"}));
         assert_eq!(j["Health"], json!({"status": "HEALTHY"}));
@@ -381,13 +408,31 @@ mod tests {
             v.tags,
             json!({"team": "blue"}).as_object().cloned().unwrap()
         );
+        // Sizes in any form registration takes, and the task's overrides.
+        let mut t = task();
+        t.task_definition.cpu = Some("1 vCPU".into());
+        t.task_definition.memory = Some("2 GB".into());
+        assert_eq!(
+            view(&t, &[], "EC2").task["Limits"],
+            json!({"CPU": 1.0, "Memory": 2048})
+        );
+        t.overrides.cpu = Some("2048".into());
+        assert_eq!(
+            view(&t, &[], "EC2").task["Limits"],
+            json!({"CPU": 2.0, "Memory": 2048})
+        );
     }
 
     #[tokio::test]
     async fn a_token_reads_its_own_task_only() {
         let e = Endpoint::new(None);
         let app = status("a", "app", ContainerState::Running, Some("tok"));
-        e.set_metadata(1, vec![view(&task(), &[app], "EC2")]);
+        let listed = std::time::Instant::now();
+        e.set_metadata(
+            1,
+            vec![view(&task(), std::slice::from_ref(&app), "EC2")],
+            listed,
+        );
         let (status, body) = answer(&e, "tok").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body.0["DockerId"], "a");
@@ -398,9 +443,15 @@ mod tests {
         assert_eq!(answer(&e, "tok/nope").await.0, StatusCode::NOT_FOUND);
         // Another agent's pass leaves this one's tasks; its own next pass
         // without the task drops it.
-        e.set_metadata(2, vec![]);
+        e.set_metadata(2, vec![], std::time::Instant::now());
         assert_eq!(answer(&e, "tok").await.0, StatusCode::OK);
-        e.set_metadata(1, vec![]);
+        e.set_metadata(1, vec![], std::time::Instant::now());
         assert_eq!(answer(&e, "tok").await.0, StatusCode::NOT_FOUND);
+        // A container created after a pass listed Docker survives that
+        // pass's (older) view.
+        let before = std::time::Instant::now();
+        e.set_task_metadata(1, view(&task(), &[app], "EC2"));
+        e.set_metadata(1, vec![], before);
+        assert_eq!(answer(&e, "tok").await.0, StatusCode::OK);
     }
 }

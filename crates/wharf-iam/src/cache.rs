@@ -14,7 +14,7 @@ use crate::records::{
 use crate::Principal;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use wharf_store::{DynStore, EventKind, Revision, StoreError};
+use wharf_store::{DynStore, EventKind, Revision, StoreError, WatchEvent};
 
 #[derive(Default)]
 struct Index {
@@ -93,20 +93,45 @@ async fn follow(weak: std::sync::Weak<Cache>, store: DynStore) {
         drop(cache);
         match rx {
             Ok(mut rx) => {
-                while let Some(ev) = rx.recv().await {
+                // A transaction's events share its revision: they are
+                // applied together, under one write of the index, and the
+                // revision published after them (a key and its user, say,
+                // or a policy detached and another attached), so no request
+                // is judged by half a transaction.
+                let mut held: Option<WatchEvent> = None;
+                loop {
+                    let ev = match held.take() {
+                        Some(ev) => ev,
+                        None => match rx.recv().await {
+                            Some(ev) => ev,
+                            None => break,
+                        },
+                    };
                     let Some(cache) = weak.upgrade() else { return };
-                    // A transaction's events share its revision and arrive
-                    // together: the revision is published once all of them
-                    // are applied (a key and its user, say), never between.
-                    let mut rev = ev.revision();
-                    cache.apply(&ev.kv.key, ev.kind, &ev.kv.value);
-                    while let Ok(next) = rx.try_recv() {
-                        if next.revision() != rev {
-                            cache.applied.send_replace(rev);
-                            rev = next.revision();
+                    let rev = ev.revision();
+                    let mut batch = vec![ev];
+                    let mut asked = false;
+                    loop {
+                        match rx.try_recv() {
+                            Ok(next) if next.revision() == rev => batch.push(next),
+                            // The next revision's first event: every event
+                            // of this one was sent before it.
+                            Ok(next) => {
+                                held = Some(next);
+                                break;
+                            }
+                            // Nothing queued: the store sends a revision's
+                            // events under the lock that moves its revision,
+                            // so once it reports this revision they are all
+                            // queued; drain once more.
+                            Err(tokio::sync::mpsc::error::TryRecvError::Empty) if !asked => {
+                                asked = true;
+                                let _ = store.current_revision().await;
+                            }
+                            Err(_) => break,
                         }
-                        cache.apply(&next.kv.key, next.kind, &next.kv.value);
                     }
+                    cache.apply_all(&batch);
                     cache.applied.send_replace(rev);
                     from = Some(rev + 1);
                 }
@@ -161,11 +186,11 @@ impl Cache {
         Ok(revision)
     }
 
-    fn apply(&self, key: &str, kind: EventKind, value: &[u8]) {
-        self.index
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .apply(key, kind, value);
+    fn apply_all(&self, events: &[WatchEvent]) {
+        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        for ev in events {
+            index.apply(&ev.kv.key, ev.kind, &ev.kv.value);
+        }
     }
 
     /// Waits until the cache has applied revision `rev` (a write's own), at
@@ -623,4 +648,70 @@ fn compile_inline(docs: &std::collections::BTreeMap<String, String>) -> Vec<Arc<
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{AccessKeyRecord, KeyStatus, UserRecord};
+    use wharf_store::{Op, Txn};
+
+    /// A user and its key written in one transaction (the key first) are
+    /// never seen apart: a reader finds the key with its user, or neither.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_is_never_seen_half_applied() {
+        let store: DynStore = Arc::new(wharf_store::MemStore::new());
+        let cache = Cache::new(store.clone(), "000000000000".into());
+        cache.ready().await;
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (cache, done) = (cache.clone(), done.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut half = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    for i in 0..200 {
+                        if let Err(KeyError::Invalid) =
+                            cache.credential(&format!("AKIA{i}"), None, 0)
+                        {
+                            half += 1;
+                        }
+                    }
+                }
+                half
+            })
+        };
+        for i in 0..200 {
+            let user = UserRecord {
+                name: format!("u{i}"),
+                id: format!("AIDA{i}"),
+                path: "/".into(),
+                created: 0,
+                tags: vec![],
+                policies: Default::default(),
+                groups: vec![],
+                access_keys: vec![format!("AKIA{i}")],
+                boundary: None,
+            };
+            let key = AccessKeyRecord {
+                id: format!("AKIA{i}"),
+                secret: "s".into(),
+                user: user.name.clone(),
+                status: KeyStatus::Active,
+                created: 0,
+            };
+            let txn = Txn::new()
+                .then(Op::put(
+                    keys::access_key(&key.id),
+                    wharf_store::typed::encode(&key),
+                ))
+                .then(Op::put(
+                    keys::user(&user.name),
+                    wharf_store::typed::encode(&user),
+                ));
+            let rev = store.txn(txn).await.unwrap().revision;
+            cache.caught_up(rev).await;
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(reader.await.unwrap(), 0, "a key was seen without its user");
+    }
 }
