@@ -146,19 +146,6 @@ fn restartable(d: &ecs::ContainerDefinition, c: &ContainerStatus) -> bool {
     finished.duration_since(started).unwrap_or_default() >= period
 }
 
-/// A mark of this agent's own, for what it shares with the process's other agents.
-fn rand_owner() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    h.finish()
-}
-
 fn now_ms() -> i64 {
     wharf_core::clock::Clock::now(&wharf_core::clock::SystemClock)
 }
@@ -179,13 +166,14 @@ impl Agent {
             endpoint: crate::endpoint::Endpoint::disabled(
                 "this agent serves no task credentials endpoint",
             ),
-            endpoint_owner: rand_owner(),
+            // A mark of its own on what it shares with the process's
+            // other agents.
+            endpoint_owner: rand::random(),
         }
     }
 
     /// Serves its tasks' role credentials and metadata through `endpoint`.
     pub fn with_endpoint(mut self, endpoint: Arc<crate::endpoint::Endpoint>) -> Self {
-        endpoint.set_runtime(self.runtime.clone());
         self.endpoint = endpoint;
         self
     }
@@ -964,23 +952,15 @@ impl Agent {
                 container_spec(&names, def, &sources, pause.as_ref().map(|p| p.id.as_str()));
             if let Some(base) = self.endpoint.base_url() {
                 let token = crate::metadata::new_token();
-                spec.env.retain(|(k, _)| k != crate::metadata::URI_ENV);
-                spec.env.push((
-                    crate::metadata::URI_ENV.to_string(),
-                    format!("{base}/v4/{token}"),
-                ));
+                spec.set_env(crate::metadata::URI_ENV, format!("{base}/v4/{token}"));
                 spec.labels
                     .insert(crate::metadata::TOKEN_LABEL.to_string(), token);
             }
             if let Some(id) = &credentials_id {
-                // Instead of one the definition sets (Docker keeps both,
-                // and a reader of the first would take the definition's).
-                spec.env
-                    .retain(|(k, _)| k != crate::credentials::RELATIVE_URI_ENV);
-                spec.env.push((
-                    crate::credentials::RELATIVE_URI_ENV.to_string(),
+                spec.set_env(
+                    crate::credentials::RELATIVE_URI_ENV,
                     format!("/v2/credentials/{id}"),
-                ));
+                );
             }
             let id = self.runtime.create_container(&spec).await?;
             // Its metadata is served before it starts.

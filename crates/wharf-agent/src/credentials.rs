@@ -13,7 +13,7 @@
 //! stops, and the control plane revokes the sessions themselves then. The
 //! server they are served by is [`crate::endpoint`].
 
-use crate::endpoint::{refusal, Answer, Endpoint};
+use crate::endpoint::{refusal, rfc3339, Answer, Endpoint};
 use axum::http::StatusCode;
 
 /// The variable a task's containers find their credentials' path in.
@@ -76,17 +76,16 @@ pub fn answer(endpoint: &Endpoint, path: &str) -> Answer {
             "AccessKeyId": c.access_key_id,
             "SecretAccessKey": c.secret_access_key,
             "Token": c.session_token,
-            "Expiration": rfc3339(c.expiration),
+            "Expiration": expiry(c.expiration),
         })),
     )
 }
 
-/// `2026-12-04T01:02:03Z`, as the ECS agent writes expiry times.
-fn rfc3339(ms: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+/// `2026-12-04T01:02:03Z`: expiry times to the second, as the ECS agent
+/// writes them.
+fn expiry(ms: i64) -> String {
+    let secs = u64::try_from(ms.div_euclid(1000)).unwrap_or(0);
+    rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -36,7 +36,8 @@ struct Entry {
 pub struct Endpoint {
     entries: RwLock<HashMap<String, Entry>>,
     metadata: RwLock<Metadata>,
-    runtime: RwLock<Option<Arc<dyn Runtime>>>,
+    /// Docker, for `/stats` (the agents of a process share one).
+    runtime: Option<Arc<dyn Runtime>>,
     /// `http://ADDRESS` (no `:80`), when served.
     base_url: Option<String>,
     /// Why tasks cannot be served, when the endpoint could not be opened.
@@ -53,16 +54,17 @@ struct Metadata {
 }
 
 impl Endpoint {
-    /// Serves at `address` (`169.254.170.2:80` unless given): puts the
-    /// address on the loopback interface when it is not on the host yet,
-    /// then listens. An endpoint that cannot listen says why to every task
-    /// with a role, which then fails to start.
-    pub async fn serve(address: &str) -> Arc<Endpoint> {
+    /// Serves at `address` (`169.254.170.2:80` unless given), with
+    /// `runtime`'s stats: puts the address on the loopback interface when
+    /// it is not on the host yet, then listens. An endpoint that cannot
+    /// listen says why to every task with a role, which then fails to start.
+    pub async fn serve(address: &str, runtime: Arc<dyn Runtime>) -> Arc<Endpoint> {
         match listen(address).await {
             Ok(listener) => {
                 let base = format!("http://{}", address.trim_end_matches(":80"));
                 let endpoint = Arc::new(Endpoint {
                     base_url: Some(base),
+                    runtime: Some(runtime),
                     ..Endpoint::new(None)
                 });
                 let served = endpoint.clone();
@@ -92,7 +94,7 @@ impl Endpoint {
             base_url: None,
             entries: RwLock::new(HashMap::new()),
             metadata: RwLock::new(Metadata::default()),
-            runtime: RwLock::new(None),
+            runtime: None,
             unavailable,
         }
     }
@@ -166,12 +168,8 @@ impl Endpoint {
         }
         let Metadata { tasks, tokens } = &mut *m;
         tokens.retain(|_, (task, _)| tasks.contains_key(task));
-        for (arn, (_, _, v)) in tasks.iter() {
-            for c in &v.containers {
-                if let Some(token) = &c.token {
-                    tokens.insert(token.clone(), (arn.clone(), c.name.clone()));
-                }
-            }
+        for (_, _, v) in tasks.values() {
+            index_tokens(tokens, v);
         }
     }
 
@@ -179,12 +177,7 @@ impl Endpoint {
     /// before it starts, as the ECS agent does).
     pub fn set_task_metadata(&self, owner: u64, view: TaskView) {
         let mut m = self.metadata.write().unwrap_or_else(|e| e.into_inner());
-        for c in &view.containers {
-            if let Some(token) = &c.token {
-                m.tokens
-                    .insert(token.clone(), (view.task_arn.clone(), c.name.clone()));
-            }
-        }
+        index_tokens(&mut m.tokens, &view);
         m.tasks.insert(
             view.task_arn.clone(),
             (owner, Instant::now(), Arc::new(view)),
@@ -201,17 +194,24 @@ impl Endpoint {
 
     /// The runtime that answers `/stats`.
     pub(crate) fn runtime(&self) -> Option<Arc<dyn Runtime>> {
-        self.runtime
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.runtime.clone()
     }
+}
 
-    /// Docker, for the metadata endpoint's stats (the agents of a process
-    /// share one).
-    pub fn set_runtime(&self, runtime: Arc<dyn Runtime>) {
-        *self.runtime.write().unwrap_or_else(|e| e.into_inner()) = Some(runtime);
+/// Points each of the view's containers' tokens at it.
+fn index_tokens(tokens: &mut HashMap<String, (String, String)>, view: &TaskView) {
+    for c in &view.containers {
+        if let Some(token) = &c.token {
+            tokens.insert(token.clone(), (view.task_arn.clone(), c.name.clone()));
+        }
     }
+}
+
+/// `2026-12-04T01:02:03.5Z`: the time format of the ECS agent's JSON.
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> Option<String> {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 async fn listen(address: &str) -> Result<tokio::net::TcpListener, String> {

@@ -51,10 +51,7 @@ pub struct ContainerView {
 }
 
 fn time(t: Option<SystemTime>) -> Option<String> {
-    let t = t?;
-    let at = time::OffsetDateTime::from(t);
-    at.format(&time::format_description::well_known::Rfc3339)
-        .ok()
+    crate::endpoint::rfc3339(t?)
 }
 
 /// The ECS container status of what Docker shows.

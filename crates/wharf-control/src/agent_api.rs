@@ -279,8 +279,7 @@ async fn poll(c: &Control, x: &Ctx, r: PollRequest) -> ApiResult<PollResponse> {
     let mut out = vec![];
     for t in tasks.into_iter().map(|v| v.value) {
         if !defs.contains_key(&t.task_definition_arn) {
-            let region = wharf_core::arn::region_of(&t.task_definition_arn);
-            let key = keys::task_definition(region, &t.family, t.revision);
+            let key = t.definition_key();
             if let Some(td) = records::get::<TaskDefinitionRecord>(c.store.as_ref(), &key).await? {
                 defs.insert(t.task_definition_arn.clone(), td.value.definition);
             }

@@ -71,11 +71,7 @@ pub(crate) async fn get(
             ));
         }
         let t = &task.value;
-        let key = keys::task_definition(
-            arn::region_of(&t.task_definition_arn),
-            &t.family,
-            t.revision,
-        );
+        let key = t.definition_key();
         let Some(td) = records::get::<TaskDefinitionRecord>(c.store.as_ref(), &key).await? else {
             return Err(invalid("The task's task definition was not found."));
         };

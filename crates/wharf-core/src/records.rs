@@ -589,6 +589,15 @@ impl ContainerRecord {
 }
 
 impl TaskRecord {
+    /// The key of the task definition revision it runs.
+    pub fn definition_key(&self) -> String {
+        keys::task_definition(
+            crate::arn::region_of(&self.task_definition_arn),
+            &self.family,
+            self.revision,
+        )
+    }
+
     /// Where its cluster's objects live (the region its cluster's ARN names).
     pub fn cluster_key(&self) -> ClusterKey {
         ClusterKey::of(&self.cluster_arn, &self.cluster)

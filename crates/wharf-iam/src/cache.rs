@@ -382,9 +382,17 @@ impl Cache {
     }
 
     /// The compiled trust policy of a role and the role, for AssumeRole.
-    pub fn trust_of(&self, role: &str) -> Option<(RoleRecord, Arc<Policy>)> {
+    pub fn role_by_arn(&self, arn: &str) -> Option<(RoleRecord, Arc<Policy>)> {
+        let name = arn
+            .strip_prefix(&format!("arn:aws:iam::{}:role/", self.account))?
+            .rsplit('/')
+            .next()?;
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        let r = index.roles.get(&role.to_ascii_lowercase())?;
+        let r = index.roles.get(&name.to_ascii_lowercase())?;
+        // The path is part of the ARN: `role/team/app` is not `role/app`.
+        if crate::role_arn(&self.account, &r.record.path, &r.record.name) != arn {
+            return None;
+        }
         Some((r.record.clone(), r.trust.clone()?))
     }
 

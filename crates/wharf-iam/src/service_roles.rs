@@ -7,7 +7,7 @@
 use crate::policy::{Caller, Context, Request};
 use crate::records::{Millis, RoleRecord, SessionOf};
 use crate::sts::{issue, Issued, Session};
-use crate::{role_arn, Iam};
+use crate::Iam;
 use wharf_store::{Compare, Op, StoreError};
 
 /// The service principal ECS task roles trust.
@@ -36,16 +36,10 @@ pub fn check(
     session_name: Option<&str>,
     now: Millis,
 ) -> Result<RoleRecord, ServiceRoleError> {
-    let missing = || ServiceRoleError::NoSuchRole(role_arn_given.to_string());
-    let prefix = format!("arn:aws:iam::{}:role/", iam.account);
-    let name = role_arn_given
-        .strip_prefix(&prefix)
-        .map(|rest| rest.rsplit('/').next().unwrap_or(rest))
-        .ok_or_else(missing)?;
-    let (role, trust) = iam.cache.trust_of(name).ok_or_else(missing)?;
-    if role_arn(&iam.account, &role.path, &role.name) != role_arn_given {
-        return Err(missing());
-    }
+    let (role, trust) = iam
+        .cache
+        .role_by_arn(role_arn_given)
+        .ok_or_else(|| ServiceRoleError::NoSuchRole(role_arn_given.to_string()))?;
     let mut context = Context::default();
     context.set("aws:SourceAccount", iam.account.clone());
     context.set("aws:SourceArn", source_arn.to_string());

@@ -5,7 +5,7 @@
 use crate::api::err;
 use crate::policy::{self, Context, Decision, Request};
 use crate::records::{keys, Millis, SessionOf, SessionRecord};
-use crate::{new_id, new_secret, role_arn, Caller, Iam, Principal};
+use crate::{new_id, new_secret, Caller, Iam, Principal};
 use wharf_model::sts as m;
 use wharf_protocol::AwsError;
 use wharf_store::{Op, Txn};
@@ -217,7 +217,7 @@ impl Sts<'_> {
         let issued = issue(self.iam, self.now, session, |_, _| (vec![], vec![]))
             .await
             .map_err(|e| err("ServiceFailure", format!("Storage failure: {e}")))?
-            .expect("no compares to fail");
+            .ok_or_else(|| err("ServiceFailure", "The session was not written."))?;
         Ok(m::Credentials {
             access_key_id: issued.access_key_id,
             secret_access_key: issued.secret_access_key,
@@ -262,16 +262,11 @@ impl Sts<'_> {
         if self.caller.principal == Principal::Root {
             return Err(denied(" (Roles may not be assumed by root accounts)"));
         }
-        let prefix = format!("arn:aws:iam::{}:role/", self.account());
-        let name = r
-            .role_arn
-            .strip_prefix(&prefix)
-            .map(|rest| rest.rsplit('/').next().unwrap_or(rest))
+        let (role, trust) = self
+            .iam
+            .cache
+            .role_by_arn(&r.role_arn)
             .ok_or_else(|| denied(""))?;
-        let (role, trust) = self.iam.cache.trust_of(name).ok_or_else(|| denied(""))?;
-        if role_arn(self.account(), &role.path, &role.name) != r.role_arn {
-            return Err(denied(""));
-        }
         // Role chaining keeps a session to an hour, as AWS does.
         let chained = matches!(self.caller.principal, Principal::AssumedRole { .. });
         let max = if chained {

@@ -408,7 +408,7 @@ async fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             let runtime = connect_docker().await?;
-            let endpoint = credentials_endpoint(&args.task_credentials_endpoint).await;
+            let endpoint = credentials_endpoint(&args.task_credentials_endpoint, &runtime).await;
             let agent = Agent::new(
                 client,
                 runtime,
@@ -428,13 +428,16 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The task credentials endpoint the agents of this process share.
-async fn credentials_endpoint(address: &str) -> Arc<wharf_agent::endpoint::Endpoint> {
+/// The task credentials and metadata endpoint the agents of this process share.
+async fn credentials_endpoint(
+    address: &str,
+    runtime: &Arc<dyn Runtime>,
+) -> Arc<wharf_agent::endpoint::Endpoint> {
     match address {
         "off" => wharf_agent::endpoint::Endpoint::disabled(
             "the task credentials endpoint is off (--task-credentials-endpoint off)",
         ),
-        address => wharf_agent::endpoint::Endpoint::serve(address).await,
+        address => wharf_agent::endpoint::Endpoint::serve(address, runtime.clone()).await,
     }
 }
 
@@ -626,7 +629,7 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
             ip => ip.to_string(),
         };
         let url = format!("{scheme}://{host}:{}", addr.port());
-        let endpoint = credentials_endpoint(&args.task_credentials_endpoint).await;
+        let endpoint = credentials_endpoint(&args.task_credentials_endpoint, &runtime).await;
         // The local host serves twice: as an EC2 container instance of
         // `default`, and as the managed capacity FARGATE tasks run on. Each
         // signs with agent credentials of its own, made here, not API keys.

@@ -335,6 +335,16 @@ pub struct ContainerSpec {
     pub host: HostSettings,
 }
 
+impl ContainerSpec {
+    /// Sets `key` in the environment, instead of any value the definition
+    /// gave it (Docker keeps both, and a reader of the first would take the
+    /// definition's).
+    pub fn set_env(&mut self, key: &str, value: String) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value));
+    }
+}
+
 /// The container's settings that Docker applies as they are given.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct HostSettings {

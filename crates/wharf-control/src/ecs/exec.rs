@@ -182,11 +182,7 @@ pub async fn execute_command(
     }
     let td = crate::records::get::<wharf_core::records::TaskDefinitionRecord>(
         c.store.as_ref(),
-        &keys::task_definition(
-            wharf_core::arn::region_of(&task.task_definition_arn),
-            &task.family,
-            task.revision,
-        ),
+        &task.definition_key(),
     )
     .await?;
     let definition = td.as_ref().and_then(|td| {
