@@ -276,3 +276,33 @@ def test_an_agent_gets_a_task_s_credentials_only_while_it_runs(wharf):
     with pytest.raises(urllib.error.HTTPError) as e:
         fetch()
     assert "The task has stopped" in json.loads(e.value.read())["message"]
+
+
+def test_an_endpoint_moved_elsewhere_is_named_in_full(tmp_path):
+    """`--task-credentials-endpoint` elsewhere than 169.254.170.2:80: tasks
+    are given the whole URI, as the SDKs' container provider reads it."""
+    from conftest import Wharf, remove_test_containers
+    w = Wharf(tmp_path / "data", mode="up", args=["--task-credentials-endpoint", "169.254.170.2:8080"])
+    w.start()
+    try:
+        ecs, iam = w.client(), w.client("iam")
+        wait_instance(ecs)
+        iam.create_role(RoleName="moved", AssumeRolePolicyDocument=TRUST_ECS_TASKS)
+        ecs.register_task_definition(family="moved", taskRoleArn=f"arn:aws:iam::{ACCOUNT}:role/moved",
+                                     containerDefinitions=[{"name": "c", "image": IMAGE, "memory": 32,
+                                                            "stopTimeout": 1, "command": ["sleep", "600"]}])
+        arn = ecs.run_task(taskDefinition="moved")["tasks"][0]["taskArn"]
+        ecs.get_waiter("tasks_running").wait(tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        cid = container_ids(arn)["c"]
+        env = subprocess.run(["docker", "exec", cid, "sh", "-c",
+                              "echo \"$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI|$AWS_CONTAINER_CREDENTIALS_FULL_URI\""],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        relative, full = env.split("|")
+        assert relative == "" and full.startswith("http://169.254.170.2:8080/v2/credentials/"), env
+        got = subprocess.run(["docker", "exec", cid, "wget", "-q", "-O", "-", full],
+                             capture_output=True, text=True)
+        assert got.returncode == 0, got.stderr
+        assert json.loads(got.stdout)["RoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/moved"
+    finally:
+        w.kill()
+        remove_test_containers()

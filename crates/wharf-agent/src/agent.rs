@@ -957,10 +957,20 @@ impl Agent {
                     .insert(crate::metadata::TOKEN_LABEL.to_string(), token);
             }
             if let Some(id) = &credentials_id {
-                spec.set_env(
-                    crate::credentials::RELATIVE_URI_ENV,
-                    format!("/v2/credentials/{id}"),
-                );
+                let path = format!("/v2/credentials/{id}");
+                match self.endpoint.base_url() {
+                    // Where the SDKs look: the path is enough.
+                    Some(crate::credentials::SDK_BASE) | None => {
+                        spec.set_env(crate::credentials::RELATIVE_URI_ENV, path)
+                    }
+                    // Elsewhere: the whole URI (a relative one the
+                    // definition gives would win over it, so it goes).
+                    Some(base) => {
+                        spec.env
+                            .retain(|(k, _)| k != crate::credentials::RELATIVE_URI_ENV);
+                        spec.set_env(crate::credentials::FULL_URI_ENV, format!("{base}{path}"));
+                    }
+                }
             }
             let id = self.runtime.create_container(&spec).await?;
             // Its metadata is served before it starts.

@@ -18,6 +18,10 @@ use axum::http::StatusCode;
 
 /// The variable a task's containers find their credentials' path in.
 pub const RELATIVE_URI_ENV: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
+/// Where the SDKs send a relative URI.
+pub const SDK_BASE: &str = "http://169.254.170.2";
+/// The variable that names the whole URI, when the endpoint is elsewhere.
+pub const FULL_URI_ENV: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
 /// Fetch new credentials once less than this is left of the current ones
 /// (SDKs refresh theirs 15 minutes before expiry, so the endpoint must
 /// already hold newer ones by then).

@@ -187,10 +187,11 @@ struct AgentArgs {
     /// image), always, once, prefer-cached; as the ECS agent's setting.
     #[arg(long, env = "ECS_IMAGE_PULL_BEHAVIOR", default_value = "default")]
     image_pull_behavior: PullBehavior,
-    /// (agent, `up`) Where tasks' role credentials are served: the ECS
-    /// agent's 169.254.170.2:80, where the SDKs look (the address is put on
-    /// the loopback interface); `off` serves none, and tasks with a task
-    /// role then fail to start.
+    /// (agent, `up`) Where tasks' role credentials and metadata are served:
+    /// the ECS agent's 169.254.170.2:80, where the SDKs look (the address is
+    /// put on the loopback interface); elsewhere, tasks are given
+    /// AWS_CONTAINER_CREDENTIALS_FULL_URI instead; `off` serves none, and
+    /// tasks with a task role then fail to start.
     #[arg(long, env = "WHARF_TASK_CREDENTIALS_ENDPOINT", default_value = wharf_agent::endpoint::DEFAULT_ADDRESS)]
     task_credentials_endpoint: String,
     #[command(flatten)]
@@ -278,10 +279,11 @@ struct ServerArgs {
     /// back to a cached image), always, once, prefer-cached.
     #[arg(long, env = "ECS_IMAGE_PULL_BEHAVIOR", default_value = "default")]
     image_pull_behavior: PullBehavior,
-    /// (agent, `up`) Where tasks' role credentials are served: the ECS
-    /// agent's 169.254.170.2:80, where the SDKs look (the address is put on
-    /// the loopback interface); `off` serves none, and tasks with a task
-    /// role then fail to start.
+    /// (agent, `up`) Where tasks' role credentials and metadata are served:
+    /// the ECS agent's 169.254.170.2:80, where the SDKs look (the address is
+    /// put on the loopback interface); elsewhere, tasks are given
+    /// AWS_CONTAINER_CREDENTIALS_FULL_URI instead; `off` serves none, and
+    /// tasks with a task role then fail to start.
     #[arg(long, env = "WHARF_TASK_CREDENTIALS_ENDPOINT", default_value = wharf_agent::endpoint::DEFAULT_ADDRESS)]
     task_credentials_endpoint: String,
     #[command(flatten)]
