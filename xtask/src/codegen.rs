@@ -31,6 +31,10 @@ pub struct Service {
     pub model: &'static str,
     /// Module name; written to `crates/wharf-model/src/<module>.rs`.
     pub module: &'static str,
+    /// Only these operations and the shapes they reach (None: all). For
+    /// large APIs of which Wharf serves a part (SSM's Parameter Store is
+    /// 20 of its 146 operations).
+    pub operations: Option<&'static [&'static str]>,
 }
 
 /// The services wharf-model carries. Add a line here (and a `pub mod` in
@@ -39,22 +43,51 @@ pub const SERVICES: &[Service] = &[
     Service {
         model: "ecs-2014-11-13.service-2.json",
         module: "ecs",
+        operations: None,
     },
     Service {
         model: "logs-2014-03-28.service-2.json",
         module: "logs",
+        operations: None,
     },
     Service {
         model: "elbv2-2015-12-01.service-2.json",
         module: "elbv2",
+        operations: None,
     },
     Service {
         model: "iam-2010-05-08.service-2.json",
         module: "iam",
+        operations: None,
     },
     Service {
         model: "sts-2011-06-15.service-2.json",
         module: "sts",
+        operations: None,
+    },
+    Service {
+        model: "secretsmanager-2017-10-17.service-2.json",
+        module: "secretsmanager",
+        operations: None,
+    },
+    Service {
+        model: "ssm-2014-11-06.service-2.json",
+        module: "ssm",
+        operations: Some(&[
+            "AddTagsToResource",
+            "DeleteParameter",
+            "DeleteParameters",
+            "DescribeParameters",
+            "GetParameter",
+            "GetParameterHistory",
+            "GetParameters",
+            "GetParametersByPath",
+            "LabelParameterVersion",
+            "ListTagsForResource",
+            "PutParameter",
+            "RemoveTagsFromResource",
+            "UnlabelParameterVersion",
+        ]),
     },
 ];
 
@@ -270,11 +303,69 @@ pub fn generate(models_dir: &Path, service: &Service, workspace: &Path) -> Resul
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut root = json::parse(&text).with_context(|| format!("parsing {}", path.display()))?;
+    if let Some(keep) = service.operations {
+        keep_only(&mut root, keep).with_context(|| format!("narrowing {}", service.model))?;
+    }
     give_every_operation_an_input(&mut root);
     let (raw, notes) = render(service.model, &root)?;
     let code = rustfmt(&raw, workspace)
         .with_context(|| format!("formatting the code generated from {}", service.model))?;
     Ok(Generated { code, notes })
+}
+
+/// Drops every operation not in `keep` and every shape none of the kept
+/// ones reach (through inputs, outputs, errors, members, list members and
+/// map keys and values).
+fn keep_only(root: &mut Json, keep: &[&str]) -> Result<()> {
+    let Json::Object(top) = root else {
+        bail!("the model is not an object")
+    };
+    let mut wanted: Vec<String> = Vec::new();
+    for (key, value) in top.iter_mut() {
+        if key != "operations" {
+            continue;
+        }
+        let Json::Object(ops) = value else { continue };
+        ops.retain(|(name, _)| keep.contains(&name.as_str()));
+        for op in keep {
+            let Some((_, def)) = ops.iter().find(|(name, _)| name == op) else {
+                bail!("no operation `{op}`");
+            };
+            for part in ["input", "output"] {
+                wanted.extend(def.get(part).get("shape").as_str().map(str::to_owned));
+            }
+            for e in def.get("errors").as_array() {
+                wanted.extend(e.get("shape").as_str().map(str::to_owned));
+            }
+        }
+    }
+    let mut reached = BTreeSet::new();
+    {
+        let shapes = root.get("shapes");
+        while let Some(name) = wanted.pop() {
+            if !reached.insert(name.clone()) {
+                continue;
+            }
+            let shape = shapes.get(&name);
+            for (_, member) in shape.get("members").entries() {
+                wanted.extend(member.get("shape").as_str().map(str::to_owned));
+            }
+            for part in ["member", "key", "value"] {
+                wanted.extend(shape.get(part).get("shape").as_str().map(str::to_owned));
+            }
+        }
+    }
+    let Json::Object(top) = root else {
+        unreachable!()
+    };
+    for (key, value) in top.iter_mut() {
+        if key == "shapes" {
+            if let Json::Object(shapes) = value {
+                shapes.retain(|(name, _)| reached.contains(name));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Some operations take nothing (IAM's `DeleteAccountPasswordPolicy`); each

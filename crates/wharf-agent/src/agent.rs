@@ -245,6 +245,44 @@ impl Agent {
         }
     }
 
+    /// What the task's execution role reads for it (its `secrets`, its
+    /// containers' registry credentials), fetched from the control plane
+    /// before its containers are created; nothing if it has none or all
+    /// its containers exist. Refused: the reason the task stops with.
+    async fn task_secrets(
+        &self,
+        t: &AssignedTask,
+        defs: &[wharf_model::ecs::ContainerDefinition],
+        missing: bool,
+    ) -> Result<Result<TaskSecretsResponse, String>, AgentError> {
+        let wanted = defs.iter().any(|d| {
+            d.secrets.as_ref().is_some_and(|s| !s.is_empty()) || d.repository_credentials.is_some()
+        });
+        if !missing || !wanted {
+            return Ok(Ok(TaskSecretsResponse::default()));
+        }
+        let req = TaskSecretsRequest {
+            task_arn: t.task_arn.clone(),
+        };
+        match self
+            .client
+            .call(&format!("{TARGET_PREFIX}.{GET_TASK_SECRETS}"), &req)
+            .await
+        {
+            Ok(r) => Ok(Ok(r)),
+            Err(ClientError::Api { err, .. }) if err.status < 500 => {
+                Ok(Err(
+                    if err.message.starts_with("ResourceInitializationError") {
+                        err.message
+                    } else {
+                        format!("ResourceInitializationError: unable to pull secrets or registry auth: {}", err.message)
+                    },
+                ))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The launch type of the tasks it runs.
     fn launch_type(&self) -> &'static str {
         if self.config.managed {
@@ -753,7 +791,11 @@ impl Agent {
 
     /// Makes a present image available as `ECS_IMAGE_PULL_BEHAVIOR` says.
     /// Returns whether a pull was attempted, or why the image is unusable.
-    async fn ensure_image(&self, image: &str) -> Result<bool, String> {
+    async fn ensure_image(
+        &self,
+        image: &str,
+        auth: Option<&crate::runtime::RegistryAuth>,
+    ) -> Result<bool, String> {
         let present = self.runtime.image_present(image).await.unwrap_or(false);
         let pulled_before = self.pulled.lock().expect("pulled lock").contains(image);
         let skip = match self.config.pull_behavior {
@@ -764,7 +806,7 @@ impl Agent {
         if skip {
             return Ok(false);
         }
-        match self.runtime.pull_image(image).await {
+        match self.runtime.pull_image(image, auth).await {
             Ok(()) => {
                 self.pulled
                     .lock()
@@ -888,6 +930,15 @@ impl Agent {
                 return self.stop_task(&defs, existing, report).await.map(Some);
             }
         };
+        // Its secrets, before any container is created.
+        let secrets = match self.task_secrets(t, &defs, missing).await? {
+            Ok(s) => s,
+            Err(reason) => {
+                tracing::warn!(task = %t.task_arn, %reason, "the task cannot start");
+                report.reason = Some(reason);
+                return self.stop_task(&defs, existing, report).await.map(Some);
+            }
+        };
         // awsvpc: the task's network namespace first, owned by its pause
         // container on the shared awsvpc network.
         let is_pause = |c: &ContainerStatus| c.name_label() == crate::pause::CONTAINER_NAME;
@@ -935,7 +986,15 @@ impl Agent {
             }
             let image = def.image.clone().unwrap_or_default();
             let pull_started = now_ms();
-            match self.ensure_image(&image).await {
+            let auth = secrets
+                .registry_credentials
+                .iter()
+                .find(|r| &r.container_name == name)
+                .map(|r| crate::runtime::RegistryAuth {
+                    username: r.username.clone(),
+                    password: r.password.clone(),
+                });
+            match self.ensure_image(&image, auth.as_ref()).await {
                 Ok(false) => {}
                 Ok(true) => {
                     report.pull_started_at.get_or_insert(pull_started);
@@ -950,6 +1009,9 @@ impl Agent {
             }
             let mut spec =
                 container_spec(&names, def, &sources, pause.as_ref().map(|p| p.id.as_str()));
+            for s in secrets.secrets.iter().filter(|s| &s.container_name == name) {
+                spec.set_env(&s.name, s.value.clone());
+            }
             if let Some(base) = self.endpoint.base_url() {
                 let token = crate::metadata::new_token();
                 spec.set_env(crate::metadata::URI_ENV, format!("{base}/v4/{token}"));

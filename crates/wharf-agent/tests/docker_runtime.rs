@@ -516,7 +516,7 @@ async fn pull_of_unknown_image_fails_fast() {
     let ctx = TestCtx::new().await;
     let res = tokio::time::timeout(
         Duration::from_secs(60),
-        ctx.rt.pull_image("wharf-test/does-not-exist:latest"),
+        ctx.rt.pull_image("wharf-test/does-not-exist:latest", None),
     )
     .await
     .expect("pull must fail, not hang");

@@ -147,6 +147,7 @@ pub async fn dispatch(c: &Control, x: &Ctx, op: &str, body: &[u8]) -> ApiResult<
         REPORT_TASK_STATES => call(body, |r| report_many(c, x, r)).await,
         DISCONNECT => call(body, |r| disconnect(c, x, r)).await,
         GET_TASK_CREDENTIALS => call(body, |r| crate::task_credentials::get(c, x, r)).await,
+        GET_TASK_SECRETS => call(body, |r| crate::task_secrets::get(c, x, r)).await,
         wharf_core::exec_protocol::POLL_EXEC_SESSIONS => {
             call(body, |r| poll_exec_sessions(c, x, r)).await
         }

@@ -86,6 +86,9 @@ pub enum Api {
     /// IAM and STS (awsQuery).
     Iam,
     Sts,
+    /// Secrets Manager and SSM Parameter Store (JSON 1.1).
+    SecretsManager,
+    Ssm,
 }
 
 impl Api {
@@ -95,6 +98,8 @@ impl Api {
             wharf_model::logs::TARGET_PREFIX => Some(Api::Logs),
             wharf_core::agent_protocol::TARGET_PREFIX => Some(Api::Agent),
             wharf_core::admin_protocol::TARGET_PREFIX => Some(Api::Admin),
+            wharf_model::secretsmanager::TARGET_PREFIX => Some(Api::SecretsManager),
+            wharf_model::ssm::TARGET_PREFIX => Some(Api::Ssm),
             _ => None,
         }
     }
@@ -108,6 +113,8 @@ impl Api {
             Api::Elbv2 => wharf_model::elbv2::SIGNING_NAME,
             Api::Iam => wharf_model::iam::SIGNING_NAME,
             Api::Sts => wharf_model::sts::SIGNING_NAME,
+            Api::SecretsManager => wharf_model::secretsmanager::SIGNING_NAME,
+            Api::Ssm => wharf_model::ssm::SIGNING_NAME,
             Api::Ecs | Api::Agent | Api::Admin => "ecs",
         };
         Expect {
@@ -135,6 +142,8 @@ impl Api {
             Api::Elbv2 => "elasticloadbalancing",
             Api::Iam => "iam",
             Api::Sts => "sts",
+            Api::SecretsManager => "secretsmanager",
+            Api::Ssm => "ssm",
         }
     }
 }
@@ -288,7 +297,10 @@ pub fn authorize(c: &Control, x: &Ctx, api: Api, op: &str, checks: &[Check]) -> 
         (Caller::Agent(_), Api::Agent) => true,
         (Caller::Agent(_), Api::Ecs) => AGENT_ECS_OPERATIONS.contains(&op),
         (Caller::Agent(_), Api::Logs) => AGENT_LOGS_OPERATIONS.contains(&op),
-        (Caller::Agent(_), Api::Admin | Api::Elbv2 | Api::Iam | Api::Sts) => false,
+        (
+            Caller::Agent(_),
+            Api::Admin | Api::Elbv2 | Api::Iam | Api::Sts | Api::SecretsManager | Api::Ssm,
+        ) => false,
     };
     if allowed {
         return Ok(());
@@ -304,29 +316,18 @@ pub fn authorize(c: &Control, x: &Ctx, api: Api, op: &str, checks: &[Check]) -> 
 
 /// IAM's decision on each check; the first resource refused is the error.
 fn evaluate(c: &Control, x: &Ctx, who: &wharf_iam::Caller, checks: &[Check]) -> ApiResult<()> {
-    use wharf_iam::policy::Decision;
     for check in checks {
         for resource in &check.resources {
-            let why = match c.iam.cache.authorize(
+            let decision = c.iam.cache.authorize_on(
                 &who.principal,
                 who.session.as_deref(),
                 &check.action,
                 resource,
                 &check.context,
-            ) {
-                Decision::Allow => continue,
-                Decision::ExplicitDeny(kind) => {
-                    format!(
-                        " with an explicit deny in {} {}",
-                        article(kind.describe()),
-                        kind.describe()
-                    )
-                }
-                Decision::ImplicitDeny(kind) => format!(
-                    " because no {} allows the {} action",
-                    kind.describe(),
-                    check.action
-                ),
+                check.resource_policy.as_deref(),
+            );
+            let Some(why) = denial(&decision, &check.action) else {
+                continue;
             };
             let mut e = access_denied(x, &check.action, resource);
             e.message.push_str(&why);
@@ -334,6 +335,24 @@ fn evaluate(c: &Control, x: &Ctx, who: &wharf_iam::Caller, checks: &[Check]) -> 
         }
     }
     Ok(())
+}
+
+/// How AWS's AccessDenied message ends for a decision that refuses
+/// (None: it allows).
+pub fn denial(decision: &wharf_iam::policy::Decision, action: &str) -> Option<String> {
+    use wharf_iam::policy::Decision;
+    match decision {
+        Decision::Allow => None,
+        Decision::ExplicitDeny(kind) => Some(format!(
+            " with an explicit deny in {} {}",
+            article(kind.describe()),
+            kind.describe()
+        )),
+        Decision::ImplicitDeny(kind) => Some(format!(
+            " because no {} allows the {action} action",
+            kind.describe()
+        )),
+    }
 }
 
 fn article(word: &str) -> &'static str {

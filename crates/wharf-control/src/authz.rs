@@ -16,6 +16,9 @@ pub struct Check {
     pub action: String,
     pub resources: Vec<String>,
     pub context: Context,
+    /// The policy of the resource itself (a secret's), judged with the
+    /// caller's own.
+    pub resource_policy: Option<std::sync::Arc<wharf_iam::policy::Policy>>,
 }
 
 /// The IAM users, roles and groups as they are stored: `(kind, name)` →
@@ -190,6 +193,51 @@ pub fn checks(
             }
             query_tags(&param, &mut context);
         }
+        "secretsmanager" => {
+            // The secret as given; the server puts its full ARN in its
+            // place (see `http::secret_checks`). A secret not made yet is
+            // judged on its name and a suffix no pattern but `*` matches.
+            match (op, v.get("Name").and_then(|n| n.as_str())) {
+                ("CreateSecret", Some(name)) => {
+                    resources.push(format!(
+                        "arn:aws:secretsmanager:{}:{}:secret:{name}-??????",
+                        scope.region, scope.account
+                    ));
+                    context.set("secretsmanager:Name", name);
+                }
+                _ => {
+                    if let Some(id) = v.get("SecretId").and_then(|n| n.as_str()) {
+                        resources.push(id.to_string());
+                        context.set("secretsmanager:SecretId", id);
+                    }
+                }
+            }
+            request_tags(v.get("Tags"), "Key", "Value", &mut context);
+            tag_keys(v.get("TagKeys"), &mut context);
+        }
+        "ssm" => {
+            let ssm_scope = wharf_ssm::Scope {
+                region: scope.region.clone(),
+                account: scope.account.clone(),
+            };
+            // Judged on the parameter's ARN (without a `:version` or
+            // `:label` selector); a malformed name as given, for the
+            // handler to refuse.
+            let parameter = |given: &str| {
+                wharf_ssm::Ssm::parameter_arn(&ssm_scope, given)
+                    .unwrap_or_else(|_| given.to_string())
+            };
+            for member in ["Name", "Path", "ResourceId"] {
+                if let Some(n) = v.get(member).and_then(|n| n.as_str()) {
+                    resources.push(parameter(n));
+                }
+            }
+            if let Some(names) = v.get("Names").and_then(|n| n.as_array()) {
+                resources.extend(names.iter().filter_map(|n| n.as_str()).map(parameter));
+            }
+            request_tags(v.get("Tags"), "Key", "Value", &mut context);
+            tag_keys(v.get("TagKeys"), &mut context);
+        }
         _ => {}
     }
     if resources.is_empty() {
@@ -199,6 +247,7 @@ pub fn checks(
         action: format!("{prefix}:{op}"),
         resources,
         context,
+        resource_policy: None,
     }];
     out.extend(extra);
     out
@@ -212,6 +261,7 @@ pub fn pass_role(role_arn: String, base: &Context) -> Check {
         action: "iam:PassRole".into(),
         resources: vec![role_arn],
         context,
+        resource_policy: None,
     }
 }
 

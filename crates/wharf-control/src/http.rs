@@ -327,6 +327,49 @@ async fn task_definition_checks(
     Ok(())
 }
 
+/// For Secrets Manager: the secret a request names judged by its full ARN
+/// (IAM policies name `secret:NAME-XXXXXX`, however the request named it),
+/// with its resource policy. A secret that is not there is left to the
+/// handler to refuse.
+async fn secret_checks(
+    control: &Control,
+    ctx: &Ctx,
+    checks: &mut [crate::authz::Check],
+) -> ApiResult<()> {
+    let Some(first) = checks.first_mut() else {
+        return Ok(());
+    };
+    let Some(given) = first
+        .context
+        .get("secretsmanager:SecretId")
+        .and_then(|v| v.first())
+        .cloned()
+    else {
+        return Ok(());
+    };
+    let scope = wharf_secretsmanager::Scope {
+        region: ctx.scope.region.clone(),
+        account: ctx.scope.account.clone(),
+    };
+    if let Some((arn, policy)) = control.secrets.arn_and_policy(&scope, &given).await? {
+        first.resources = vec![arn];
+        first.resource_policy = policy.as_deref().and_then(resource_policy);
+    }
+    Ok(())
+}
+
+/// A stored resource policy, compiled. One that no longer parses (it was
+/// checked when put) counts as none, and says so.
+fn resource_policy(text: &str) -> Option<std::sync::Arc<wharf_iam::policy::Policy>> {
+    match wharf_iam::policy::Policy::parse(text, true) {
+        Ok(p) => Some(std::sync::Arc::new(p)),
+        Err(e) => {
+            tracing::error!(error = %e.0, "a stored resource policy does not parse");
+            None
+        }
+    }
+}
+
 /// A verified request's context: its region (from the signature), the
 /// account, the time, who called.
 fn ctx(
@@ -439,6 +482,9 @@ async fn dispatch(
     if api == Api::Ecs && !checks.is_empty() {
         task_definition_checks(control, &ctx, op, body, &mut checks).await?;
     }
+    if api == Api::SecretsManager && !checks.is_empty() {
+        secret_checks(control, &ctx, &mut checks).await?;
+    }
     auth::authorize(control, &ctx, api, op, &checks)?;
     match api {
         Api::Ecs => ecs::dispatch(control, &ctx, op, body).await,
@@ -446,6 +492,36 @@ async fn dispatch(
         Api::Admin => crate::tokens::dispatch(control, &ctx, op, body).await,
         // Never from a target prefix: awsQuery requests go by `handle_query`.
         Api::Elbv2 | Api::Iam | Api::Sts => Err(AwsError::unknown_operation(target)),
+        Api::SecretsManager => {
+            let scope = wharf_secretsmanager::Scope {
+                region: ctx.scope.region.clone(),
+                account: ctx.scope.account.clone(),
+            };
+            let base = checks
+                .first()
+                .map(|c| c.context.clone())
+                .unwrap_or_default();
+            // BatchGetSecretValue: each secret as GetSecretValue judges it.
+            let guard = |action: &str, arn: &str, policy: Option<&str>| {
+                let check = crate::authz::Check {
+                    action: action.to_string(),
+                    resources: vec![arn.to_string()],
+                    context: base.clone(),
+                    resource_policy: policy.and_then(resource_policy),
+                };
+                let op = action.split_once(':').map_or(action, |(_, op)| op);
+                auth::authorize(control, &ctx, api, op, &[check])
+            };
+            wharf_secretsmanager::dispatch(&control.secrets, &scope, ctx.now, op, body, &guard)
+                .await
+        }
+        Api::Ssm => {
+            let scope = wharf_ssm::Scope {
+                region: ctx.scope.region.clone(),
+                account: ctx.scope.account.clone(),
+            };
+            wharf_ssm::dispatch(&control.ssm, &scope, ctx.now, op, body).await
+        }
         Api::Logs => {
             let scope = wharf_logs::Scope {
                 region: ctx.scope.region,

@@ -23,6 +23,7 @@ pub mod records;
 pub mod serve;
 pub mod spot;
 pub mod task_credentials;
+pub mod task_secrets;
 pub mod tls;
 pub mod tokens;
 pub mod wire;
@@ -84,11 +85,15 @@ pub struct Control {
     pub tokens: Arc<idempotency::Leases>,
     /// ECS Exec sessions with one end attached.
     pub exec: Arc<exec::Relay>,
+    /// Secrets Manager and Parameter Store; their values sealed with one key.
+    pub secrets: wharf_secretsmanager::SecretsManager,
+    pub ssm: wharf_ssm::Ssm,
 }
 
 impl Control {
     /// A control plane whose log store is in memory; see [`Control::with_logs`].
     pub fn new(store: DynStore, clock: Arc<dyn Clock>, config: ControlConfig) -> Self {
+        let sealer = Arc::new(wharf_seal::Sealer::ephemeral());
         Self {
             iam: wharf_iam::Iam::new(store.clone(), config.account_id.clone()),
             clock,
@@ -104,8 +109,20 @@ impl Control {
                 store: store.clone(),
                 config: wharf_lb::LbConfig::default(),
             },
+            secrets: wharf_secretsmanager::SecretsManager::new(store.clone(), sealer.clone()),
+            ssm: wharf_ssm::Ssm::new(store.clone(), sealer),
             store,
         }
+    }
+
+    /// Seals secrets and parameters under `sealer`'s key (the data
+    /// directory's, or the key file given at start) instead of a key made
+    /// for this process.
+    pub fn with_sealer(mut self, sealer: Arc<wharf_seal::Sealer>) -> Self {
+        self.secrets =
+            wharf_secretsmanager::SecretsManager::new(self.store.clone(), sealer.clone());
+        self.ssm = wharf_ssm::Ssm::new(self.store.clone(), sealer);
+        self
     }
 
     /// Where load balancer listeners bind and how their names read.

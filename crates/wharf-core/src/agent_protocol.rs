@@ -20,6 +20,72 @@ pub const DISCONNECT: &str = "Disconnect";
 pub const REGISTER_MANAGED: &str = "RegisterManagedCapacity";
 /// Credentials of a task's role (see [`TaskCredentialsRequest`]).
 pub const GET_TASK_CREDENTIALS: &str = "GetTaskCredentials";
+/// What a task's execution role reads for it (see [`TaskSecretsRequest`]).
+pub const GET_TASK_SECRETS: &str = "GetTaskSecrets";
+
+/// Asks for the values of a task's `secrets` (Secrets Manager secrets and
+/// SSM parameters) and its containers' `repositoryCredentials`, read with
+/// the permissions of the task's execution role, as ECS's agent reads them
+/// before it creates the containers. A refusal's message is the reason the
+/// task stops with (`ResourceInitializationError: …`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSecretsRequest {
+    pub task_arn: String,
+}
+
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSecretsResponse {
+    /// Environment variables to set, by container.
+    #[serde(default)]
+    pub secrets: Vec<ContainerSecret>,
+    /// Registry credentials, by container.
+    #[serde(default)]
+    pub registry_credentials: Vec<RegistryCredentials>,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerSecret {
+    pub container_name: String,
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryCredentials {
+    pub container_name: String,
+    pub username: String,
+    pub password: String,
+}
+
+// Never the values.
+impl std::fmt::Debug for TaskSecretsResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskSecretsResponse")
+            .field("secrets", &self.secrets.len())
+            .field("registry_credentials", &self.registry_credentials.len())
+            .finish()
+    }
+}
+impl std::fmt::Debug for ContainerSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerSecret")
+            .field("container_name", &self.container_name)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("container_name", &self.container_name)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Asks for fresh credentials of the task role of a task on one of the
 /// agent's instances, as ECS hands its agent a task's role credentials:
@@ -298,6 +364,7 @@ impl std::fmt::Debug for JoinResponse {
 pub const OPERATIONS: &[&str] = &[
     DISCONNECT,
     GET_TASK_CREDENTIALS,
+    GET_TASK_SECRETS,
     POLL,
     crate::exec_protocol::POLL_EXEC_SESSIONS,
     POLL_INSTANCES,
@@ -311,6 +378,7 @@ pub const OPERATIONS: &[&str] = &[
 pub fn visit_operations(v: &mut impl wharf_model::OperationVisitor) {
     v.visit::<DisconnectRequest>(DISCONNECT);
     v.visit::<TaskCredentialsRequest>(GET_TASK_CREDENTIALS);
+    v.visit::<TaskSecretsRequest>(GET_TASK_SECRETS);
     v.visit::<PollRequest>(POLL);
     v.visit::<crate::exec_protocol::PollExecSessionsRequest>(
         crate::exec_protocol::POLL_EXEC_SESSIONS,

@@ -134,12 +134,18 @@ pub fn validate(
 ) -> Result<(), CoreError> {
     let awsvpc = *network_mode == NetworkMode::Awsvpc;
     // What Wharf has nowhere to take from yet, or no Docker equivalent for.
-    if def.secrets.as_ref().is_some_and(|s| !s.is_empty()) {
-        return Err(refuse(
-            name,
-            "secrets",
-            "until it serves Secrets Manager and SSM Parameter Store; pass the values as environment for now",
-        ));
+    for secret in def.secrets.iter().flatten() {
+        if secret.name.is_empty() || secret.value_from.is_empty() {
+            return Err(client(format!(
+                "Container '{name}': each secret needs a name and a valueFrom."
+            )));
+        }
+        if secret.name.contains('=') || secret.name.contains('\0') {
+            return Err(client(format!(
+                "Container '{name}': secret name '{}' cannot be an environment variable's name.",
+                secret.name
+            )));
+        }
     }
     if def
         .environment_files
@@ -152,12 +158,16 @@ pub fn validate(
             "yet: there is no S3 to read them from; use environment",
         ));
     }
-    if def.repository_credentials.is_some() {
-        return Err(refuse(
-            name,
-            "repositoryCredentials",
-            "until it serves Secrets Manager (the credentials are a secret's ARN)",
-        ));
+    if let Some(rc) = &def.repository_credentials {
+        if !rc
+            .credentials_parameter
+            .starts_with("arn:aws:secretsmanager:")
+        {
+            return Err(client(format!(
+                "Container '{name}': repositoryCredentials.credentialsParameter must be the ARN of a Secrets Manager secret, not '{}'.",
+                rc.credentials_parameter
+            )));
+        }
     }
     if def
         .resource_requirements
@@ -304,7 +314,7 @@ pub fn validate(
             return Err(refuse(
                 name,
                 "logConfiguration.secretOptions",
-                "until it serves Secrets Manager and SSM Parameter Store",
+                "yet (secrets reach a container's environment, not its log driver's options)",
             ));
         }
     }
@@ -452,8 +462,8 @@ mod tests {
     fn each_rule_names_the_member() {
         let cases = [
             (
-                serde_json::json!({"secrets": [{"name": "A", "valueFrom": "arn:aws:secretsmanager:us-east-1:1:secret:x"}]}),
-                "secrets is not supported by Wharf until",
+                serde_json::json!({"secrets": [{"name": "", "valueFrom": "arn:aws:secretsmanager:us-east-1:1:secret:x"}]}),
+                "each secret needs a name and a valueFrom",
             ),
             (
                 serde_json::json!({"environmentFiles": [{"value": "arn:aws:s3:::b/e.env", "type": "s3"}]}),
@@ -461,7 +471,7 @@ mod tests {
             ),
             (
                 serde_json::json!({"repositoryCredentials": {"credentialsParameter": "arn"}}),
-                "repositoryCredentials",
+                "must be the ARN of a Secrets Manager secret",
             ),
             (
                 serde_json::json!({"resourceRequirements": [{"type": "GPU", "value": "1"}]}),

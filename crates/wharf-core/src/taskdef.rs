@@ -121,6 +121,28 @@ pub fn validate(
         ));
     }
 
+    // The execution role is what reads them (ECS's words).
+    let execution_role = req
+        .execution_role_arn
+        .as_deref()
+        .is_some_and(|r| !r.is_empty());
+    if !execution_role {
+        let defs = &req.container_definitions;
+        if defs
+            .iter()
+            .any(|d| d.secrets.as_ref().is_some_and(|s| !s.is_empty()))
+        {
+            return Err(client(
+                "When you are specifying container secrets, you must also specify a value for 'executionRoleArn'.",
+            ));
+        }
+        if defs.iter().any(|d| d.repository_credentials.is_some()) {
+            return Err(client(
+                "When you are specifying 'repositoryCredentials', you must also specify a value for 'executionRoleArn'.",
+            ));
+        }
+    }
+
     let mut names = HashSet::new();
     let mut containers = Vec::with_capacity(req.container_definitions.len());
     for def in &req.container_definitions {
@@ -590,6 +612,17 @@ pub fn task_role<'a>(td: &'a ecs::TaskDefinition, o: &'a ecs::TaskOverride) -> O
     o.task_role_arn
         .as_deref()
         .or(td.task_role_arn.as_deref())
+        .filter(|r| !r.is_empty())
+}
+
+/// The task's execution role: the override's, else the definition's.
+pub fn execution_role<'a>(
+    td: &'a ecs::TaskDefinition,
+    o: &'a ecs::TaskOverride,
+) -> Option<&'a str> {
+    o.execution_role_arn
+        .as_deref()
+        .or(td.execution_role_arn.as_deref())
         .filter(|r| !r.is_empty())
 }
 

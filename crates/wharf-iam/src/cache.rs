@@ -294,6 +294,21 @@ impl Cache {
         resource: &str,
         context: &Context,
     ) -> Decision {
+        self.authorize_on(principal, session, action, resource, context, None)
+    }
+
+    /// [`Cache::authorize`] on a resource that has a policy of its own (a
+    /// secret's): within the account, its statements that name the caller
+    /// allow on their own, and its denies deny.
+    pub fn authorize_on(
+        &self,
+        principal: &Principal,
+        session: Option<&str>,
+        action: &str,
+        resource: &str,
+        context: &Context,
+        resource_policy: Option<&Policy>,
+    ) -> Decision {
         if *principal == Principal::Root {
             return Decision::Allow;
         }
@@ -341,11 +356,12 @@ impl Cache {
             session_layer.extend(s.session_policy.as_deref());
             session_layer.extend(s.record.policy_arns.iter().filter_map(|a| index.managed(a)));
         }
+        let caller = resource_policy.map(|_| principal.as_caller(&self.account));
         let req = Request {
             action,
             resource,
             context: &ctx,
-            caller: None,
+            caller: caller.as_ref(),
         };
         policy::evaluate(
             &req,
@@ -353,7 +369,7 @@ impl Cache {
                 identity: &identity,
                 boundary,
                 session: has_session_policy.then_some(session_layer.as_slice()),
-                resource: None,
+                resource: resource_policy,
             },
         )
     }

@@ -12,6 +12,8 @@ pub mod elbv2;
 pub mod iam;
 pub mod logs;
 pub mod schema;
+pub mod secretsmanager;
+pub mod ssm;
 pub mod sts;
 
 /// Something done once per operation with the operation's input type, for

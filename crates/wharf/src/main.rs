@@ -224,6 +224,11 @@ struct ServerArgs {
     /// Keep state in memory only (lost at exit); for tests.
     #[arg(long)]
     ephemeral: bool,
+    /// The key secrets and parameters are sealed with at rest (64 hex
+    /// digits; give every server of one store the same file). Default:
+    /// `secrets.key` in the data directory, made at first start.
+    #[arg(long, env = "WHARF_SECRETS_KEY_FILE")]
+    secrets_key_file: Option<PathBuf>,
     /// Access key ID clients sign with (default: a development pair, printed
     /// at start, served on loopback addresses only).
     #[arg(long, env = "WHARF_ACCESS_KEY_ID", requires = "secret_access_key")]
@@ -521,6 +526,14 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     } else {
         None
     };
+    let sealer = match (&args.secrets_key_file, args.ephemeral) {
+        (Some(path), _) => wharf_seal::Sealer::load(path)?,
+        (None, true) => wharf_seal::Sealer::ephemeral(),
+        (None, false) => {
+            private_dir(&args.data_dir)?;
+            wharf_seal::Sealer::load_or_create(&args.data_dir.join("secrets.key"))?
+        }
+    };
     let (store, logs): (DynStore, LogStore) = if args.ephemeral {
         (Arc::new(MemStore::new()), LogStore::in_memory()?)
     } else {
@@ -574,6 +587,7 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
         .await
         .context("cannot upgrade the store's key layout")?;
     let control = Control::new(store, Arc::new(SystemClock), config)
+        .with_sealer(Arc::new(sealer))
         .with_logs(logs.clone())
         .with_lb_config(lb_config.clone());
     let data_plane = wharf_lb::dataplane::DataPlane::new(control.store.clone(), lb_config)

@@ -21,7 +21,8 @@ use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use super::{
     BoundPort, ContainerSpec, ContainerState, ContainerStatus, Exec, ExecOutput, Health, HostInfo,
-    HostSettings, LogLine, Protocol, Runtime, RuntimeError, RuntimeEvent, TASK_ARN_LABEL,
+    HostSettings, LogLine, Protocol, RegistryAuth, Runtime, RuntimeError, RuntimeEvent,
+    TASK_ARN_LABEL,
 };
 
 /// Default socket when `DOCKER_HOST` is unset.
@@ -199,6 +200,16 @@ fn split_image_ref(image: &str) -> (String, String) {
             (image[..i].to_string(), image[i + 1..].to_string())
         }
         None => (image.to_string(), "latest".to_string()),
+    }
+}
+
+/// The registry an image's repository is in, as Docker names it for
+/// sign-in: its first component when that is a host (has a dot or a port,
+/// or is `localhost`), else Docker Hub.
+fn registry_of(repo: &str) -> String {
+    match repo.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first.to_string(),
+        _ => "https://index.docker.io/v1/".to_string(),
     }
 }
 
@@ -540,14 +551,24 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn pull_image(&self, image: &str) -> Result<(), RuntimeError> {
+    async fn pull_image(
+        &self,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<(), RuntimeError> {
         let (repo, tag) = split_image_ref(image);
+        let credentials = auth.map(|a| bollard::auth::DockerCredentials {
+            username: Some(a.username.clone()),
+            password: Some(a.password.clone()),
+            serveraddress: Some(registry_of(&repo)),
+            ..Default::default()
+        });
         let opts = CreateImageOptions {
             from_image: repo,
             tag,
             ..Default::default()
         };
-        let mut stream = self.docker.create_image(Some(opts), None, None);
+        let mut stream = self.docker.create_image(Some(opts), None, credentials);
         while let Some(item) = stream.next().await {
             match item {
                 Ok(info) => {

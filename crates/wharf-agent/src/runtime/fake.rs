@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 
 use super::{
     BoundPort, ContainerSpec, ContainerState, ContainerStatus, Exec, ExecOutput, Health, HostInfo,
-    LogLine, MountSource, Runtime, RuntimeError, RuntimeEvent, TASK_ARN_LABEL,
+    LogLine, MountSource, RegistryAuth, Runtime, RuntimeError, RuntimeEvent, TASK_ARN_LABEL,
 };
 
 /// First host port handed out for dynamic (host_port 0) bindings.
@@ -49,6 +49,8 @@ pub enum FakeOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FakeCall {
     Pull(String),
+    /// A pull signed in as the user.
+    PullAs(String, String),
     EnsureVolume(String),
     RemoveVolume(String),
     /// Container name.
@@ -361,9 +363,16 @@ impl Runtime for FakeRuntime {
         Ok(st.images.contains(image))
     }
 
-    async fn pull_image(&self, image: &str) -> Result<(), RuntimeError> {
+    async fn pull_image(
+        &self,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<(), RuntimeError> {
         let mut st = self.lock();
-        st.calls.push(FakeCall::Pull(image.to_string()));
+        st.calls.push(match auth {
+            None => FakeCall::Pull(image.to_string()),
+            Some(a) => FakeCall::PullAs(image.to_string(), a.username.clone()),
+        });
         self.check(&mut st, FakeOp::PullImage)?;
         if let Some(msg) = st.unpullable.get(image) {
             return Err(RuntimeError::ImagePull(msg.clone()));
@@ -779,7 +788,7 @@ mod tests {
         let rt = FakeRuntime::new();
         let err = rt.create_container(&managed("a")).await.unwrap_err();
         assert!(err.is_not_found(), "{err:?}");
-        rt.pull_image(IMG).await.unwrap();
+        rt.pull_image(IMG, None).await.unwrap();
         assert!(rt.image_present(IMG).await.unwrap());
         rt.create_container(&managed("a")).await.unwrap();
         let err = rt.create_container(&managed("a")).await.unwrap_err();
@@ -791,7 +800,7 @@ mod tests {
         let rt = FakeRuntime::new();
         rt.set_unpullable("nope:1", "manifest unknown");
         assert_eq!(
-            rt.pull_image("nope:1").await,
+            rt.pull_image("nope:1", None).await,
             Err(RuntimeError::ImagePull("manifest unknown".into()))
         );
         assert!(!rt.image_present("nope:1").await.unwrap());

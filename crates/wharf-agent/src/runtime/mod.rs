@@ -20,6 +20,22 @@ pub use fake::{FakeCall, FakeOp, FakeRuntime};
 /// Label carried by every container the agent manages. Its value is the task ARN.
 pub const TASK_ARN_LABEL: &str = "com.amazonaws.ecs.task-arn";
 
+/// A registry's user name and password for one pull.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The interface to the container engine.
 #[async_trait::async_trait]
 pub trait Runtime: Send + Sync + 'static {
@@ -29,9 +45,14 @@ pub trait Runtime: Send + Sync + 'static {
     /// Whether the image reference is present locally.
     async fn image_present(&self, image: &str) -> Result<bool, RuntimeError>;
 
-    /// Pull an image (always contacts the registry, even if present locally).
+    /// Pull an image (always contacts the registry, even if present locally),
+    /// signing in with `auth` if given (a container's repositoryCredentials).
     /// On failure the error is [`RuntimeError::ImagePull`] with the daemon's message.
-    async fn pull_image(&self, image: &str) -> Result<(), RuntimeError>;
+    async fn pull_image(
+        &self,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+    ) -> Result<(), RuntimeError>;
 
     /// Create the named volume if it does not exist (idempotent).
     async fn ensure_volume(

@@ -51,6 +51,9 @@ enum Service {
     /// IAM and STS, awsQuery too, called as the account's root.
     Iam,
     Sts,
+    /// Secrets Manager and SSM Parameter Store (JSON 1.1).
+    SecretsManager,
+    Ssm,
 }
 
 impl Service {
@@ -104,6 +107,10 @@ fn operations() -> Vec<Operation> {
     wharf_model::iam::visit_operations(&mut iam);
     let mut sts = Collect(Service::Sts, vec![]);
     wharf_model::sts::visit_operations(&mut sts);
+    let mut sm = Collect(Service::SecretsManager, vec![]);
+    wharf_model::secretsmanager::visit_operations(&mut sm);
+    let mut ssm = Collect(Service::Ssm, vec![]);
+    wharf_model::ssm::visit_operations(&mut ssm);
     let mut join = Collect(Service::Join, vec![]);
     wharf_model::OperationVisitor::visit::<wharf_core::agent_protocol::JoinRequest>(
         &mut join,
@@ -117,6 +124,8 @@ fn operations() -> Vec<Operation> {
         (&elbv2, wharf_model::elbv2::OPERATIONS),
         (&iam, wharf_model::iam::OPERATIONS),
         (&sts, wharf_model::sts::OPERATIONS),
+        (&sm, wharf_model::secretsmanager::OPERATIONS),
+        (&ssm, wharf_model::ssm::OPERATIONS),
     ] {
         let visited: Vec<&str> = c.1.iter().map(|o| o.name).collect();
         assert_eq!(
@@ -133,6 +142,8 @@ fn operations() -> Vec<Operation> {
     all.extend(elbv2.1);
     all.extend(iam.1);
     all.extend(sts.1);
+    all.extend(sm.1);
+    all.extend(ssm.1);
     all
 }
 
@@ -267,6 +278,21 @@ async fn dispatch(
                 account: x.scope.account,
             };
             wharf_logs::dispatch(&c.logs, &scope, x.now, op, body).await
+        }
+        Service::SecretsManager => {
+            let scope = wharf_secretsmanager::Scope {
+                region: x.scope.region,
+                account: x.scope.account,
+            };
+            let allow = |_: &str, _: &str, _: Option<&str>| Ok(());
+            wharf_secretsmanager::dispatch(&c.secrets, &scope, x.now, op, body, &allow).await
+        }
+        Service::Ssm => {
+            let scope = wharf_ssm::Scope {
+                region: x.scope.region,
+                account: x.scope.account,
+            };
+            wharf_ssm::dispatch(&c.ssm, &scope, x.now, op, body).await
         }
     }
 }
@@ -742,6 +768,42 @@ async fn seeded_with_names() -> (Control, Vec<String>, Names) {
         ]
         .map(String::from),
     );
+    // A secret and parameters, for Secrets Manager and SSM.
+    let secret = call(
+        &c,
+        Service::SecretsManager,
+        "CreateSecret",
+        json!({"Name": "fuzz-secret", "SecretString": "{\"k\":\"v\"}"}),
+    )
+    .await;
+    words.push(secret["ARN"].as_str().unwrap().into());
+    call(
+        &c,
+        Service::Ssm,
+        "PutParameter",
+        json!({"Name": "/fuzz/p", "Value": "v", "Type": "SecureString"}),
+    )
+    .await;
+    call(
+        &c,
+        Service::Ssm,
+        "PutParameter",
+        json!({"Name": "flat", "Value": "a,b", "Type": "StringList"}),
+    )
+    .await;
+    words.extend(
+        [
+            "fuzz-secret",
+            "AWSCURRENT",
+            "AWSPREVIOUS",
+            "/fuzz/p",
+            "/fuzz",
+            "flat",
+            "Parameter",
+            "SecureString",
+        ]
+        .map(String::from),
+    );
     let names = Names {
         task,
         instance: instance_arn,
@@ -791,6 +853,8 @@ fn known_code(service: Service, code: &str) -> bool {
         Service::Elbv2 => wharf_model::elbv2::error_http_status(code),
         Service::Iam => wharf_model::iam::error_http_status(code),
         Service::Sts => wharf_model::sts::error_http_status(code),
+        Service::SecretsManager => wharf_model::secretsmanager::error_http_status(code),
+        Service::Ssm => wharf_model::ssm::error_http_status(code),
     };
     modeled.is_some()
         || matches!(
@@ -895,6 +959,8 @@ async fn no_body_crashes_hangs_or_writes_when_refused() {
                 ) && e.message.contains("not")
                     || (matches!(op.service, Service::Iam | Service::Sts)
                         && e.code == "NotImplemented")
+                    || (op.service == Service::SecretsManager
+                        && e.message.starts_with("Wharf does not"))
                     || (op.service == Service::Elbv2
                         && e.code == "OperationNotPermitted"
                         && e.message
@@ -959,6 +1025,8 @@ async fn no_body_crashes_hangs_or_writes_when_refused() {
         Service::Elbv2,
         Service::Iam,
         Service::Sts,
+        Service::SecretsManager,
+        Service::Ssm,
     ] {
         for op in [
             "",

@@ -1,0 +1,255 @@
+"""Secrets Manager, SSM Parameter Store and a task's `secrets` against the
+real binary: the APIs as boto3 and the aws CLI use them, values sealed at
+rest and kept across a kill -9, IAM deciding who reads what, and a task on
+real Docker finding its secrets in its environment, read with its
+execution role, and nowhere else."""
+import json
+import os
+import subprocess
+
+import boto3
+import botocore.exceptions
+import pytest
+
+from conftest import KEY, REGION, SECRET, Wharf
+from test_agent_features import container_ids
+from test_docker import wait_instance
+
+ACCOUNT = "000000000000"
+IMAGE = "wharf-test/busybox:latest"
+
+
+def doc(*statements):
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def refused(call, code, *fragments):
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        call()
+    err = e.value.response["Error"]
+    assert err["Code"] == code, err
+    for f in fragments:
+        assert f in err["Message"], err
+    return e.value.response
+
+
+def cli(w, *args, ok=True):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_DEFAULT_REGION=REGION)
+    env.pop("AWS_SESSION_TOKEN", None)
+    r = subprocess.run(["aws", "--endpoint-url", w.url, "--output", "json", *args],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert (r.returncode == 0) == ok, r.stderr
+    return json.loads(r.stdout) if ok and r.stdout.strip() else r.stderr
+
+
+def user(w, name, *statements):
+    iam = w.client("iam")
+    iam.create_user(UserName=name)
+    if statements:
+        iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=doc(*statements))
+    k = iam.create_access_key(UserName=name)["AccessKey"]
+    return lambda service: boto3.client(service, endpoint_url=w.url, region_name=REGION,
+                                        aws_access_key_id=k["AccessKeyId"],
+                                        aws_secret_access_key=k["SecretAccessKey"])
+
+
+def test_secrets_manager_versions_stages_and_deletion(wharf):
+    sm = wharf.client("secretsmanager")
+    made = sm.create_secret(Name="prod/db", SecretString='{"user":"app","password":"first-pw"}',
+                            Description="the database", Tags=[{"Key": "team", "Value": "data"}])
+    arn = made["ARN"]
+    assert arn.startswith(f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:prod/db-") and len(arn.rsplit("-", 1)[1]) == 6
+    for secret_id in ("prod/db", arn, arn.rsplit("-", 1)[0]):
+        assert json.loads(sm.get_secret_value(SecretId=secret_id)["SecretString"])["password"] == "first-pw"
+    second = sm.put_secret_value(SecretId="prod/db", SecretString='{"user":"app","password":"second-pw"}')
+    assert second["VersionStages"] == ["AWSCURRENT"]
+    previous = sm.get_secret_value(SecretId="prod/db", VersionStage="AWSPREVIOUS")
+    assert previous["VersionId"] == made["VersionId"] and "first-pw" in previous["SecretString"]
+    described = sm.describe_secret(SecretId=arn)
+    assert described["VersionIdsToStages"] == {made["VersionId"]: ["AWSPREVIOUS"], second["VersionId"]: ["AWSCURRENT"]}
+    assert described["Tags"] == [{"Key": "team", "Value": "data"}] and described["Description"] == "the database"
+    # The aws CLI, and its paginated, filtered listing.
+    sm.create_secret(Name="prod/api", SecretString="k")
+    sm.create_secret(Name="dev/api", SecretString="k")
+    assert cli(wharf, "secretsmanager", "get-secret-value", "--secret-id", "prod/db")["VersionId"] == second["VersionId"]
+    names = [s["Name"] for s in cli(wharf, "secretsmanager", "list-secrets", "--filters", "Key=name,Values=prod/",
+                                     "--page-size", "1")["SecretList"]]
+    assert sorted(names) == ["prod/api", "prod/db"]
+    # Errors as Secrets Manager gives them.
+    r = refused(lambda: sm.get_secret_value(SecretId="nope"), "ResourceNotFoundException",
+                "Secrets Manager can't find the specified secret.")
+    assert r["ResponseMetadata"]["HTTPStatusCode"] == 400
+    refused(lambda: sm.create_secret(Name="prod/db", SecretString="x"), "ResourceExistsException")
+    # Deletion waits out its recovery window; a restore brings it back.
+    deleted = sm.delete_secret(SecretId="prod/api", RecoveryWindowInDays=7)
+    assert deleted["DeletionDate"] > described["CreatedDate"]
+    refused(lambda: sm.get_secret_value(SecretId="prod/api"), "InvalidRequestException", "marked for deletion")
+    assert "prod/api" not in [s["Name"] for s in sm.list_secrets()["SecretList"]]
+    sm.restore_secret(SecretId="prod/api")
+    assert sm.get_secret_value(SecretId="prod/api")["SecretString"] == "k"
+    sm.delete_secret(SecretId="dev/api", ForceDeleteWithoutRecovery=True)
+    refused(lambda: sm.describe_secret(SecretId="dev/api"), "ResourceNotFoundException")
+    refused(lambda: sm.rotate_secret(SecretId="prod/db"), "InvalidRequestException", "rotate")
+
+
+def test_parameter_store_versions_paths_and_secure_strings(wharf):
+    ssm = wharf.client("ssm")
+    assert ssm.put_parameter(Name="/app/db/host", Value="db.local", Type="String")["Version"] == 1
+    ssm.put_parameter(Name="/app/db/password", Value="s3cret-pw", Type="SecureString")
+    ssm.put_parameter(Name="/app/hosts", Value="a,b", Type="StringList")
+    refused(lambda: ssm.put_parameter(Name="/app/db/host", Value="x", Type="String"), "ParameterAlreadyExists")
+    assert ssm.put_parameter(Name="/app/db/host", Value="db2.local", Overwrite=True)["Version"] == 2
+    hidden = ssm.get_parameter(Name="/app/db/password")["Parameter"]
+    assert hidden["Type"] == "SecureString" and hidden["Value"] != "s3cret-pw"
+    assert ssm.get_parameter(Name="/app/db/password", WithDecryption=True)["Parameter"]["Value"] == "s3cret-pw"
+    assert ssm.get_parameter(Name="/app/db/host:1")["Parameter"]["Value"] == "db.local"
+    ssm.label_parameter_version(Name="/app/db/host", ParameterVersion=1, Labels=["old"])
+    assert ssm.get_parameter(Name="/app/db/host:old")["Parameter"]["Value"] == "db.local"
+    under = ssm.get_parameters_by_path(Path="/app", Recursive=True, WithDecryption=True)["Parameters"]
+    assert {p["Name"]: p["Value"] for p in under} == {
+        "/app/db/host": "db2.local", "/app/db/password": "s3cret-pw", "/app/hosts": "a,b"}
+    assert [p["Name"] for p in ssm.get_parameters_by_path(Path="/app")["Parameters"]] == ["/app/hosts"]
+    history = ssm.get_parameter_history(Name="/app/db/host")["Parameters"]
+    assert [(h["Version"], h["Value"], h.get("Labels", [])) for h in history] == [
+        (1, "db.local", ["old"]), (2, "db2.local", [])]
+    got = ssm.get_parameters(Names=["/app/db/host", "/app/missing"])
+    assert [p["Name"] for p in got["Parameters"]] == ["/app/db/host"] and got["InvalidParameters"] == ["/app/missing"]
+    # The aws CLI; and DescribeParameters pages through it.
+    out = cli(wharf, "ssm", "get-parameter", "--name", "/app/db/password", "--with-decryption")
+    assert out["Parameter"]["Value"] == "s3cret-pw"
+    assert out["Parameter"]["ARN"] == f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/app/db/password"
+    described = cli(wharf, "ssm", "describe-parameters", "--page-size", "1")["Parameters"]
+    assert sorted(p["Name"] for p in described) == ["/app/db/host", "/app/db/password", "/app/hosts"]
+    ssm.delete_parameter(Name="/app/hosts")
+    refused(lambda: ssm.get_parameter(Name="/app/hosts"), "ParameterNotFound")
+
+
+def test_values_are_sealed_at_rest_and_kept_across_kill_9(tmp_path):
+    w = Wharf(tmp_path / "data")
+    w.start()
+    try:
+        w.client("secretsmanager").create_secret(Name="s", SecretString="plaintext-in-a-secret")
+        w.client("ssm").put_parameter(Name="p", Value="plaintext-in-a-parameter", Type="String")
+        w.client("ssm").put_parameter(Name="q", Value="plaintext-in-a-secure-one", Type="SecureString")
+    finally:
+        w.kill()
+    key = tmp_path / "data" / "secrets.key"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    stored = (tmp_path / "data" / "store.redb").read_bytes()
+    assert b"plaintext-in-a" not in stored
+    w.start()
+    try:
+        assert w.client("secretsmanager").get_secret_value(SecretId="s")["SecretString"] == "plaintext-in-a-secret"
+        assert w.client("ssm").get_parameter(Name="q", WithDecryption=True)["Parameter"]["Value"] == \
+            "plaintext-in-a-secure-one"
+    finally:
+        w.kill()
+    # Under another key the values do not open, and say why.
+    other = tmp_path / "other.key"
+    other.write_text("ab" * 32 + "\n")
+    w2 = Wharf(tmp_path / "data", args=["--secrets-key-file", str(other)])
+    w2.start()
+    try:
+        refused(lambda: w2.client("secretsmanager").get_secret_value(SecretId="s"), "DecryptionFailure")
+    finally:
+        w2.kill()
+
+
+def test_iam_and_resource_policies_decide_who_reads_a_secret(wharf):
+    sm = wharf.client("secretsmanager")
+    app = sm.create_secret(Name="app/key", SecretString="v")["ARN"]
+    other = sm.create_secret(Name="other/key", SecretString="v")["ARN"]
+    reader = user(wharf, "reader", {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                                    "Resource": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:app/*"})
+    # Judged on the secret's full ARN, however the request names it.
+    assert reader("secretsmanager").get_secret_value(SecretId="app/key")["SecretString"] == "v"
+    refused(lambda: reader("secretsmanager").get_secret_value(SecretId="other/key"), "AccessDeniedException",
+            f"User: arn:aws:iam::{ACCOUNT}:user/reader is not authorized to perform: secretsmanager:GetSecretValue "
+            f"on resource: {other}")
+    # A resource policy grants on its own within the account, and its Deny wins.
+    nobody = user(wharf, "nobody")
+    refused(lambda: nobody("secretsmanager").get_secret_value(SecretId="other/key"), "AccessDeniedException")
+    sm.put_resource_policy(SecretId="other/key", ResourcePolicy=doc(
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/nobody"},
+         "Action": "secretsmanager:GetSecretValue", "Resource": "*"}))
+    assert nobody("secretsmanager").get_secret_value(SecretId="other/key")["SecretString"] == "v"
+    sm.put_resource_policy(SecretId="app/key", ResourcePolicy=doc(
+        {"Effect": "Deny", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/reader"},
+         "Action": "secretsmanager:GetSecretValue", "Resource": "*"}))
+    refused(lambda: reader("secretsmanager").get_secret_value(SecretId=app), "AccessDeniedException",
+            "explicit deny in a resource-based policy")
+    # BatchGetSecretValue (itself allowed) judges each secret as GetSecretValue.
+    wharf.client("iam").put_user_policy(UserName="nobody", PolicyName="batch", PolicyDocument=doc(
+        {"Effect": "Allow", "Action": "secretsmanager:BatchGetSecretValue", "Resource": "*"}))
+    both = nobody("secretsmanager").batch_get_secret_value(SecretIdList=["other/key", "app/key"])
+    assert [v["Name"] for v in both["SecretValues"]] == ["other/key"]
+    assert [e["ErrorCode"] for e in both["Errors"]] == ["AccessDeniedException"]
+    # Parameters: by the parameter's ARN.
+    wharf.client("ssm").put_parameter(Name="/team/a", Value="1", Type="String")
+    wharf.client("ssm").put_parameter(Name="/other/b", Value="2", Type="String")
+    ops = user(wharf, "ops", {"Effect": "Allow", "Action": "ssm:GetParameter*",
+                              "Resource": f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/team/*"})
+    assert ops("ssm").get_parameter(Name="/team/a")["Parameter"]["Value"] == "1"
+    refused(lambda: ops("ssm").get_parameter(Name="/other/b"), "AccessDeniedException", "parameter/other/b")
+
+
+def run_and_wait(ecs, family):
+    arn = ecs.run_task(taskDefinition=family)["tasks"][0]["taskArn"]
+    ecs.get_waiter("tasks_stopped").wait(tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    return arn, ecs.describe_tasks(tasks=[arn])["tasks"][0]
+
+
+def test_a_task_reads_its_secrets_with_its_execution_role(wharf_up):
+    ecs, iam = wharf_up.client(), wharf_up.client("iam")
+    sm, ssm = wharf_up.client("secretsmanager"), wharf_up.client("ssm")
+    wait_instance(ecs)
+    db = sm.create_secret(Name="app/db", SecretString='{"user":"app","password":"pw-7f3a9c"}')["ARN"]
+    ssm.put_parameter(Name="/app/greeting", Value="hello-51c2", Type="String")
+    ssm.put_parameter(Name="/app/token", Value="token-e8d1", Type="SecureString")
+    trust = doc({"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"})
+    role = iam.create_role(RoleName="exec", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    iam.put_role_policy(RoleName="exec", PolicyName="read", PolicyDocument=doc(
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": db},
+        {"Effect": "Allow", "Action": "ssm:GetParameters",
+         "Resource": f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/app/*"}))
+    container = {
+        "name": "app", "image": IMAGE, "memory": 64,
+        "command": ["sh", "-c", 'echo "password=$DB_PASSWORD whole=$DB greeting=$GREETING token=$TOKEN"'],
+        "secrets": [
+            {"name": "DB_PASSWORD", "valueFrom": f"{db}:password::"},
+            {"name": "DB", "valueFrom": db.rsplit("-", 1)[0]},
+            {"name": "GREETING", "valueFrom": "/app/greeting"},
+            {"name": "TOKEN", "valueFrom": f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/app/token"}]}
+    refused(lambda: ecs.register_task_definition(family="noexec", containerDefinitions=[container]),
+            "ClientException", "you must also specify a value for 'executionRoleArn'")
+    ecs.register_task_definition(family="secrets", executionRoleArn=role, containerDefinitions=[container])
+    arn, task = run_and_wait(ecs, "secrets")
+    out = subprocess.run(["docker", "logs", container_ids(arn)["app"]], capture_output=True, text=True).stdout
+    assert task["containers"][0].get("exitCode") == 0, (task, out)
+    assert out.strip() == ('password=pw-7f3a9c whole={"user":"app","password":"pw-7f3a9c"} '
+                           'greeting=hello-51c2 token=token-e8d1'), out
+    # The values are in the container's environment only: not in what the
+    # API describes, nor in the server's log.
+    described = json.dumps([task, ecs.describe_task_definition(taskDefinition="secrets")], default=str)
+    server_log = open(wharf_up.log.name, errors="replace").read()
+    for value in ("pw-7f3a9c", "hello-51c2", "token-e8d1"):
+        assert value not in described and value not in server_log, value
+
+    # What the role may not read stops the task before it starts, in ECS's words.
+    iam.create_role(RoleName="narrow", AssumeRolePolicyDocument=trust)
+    iam.put_role_policy(RoleName="narrow", PolicyName="read", PolicyDocument=doc(
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": db}))
+    ecs.register_task_definition(family="denied", executionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/narrow",
+                                 containerDefinitions=[container])
+    _, task = run_and_wait(ecs, "denied")
+    assert task["stopCode"] == "TaskFailedToStart", task
+    reason = task["stoppedReason"]
+    assert reason.startswith("ResourceInitializationError: unable to pull secrets or registry auth: "
+                             "execution resource retrieval failed: unable to retrieve secrets from ssm"), reason
+    assert (f"AccessDeniedException: User: arn:aws:sts::{ACCOUNT}:assumed-role/narrow/" in reason
+            and "is not authorized to perform: ssm:GetParameters" in reason), reason
+    missing = dict(container, secrets=[{"name": "X", "valueFrom": "/app/missing"}])
+    ecs.register_task_definition(family="missing", executionRoleArn=role, containerDefinitions=[missing])
+    _, task = run_and_wait(ecs, "missing")
+    assert task["stoppedReason"].endswith("invalid parameters: /app/missing"), task["stoppedReason"]
+    assert not task["containers"][0].get("runtimeId"), "no container was made"
