@@ -6,6 +6,7 @@ execution role, and nowhere else."""
 import json
 import os
 import subprocess
+import time
 
 import boto3
 import botocore.exceptions
@@ -253,3 +254,48 @@ def test_a_task_reads_its_secrets_with_its_execution_role(wharf_up):
     _, task = run_and_wait(ecs, "missing")
     assert task["stoppedReason"].endswith("invalid parameters: /app/missing"), task["stoppedReason"]
     assert not task["containers"][0].get("runtimeId"), "no container was made"
+
+
+def test_a_fargate_tasks_logs_go_with_its_execution_role(wharf_up):
+    """On FARGATE the execution role delivers awslogs (on EC2 the instance's
+    credentials do, as ECS's instance role): its permissions decide."""
+    ecs, iam, logs = wharf_up.client(), wharf_up.client("iam"), wharf_up.client("logs")
+    wait_instance(ecs)
+    logs.create_log_group(logGroupName="/ecs/fg")
+    trust = doc({"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"})
+    iam.create_role(RoleName="fg-exec", AssumeRolePolicyDocument=trust)
+    iam.attach_role_policy(RoleName="fg-exec",
+                           PolicyArn="arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy")
+    iam.create_role(RoleName="fg-none", AssumeRolePolicyDocument=trust)
+    net = {"awsvpcConfiguration": {"subnets": ["subnet-0local"], "assignPublicIp": "DISABLED"}}
+
+    def register(family, role):
+        ecs.register_task_definition(
+            family=family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
+            executionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/{role}",
+            containerDefinitions=[{"name": "app", "image": IMAGE, "command": ["sh", "-c", "echo from-fargate"],
+                                   "logConfiguration": {"logDriver": "awslogs", "options": {
+                                       "awslogs-group": "/ecs/fg", "awslogs-stream-prefix": "fg",
+                                       "awslogs-region": REGION}}}])
+
+    register("fg-logs", "fg-exec")
+    arn = ecs.run_task(taskDefinition="fg-logs", launchType="FARGATE", networkConfiguration=net)["tasks"][0]["taskArn"]
+    ecs.get_waiter("tasks_stopped").wait(tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    task = ecs.describe_tasks(tasks=[arn])["tasks"][0]
+    assert task["containers"][0].get("exitCode") == 0, task
+    stream = f"fg/app/{arn.rsplit('/', 1)[1]}"
+    deadline = time.time() + 20
+    got = []
+    while time.time() < deadline and not got:
+        got = [e["message"] for e in logs.get_log_events(logGroupName="/ecs/fg", logStreamName=stream)["events"]]
+        time.sleep(0.3)
+    assert got == ["from-fargate"], got
+
+    register("fg-denied", "fg-none")
+    arn = ecs.run_task(taskDefinition="fg-denied", launchType="FARGATE", networkConfiguration=net)["tasks"][0]["taskArn"]
+    ecs.get_waiter("tasks_stopped").wait(tasks=[arn], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    task = ecs.describe_tasks(tasks=[arn])["tasks"][0]
+    reason = task["stoppedReason"]
+    assert task["stopCode"] == "TaskFailedToStart", task
+    assert reason.startswith("ResourceInitializationError: failed to validate logger args"), reason
+    assert f"assumed-role/fg-none/" in reason and "logs:CreateLogStream" in reason, reason

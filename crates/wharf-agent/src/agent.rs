@@ -100,6 +100,15 @@ pub struct Agent {
     /// on what it put there.
     endpoint: Arc<crate::endpoint::Endpoint>,
     endpoint_owner: u64,
+    /// FARGATE tasks' execution role credentials, which their awslogs
+    /// delivery signs with (refreshed in place), by task ARN.
+    execution: Mutex<HashMap<String, ExecutionSession>>,
+}
+
+struct ExecutionSession {
+    creds: Arc<std::sync::RwLock<crate::client::SessionCredentials>>,
+    /// When to fetch new ones (ms, this agent's clock).
+    refresh_at: i64,
 }
 
 /// Several agents can share one Docker daemon (one per cluster, or two of
@@ -169,6 +178,7 @@ impl Agent {
             // A mark of its own on what it shares with the process's
             // other agents.
             endpoint_owner: rand::random(),
+            execution: Default::default(),
         }
     }
 
@@ -206,6 +216,7 @@ impl Agent {
         }
         let req = TaskCredentialsRequest {
             task_arn: t.task_arn.clone(),
+            execution: false,
         };
         let got: Result<TaskCredentialsResponse, _> = self
             .client
@@ -281,6 +292,105 @@ impl Agent {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// A FARGATE task's execution role credentials, for its awslogs
+    /// delivery (its containers never see them), fetched again well before
+    /// they expire. ECS's EC2 launch type delivers with the instance
+    /// role's: there, and for a task without an execution role or awslogs,
+    /// the agent's own credentials sign (None). A task `starting` that
+    /// cannot have them fails with the reason; a running one keeps what it
+    /// has until the next pass.
+    async fn execution_session(
+        &self,
+        t: &AssignedTask,
+        defs: &[wharf_model::ecs::ContainerDefinition],
+        starting: bool,
+    ) -> Result<Result<(), String>, AgentError> {
+        let awslogs = defs
+            .iter()
+            .any(|d| matches!(crate::awslogs::config(d), Ok(Some(_))));
+        if !self.config.managed
+            || !awslogs
+            || wharf_core::taskdef::execution_role(&t.task_definition, &t.overrides).is_none()
+        {
+            return Ok(Ok(()));
+        }
+        let now = now_ms();
+        let held = self
+            .execution
+            .lock()
+            .expect("execution lock")
+            .get(&t.task_arn)
+            .map(|s| s.refresh_at > now);
+        if held == Some(true) {
+            return Ok(Ok(()));
+        }
+        let req = TaskCredentialsRequest {
+            task_arn: t.task_arn.clone(),
+            execution: true,
+        };
+        let got: Result<TaskCredentialsResponse, _> = self
+            .client
+            .call(&format!("{TARGET_PREFIX}.{GET_TASK_CREDENTIALS}"), &req)
+            .await;
+        match got {
+            Ok(r) => {
+                let fresh = crate::client::SessionCredentials {
+                    creds: wharf_protocol::sigv4::Credentials {
+                        access_key_id: r.access_key_id,
+                        secret_access_key: r.secret_access_key,
+                    },
+                    token: r.session_token,
+                };
+                let refresh_at =
+                    crate::credentials::refresh_at(now, r.expiration.saturating_sub(r.issued));
+                let mut all = self.execution.lock().expect("execution lock");
+                match all.get_mut(&t.task_arn) {
+                    // In place: the shippers holding it sign with the new ones.
+                    Some(s) => {
+                        *s.creds.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+                        s.refresh_at = refresh_at;
+                    }
+                    None => {
+                        all.insert(
+                            t.task_arn.clone(),
+                            ExecutionSession {
+                                creds: Arc::new(std::sync::RwLock::new(fresh)),
+                                refresh_at,
+                            },
+                        );
+                    }
+                }
+                Ok(Ok(()))
+            }
+            Err(ClientError::Api { err, .. }) if starting && err.status < 500 => Ok(Err(format!(
+                "ResourceInitializationError: unable to get the execution role's credentials: {}",
+                err.message
+            ))),
+            Err(e) if starting => Err(e.into()),
+            Err(e) => {
+                tracing::warn!(task = %t.task_arn, error = %e, "cannot refresh the execution role's credentials; keeping the current ones");
+                Ok(Ok(()))
+            }
+        }
+    }
+
+    /// The client a container's awslogs delivery signs with: the task's
+    /// execution role's session when it has one, else the agent's own; for
+    /// the group's region.
+    fn log_client(&self, t: &AssignedTask, cfg: &crate::awslogs::Config) -> ControlClient {
+        let session = self
+            .execution
+            .lock()
+            .expect("execution lock")
+            .get(&t.task_arn)
+            .map(|s| s.creds.clone());
+        let client = match session {
+            Some(s) => self.client.with_session(s),
+            None => self.client.clone(),
+        };
+        cfg.client_for(&client, &t.task_arn)
     }
 
     /// The launch type of the tasks it runs.
@@ -619,6 +729,11 @@ impl Agent {
             .lock()
             .expect("sent lock")
             .retain(|arn, _| assigned.contains(arn.as_str()));
+        // A stopped task's last lines still ship with what it holds.
+        self.execution
+            .lock()
+            .expect("execution lock")
+            .retain(|arn, _| assigned.contains(arn.as_str()));
         for t in tasks {
             if let Some(containers) = by_task.get(&t.task_arn) {
                 self.ship_logs(t, containers);
@@ -755,7 +870,7 @@ impl Agent {
             let agent = self.clone();
             let id = c.id.clone();
             let stream = cfg.stream(&name, &task_id, &id);
-            let client = cfg.client_for(&self.client, &t.task_arn);
+            let client = self.log_client(t, &cfg);
             tokio::spawn(async move {
                 // Idempotent: an adopted container's stream may be new to the service.
                 let _ = crate::awslogs::prepare(&client, &cfg, &stream).await;
@@ -930,6 +1045,12 @@ impl Agent {
                 return self.stop_task(&defs, existing, report).await.map(Some);
             }
         };
+        // A FARGATE task's execution role, which delivers its logs.
+        if let Err(reason) = self.execution_session(t, &defs, missing).await? {
+            tracing::warn!(task = %t.task_arn, %reason, "the task cannot start");
+            report.reason = Some(reason);
+            return self.stop_task(&defs, existing, report).await.map(Some);
+        }
         // Its secrets, before any container is created.
         let secrets = match self.task_secrets(t, &defs, missing).await? {
             Ok(s) => s,
@@ -1048,7 +1169,7 @@ impl Agent {
             let logs = match crate::awslogs::config(def) {
                 Ok(Some(cfg)) => {
                     let stream = cfg.stream(name, names.task_id, &id);
-                    let client = cfg.client_for(&self.client, &t.task_arn);
+                    let client = self.log_client(t, &cfg);
                     crate::awslogs::prepare(&client, &cfg, &stream).await
                 }
                 Ok(None) => Ok(()),

@@ -32,6 +32,16 @@ pub struct ControlClient {
     join: Option<Arc<Rejoin>>,
     /// The cluster an agent's credentials are bound to.
     cluster: Arc<RwLock<Option<String>>>,
+    /// Session credentials to sign with instead (a task's execution
+    /// role's), which their holder refreshes in place.
+    session: Option<Arc<RwLock<SessionCredentials>>>,
+}
+
+/// STS session credentials: a key pair and its session token.
+#[derive(Clone)]
+pub struct SessionCredentials {
+    pub creds: Credentials,
+    pub token: String,
 }
 
 /// How an agent gets credentials again when the server no longer knows
@@ -107,6 +117,7 @@ impl ControlClient {
             region: region.to_string(),
             join: None,
             cluster: Default::default(),
+            session: None,
         })
     }
 
@@ -203,6 +214,16 @@ impl ControlClient {
         }
     }
 
+    /// The same client signing with `session`'s credentials (read at each
+    /// call, so a refresh reaches it); it never joins again on a refusal.
+    pub fn with_session(&self, session: Arc<RwLock<SessionCredentials>>) -> Self {
+        Self {
+            session: Some(session),
+            join: None,
+            ..self.clone()
+        }
+    }
+
     /// The region the client signs for.
     pub fn region(&self) -> &str {
         &self.region
@@ -288,7 +309,19 @@ impl ControlClient {
             http::HeaderValue::from_static(JSON_1_1),
         );
         if signed {
-            let creds = self.creds.read().expect("creds lock").clone();
+            let creds = match &self.session {
+                Some(s) => {
+                    let s = s.read().unwrap_or_else(|e| e.into_inner()).clone();
+                    headers.insert(
+                        "x-amz-security-token",
+                        s.token
+                            .parse()
+                            .map_err(|_| ClientError::Transport("bad session token".into()))?,
+                    );
+                    s.creds
+                }
+                None => self.creds.read().expect("creds lock").clone(),
+            };
             sign(
                 &http::Method::POST,
                 &self.url,

@@ -75,6 +75,9 @@ pub(crate) async fn get(
         let Some(td) = records::get::<TaskDefinitionRecord>(c.store.as_ref(), &key).await? else {
             return Err(invalid("The task's task definition was not found."));
         };
+        if r.execution {
+            return execution(c, &task, &td.value, c.clock.now()).await;
+        }
         let Some(role) = wharf_core::taskdef::task_role(&td.value.definition, &t.overrides) else {
             return Err(invalid("The task has no task role (taskRoleArn)."));
         };
@@ -132,6 +135,48 @@ pub(crate) async fn get(
         }
     }
     Err(records::contention())
+}
+
+/// Credentials of the task's execution role, for its agent: issued on the
+/// condition that the task is unchanged (so not stopped meanwhile), and
+/// not listed in it: they are not revoked at its stop but expire, as the
+/// agent still ships its last log lines with them.
+async fn execution(
+    c: &Control,
+    task: &wharf_store::typed::Versioned<TaskRecord>,
+    td: &TaskDefinitionRecord,
+    now: i64,
+) -> ApiResult<TaskCredentialsResponse> {
+    let t = &task.value;
+    let Some(role) = wharf_core::taskdef::execution_role(&td.definition, &t.overrides) else {
+        return Err(invalid(
+            "The task has no execution role (executionRoleArn).",
+        ));
+    };
+    let role = role.to_string();
+    let assume = Assume {
+        service: ECS_TASKS,
+        role_arn: &role,
+        session_name: &t.id,
+        source_arn: &t.cluster_arn,
+        duration_seconds: DURATION_SECONDS,
+    };
+    let issued =
+        service_roles::assume(&c.iam, assume, now, |_, _| (vec![task.unchanged()], vec![])).await;
+    match issued {
+        Ok(Some(i)) => Ok(TaskCredentialsResponse {
+            credentials_id: String::new(),
+            role_arn: role,
+            access_key_id: i.access_key_id,
+            secret_access_key: i.secret_access_key,
+            session_token: i.session_token,
+            expiration: i.expires,
+            issued: now,
+        }),
+        Ok(None) => Err(records::contention()),
+        Err(ServiceRoleError::Store(e)) => Err(from_store(e)),
+        Err(_) => Err(unable_to_assume(&role)),
+    }
 }
 
 /// The fields of a stored task revocation reads.

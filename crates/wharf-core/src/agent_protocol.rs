@@ -95,6 +95,12 @@ impl std::fmt::Debug for RegistryCredentials {
 #[serde(rename_all = "camelCase")]
 pub struct TaskCredentialsRequest {
     pub task_arn: String,
+    /// The task's execution role's instead, for what the agent does on the
+    /// task's behalf (a FARGATE task's awslogs delivery). Those are the
+    /// agent's alone, never served to the task, and end when they expire
+    /// (its last log lines are shipped after it stops).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub execution: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
