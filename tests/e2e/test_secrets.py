@@ -145,15 +145,22 @@ def test_values_are_sealed_at_rest_and_kept_across_kill_9(tmp_path):
             "plaintext-in-a-secure-one"
     finally:
         w.kill()
-    # Under another key the values do not open, and say why.
+    # Under another key the server does not start (it would seal new
+    # values under it and open none of the old), and says why.
     other = tmp_path / "other.key"
     other.write_text("ab" * 32 + "\n")
     w2 = Wharf(tmp_path / "data", args=["--secrets-key-file", str(other)])
-    w2.start()
+    with pytest.raises(RuntimeError):
+        w2.start()
+    w2.log.close()
+    assert "the secrets key does not open this store's secrets" in open(w2.log.name).read()
+    # The key given by file works as the data directory's does.
+    w3 = Wharf(tmp_path / "data", args=["--secrets-key-file", str(key)])
+    w3.start()
     try:
-        refused(lambda: w2.client("secretsmanager").get_secret_value(SecretId="s"), "DecryptionFailure")
+        assert w3.client("secretsmanager").get_secret_value(SecretId="s")["SecretString"] == "plaintext-in-a-secret"
     finally:
-        w2.kill()
+        w3.kill()
 
 
 def test_iam_and_resource_policies_decide_who_reads_a_secret(wharf):
@@ -170,6 +177,19 @@ def test_iam_and_resource_policies_decide_who_reads_a_secret(wharf):
     # A resource policy grants on its own within the account, and its Deny wins.
     nobody = user(wharf, "nobody")
     refused(lambda: nobody("secretsmanager").get_secret_value(SecretId="other/key"), "AccessDeniedException")
+    # Naming the account only delegates to each caller's own policies.
+    sm.put_resource_policy(SecretId="other/key", ResourcePolicy=doc(
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+         "Action": "secretsmanager:GetSecretValue", "Resource": "*"}))
+    refused(lambda: nobody("secretsmanager").get_secret_value(SecretId="other/key"), "AccessDeniedException")
+    # A tag on the secret is a condition key.
+    sm.tag_resource(SecretId="app/key", Tags=[{"Key": "class", "Value": "restricted"}])
+    wharf.client("iam").put_user_policy(UserName="reader", PolicyName="tags", PolicyDocument=doc(
+        {"Effect": "Deny", "Action": "secretsmanager:*", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:ResourceTag/class": "restricted"}}}))
+    refused(lambda: reader("secretsmanager").describe_secret(SecretId="app/key"), "AccessDeniedException",
+            "explicit deny in an identity-based policy")
+    wharf.client("iam").delete_user_policy(UserName="reader", PolicyName="tags")
     sm.put_resource_policy(SecretId="other/key", ResourcePolicy=doc(
         {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/nobody"},
          "Action": "secretsmanager:GetSecretValue", "Resource": "*"}))

@@ -329,15 +329,17 @@ async fn task_definition_checks(
 
 /// For Secrets Manager: the secret a request names judged by its full ARN
 /// (IAM policies name `secret:NAME-XXXXXX`, however the request named it),
-/// with its resource policy. A secret that is not there is left to the
-/// handler to refuse.
+/// its resource policy and its tags; and the request's body with that ARN
+/// as its `SecretId`, for the handler. A secret that is not there is left
+/// to the handler to refuse.
 async fn secret_checks(
     control: &Control,
     ctx: &Ctx,
+    body: &[u8],
     checks: &mut [crate::authz::Check],
-) -> ApiResult<()> {
+) -> ApiResult<Option<Vec<u8>>> {
     let Some(first) = checks.first_mut() else {
-        return Ok(());
+        return Ok(None);
     };
     let Some(given) = first
         .context
@@ -345,29 +347,47 @@ async fn secret_checks(
         .and_then(|v| v.first())
         .cloned()
     else {
-        return Ok(());
+        return Ok(None);
     };
     let scope = wharf_secretsmanager::Scope {
         region: ctx.scope.region.clone(),
         account: ctx.scope.account.clone(),
     };
-    if let Some((arn, policy)) = control.secrets.arn_and_policy(&scope, &given).await? {
-        first.resources = vec![arn];
-        first.resource_policy = policy.as_deref().and_then(resource_policy);
+    let Some(secret) = control.secrets.judged(&scope, &given).await? else {
+        return Ok(None);
+    };
+    judge_secret(first, &secret);
+    let mut json: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| AwsError::serialization(e.to_string()))?;
+    json["SecretId"] = serde_json::Value::String(secret.arn);
+    let body = serde_json::to_vec(&json).map_err(|e| AwsError::internal(e.to_string()))?;
+    Ok(Some(body))
+}
+
+/// A check on one secret: on its ARN, with its resource policy and tags.
+pub(crate) fn judge_secret(check: &mut crate::authz::Check, secret: &wharf_secretsmanager::Judged) {
+    check.resources = vec![secret.arn.clone()];
+    check.resource_policy = secret.policy.as_deref().map(resource_policy);
+    for (k, v) in &secret.tags {
+        check
+            .context
+            .set(&format!("aws:ResourceTag/{k}"), v.clone());
+        check
+            .context
+            .set(&format!("secretsmanager:ResourceTag/{k}"), v.clone());
     }
-    Ok(())
 }
 
 /// A stored resource policy, compiled. One that no longer parses (it was
-/// checked when put) counts as none, and says so.
-fn resource_policy(text: &str) -> Option<std::sync::Arc<wharf_iam::policy::Policy>> {
-    match wharf_iam::policy::Policy::parse(text, true) {
-        Ok(p) => Some(std::sync::Arc::new(p)),
-        Err(e) => {
-            tracing::error!(error = %e.0, "a stored resource policy does not parse");
-            None
-        }
-    }
+/// checked when put) denies everything, and says so: its Deny must not be
+/// lost.
+pub(crate) fn resource_policy(text: &str) -> std::sync::Arc<wharf_iam::policy::Policy> {
+    const DENY_ALL: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"*","Resource":"*"}]}"#;
+    let policy = wharf_iam::policy::Policy::parse(text, true).or_else(|e| {
+        tracing::error!(error = %e.0, "a stored resource policy does not parse; it denies everything");
+        wharf_iam::policy::Policy::parse(DENY_ALL, true)
+    });
+    std::sync::Arc::new(policy.expect("the deny-all policy parses"))
 }
 
 /// A verified request's context: its region (from the signature), the
@@ -482,8 +502,16 @@ async fn dispatch(
     if api == Api::Ecs && !checks.is_empty() {
         task_definition_checks(control, &ctx, op, body, &mut checks).await?;
     }
+    // The secret judged is the one the handler acts on: it is handed the
+    // full ARN IAM judged (a secret deleted and made again under the name
+    // meanwhile is not it).
+    let resolved;
+    let mut body = body;
     if api == Api::SecretsManager && !checks.is_empty() {
-        secret_checks(control, &ctx, &mut checks).await?;
+        if let Some(b) = secret_checks(control, &ctx, body, &mut checks).await? {
+            resolved = b;
+            body = &resolved;
+        }
     }
     auth::authorize(control, &ctx, api, op, &checks)?;
     match api {
@@ -502,13 +530,16 @@ async fn dispatch(
                 .map(|c| c.context.clone())
                 .unwrap_or_default();
             // BatchGetSecretValue: each secret as GetSecretValue judges it.
-            let guard = |action: &str, arn: &str, policy: Option<&str>| {
-                let check = crate::authz::Check {
+            let guard = |action: &str, secret: Option<&wharf_secretsmanager::Judged>| {
+                let mut check = crate::authz::Check {
                     action: action.to_string(),
-                    resources: vec![arn.to_string()],
+                    resources: vec!["*".to_string()],
                     context: base.clone(),
-                    resource_policy: policy.and_then(resource_policy),
+                    resource_policy: None,
                 };
+                if let Some(secret) = secret {
+                    judge_secret(&mut check, secret);
+                }
                 let op = action.split_once(':').map_or(action, |(_, op)| op);
                 auth::authorize(control, &ctx, api, op, &[check])
             };

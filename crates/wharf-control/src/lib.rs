@@ -138,6 +138,48 @@ impl Control {
     }
 }
 
+/// Where the store keeps a value sealed under the key it was first served
+/// with, so a server given another key refuses to start instead of
+/// sealing new values under it and failing to open the old ones.
+const SEAL_CHECK_KEY: &str = "/seal/check";
+const SEAL_CHECK: &[u8] = b"wharf seal check";
+
+/// Whether `sealer`'s key is the one the store's secrets are sealed with
+/// (the first server to start records it). Err says what to do.
+pub async fn check_seal_key(
+    store: &dyn wharf_store::Store,
+    sealer: &wharf_seal::Sealer,
+) -> Result<(), String> {
+    let found = store
+        .get(SEAL_CHECK_KEY)
+        .await
+        .map_err(|e| format!("cannot read the store: {e}"))?;
+    match found {
+        Some(kv) => match sealer.open(SEAL_CHECK_KEY, &kv.value) {
+            Ok(v) if v == SEAL_CHECK => Ok(()),
+            _ => Err("the secrets key does not open this store's secrets: give the key file the store's secrets were sealed with (--secrets-key-file, or the data directory's secrets.key)".into()),
+        },
+        None => {
+            let txn = wharf_store::Txn::new()
+                .when(wharf_store::Compare::NotExists(SEAL_CHECK_KEY.into()))
+                .then(wharf_store::Op::put(
+                    SEAL_CHECK_KEY,
+                    sealer.seal(SEAL_CHECK_KEY, SEAL_CHECK),
+                ));
+            let done = store
+                .txn(txn)
+                .await
+                .map_err(|e| format!("cannot write the store: {e}"))?;
+            if done.succeeded {
+                Ok(())
+            } else {
+                // Another server recorded its key first: it must be ours.
+                Box::pin(check_seal_key(store, sealer)).await
+            }
+        }
+    }
+}
+
 /// Per-request context: who is calling, where, and when.
 #[derive(Debug, Clone)]
 pub struct Ctx {

@@ -161,20 +161,28 @@ impl<'a> Reader<'a> {
         action: &str,
         resource: &str,
         region: &str,
-        resource_policy: Option<&str>,
+        secret: Option<&wharf_secretsmanager::Judged>,
     ) -> Result<(), String> {
-        let mut context = Context::new();
-        context.set("aws:RequestedRegion", region.to_string());
-        context.set("aws:SecureTransport", "true");
-        context.set_time(self.c.clock.now());
-        let policy = resource_policy.and_then(|p| wharf_iam::policy::Policy::parse(p, true).ok());
+        let mut check = crate::authz::Check {
+            action: action.to_string(),
+            resources: vec![resource.to_string()],
+            context: Context::new(),
+            resource_policy: None,
+        };
+        check.context.set("aws:RequestedRegion", region.to_string());
+        check.context.set("aws:SecureTransport", "true");
+        check.context.set_time(self.c.clock.now());
+        // A secret's resource policy and tags, as for a GetSecretValue.
+        if let Some(secret) = secret {
+            crate::http::judge_secret(&mut check, secret);
+        }
         let decision = self.c.iam.cache.authorize_on(
             &self.principal,
             None,
             action,
             resource,
-            &context,
-            policy.as_ref(),
+            &check.context,
+            check.resource_policy.as_deref(),
         );
         let who = match &self.principal {
             Principal::AssumedRole { arn, .. } => arn.as_str(),
@@ -204,6 +212,9 @@ impl<'a> Reader<'a> {
     async fn secret(&self, r: &SecretReference) -> ApiResult<String> {
         let parts: Vec<&str> = r.secret_id.split(':').collect();
         let (region, account) = (parts[3], parts[4]);
+        if !arn::valid_region(region) {
+            return Err(from_asm(format!("'{}' names no region", r.secret_id)));
+        }
         if account != self.c.config.account_id {
             return Err(from_asm(format!(
                 "ResourceNotFoundException: Secrets Manager can't find the specified secret ({} is another account's)",
@@ -215,19 +226,15 @@ impl<'a> Reader<'a> {
             account: account.to_string(),
         };
         let sm = &self.c.secrets;
-        let Some((arn, policy)) = sm.arn_and_policy(&scope, &r.secret_id).await? else {
+        let Some(judged) = sm.judged(&scope, &r.secret_id).await? else {
             return Err(from_asm(format!(
                 "ResourceNotFoundException: Secrets Manager can't find the specified secret: {}",
                 r.secret_id
             )));
         };
-        self.allowed(
-            "secretsmanager:GetSecretValue",
-            &arn,
-            region,
-            policy.as_deref(),
-        )
-        .map_err(from_asm)?;
+        let arn = judged.arn.clone();
+        self.allowed("secretsmanager:GetSecretValue", &arn, region, Some(&judged))
+            .map_err(from_asm)?;
         let now = self.c.clock.now();
         let v = sm
             .value(
@@ -256,6 +263,9 @@ impl<'a> Reader<'a> {
             Some(rest) => rest.split(':').next().unwrap_or_default(),
             None => self.region,
         };
+        if !arn::valid_region(region) {
+            return Err(from_ssm(format!("invalid parameters: {value_from}")));
+        }
         let scope = wharf_ssm::Scope {
             region: region.to_string(),
             account: self.c.config.account_id.clone(),

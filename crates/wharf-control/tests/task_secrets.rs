@@ -26,7 +26,7 @@ async fn sm(c: &Control, op: &str, body: Value) -> Value {
         region: "us-east-1".into(),
         account: "000000000000".into(),
     };
-    let allow = |_: &str, _: &str, _: Option<&str>| Ok(());
+    let allow = |_: &str, _: Option<&wharf_secretsmanager::Judged>| Ok(());
     let out = wharf_secretsmanager::dispatch(
         &c.secrets,
         &scope,

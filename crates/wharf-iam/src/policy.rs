@@ -240,6 +240,9 @@ pub struct Verdict {
     /// For a policy with principals: whether an allow named the caller
     /// itself (not only its account).
     pub allows_directly: bool,
+    /// Whether an allow named the caller or its role (not only its
+    /// account, which only delegates to the caller's own policies).
+    pub allows_beyond_account: bool,
 }
 
 impl Verdict {
@@ -247,6 +250,7 @@ impl Verdict {
         self.allows.extend(other.allows);
         self.denies.extend(other.denies);
         self.allows_directly |= other.allows_directly;
+        self.allows_beyond_account |= other.allows_beyond_account;
     }
 }
 
@@ -322,8 +326,11 @@ pub fn evaluate(req: &Request, set: &PolicySet) -> Decision {
     if resource.as_ref().is_some_and(|v| v.allows_directly) {
         return Decision::Allow;
     }
+    // A resource policy that names the caller's role grants as an identity
+    // policy would (a boundary and a session policy must still allow); one
+    // that names only its account delegates to the caller's own policies.
     let identity_allows =
-        !identity.allows.is_empty() || resource.as_ref().is_some_and(|v| !v.allows.is_empty());
+        !identity.allows.is_empty() || resource.as_ref().is_some_and(|v| v.allows_beyond_account);
     if !identity_allows {
         return Decision::ImplicitDeny(PolicyKind::Identity);
     }
@@ -399,14 +406,15 @@ impl Policy {
     fn verdict_for(&self, req: &Request, action: &str) -> Verdict {
         let mut v = Verdict::default();
         for (i, s) in self.statements.iter().enumerate() {
-            let Some(direct) = s.applies(req, action) else {
+            let Some(reach) = s.applies(req, action) else {
                 continue;
             };
             let name = s.sid.clone().unwrap_or_else(|| format!("#{i}"));
             match s.effect {
                 Effect::Allow => {
                     v.allows.push(name);
-                    v.allows_directly |= direct;
+                    v.allows_directly |= reach == Reach::Caller;
+                    v.allows_beyond_account |= reach != Reach::Account;
                 }
                 Effect::Deny => v.denies.push(name),
             }
@@ -504,7 +512,7 @@ impl Statement {
 
     /// Whether the statement applies to the request; if so, whether its
     /// principal named the caller directly (not only through its account).
-    fn applies(&self, req: &Request, action: &str) -> Option<bool> {
+    fn applies(&self, req: &Request, action: &str) -> Option<Reach> {
         if !self
             .action
             .as_ref()
@@ -517,14 +525,14 @@ impl Statement {
                 return None;
             }
         }
-        let direct = match &self.principal {
-            None => true,
+        let reach = match &self.principal {
+            None => Reach::Caller,
             Some(spec) => principal_matches(spec, req.caller?)?,
         };
         if !self.conditions.iter().all(|c| c.holds(req.context)) {
             return None;
         }
-        Some(direct)
+        Some(reach)
     }
 }
 
@@ -535,43 +543,48 @@ fn either_matches<T>(e: &Either<T>, f: impl Fn(&T) -> bool) -> bool {
     }
 }
 
-/// `Some(direct)` if the spec names the caller.
-fn principal_matches(spec: &Either<PrincipalSpec>, caller: &Caller) -> Option<bool> {
-    let named = |p: &PrincipalSpec| -> Option<bool> {
+/// How a statement's principal reaches the caller, nearest last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Reach {
+    /// Its account (`…:root`): a delegation to the account's own policies.
+    Account,
+    /// A session's role.
+    Role,
+    /// The caller itself (or anyone).
+    Caller,
+}
+
+/// How the spec names the caller, if it does.
+fn principal_matches(spec: &Either<PrincipalSpec>, caller: &Caller) -> Option<Reach> {
+    let named = |p: &PrincipalSpec| -> Option<Reach> {
         match p {
-            PrincipalSpec::Anyone => Some(true),
-            PrincipalSpec::Named { kind, values } if kind == caller.kind => {
-                if values
-                    .iter()
-                    .any(|v| v == "*" || caller.names.iter().any(|n| n == v))
-                {
-                    Some(true)
-                } else if values.iter().any(|v| caller.delegated.contains(v)) {
-                    Some(false)
-                } else {
-                    None
-                }
-            }
+            PrincipalSpec::Anyone => Some(Reach::Caller),
+            PrincipalSpec::Named { kind, values } if kind == caller.kind => values
+                .iter()
+                .filter_map(|v| {
+                    if v == "*" || caller.names.iter().any(|n| n == v) {
+                        Some(Reach::Caller)
+                    } else if caller.delegated.contains(v) {
+                        Some(if v.ends_with(":root") {
+                            Reach::Account
+                        } else {
+                            Reach::Role
+                        })
+                    } else {
+                        None
+                    }
+                })
+                .max(),
             PrincipalSpec::Named { .. } => None,
         }
     };
     match spec {
-        Either::Is(v) => {
-            let mut best = None;
-            for p in v {
-                match named(p) {
-                    Some(true) => return Some(true),
-                    Some(false) => best = Some(false),
-                    None => {}
-                }
-            }
-            best
-        }
+        Either::Is(v) => v.iter().filter_map(named).max(),
         Either::Not(v) => {
             if v.iter().any(|p| named(p).is_some()) {
                 None
             } else {
-                Some(true)
+                Some(Reach::Caller)
             }
         }
     }

@@ -85,8 +85,15 @@ impl Sealer {
         let mut key = [0u8; KEY];
         rand::thread_rng().fill_bytes(&mut key);
         let tmp = path.with_extension("tmp");
+        // A leftover (or planted) temporary file is not written through:
+        // the key goes to a file made here, with its mode from the start.
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(bad(e.to_string())),
+        }
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;

@@ -25,10 +25,9 @@ const MAX_POLICY: usize = 20_480;
 const DAY_MS: Millis = 86_400_000;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// Asks whether the caller may do `action` on a secret (its ARN, and its
-/// resource policy), for operations that name their secrets in the
-/// answer, not the request.
-pub type Guard<'a> = &'a (dyn Fn(&str, &str, Option<&str>) -> Result<(), AwsError> + Sync);
+/// Asks whether the caller may do `action` on a secret (None: on `*`), for
+/// operations that name their secrets in the answer, not the request.
+pub type Guard<'a> = &'a (dyn Fn(&str, Option<&crate::Judged>) -> Result<(), AwsError> + Sync);
 
 fn err(code: &str, message: impl Into<String>) -> AwsError {
     AwsError::new(m::error_http_status(code).unwrap_or(400), code, message)
@@ -62,6 +61,19 @@ fn contention() -> AwsError {
         "InternalServiceError",
         "Too many concurrent changes to the secret; try again.",
     )
+}
+
+/// A page token: the sort key of the last item of the page before.
+fn read_token(token: &str) -> Result<String, AwsError> {
+    B64.decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            err(
+                "InvalidNextTokenException",
+                "The NextToken value is invalid.",
+            )
+        })
 }
 
 fn seconds(ms: Millis) -> f64 {
@@ -584,6 +596,7 @@ impl Api<'_> {
             ));
         }
         check_description(&r.description)?;
+        check_kms_key(&r.kms_key_id)?;
         let token = check_token(&r.client_request_token)?;
         let value = given_value(&r.secret_string, &r.secret_binary)?;
         let tags = check_tags(r.tags.as_deref().unwrap_or_default())?;
@@ -736,6 +749,11 @@ impl Api<'_> {
                 return Err(invalid("Either SecretIdList or Filters must be provided."))
             }
             (Some(ids), None) => {
+                if r.next_token.is_some() {
+                    return Err(invalid(
+                        "NextToken can be used only with Filters, not with SecretIdList.",
+                    ));
+                }
                 if ids.is_empty() || ids.len() > 20 {
                     return Err(invalid("SecretIdList must name 1 to 20 secrets."));
                 }
@@ -747,6 +765,11 @@ impl Api<'_> {
                 ids.clone()
             }
             (None, Some(filters)) => {
+                if r.max_results.is_some_and(|n| !(1..=20).contains(&n)) {
+                    return Err(invalid("MaxResults must be between 1 and 20."));
+                }
+                // Listing by filters is ListSecrets, and needs its permission.
+                guard("secretsmanager:ListSecrets", None)?;
                 let page = self
                     .list(m::ListSecretsRequest {
                         filters: Some(filters.clone()),
@@ -755,9 +778,6 @@ impl Api<'_> {
                         ..Default::default()
                     })
                     .await?;
-                if r.max_results.is_some_and(|n| !(1..=20).contains(&n)) {
-                    return Err(invalid("MaxResults must be between 1 and 20."));
-                }
                 let ids = page
                     .secret_list
                     .unwrap_or_default()
@@ -784,7 +804,10 @@ impl Api<'_> {
                     .await?
                     .ok_or_else(not_found)?
                     .value;
-                guard("secretsmanager:GetSecretValue", &s.arn, s.policy.as_deref())?;
+                guard(
+                    "secretsmanager:GetSecretValue",
+                    Some(&crate::Judged::of(&s)),
+                )?;
                 let arn = s.arn;
                 self.get_value(m::GetSecretValueRequest {
                     secret_id: arn,
@@ -854,6 +877,7 @@ impl Api<'_> {
 
     async fn update(&self, r: m::UpdateSecretRequest) -> Result<m::UpdateSecretResponse, AwsError> {
         check_description(&r.description)?;
+        check_kms_key(&r.kms_key_id)?;
         let value = given_value(&r.secret_string, &r.secret_binary)?;
         let token = check_token(&r.client_request_token)?;
         let (_, s) = update(self.sm, self.scope, &r.secret_id, self.now, false, |s| {
@@ -1018,16 +1042,7 @@ impl Api<'_> {
             rows.reverse();
         }
         if let Some(token) = &r.next_token {
-            let after = B64
-                .decode(token)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    err(
-                        "InvalidNextTokenException",
-                        "The NextToken value is invalid.",
-                    )
-                })?;
+            let after = read_token(token)?;
             rows.retain(|(k, _)| if desc { *k < after } else { *k > after });
         }
         let more = rows.len() > max;
@@ -1072,32 +1087,30 @@ impl Api<'_> {
             .await?
             .ok_or_else(not_found)?
             .value;
-        let start = match &r.next_token {
-            None => 0,
-            Some(t) => t
-                .parse::<usize>()
-                .ok()
-                .filter(|&i| i <= s.versions.len())
-                .ok_or_else(|| {
-                    err(
-                        "InvalidNextTokenException",
-                        "The NextToken value is invalid.",
-                    )
-                })?,
-        };
+        // Newest first, as Secrets Manager lists them; a page goes on after
+        // the version its token names (by creation, then ID), so versions
+        // that come or go between pages are never repeated or skipped.
+        let order = |v: &Version| format!("{:020}\u{0}{}", v.created.max(0), v.id);
+        let after = r.next_token.as_deref().map(read_token).transpose()?;
         let include = r.include_deprecated == Some(true);
         let mut versions = Vec::new();
         let mut next = None;
-        // Newest first, as Secrets Manager lists them.
-        let ordered: Vec<&Version> = s.versions.iter().rev().collect();
-        for (i, v) in ordered.iter().enumerate().skip(start) {
+        let mut ordered: Vec<(String, &Version)> =
+            s.versions.iter().map(|v| (order(v), v)).collect();
+        ordered.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut last: Option<&str> = None;
+        for (key, v) in &ordered {
+            if after.as_ref().is_some_and(|a| key >= a) {
+                continue;
+            }
             if !include && v.stages.is_empty() {
                 continue;
             }
             if versions.len() == max {
-                next = Some(i.to_string());
+                next = last.map(|k| B64.encode(k));
                 break;
             }
+            last = Some(key);
             versions.push(m::SecretVersionsListEntry {
                 version_id: Some(v.id.clone()),
                 version_stages: Some(v.stages.clone()),
@@ -1321,10 +1334,21 @@ fn is_public(policy: &serde_json::Value) -> bool {
             _ => false,
         };
         s.get("Effect").and_then(|e| e.as_str()) == Some("Allow")
-            && s.get("Condition").is_none()
-            && s.get("Principal")
-                .is_some_and(|p| anyone(p) || p.get("AWS").is_some_and(anyone))
+            && (s.get("NotPrincipal").is_some()
+                || (s.get("Condition").is_none()
+                    && s.get("Principal")
+                        .is_some_and(|p| anyone(p) || p.get("AWS").is_some_and(anyone))))
     })
+}
+
+/// There is no KMS: a key of one's own would be accepted and ignored.
+fn check_kms_key(k: &Option<String>) -> Result<(), AwsError> {
+    match k.as_deref() {
+        None | Some("alias/aws/secretsmanager" | "aws/secretsmanager") => Ok(()),
+        Some(k) => Err(invalid(format!(
+            "KmsKeyId {k} is not supported: Wharf has no KMS and seals every value with its own key; omit KmsKeyId or give alias/aws/secretsmanager."
+        ))),
+    }
 }
 
 fn check_description(d: &Option<String>) -> Result<(), AwsError> {

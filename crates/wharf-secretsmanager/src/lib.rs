@@ -34,6 +34,25 @@ pub struct SecretsManager {
     sealer: Arc<Sealer>,
 }
 
+/// What IAM judges a request on a secret by: its full ARN, its resource
+/// policy, its tags (`aws:ResourceTag/…`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    pub arn: String,
+    pub policy: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+impl Judged {
+    pub(crate) fn of(s: &records::SecretRecord) -> Judged {
+        Judged {
+            arn: s.arn.clone(),
+            policy: s.policy.clone(),
+            tags: s.tags.clone(),
+        }
+    }
+}
+
 /// A secret's value as a task receives it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Value {
@@ -57,15 +76,11 @@ impl SecretsManager {
             .map(|s| s.value.arn))
     }
 
-    /// That secret's full ARN and its resource policy, if it exists.
-    pub async fn arn_and_policy(
-        &self,
-        scope: &Scope,
-        secret_id: &str,
-    ) -> Result<Option<(String, Option<String>)>, AwsError> {
+    /// What IAM judges a request on that secret by, if it exists.
+    pub async fn judged(&self, scope: &Scope, secret_id: &str) -> Result<Option<Judged>, AwsError> {
         Ok(api::find(self, scope, secret_id, 0)
             .await?
-            .map(|s| (s.value.arn, s.value.policy)))
+            .map(|s| Judged::of(&s.value)))
     }
 
     /// The value GetSecretValue would give (by version ID, else stage,

@@ -656,7 +656,13 @@ impl<'a> Api<'a> {
                         "KeyId applies only to SecureString parameters; {name} is of type {kind}."
                     )))
                 }
-                (Some(k), true) => Some(k.clone()),
+                // There is no KMS: a key of one's own would be ignored.
+                (Some(k), true) if k != DEFAULT_KEY && k != "aws/ssm" => {
+                    return Err(validation(format!(
+                        "KeyId {k} is not supported: Wharf has no KMS and seals every value with its own key; omit KeyId or give {DEFAULT_KEY}."
+                    )))
+                }
+                (Some(_), true) => Some(DEFAULT_KEY.to_string()),
                 (None, true) => Some(
                     previous
                         .and_then(|p| p.key_id.clone())
@@ -1113,7 +1119,9 @@ impl<'a> Api<'a> {
         for raw in &r.names {
             let given = names::trim(raw).to_string();
             if !references.iter().any(|(g, _)| *g == given) {
-                references.push((given, names::reference(self.scope, raw, false)?));
+                // One that names no parameter here is listed invalid, as
+                // GetParameters lists it.
+                references.push((given, names::reference(self.scope, raw, false).ok()));
             }
         }
         for _ in 0..MAX_ATTEMPTS {
@@ -1122,6 +1130,10 @@ impl<'a> Api<'a> {
             let mut invalid = Vec::new();
             let mut keys: Vec<String> = Vec::new();
             for (given, reference) in &references {
+                let Some(reference) = reference else {
+                    invalid.push(given.clone());
+                    continue;
+                };
                 match self.find(reference).await? {
                     Some(found) if !keys.contains(&found.key) => {
                         keys.push(found.key.clone());

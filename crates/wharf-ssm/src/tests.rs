@@ -407,7 +407,7 @@ async fn by_path_filters() {
     w.put("/f/list", "a,b", "StringList").await;
     w.ok(
         "PutParameter",
-        json!({"Name": "/f/secret", "Value": "s1", "Type": "SecureString", "KeyId": "alias/mine"}),
+        json!({"Name": "/f/secret", "Value": "s1", "Type": "SecureString", "KeyId": "alias/aws/ssm"}),
     )
     .await;
     w.ok(
@@ -426,7 +426,7 @@ async fn by_path_filters() {
         .await;
     assert_eq!(found, ["/f/list", "/f/secret"]);
     let (found, _) = w
-        .by_path(json!({"Path": "/f", "ParameterFilters": [{"Key": "KeyId", "Option": "BeginsWith", "Values": ["alias/m"]}]}))
+        .by_path(json!({"Path": "/f", "ParameterFilters": [{"Key": "KeyId", "Option": "BeginsWith", "Values": ["alias/aws"]}]}))
         .await;
     assert_eq!(found, ["/f/secret"]);
     let out = w
@@ -527,6 +527,14 @@ async fn secure_strings_are_sealed_and_every_value_is_sealed() {
         .await;
     assert_err(&e, "InternalServerError", 500);
 
+    // No KMS: a key of one's own is refused, not recorded and ignored.
+    let e = w
+        .fail(
+            "PutParameter",
+            json!({"Name": "/sec/cmk", "Value": "v", "Type": "SecureString", "KeyId": "alias/mine"}),
+        )
+        .await;
+    assert!(e.message.contains("no KMS"), "{e:?}");
     // KeyId only for SecureString.
     let e = w
         .fail(

@@ -586,6 +586,9 @@ async fn serve(args: ServerArgs, with_agent: bool) -> anyhow::Result<()> {
     wharf_control::migrate::run(store.as_ref(), &args.region)
         .await
         .context("cannot upgrade the store's key layout")?;
+    wharf_control::check_seal_key(store.as_ref(), &sealer)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let control = Control::new(store, Arc::new(SystemClock), config)
         .with_sealer(Arc::new(sealer))
         .with_logs(logs.clone())

@@ -284,7 +284,7 @@ async fn dispatch(
                 region: x.scope.region,
                 account: x.scope.account,
             };
-            let allow = |_: &str, _: &str, _: Option<&str>| Ok(());
+            let allow = |_: &str, _: Option<&wharf_secretsmanager::Judged>| Ok(());
             wharf_secretsmanager::dispatch(&c.secrets, &scope, x.now, op, body, &allow).await
         }
         Service::Ssm => {

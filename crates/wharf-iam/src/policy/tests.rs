@@ -671,3 +671,87 @@ fn star_patterns_agree_with_backtracking() {
         }
     }
 }
+
+#[test]
+fn a_resource_policy_grants_to_whom_it_names() {
+    let grant = |principal: &str, effect: &str| {
+        let doc = format!(
+            r#"{{"Statement":[{{"Effect":"{effect}","Principal":{{"AWS":"{principal}"}},"Action":"secretsmanager:GetSecretValue","Resource":"*"}}]}}"#
+        );
+        Policy::parse(&doc, true).unwrap()
+    };
+    let session = Caller {
+        kind: "AWS",
+        names: vec!["arn:aws:sts::111111111111:assumed-role/r/s".into()],
+        delegated: vec![
+            "arn:aws:iam::111111111111:role/r".into(),
+            "arn:aws:iam::111111111111:root".into(),
+        ],
+    };
+    let c = Context::new();
+    let req = Request {
+        action: "secretsmanager:GetSecretValue",
+        resource: "arn:aws:secretsmanager:r:1:secret:s-abcdef",
+        context: &c,
+        caller: Some(&session),
+    };
+    let allow_all = p(r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#);
+    let narrow =
+        p(r#"{"Statement":[{"Effect":"Allow","Action":"ecs:ListClusters","Resource":"*"}]}"#);
+    let judge = |identity: &[&Policy], resource: &Policy, session_policy: Option<&[&Policy]>| {
+        evaluate(
+            &req,
+            &PolicySet {
+                identity,
+                boundary: None,
+                session: session_policy,
+                resource: Some(resource),
+            },
+        )
+    };
+    // The session itself, or its role: enough on their own (a session
+    // policy must still allow a grant to the role).
+    for named in [
+        "arn:aws:sts::111111111111:assumed-role/r/s",
+        "arn:aws:iam::111111111111:role/r",
+    ] {
+        assert_eq!(
+            judge(&[], &grant(named, "Allow"), None),
+            Decision::Allow,
+            "{named}"
+        );
+    }
+    assert_eq!(
+        judge(
+            &[],
+            &grant("arn:aws:iam::111111111111:role/r", "Allow"),
+            Some(&[&narrow])
+        ),
+        Decision::ImplicitDeny(PolicyKind::Session)
+    );
+    // The account only delegates: the caller's own policies must allow.
+    for account in ["arn:aws:iam::111111111111:root", "111111111111"] {
+        assert_eq!(
+            judge(&[], &grant(account, "Allow"), None),
+            Decision::ImplicitDeny(PolicyKind::Identity),
+            "{account}"
+        );
+        assert_eq!(
+            judge(&[&allow_all], &grant(account, "Allow"), None),
+            Decision::Allow
+        );
+        assert_eq!(
+            judge(&[&allow_all], &grant(account, "Deny"), None),
+            Decision::ExplicitDeny(PolicyKind::Resource)
+        );
+    }
+    // Someone else: nothing.
+    assert_eq!(
+        judge(
+            &[],
+            &grant("arn:aws:iam::111111111111:user/other", "Allow"),
+            None
+        ),
+        Decision::ImplicitDeny(PolicyKind::Identity)
+    );
+}

@@ -23,7 +23,7 @@ fn setup() -> T {
     }
 }
 
-fn allow_all(_: &str, _: &str, _: Option<&str>) -> Result<(), AwsError> {
+fn allow_all(_: &str, _: Option<&crate::Judged>) -> Result<(), AwsError> {
     Ok(())
 }
 
@@ -279,7 +279,7 @@ async fn update_secret_and_moving_labels() {
     let u = t
         .ok(
             "UpdateSecret",
-            json!({"SecretId": "s", "KmsKeyId": "alias/mine"}),
+            json!({"SecretId": "s", "KmsKeyId": "alias/aws/secretsmanager"}),
         )
         .await;
     assert!(u.get("VersionId").is_none());
@@ -613,8 +613,8 @@ async fn tags_policies_and_batch_reads() {
         .is_none());
 
     // The guard is asked for each secret; a refusal is that secret's error.
-    let deny_b = |_: &str, arn: &str, _: Option<&str>| -> Result<(), AwsError> {
-        if arn.contains(":secret:b-") {
+    let deny_b = |_: &str, s: Option<&crate::Judged>| -> Result<(), AwsError> {
+        if s.is_some_and(|s| s.arn.contains(":secret:b-")) {
             Err(AwsError::client("AccessDeniedException", "no"))
         } else {
             Ok(())
@@ -724,4 +724,69 @@ async fn random_passwords_keep_their_rules() {
         )
         .await;
     assert_eq!(e.code, "InvalidParameterException");
+}
+
+#[tokio::test]
+async fn version_pages_neither_repeat_nor_skip_as_versions_come() {
+    let t = setup();
+    t.ok("CreateSecret", json!({"Name": "s", "SecretString": "0"}))
+        .await;
+    for i in 1..5 {
+        t.call_at(
+            1_000_000 + i,
+            "PutSecretValue",
+            json!({"SecretId": "s", "SecretString": i.to_string()}),
+        )
+        .await
+        .unwrap();
+    }
+    let ids = |v: &Json| -> Vec<String> {
+        v["Versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["VersionId"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = t
+        .ok(
+            "ListSecretVersionIds",
+            json!({"SecretId": "s", "IncludeDeprecated": true, "MaxResults": 2}),
+        )
+        .await;
+    // A version added between pages comes first, not in the next page.
+    t.call_at(
+        2_000_000,
+        "PutSecretValue",
+        json!({"SecretId": "s", "SecretString": "new"}),
+    )
+    .await
+    .unwrap();
+    let mut seen = ids(&first);
+    let mut token = first["NextToken"].as_str().map(str::to_string);
+    while let Some(tok) = token {
+        let page = t
+            .ok("ListSecretVersionIds", json!({"SecretId": "s", "IncludeDeprecated": true, "MaxResults": 2, "NextToken": tok}))
+            .await;
+        seen.extend(ids(&page));
+        token = page["NextToken"].as_str().map(str::to_string);
+    }
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    let unique: std::collections::HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), 5);
+    let e = t
+        .fails(
+            "ListSecretVersionIds",
+            json!({"SecretId": "s", "NextToken": "%%"}),
+        )
+        .await;
+    assert_eq!(e.code, "InvalidNextTokenException");
+    // No KMS: a key of one's own is refused, not recorded and ignored.
+    let e = t
+        .fails(
+            "CreateSecret",
+            json!({"Name": "k", "KmsKeyId": "arn:aws:kms:us-east-1:1:key/x"}),
+        )
+        .await;
+    assert!(e.message.contains("no KMS"), "{e:?}");
 }
