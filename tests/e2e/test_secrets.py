@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import boto3
 import botocore.exceptions
 import pytest
 
-from conftest import KEY, REGION, SECRET, Wharf
+from conftest import KEY, REGION, SECRET, Wharf, free_port
 from test_agent_features import container_ids
 from test_docker import wait_instance
 
@@ -319,3 +321,69 @@ def test_a_fargate_tasks_logs_go_with_its_execution_role(wharf_up):
     assert task["stopCode"] == "TaskFailedToStart", task
     assert reason.startswith("ResourceInitializationError: failed to validate logger args"), reason
     assert f"assumed-role/fg-none/" in reason and "logs:CreateLogStream" in reason, reason
+
+
+def private_registry(tmp_path, user, password):
+    """Debian's docker-registry (the reference registry) on a loopback port,
+    with htpasswd sign-in; its address and process."""
+    port = free_port()
+    auth = subprocess.run(["htpasswd", "-Bbn", user, password], capture_output=True, text=True, check=True).stdout
+    (tmp_path / "htpasswd").write_text(auth)
+    (tmp_path / "registry.yml").write_text(
+        "version: 0.1\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'blobs'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"auth:\n  htpasswd:\n    realm: wharf-test\n    path: {tmp_path / 'htpasswd'}\n")
+    proc = subprocess.Popen(["docker-registry", "serve", str(tmp_path / "registry.yml")],
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "registry.log", "wb"))
+    address = f"127.0.0.1:{port}"
+    deadline = time.time() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"http://{address}/v2/", timeout=1)
+        except urllib.error.HTTPError as e:
+            if e.code == 401:
+                return address, proc
+        except OSError:
+            pass
+        assert time.time() < deadline and proc.poll() is None, (tmp_path / "registry.log").read_text()
+        time.sleep(0.2)
+
+
+def test_a_private_registry_is_pulled_with_repository_credentials(wharf_up, tmp_path):
+    ecs, iam, sm = wharf_up.client(), wharf_up.client("iam"), wharf_up.client("secretsmanager")
+    wait_instance(ecs)
+    address, registry = private_registry(tmp_path, "puller", "pull-pw-3b1")
+    image = f"{address}/private/busybox:1"
+    cfg = str(tmp_path / "docker-config")
+    try:
+        docker = lambda *a, **kw: subprocess.run(["docker", "--config", cfg, *a], capture_output=True, text=True, **kw)
+        assert docker("login", address, "-u", "puller", "--password-stdin", input="pull-pw-3b1").returncode == 0
+        docker("tag", IMAGE, image, check=True)
+        pushed = docker("push", image)
+        assert pushed.returncode == 0, pushed.stderr
+        docker("rmi", image, check=True)
+        creds = sm.create_secret(Name="registry/puller",
+                                 SecretString='{"username":"puller","password":"pull-pw-3b1"}')["ARN"]
+        trust = doc({"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                     "Action": "sts:AssumeRole"})
+        role = iam.create_role(RoleName="pull", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+        iam.put_role_policy(RoleName="pull", PolicyName="read", PolicyDocument=doc(
+            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": creds}))
+        container = {"name": "app", "image": image, "memory": 32, "command": ["echo", "pulled"]}
+        # Without credentials the registry refuses the pull, in Docker's words.
+        ecs.register_task_definition(family="anonymous", containerDefinitions=[container])
+        _, task = run_and_wait(ecs, "anonymous")
+        assert task["stoppedReason"].startswith("CannotPullContainerError"), task["stoppedReason"]
+        assert "no basic auth credentials" in task["stoppedReason"], task["stoppedReason"]
+        # With them (read by the execution role) it pulls and runs.
+        ecs.register_task_definition(family="private", executionRoleArn=role, containerDefinitions=[
+            dict(container, repositoryCredentials={"credentialsParameter": creds})])
+        arn, task = run_and_wait(ecs, "private")
+        assert task["containers"][0].get("exitCode") == 0, task
+        assert subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+        out = subprocess.run(["docker", "logs", container_ids(arn)["app"]], capture_output=True, text=True).stdout
+        assert out.strip() == "pulled"
+    finally:
+        registry.kill()
+        subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
