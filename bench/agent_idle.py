@@ -17,7 +17,8 @@ import time
 
 import boto3
 
-from benchlib import IMAGE, KEY, SECRET, default_binary, env as bench_env, free_port, remove_containers, wait_healthy
+from benchlib import (IMAGE, KEY, SECRET, default_binary, env as bench_env, free_port, remove_containers,
+                      start_agent, wait_healthy)
 
 
 def cpu_seconds(pid):
@@ -40,9 +41,7 @@ def main():
     server = subprocess.Popen([a.binary, "server", "--listen", f"127.0.0.1:{port}", "--data-dir", f"{tmp}/s"],
                               env=env, stderr=subprocess.DEVNULL)
     wait_healthy(url)
-    agent = subprocess.Popen([a.binary, "agent", "--server", url, "--cluster", "bench", "--data-dir", f"{tmp}/a",
-                              "--access-key-id", KEY, "--secret-access-key", SECRET,
-                              "--image-pull-behavior", "prefer-cached"], env=env, stderr=subprocess.DEVNULL)
+    agent = start_agent(a.binary, url, "bench", f"{tmp}/a", env, "--image-pull-behavior", "prefer-cached")
     ecs = boto3.client("ecs", endpoint_url=url, region_name="us-east-1",
                        aws_access_key_id=KEY, aws_secret_access_key=SECRET)
     try:

@@ -45,3 +45,12 @@ def remove_containers(label_filter):
                          capture_output=True, text=True).stdout.split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+
+
+def start_agent(binary, url, cluster, data_dir, env, *extra):
+    """`wharf agent` joined to `cluster` with a join token (made with the
+    bench keys, as an operator makes one), as hosts join."""
+    token = subprocess.run([binary, "token", "create", "--server", url, "--cluster", cluster],
+                           env=env, capture_output=True, text=True, check=True).stdout.split()[0]
+    return subprocess.Popen([binary, "agent", "--server", url, "--token", token, "--data-dir", data_dir, *extra],
+                            env=env, stderr=subprocess.DEVNULL)
