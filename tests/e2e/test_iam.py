@@ -368,3 +368,27 @@ def test_no_way_around_a_policy(wharf):
     # The root does not assume roles, as in AWS.
     refused(lambda: sts.assume_role(RoleArn=first["Role"]["Arn"], RoleSessionName="root"), "AccessDenied",
             "root accounts")
+
+
+def test_resource_tags_are_condition_keys(wharf):
+    """`aws:ResourceTag/…` and `ecs:ResourceTag/…` read the tags of the ECS
+    resource a request acts on, as they are stored."""
+    ecs, iam = wharf.client(), wharf.client("iam")
+    ecs.create_cluster(clusterName="prod", tags=[{"key": "env", "value": "prod"}])
+    ecs.create_cluster(clusterName="dev", tags=[{"key": "env", "value": "dev"}])
+    creds = user_with_key(iam, "tagged", json.dumps(ALLOW_ECS), doc(
+        {"Effect": "Deny", "Action": ["ecs:DeleteCluster", "ecs:DescribeClusters"], "Resource": "*",
+         "Condition": {"StringEquals": {"aws:ResourceTag/env": "prod"}}}))
+    mine = client(wharf, "ecs", creds)
+    assert [c["clusterName"] for c in mine.describe_clusters(clusters=["dev"])["clusters"]] == ["dev"]
+    refused(lambda: mine.describe_clusters(clusters=["dev", "prod"]), "AccessDeniedException",
+            f"on resource: arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/prod with an explicit deny")
+    refused(lambda: mine.delete_cluster(cluster="prod"), "AccessDeniedException")
+    # An Allow that needs a tag (ecs: prefix), and a tag changed takes effect at once.
+    only = user_with_key(iam, "only-team-a", doc(
+        {"Effect": "Allow", "Action": "ecs:DescribeClusters", "Resource": "*",
+         "Condition": {"StringEquals": {"ecs:ResourceTag/team": "a"}}}))
+    refused(lambda: client(wharf, "ecs", only).describe_clusters(clusters=["dev"]), "AccessDeniedException")
+    ecs.tag_resource(resourceArn=f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/dev", tags=[{"key": "team", "value": "a"}])
+    assert client(wharf, "ecs", only).describe_clusters(clusters=["dev"])["clusters"][0]["clusterName"] == "dev"
+    mine.delete_cluster(cluster="dev")

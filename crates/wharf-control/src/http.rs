@@ -390,6 +390,58 @@ pub(crate) fn resource_policy(text: &str) -> std::sync::Arc<wharf_iam::policy::P
     std::sync::Arc::new(policy.expect("the deny-all policy parses"))
 }
 
+/// ECS resources judged with their tags (`aws:ResourceTag/…`,
+/// `ecs:ResourceTag/…`): each tagged resource of the operation's own check
+/// becomes a check of its own, with its tags in the context.
+async fn resource_tag_checks(
+    control: &Control,
+    ctx: &Ctx,
+    checks: &mut Vec<crate::authz::Check>,
+) -> ApiResult<()> {
+    let Some(first) = checks.first_mut() else {
+        return Ok(());
+    };
+    let mut tagged = Vec::new();
+    let mut plain = Vec::new();
+    for resource in std::mem::take(&mut first.resources) {
+        // Wildcards (`*`, every revision of a family) name no one resource.
+        let tags = if resource.starts_with("arn:aws:ecs:") && !resource.ends_with('*') {
+            // A resource not there has none; the store failing refuses,
+            // so no tag condition goes unjudged.
+            match crate::ecs::tags::tags_of(control, ctx, &resource).await {
+                Ok(tags) => tags.unwrap_or_default(),
+                Err(e) if e.status >= 500 => return Err(e),
+                Err(_) => Default::default(),
+            }
+        } else {
+            Default::default()
+        };
+        if tags.is_empty() {
+            plain.push(resource);
+        } else {
+            tagged.push((resource, tags));
+        }
+    }
+    let base = first.clone();
+    first.resources = plain;
+    for (resource, tags) in tagged {
+        let mut check = crate::authz::Check {
+            resources: vec![resource],
+            ..base.clone()
+        };
+        for (k, v) in &tags {
+            check
+                .context
+                .set(&format!("aws:ResourceTag/{k}"), v.clone());
+            check
+                .context
+                .set(&format!("ecs:ResourceTag/{k}"), v.clone());
+        }
+        checks.push(check);
+    }
+    Ok(())
+}
+
 /// A verified request's context: its region (from the signature), the
 /// account, the time, who called.
 fn ctx(
@@ -501,6 +553,7 @@ async fn dispatch(
     let mut checks = checks(control, &ctx, api, op, Some(body), None);
     if api == Api::Ecs && !checks.is_empty() {
         task_definition_checks(control, &ctx, op, body, &mut checks).await?;
+        resource_tag_checks(control, &ctx, &mut checks).await?;
     }
     // The secret judged is the one the handler acts on: it is handed the
     // full ARN IAM judged (a secret deleted and made again under the name

@@ -9,7 +9,7 @@ mod instances;
 mod protection;
 mod services;
 pub(crate) mod settings;
-mod tags;
+pub(crate) mod tags;
 mod task_sets;
 pub(crate) mod taskdefs;
 pub(crate) mod tasks;

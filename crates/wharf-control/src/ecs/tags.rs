@@ -227,12 +227,39 @@ pub async fn untag(
     Ok(ecs::UntagResourceResponse {})
 }
 
+/// The tags of the resource an ARN names, read without writing (None: it
+/// is not there).
+pub(crate) async fn tags_of(c: &Control, x: &Ctx, arn: &str) -> ApiResult<Option<Tags>> {
+    async fn read<T: DeserializeOwned>(c: &Control, key: &str) -> ApiResult<Option<T>> {
+        Ok(records::get::<T>(c.store.as_ref(), key)
+            .await?
+            .map(|v| v.value))
+    }
+    let (kind, key) = locate(x, arn)?;
+    Ok(match kind {
+        Kind::Cluster => read::<ClusterRecord>(c, &key).await?.map(|r| r.tags),
+        Kind::TaskDefinition => read::<TaskDefinitionRecord>(c, &key).await?.map(|r| r.tags),
+        Kind::Task => read::<TaskRecord>(c, &key).await?.map(|r| r.tags),
+        Kind::Instance => read::<InstanceRecord>(c, &key).await?.map(|r| r.tags),
+        Kind::Service => read::<ServiceRecord>(c, &key).await?.map(|r| r.tags),
+        Kind::TaskSet => read::<ServiceRecord>(c, &key)
+            .await?
+            .and_then(|r| r.task_sets.into_iter().find(|s| s.arn == arn))
+            .map(|s| s.tags),
+        Kind::CapacityProvider => read::<wharf_core::records::CapacityProviderRecord>(c, &key)
+            .await?
+            .map(|r| r.tags),
+    })
+}
+
 pub async fn list(
     c: &Control,
     x: &Ctx,
     r: ecs::ListTagsForResourceRequest,
 ) -> ApiResult<ecs::ListTagsForResourceResponse> {
-    let tags = apply(c, x, &r.resource_arn, &|_| Ok(())).await?;
+    let tags = tags_of(c, x, &r.resource_arn)
+        .await?
+        .ok_or_else(not_found)?;
     Ok(ecs::ListTagsForResourceResponse {
         tags: Some(tags_to_wire(&tags)),
     })
