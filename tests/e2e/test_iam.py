@@ -392,3 +392,16 @@ def test_resource_tags_are_condition_keys(wharf):
     ecs.tag_resource(resourceArn=f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/dev", tags=[{"key": "team", "value": "a"}])
     assert client(wharf, "ecs", only).describe_clusters(clusters=["dev"])["clusters"][0]["clusterName"] == "dev"
     mine.delete_cluster(cluster="dev")
+
+
+def test_the_source_address_is_a_condition_key(wharf):
+    """`aws:SourceIp` is the address the request came from (here loopback)."""
+    iam = wharf.client("iam")
+    inside = user_with_key(iam, "inside", doc(
+        {"Effect": "Allow", "Action": "ecs:ListClusters", "Resource": "*",
+         "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.0/8"}}}))
+    outside = user_with_key(iam, "outside", json.dumps(ALLOW_ECS), doc(
+        {"Effect": "Deny", "Action": "*", "Resource": "*",
+         "Condition": {"NotIpAddress": {"aws:SourceIp": ["10.0.0.0/8", "192.168.0.0/16"]}}}))
+    client(wharf, "ecs", inside).list_clusters()
+    refused(lambda: client(wharf, "ecs", outside).list_clusters(), "AccessDeniedException", "explicit deny")

@@ -309,6 +309,7 @@ async fn launch(
         now,
         caller: crate::auth::Caller::Root,
         host: None,
+        source_ip: None,
     };
     let cluster = active_cluster(c, &x, &svc.cluster).await?;
     let td_region = wharf_core::arn::region_of(&s.task_definition);

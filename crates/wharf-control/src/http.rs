@@ -41,9 +41,11 @@ async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
+    let peer = extensions.get::<crate::PeerAddr>().map(|p| p.0.ip());
     // A body too large (or cut off) gets an AWS error, not a plain-text one.
     let body = match body {
         Ok(b) => b,
@@ -67,9 +69,9 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if target.is_empty() && form {
-        return handle_query(&control, &method, &uri, &headers, &body, &request_id).await;
+        return handle_query(&control, &method, &uri, &headers, &body, &request_id, peer).await;
     }
-    let result = dispatch(&control, &method, &uri, &headers, &body, &target).await;
+    let result = dispatch(&control, &method, &uri, &headers, &body, &target, peer).await;
     match result {
         Ok(body) => {
             let mut resp = (StatusCode::OK, body).into_response();
@@ -116,6 +118,7 @@ async fn handle_query(
     headers: &HeaderMap,
     body: &[u8],
     request_id: &str,
+    peer: Option<std::net::IpAddr>,
 ) -> Response {
     // Errors are in the namespace of the service the signature names.
     let namespace = match wharf_protocol::sigv4::presented(uri, headers)
@@ -127,22 +130,22 @@ async fn handle_query(
         Some(wharf_model::sts::SIGNING_NAME) => wharf_model::sts::SCHEMA.xml_namespace,
         _ => wharf_model::elbv2::SCHEMA.xml_namespace,
     };
-    let (status, body) = match dispatch_query(control, method, uri, headers, body, request_id).await
-    {
-        Ok(xml) => (StatusCode::OK, xml),
-        Err(e) => {
-            let e = query_error(e);
-            if e.status >= 500 {
-                tracing::error!(code = %e.code, message = %e.message, "query request failed");
-            } else {
-                tracing::debug!(code = %e.code, message = %e.message, "query request refused");
+    let (status, body) =
+        match dispatch_query(control, method, uri, headers, body, request_id, peer).await {
+            Ok(xml) => (StatusCode::OK, xml),
+            Err(e) => {
+                let e = query_error(e);
+                if e.status >= 500 {
+                    tracing::error!(code = %e.code, message = %e.message, "query request failed");
+                } else {
+                    tracing::debug!(code = %e.code, message = %e.message, "query request refused");
+                }
+                (
+                    StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+                    wharf_protocol::query::error_body(&e, namespace, request_id),
+                )
             }
-            (
-                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
-                wharf_protocol::query::error_body(&e, namespace, request_id),
-            )
-        }
-    };
+        };
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -162,6 +165,7 @@ async fn dispatch_query(
     headers: &HeaderMap,
     body: &[u8],
     request_id: &str,
+    peer: Option<std::net::IpAddr>,
 ) -> ApiResult<Vec<u8>> {
     let (now_ms, now) = now(control)?;
     let presented = wharf_protocol::sigv4::presented(uri, headers)?;
@@ -192,7 +196,7 @@ async fn dispatch_query(
             ),
         ));
     }
-    let ctx = ctx(control, headers, verified.region, now_ms, caller)?;
+    let ctx = ctx(control, headers, verified.region, now_ms, caller, peer)?;
     let checks = checks(
         control,
         &ctx,
@@ -265,7 +269,7 @@ fn checks(
         _ => None,
     };
     let cache = &control.iam.cache;
-    crate::authz::checks(
+    let mut out = crate::authz::checks(
         api.action_prefix(),
         op,
         json.as_ref(),
@@ -275,7 +279,14 @@ fn checks(
         control.config.tls,
         &|kind, name| cache.entity_arn(kind, name),
         caller_user,
-    )
+    );
+    // Where the request came from, for every check it makes.
+    if let Some(ip) = ctx.source_ip {
+        for check in &mut out {
+            check.context.set("aws:SourceIp", ip.to_string());
+        }
+    }
+    out
 }
 
 /// For the operations that start tasks of a registered task definition:
@@ -450,6 +461,7 @@ fn ctx(
     region: String,
     now: Millis,
     caller: auth::Caller,
+    source_ip: Option<std::net::IpAddr>,
 ) -> ApiResult<Ctx> {
     // The region becomes a segment of store keys: refused unless it reads
     // as a region does.
@@ -471,6 +483,7 @@ fn ctx(
         now,
         caller,
         host,
+        source_ip,
     })
 }
 
@@ -519,6 +532,7 @@ async fn dispatch(
     headers: &HeaderMap,
     body: &[u8],
     target: &str,
+    peer: Option<std::net::IpAddr>,
 ) -> ApiResult<Vec<u8>> {
     let (now_ms, now) = now(control)?;
     let parts = target.split_once('.');
@@ -549,7 +563,7 @@ async fn dispatch(
         }
     })?;
     let api = api.ok_or_else(|| AwsError::unknown_operation(target))?;
-    let ctx = ctx(control, headers, verified.region, now_ms, caller)?;
+    let ctx = ctx(control, headers, verified.region, now_ms, caller, peer)?;
     let mut checks = checks(control, &ctx, api, op, Some(body), None);
     if api == Api::Ecs && !checks.is_empty() {
         task_definition_checks(control, &ctx, op, body, &mut checks).await?;

@@ -188,7 +188,14 @@ pub struct Ctx {
     pub caller: auth::Caller,
     /// The request's Host header (what a stream URL names).
     pub host: Option<String>,
+    /// The address the request came from (`aws:SourceIp`).
+    pub source_ip: Option<std::net::IpAddr>,
 }
+
+/// The peer address of a connection, put in each of its requests'
+/// extensions by [`serve::serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 impl Ctx {
     /// The server as this request reached it: `scheme://HOST` (the Host
@@ -221,6 +228,7 @@ impl Ctx {
             now: 0,
             caller: auth::Caller::Root,
             host: None,
+            source_ip: None,
         }
     }
 }

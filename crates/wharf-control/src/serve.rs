@@ -153,7 +153,14 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // Each request knows where it came from (`aws:SourceIp`).
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(crate::PeerAddr(peer));
+                req
+            },
+        ));
         let builder = builder.clone();
         let acceptor = acceptor.clone();
         let handshake_timeout = limits.handshake_timeout;

@@ -44,6 +44,7 @@ async fn the_operations_table_matches_the_server() {
         now: 1_700_000_000_000,
         caller: wharf_control::auth::Caller::Root,
         host: None,
+        source_ip: None,
     };
     for (op, status) in &rows {
         assert!(

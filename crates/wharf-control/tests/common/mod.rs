@@ -30,6 +30,7 @@ pub fn ctx() -> Ctx {
         now: NOW,
         caller: wharf_control::auth::Caller::Root,
         host: Some("wharf.example:9070".into()),
+        source_ip: None,
     }
 }
 

@@ -216,6 +216,7 @@ fn ctx() -> Ctx {
         now: NOW,
         caller: wharf_control::auth::Caller::Root,
         host: None,
+        source_ip: None,
     }
 }
 
