@@ -11,8 +11,24 @@ use wharf_store::{
     Compare, EventKind, KeyValue, Op, RangeRequest, RedbStore, Store, StoreError, Txn,
 };
 
+/// Opens the store in `dir`. A store just dropped may still be held for a
+/// moment by its background work (a committer thread finishing after its
+/// replies, the lease reaper mid-pass), which ends on its own: reopening
+/// waits for it, as a restarted process never has to.
 fn open(dir: &tempfile::TempDir) -> RedbStore {
-    RedbStore::open(&dir.path().join("store.redb")).unwrap()
+    let path = dir.path().join("store.redb");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match RedbStore::open(&path) {
+            Ok(s) => return s,
+            Err(StoreError::Storage(m))
+                if m.contains("already open") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("cannot open {}: {e}", path.display()),
+        }
+    }
 }
 
 async fn all(s: &RedbStore) -> Vec<KeyValue> {
