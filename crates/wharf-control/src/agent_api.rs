@@ -415,6 +415,39 @@ async fn gone_instances(
     Ok(gone)
 }
 
+/// The task `task_arn` names and its task definition, for its host's
+/// agent only (`op` is what it asks), and only while it has not stopped
+/// (`stopped`: the refusal's words).
+pub(crate) async fn live_task(
+    c: &Control,
+    x: &Ctx,
+    op: &str,
+    task_arn: &str,
+    stopped: &str,
+) -> ApiResult<(
+    wharf_store::typed::Versioned<TaskRecord>,
+    TaskDefinitionRecord,
+)> {
+    let (Some(name), id) = arn::task_id(task_arn).map_err(crate::error::from_core)? else {
+        return Err(invalid("taskArn must be the task's full ARN."));
+    };
+    let cluster = ClusterKey::new(arn::region_of(task_arn), &name);
+    let Some(task) =
+        records::get::<TaskRecord>(c.store.as_ref(), &keys::task(&cluster, &id)).await?
+    else {
+        return Err(invalid("The referenced task was not found."));
+    };
+    check_task_owner(c, x, op, &task.value).await?;
+    if task.value.last_status == wharf_core::lifecycle::TaskStatus::Stopped {
+        return Err(crate::error::client(stopped));
+    }
+    let key = task.value.definition_key();
+    let Some(td) = records::get::<TaskDefinitionRecord>(c.store.as_ref(), &key).await? else {
+        return Err(invalid("The task's task definition was not found."));
+    };
+    Ok((task, td.value))
+}
+
 /// Refuses an agent a task not placed on one of its instances: only the
 /// agent of the host a task was placed on reports it, or gets its role's
 /// credentials.

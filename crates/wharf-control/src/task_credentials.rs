@@ -10,17 +10,16 @@
 //! follows `/tasks/` and deletes the sessions of every task that reaches
 //! STOPPED, so its credentials stop working with it.
 
-use crate::agent_api::check_task_owner;
-use crate::error::{client, from_core, from_store, invalid, ApiResult};
+use crate::agent_api::live_task;
+use crate::error::{client, from_store, invalid, ApiResult};
 use crate::records::{self, MAX_ATTEMPTS};
 use crate::{Control, Ctx};
 use std::time::Duration;
 use wharf_core::agent_protocol::{
     TaskCredentialsRequest, TaskCredentialsResponse, GET_TASK_CREDENTIALS,
 };
-use wharf_core::arn;
 use wharf_core::lifecycle::TaskStatus;
-use wharf_core::records::{keys, ClusterKey, RoleCredentials, TaskDefinitionRecord, TaskRecord};
+use wharf_core::records::{keys, RoleCredentials, TaskDefinitionRecord, TaskRecord};
 use wharf_iam::service_roles::{self, Assume, ServiceRoleError, ECS_TASKS};
 use wharf_store::{EventKind, Op, Txn};
 
@@ -54,31 +53,20 @@ pub(crate) async fn get(
     x: &Ctx,
     r: TaskCredentialsRequest,
 ) -> ApiResult<TaskCredentialsResponse> {
-    let (Some(name), id) = arn::task_id(&r.task_arn).map_err(from_core)? else {
-        return Err(invalid("taskArn must be the task's full ARN."));
-    };
-    let cluster = ClusterKey::new(arn::region_of(&r.task_arn), &name);
     for _ in 0..MAX_ATTEMPTS {
-        let Some(task) =
-            records::get::<TaskRecord>(c.store.as_ref(), &keys::task(&cluster, &id)).await?
-        else {
-            return Err(invalid("The referenced task was not found."));
-        };
-        check_task_owner(c, x, GET_TASK_CREDENTIALS, &task.value).await?;
-        if task.value.last_status == TaskStatus::Stopped {
-            return Err(client(
-                "The task has stopped: its task role's credentials are revoked.",
-            ));
-        }
+        let (task, td) = live_task(
+            c,
+            x,
+            GET_TASK_CREDENTIALS,
+            &r.task_arn,
+            "The task has stopped: its task role's credentials are revoked.",
+        )
+        .await?;
         let t = &task.value;
-        let key = t.definition_key();
-        let Some(td) = records::get::<TaskDefinitionRecord>(c.store.as_ref(), &key).await? else {
-            return Err(invalid("The task's task definition was not found."));
-        };
         if r.execution {
-            return execution(c, &task, &td.value, c.clock.now()).await;
+            return execution(c, &task, &td, c.clock.now()).await;
         }
-        let Some(role) = wharf_core::taskdef::task_role(&td.value.definition, &t.overrides) else {
+        let Some(role) = wharf_core::taskdef::task_role(&td.definition, &t.overrides) else {
             return Err(invalid("The task has no task role (taskRoleArn)."));
         };
         let role = role.to_string();

@@ -11,16 +11,14 @@
 //! trust `ecs-tasks.amazonaws.com`. The values go to the agent only: they
 //! are in no record, no task description and no log.
 
-use crate::agent_api::check_task_owner;
-use crate::error::{client, from_core, invalid, ApiResult};
-use crate::records;
+use crate::agent_api::live_task;
+use crate::error::{client, ApiResult};
 use crate::{Control, Ctx};
 use wharf_core::agent_protocol::{
     ContainerSecret, RegistryCredentials, TaskSecretsRequest, TaskSecretsResponse, GET_TASK_SECRETS,
 };
 use wharf_core::arn;
-use wharf_core::lifecycle::TaskStatus;
-use wharf_core::records::{keys, ClusterKey, TaskDefinitionRecord, TaskRecord};
+use wharf_core::records::TaskRecord;
 use wharf_iam::policy::Context;
 use wharf_iam::service_roles::{self, ECS_TASKS};
 use wharf_iam::Principal;
@@ -48,27 +46,11 @@ pub(crate) async fn get(
     x: &Ctx,
     r: TaskSecretsRequest,
 ) -> ApiResult<TaskSecretsResponse> {
-    let (Some(name), id) = arn::task_id(&r.task_arn).map_err(from_core)? else {
-        return Err(invalid("taskArn must be the task's full ARN."));
-    };
-    let region = arn::region_of(&r.task_arn).to_string();
-    let cluster = ClusterKey::new(&region, &name);
-    let Some(task) =
-        records::get::<TaskRecord>(c.store.as_ref(), &keys::task(&cluster, &id)).await?
-    else {
-        return Err(invalid("The referenced task was not found."));
-    };
-    check_task_owner(c, x, GET_TASK_SECRETS, &task.value).await?;
+    let (task, td) =
+        live_task(c, x, GET_TASK_SECRETS, &r.task_arn, "The task has stopped.").await?;
     let t = &task.value;
-    if t.last_status == TaskStatus::Stopped {
-        return Err(client("The task has stopped."));
-    }
-    let Some(td) =
-        records::get::<TaskDefinitionRecord>(c.store.as_ref(), &t.definition_key()).await?
-    else {
-        return Err(invalid("The task's task definition was not found."));
-    };
-    let def = &td.value.definition;
+    let region = arn::region_of(&r.task_arn).to_string();
+    let def = &td.definition;
     let containers = wharf_core::taskdef::effective_containers(def, &t.overrides);
     let mut out = TaskSecretsResponse::default();
     let wanted = containers.iter().any(|d| {
